@@ -1,0 +1,141 @@
+//! The retry decision and the dispatch path, on one core (a current-thread runtime).
+//!
+//! `cargo bench -p ordering-benches --bench dispatch`
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ordering_core::testing::{MemorySink, MemorySource};
+use ordering_core::{
+    Classify, DeadLetter, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode, Record,
+    RecordMeta, RetryPolicy, TopicPartition,
+};
+use serde::Serialize;
+
+const RECORDS: u64 = 100_000;
+const PARTITIONS: u64 = 8;
+
+#[derive(Serialize)]
+struct Ev {
+    id: u64,
+    fail_once: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not yet")]
+struct NotYet;
+
+impl Classify for NotYet {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Retryable
+    }
+    fn kind(&self) -> &'static str {
+        "NotYet"
+    }
+}
+
+/// Does nothing, except fail the first attempt of events marked `fail_once`.
+#[derive(Default)]
+struct NoOp {
+    failed: Mutex<HashSet<u64>>,
+}
+
+#[async_trait]
+impl Handler<Ev> for NoOp {
+    type Error = NotYet;
+
+    async fn handle(&self, ev: &Ev, _meta: &RecordMeta) -> Result<(), NotYet> {
+        if ev.fail_once && self.failed.lock().unwrap().insert(ev.id) {
+            return Err(NotYet);
+        }
+        Ok(())
+    }
+}
+
+/// `RECORDS` records round-robin over `PARTITIONS` partitions; every `fail_every`-th fails once.
+fn records(fail_every: Option<u64>, keyed: bool) -> Vec<Record<Ev>> {
+    let tps: Vec<_> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new("bench", p as i32))
+        .collect();
+    (0..RECORDS)
+        .map(|id| {
+            let p = id % PARTITIONS;
+            let mut meta = RecordMeta::new(tps[p as usize].clone(), (id / PARTITIONS) as i64);
+            if keyed {
+                meta.key = Some((id % 64).to_le_bytes().to_vec());
+            }
+            let fail_once = fail_every.is_some_and(|n| id % n == 0);
+            Record::new(meta, Vec::new(), Ok(Ev { id, fail_once }))
+        })
+        .collect()
+}
+
+/// Runs `records` to the end and checks every one was applied, with the expected retries.
+async fn dispatch(records: Vec<Record<Ev>>, lanes: LaneMode, retries: u64) {
+    let config = DispatcherConfig {
+        lanes,
+        max_in_flight_per_partition: std::num::NonZeroUsize::new(RECORDS as usize).unwrap(),
+        ..DispatcherConfig::default()
+    };
+    let source = MemorySource::from_records(records);
+    let dead_letters = MemorySink::<DeadLetter>::new();
+    let dispatcher = Dispatcher::new(source, NoOp::default(), dead_letters, config);
+    let stats = dispatcher.stats();
+    dispatcher.run(std::future::pending()).await.unwrap();
+    let stats = stats.snapshot();
+    assert_eq!((stats.applied, stats.retries), (RECORDS, retries));
+}
+
+fn retry_decision(c: &mut Criterion) {
+    let policy = RetryPolicy::default();
+    c.bench_function("retry_decision", |b| {
+        b.iter(|| {
+            for attempt in 1..=4 {
+                std::hint::black_box(
+                    policy.decide(std::hint::black_box(attempt), ErrorClass::Retryable),
+                );
+            }
+        })
+    });
+}
+
+fn dispatch_path(c: &mut Criterion) {
+    // Paused clock: a retry's backoff costs no wall time, so the figure is the engine's own
+    // work (bookkeeping, timers, rescheduling), not the sleep.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("dispatch_100k");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    let cases = [
+        ("noop_partition_lanes", None, LaneMode::Partition),
+        ("noop_key_lanes", None, LaneMode::Key),
+        (
+            "1pct_fail_once_partition_lanes",
+            Some(100),
+            LaneMode::Partition,
+        ),
+    ];
+    for (name, fail_every, lanes) in cases {
+        let keyed = lanes == LaneMode::Key;
+        let retries = fail_every.map_or(0, |n| RECORDS / n);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || records(fail_every, keyed),
+                |records| rt.block_on(dispatch(records, lanes, retries)),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, retry_decision, dispatch_path);
+criterion_main!(benches);

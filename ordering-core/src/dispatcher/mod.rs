@@ -1,0 +1,320 @@
+//! The dispatcher: pulls records, runs them through the handler in lanes, retries and
+//! dead-letters per the policy, and turns finished records into in-order commits.
+//!
+//! One task owns all the bookkeeping (lanes, watermarks, pausing), so none of it needs a
+//! lock; handlers of different lanes run concurrently as futures of that task.
+
+mod lanes;
+mod process;
+mod stats;
+mod watermark;
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::handler::Handler;
+use crate::record::{Record, TopicPartition};
+use crate::retry::RetryPolicy;
+use crate::sink::DeadLetterSink;
+use crate::source::{Polled, Source, SourceError};
+
+pub use lanes::LaneMode;
+pub use stats::{Stats, StatsSnapshot};
+
+use lanes::{LaneId, Lanes};
+use process::{Outcome, Shared, process};
+use stats::Counters;
+use watermark::Watermark;
+
+/// How a dispatcher runs.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub retry: RetryPolicy,
+    pub lanes: LaneMode,
+    /// Records of one partition received and not yet committed, at most. At the bound the
+    /// partition is paused, and resumed when half of them are done: memory stays bounded
+    /// while the source keeps being polled (and keeps its group membership).
+    pub max_in_flight_per_partition: NonZeroUsize,
+    /// How long shutdown waits for handler calls already running. Records waiting to retry
+    /// are abandoned at once; abandoned records stay uncommitted.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            lanes: LaneMode::Partition,
+            max_in_flight_per_partition: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a dispatcher stopped other than by its shutdown signal or an exhausted source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    #[error("reading records failed: {0}")]
+    Source(SourceError),
+    #[error("the final commit failed: {0}")]
+    Commit(SourceError),
+}
+
+/// One partition's bookkeeping.
+struct PartitionState<E> {
+    /// Distinguishes this assignment of the partition from earlier ones, so a record that
+    /// finishes after its partition was revoked (and maybe assigned again) is ignored.
+    epoch: u64,
+    watermark: Watermark,
+    lanes: Lanes<Record<E>>,
+    paused: bool,
+}
+
+/// What a finished record reports back.
+struct Done {
+    tp: TopicPartition,
+    epoch: u64,
+    lane: LaneId,
+    offset: i64,
+    outcome: Outcome,
+}
+
+/// A record whose lane is free, with its partition's epoch and its lane: ready to start.
+type Ready<E> = (Record<E>, u64, LaneId);
+
+/// A record being processed.
+type Running = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// Runs records from a [`Source`] through a [`Handler`], with retries and dead letters.
+pub struct Dispatcher<S: Source, H, D> {
+    source: S,
+    shared: Arc<Shared<H, D>>,
+    lanes: LaneMode,
+    max_in_flight: usize,
+    resume_at: usize,
+    shutdown_grace: Duration,
+    // Keyed by what the source yields, not by anything a producer controls: a fast hasher.
+    partitions: FxHashMap<TopicPartition, PartitionState<S::Event>>,
+    next_epoch: u64,
+}
+
+impl<S, H, D> Dispatcher<S, H, D>
+where
+    S: Source,
+    S::Event: Serialize,
+    H: Handler<S::Event> + 'static,
+    D: DeadLetterSink + 'static,
+{
+    pub fn new(source: S, handler: H, dead_letters: D, config: DispatcherConfig) -> Self {
+        let consumer_group = source.consumer_group().to_owned();
+        let max_in_flight = config.max_in_flight_per_partition.get();
+        Self {
+            source,
+            shared: Arc::new(Shared {
+                handler,
+                dead_letters,
+                policy: config.retry,
+                consumer_group,
+                counters: Arc::new(Counters::default()),
+                stopping: watch::Sender::new(false),
+            }),
+            lanes: config.lanes,
+            max_in_flight,
+            resume_at: max_in_flight / 2,
+            shutdown_grace: config.shutdown_grace,
+            partitions: FxHashMap::default(),
+            next_epoch: 0,
+        }
+    }
+
+    /// Live counters; keep a clone to read them while the dispatcher runs.
+    pub fn stats(&self) -> Stats {
+        Stats(self.shared.counters.clone())
+    }
+
+    /// Runs until `shutdown` completes or the source is exhausted, then commits.
+    ///
+    /// On shutdown: no new records are taken, handler calls already running get
+    /// `shutdown_grace` to finish, records waiting in a lane or for a retry stay uncommitted
+    /// (they are delivered again), and what is done is committed. An exhausted source is
+    /// drained instead: every record it gave is finished before `run` returns.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DispatchError> {
+        let counters = self.shared.counters.clone();
+        counters.set_running(true);
+        let mut running = FuturesUnordered::new();
+        let mut shutdown = pin!(shutdown);
+        let mut intake = true;
+
+        let intake_result = loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                Some(done) = running.next() => {
+                    let mut next = self.complete(done, true);
+                    while let Some(record) = next.take() {
+                        next = self.launch(record, &running);
+                    }
+                }
+                polled = self.source.next(), if intake => match polled {
+                    Ok(Some(Polled::Record(record))) => {
+                        let mut next = self.accept(record);
+                        while let Some(record) = next.take() {
+                            next = self.launch(record, &running);
+                        }
+                    }
+                    Ok(Some(Polled::Revoked(tps))) => self.revoke(&tps),
+                    Ok(None) => intake = false,
+                    Err(error) => break Err(error),
+                },
+            }
+            if !intake && running.is_empty() {
+                break Ok(()); // exhausted and drained
+            }
+        };
+        counters.set_running(false);
+
+        // Stop: waiting retries give up, running handler calls get the grace period.
+        self.shared.stopping.send_replace(true);
+        let grace = self.shutdown_grace;
+        let drain = async {
+            while let Some(done) = running.next().await {
+                self.complete(done, false);
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                abandoned = running.len(),
+                "handlers still running after the shutdown grace period; left uncommitted"
+            );
+        }
+        let unfinished = running.len()
+            + self
+                .partitions
+                .values()
+                .map(|p| p.lanes.queued())
+                .sum::<usize>();
+        counters.left(unfinished as u64);
+
+        let committed = self.source.commit().await;
+        if let Err(error) = self.shared.dead_letters.flush().await {
+            // Every dead letter was already acknowledged one by one; this is belt and braces.
+            tracing::warn!(%error, "flushing the dead-letter sink failed");
+        }
+        intake_result.map_err(DispatchError::Source)?;
+        committed.map_err(DispatchError::Commit)
+    }
+
+    /// Takes a new record in. Returns it if its lane is idle and it should start now.
+    fn accept(&mut self, record: Record<S::Event>) -> Option<Ready<S::Event>> {
+        self.shared.counters.received();
+        let meta = &record.meta;
+        if !self.partitions.contains_key(&meta.tp) {
+            self.partitions.insert(
+                meta.tp.clone(),
+                PartitionState {
+                    epoch: self.next_epoch,
+                    watermark: Watermark::default(),
+                    lanes: Lanes::default(),
+                    paused: false,
+                },
+            );
+            self.next_epoch += 1;
+        }
+        let state = self.partitions.get_mut(&meta.tp)?;
+        if !state.watermark.track(meta.offset) {
+            // The source broke its contract (a rewind without a revocation). Everything at or
+            // below the last tracked offset is already being processed or committed.
+            tracing::error!(tp = %meta.tp, offset = meta.offset, "record received twice; skipped");
+            self.shared.counters.left(1);
+            return None;
+        }
+        if !state.paused && state.watermark.len() >= self.max_in_flight {
+            state.paused = true;
+            self.source.pause(&meta.tp);
+        }
+        let lane = self.lanes.lane_of(meta);
+        let epoch = state.epoch;
+        state
+            .lanes
+            .admit(lane, record)
+            .map(|record| (record, epoch, lane))
+    }
+
+    /// Books a finished record. Returns the next record of its lane to start, if any and if
+    /// `start_next`.
+    fn complete(&mut self, done: Done, start_next: bool) -> Option<Ready<S::Event>> {
+        let counters = &self.shared.counters;
+        counters.left(1);
+        match done.outcome {
+            Outcome::Applied => counters.applied(),
+            Outcome::DeadLettered => counters.dead_lettered(),
+            Outcome::Abandoned => return None,
+        }
+        let state = self
+            .partitions
+            .get_mut(&done.tp)
+            .filter(|state| state.epoch == done.epoch)?; // revoked meanwhile: not ours to commit
+        if let Some(next_offset) = state.watermark.complete(done.offset) {
+            self.source.ack(&done.tp, next_offset);
+        }
+        if state.paused && state.watermark.len() <= self.resume_at {
+            state.paused = false;
+            self.source.resume(&done.tp);
+        }
+        if !start_next {
+            return None; // stopping: what waits in the lane stays queued, uncommitted
+        }
+        let next = state.lanes.finish(done.lane)?;
+        Some((next, done.epoch, done.lane))
+    }
+
+    /// Forgets revoked partitions: queued records are dropped uncommitted, running ones will
+    /// be ignored when they finish.
+    fn revoke(&mut self, tps: &[TopicPartition]) {
+        for tp in tps {
+            if let Some(state) = self.partitions.remove(tp) {
+                self.shared.counters.left(state.lanes.queued() as u64);
+            }
+        }
+    }
+
+    /// Starts a record. A handler that finishes without waiting (the common case) is booked at
+    /// once, and the next record of its lane returned to be launched in turn; one that waits
+    /// joins `running`.
+    fn launch(
+        &mut self,
+        (record, epoch, lane): Ready<S::Event>,
+        running: &FuturesUnordered<Running>,
+    ) -> Option<Ready<S::Event>> {
+        let shared = self.shared.clone();
+        let mut work: Running = Box::pin(async move {
+            let outcome = process(&shared, &record).await;
+            Done {
+                tp: record.meta.tp,
+                epoch,
+                lane,
+                offset: record.meta.offset,
+                outcome,
+            }
+        });
+        // Polling once here with a no-op waker is safe: a future pushed into `running` is
+        // always polled again, with the dispatcher's waker, before the dispatcher sleeps.
+        match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(done) => self.complete(done, true),
+            Poll::Pending => {
+                running.push(work);
+                None
+            }
+        }
+    }
+}

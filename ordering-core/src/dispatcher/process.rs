@@ -1,0 +1,207 @@
+//! The life of one record: handle it, retry per the policy, dead-letter when the policy gives
+//! up. Only the outcome goes back to the dispatcher, which owns ordering and commits.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::dead_letter::{DeadLetter, FailureClass};
+use crate::handler::{Classify, Handler};
+use crate::model::now_iso8601;
+use crate::record::Record;
+use crate::retry::{Decision, RetryPolicy};
+use crate::sink::DeadLetterSink;
+
+use super::stats::Counters;
+
+/// How a record's processing ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Applied,
+    DeadLettered,
+    /// Shutdown came first: the record stays uncommitted and will be delivered again.
+    Abandoned,
+}
+
+/// What every record's processing shares.
+pub(crate) struct Shared<H, D> {
+    pub(crate) handler: H,
+    pub(crate) dead_letters: D,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) consumer_group: String,
+    pub(crate) counters: std::sync::Arc<Counters>,
+    pub(crate) stopping: watch::Sender<bool>,
+}
+
+/// The last failure of a record, before it becomes a dead letter.
+struct Failure {
+    error_type: String,
+    class: FailureClass,
+    message: String,
+    failed_attempts: u32,
+    first_at: String,
+    last_at: String,
+}
+
+impl<H, D> Shared<H, D> {
+    /// Sleeps for `delay` unless shutdown starts first; true if it slept the whole time.
+    async fn pause(&self, delay: Duration) -> bool {
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = stopping.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+}
+
+/// Processes `record` to an outcome. Never gives up on a record except for shutdown.
+///
+/// The first attempt runs inline; retries and dead letters are rare, so their state (timers,
+/// the letter) is boxed: the future every record carries stays small.
+pub(crate) async fn process<E, H, D>(shared: &Shared<H, D>, record: &Record<E>) -> Outcome
+where
+    E: Serialize + Sync,
+    H: Handler<E>,
+    D: DeadLetterSink,
+{
+    let failure = match &record.event {
+        Ok(event) => match shared.handler.handle(event, &record.meta).await {
+            Ok(()) => return Outcome::Applied,
+            Err(error) => match Box::pin(retry(shared, event, record, error)).await {
+                Ok(()) => return Outcome::Applied,
+                Err(None) => return Outcome::Abandoned,
+                Err(Some(failure)) => failure,
+            },
+        },
+        Err(decode) => {
+            let now = now_iso8601();
+            Failure {
+                error_type: "DecodeError".into(),
+                class: FailureClass::Poison,
+                message: decode.to_string(),
+                failed_attempts: 0,
+                first_at: now.clone(),
+                last_at: now,
+            }
+        }
+    };
+    Box::pin(publish_dead_letter(
+        shared,
+        dead_letter(shared, record, failure),
+    ))
+    .await
+}
+
+/// Retries after the first failure, `error`, as the policy says. `Ok` when applied,
+/// `Err(Some)` when the policy gave up, `Err(None)` when shutdown came first.
+async fn retry<E, H, D>(
+    shared: &Shared<H, D>,
+    event: &E,
+    record: &Record<E>,
+    mut error: H::Error,
+) -> Result<(), Option<Failure>>
+where
+    E: Sync,
+    H: Handler<E>,
+{
+    let first_at = now_iso8601();
+    let mut failed_attempts = 1;
+    loop {
+        let now = now_iso8601();
+        match shared.policy.decide(failed_attempts, error.class()) {
+            Decision::Retry(delay) => {
+                tracing::debug!(
+                    tp = %record.meta.tp, offset = record.meta.offset, attempt = failed_attempts,
+                    ?delay, error = %error, "retrying"
+                );
+                shared.counters.retried();
+                if !shared.pause(delay).await {
+                    return Err(None);
+                }
+            }
+            Decision::DeadLetter => {
+                return Err(Some(Failure {
+                    error_type: error.kind().to_owned(),
+                    class: error.class().into(),
+                    message: error.to_string(),
+                    failed_attempts,
+                    first_at,
+                    last_at: now,
+                }));
+            }
+        }
+        error = match shared.handler.handle(event, &record.meta).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        failed_attempts += 1;
+    }
+}
+
+fn dead_letter<E: Serialize, H, D>(
+    shared: &Shared<H, D>,
+    record: &Record<E>,
+    failure: Failure,
+) -> DeadLetter {
+    let meta = &record.meta;
+    DeadLetter {
+        original_topic: meta.tp.topic.to_string(),
+        original_partition: meta.tp.partition,
+        original_offset: meta.offset,
+        original_key: meta.key_str(),
+        original_timestamp: meta.timestamp,
+        original_value: record.payload.clone(),
+        original_message: record
+            .event
+            .as_ref()
+            .ok()
+            .and_then(|event| serde_json::to_string(event).ok()),
+        error_type: failure.error_type,
+        error_class: failure.class,
+        error_message: failure.message,
+        retry_count: failure.failed_attempts.saturating_sub(1),
+        failed_attempts: failure.failed_attempts,
+        first_failure_timestamp: failure.first_at,
+        last_failure_timestamp: failure.last_at,
+        consumer_group: shared.consumer_group.clone(),
+    }
+}
+
+/// Publishes until the sink accepts it: a record is never acknowledged without its dead
+/// letter, so while the sink is down its partition waits (and shutdown leaves it uncommitted).
+async fn publish_dead_letter<H, D: DeadLetterSink>(
+    shared: &Shared<H, D>,
+    letter: DeadLetter,
+) -> Outcome {
+    let mut failures = 0;
+    loop {
+        match shared.dead_letters.publish(&letter).await {
+            Ok(()) => {
+                tracing::warn!(
+                    topic = %letter.original_topic, partition = letter.original_partition,
+                    offset = letter.original_offset, error_type = %letter.error_type,
+                    error = %letter.error_message, "dead-lettered"
+                );
+                return Outcome::DeadLettered;
+            }
+            Err(error) => {
+                shared.counters.dead_letter_failed();
+                let delay = shared.policy.delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::error!(
+                    topic = %letter.original_topic, partition = letter.original_partition,
+                    offset = letter.original_offset, %error, ?delay,
+                    "dead letter not written; the record stays uncommitted and is tried again"
+                );
+                if shared.is_stopping() || !shared.pause(delay).await {
+                    return Outcome::Abandoned;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Live counters of a dispatcher, readable from other tasks (health and info endpoints).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    running: AtomicBool,
+    received: AtomicU64,
+    applied: AtomicU64,
+    dead_lettered: AtomicU64,
+    retries: AtomicU64,
+    dead_letter_failures: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn set_running(&self, running: bool) {
+        self.running.store(running, Relaxed);
+    }
+
+    pub(crate) fn received(&self) {
+        self.received.fetch_add(1, Relaxed);
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn applied(&self) {
+        self.applied.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dead_lettered(&self) {
+        self.dead_lettered.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dead_letter_failed(&self) {
+        self.dead_letter_failures.fetch_add(1, Relaxed);
+    }
+
+    /// `n` records left the dispatcher: finished, abandoned or dropped with their partition.
+    pub(crate) fn left(&self, n: u64) {
+        self.in_flight.fetch_sub(n, Relaxed);
+    }
+}
+
+/// A handle on a dispatcher's counters; cheap to clone, valid after the dispatcher ends.
+#[derive(Debug, Clone)]
+pub struct Stats(pub(crate) Arc<Counters>);
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let c = &self.0;
+        StatsSnapshot {
+            is_running: c.running.load(Relaxed),
+            received: c.received.load(Relaxed),
+            applied: c.applied.load(Relaxed),
+            dead_lettered: c.dead_lettered.load(Relaxed),
+            retries: c.retries.load(Relaxed),
+            dead_letter_failures: c.dead_letter_failures.load(Relaxed),
+            in_flight: c.in_flight.load(Relaxed),
+        }
+    }
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsSnapshot {
+    /// The dispatcher is pulling records.
+    pub is_running: bool,
+    pub received: u64,
+    pub applied: u64,
+    pub dead_lettered: u64,
+    /// Retries scheduled, over all records.
+    pub retries: u64,
+    /// Dead letters the sink failed to write (each was tried again).
+    pub dead_letter_failures: u64,
+    /// Received and not yet finished (queued, running or waiting to retry).
+    pub in_flight: u64,
+}

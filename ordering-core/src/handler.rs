@@ -1,0 +1,46 @@
+//! The `Handler` trait: what a service plugs into the dispatcher.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::record::RecordMeta;
+
+/// How the dispatcher should treat a handler failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// May succeed later (the order has not arrived yet, the store is busy): retry with
+    /// backoff, dead-letter when the retries are spent.
+    Retryable,
+    /// Will fail the same way every time (invalid input): dead-letter at once.
+    Permanent,
+}
+
+/// A handler error that knows its class. Classification is the handler's job: the
+/// dispatcher never inspects messages.
+pub trait Classify {
+    fn class(&self) -> ErrorClass;
+
+    /// A short, stable name for the failure (`OrderNotFound`), recorded as `errorType`.
+    fn kind(&self) -> &'static str;
+}
+
+/// Processes one decoded event.
+///
+/// It is called again for the same event when it returns a retryable error, so it must be
+/// idempotent for at-least-once delivery.
+#[async_trait]
+pub trait Handler<E: Sync>: Send + Sync {
+    type Error: Classify + std::error::Error + Send + Sync + 'static;
+
+    async fn handle(&self, event: &E, meta: &RecordMeta) -> Result<(), Self::Error>;
+}
+
+#[async_trait]
+impl<E: Sync, H: Handler<E> + ?Sized> Handler<E> for Arc<H> {
+    type Error = H::Error;
+
+    async fn handle(&self, event: &E, meta: &RecordMeta) -> Result<(), Self::Error> {
+        (**self).handle(event, meta).await
+    }
+}

@@ -1,0 +1,364 @@
+//! The order domain: validated identifiers, the events of the order flow and the pricing rules.
+//!
+//! Field names follow the Avro schemas in `schemas/` (camelCase on the wire), so the same
+//! types serve the Avro codec and JSON bodies.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest order id accepted, in characters.
+pub const MAX_ORDER_ID_LEN: usize = 128;
+/// The longest status accepted, in characters.
+pub const MAX_STATUS_LEN: usize = 64;
+/// The `eventType` of every status update.
+pub const STATUS_UPDATE_EVENT_TYPE: &str = "STATUS_UPDATE";
+
+/// Why a value was refused at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("{field} must not be empty or whitespace")]
+    Blank { field: &'static str },
+    #[error("{field} is {len} characters long, the limit is {max}")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
+impl ValidationError {
+    /// The field the error is about, as named on the wire.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Blank { field } | Self::TooLong { field, .. } => field,
+        }
+    }
+}
+
+/// Trims `raw` and checks it is non-empty and at most `max` characters.
+fn bounded(field: &'static str, raw: &str, max: usize) -> Result<String, ValidationError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::Blank { field });
+    }
+    let len = trimmed.chars().count();
+    if len > max {
+        return Err(ValidationError::TooLong { field, len, max });
+    }
+    Ok(trimmed.to_owned())
+}
+
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $name:ident, field = $field:literal, max = $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Trims `raw`; refuses it if blank or too long.
+            pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+                bounded($field, raw, $max).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+validated_string!(
+    /// An order identifier: trimmed, non-empty, at most [`MAX_ORDER_ID_LEN`] characters.
+    OrderId, field = "orderId", max = MAX_ORDER_ID_LEN
+);
+validated_string!(
+    /// An order status: trimmed, non-empty, at most [`MAX_STATUS_LEN`] characters.
+    Status, field = "status", max = MAX_STATUS_LEN
+);
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub item_id: String,
+    pub quantity: i32,
+    pub price: f64,
+}
+
+/// A full order (`schemas/order.avsc`). Orders are facts published by the producer, so the id
+/// and status are validated when decoded: an order with a blank id cannot be represented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub order_id: OrderId,
+    pub customer_id: String,
+    pub order_date: String,
+    pub items: Vec<OrderItem>,
+    pub total_amount: f64,
+    pub currency: String,
+    pub status: Status,
+}
+
+impl Order {
+    /// Shipping cost: 2% of the total, rounded to cents.
+    pub fn shipping_cost(&self) -> f64 {
+        shipping_cost(self.total_amount)
+    }
+
+    /// Business rules an order must satisfy before it is stored.
+    pub fn check(&self) -> Result<(), String> {
+        if self.items.is_empty() {
+            return Err("an order needs at least one item".into());
+        }
+        for item in &self.items {
+            if item.item_id.trim().is_empty() {
+                return Err("itemId must not be blank".into());
+            }
+            if item.quantity < 1 {
+                return Err(format!(
+                    "item {} has quantity {}",
+                    item.item_id, item.quantity
+                ));
+            }
+            if !item.price.is_finite() || item.price < 0.0 {
+                return Err(format!("item {} has price {}", item.item_id, item.price));
+            }
+        }
+        let currency_ok =
+            self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
+        if !currency_ok {
+            return Err(format!(
+                "currency {:?} is not a 3-letter code",
+                self.currency
+            ));
+        }
+        let expected = total_amount(&self.items);
+        if (expected - self.total_amount).abs() > 0.005 {
+            return Err(format!(
+                "totalAmount {} does not match the items ({expected})",
+                self.total_amount
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Σ price × quantity, rounded to cents.
+pub fn total_amount(items: &[OrderItem]) -> f64 {
+    round_cents(items.iter().map(|i| i.price * f64::from(i.quantity)).sum())
+}
+
+/// Shipping cost of an order total: 2%, rounded to cents.
+pub fn shipping_cost(total_amount: f64) -> f64 {
+    round_cents(total_amount * 0.02)
+}
+
+/// Rounds half away from zero to two decimals.
+pub fn round_cents(amount: f64) -> f64 {
+    (amount * 100.0).round() / 100.0
+}
+
+/// A request to change an order's status (`schemas/status_update.avsc`).
+///
+/// Unlike [`Order`], a status update is a *request* checked asynchronously by the consumer,
+/// so its fields are kept as received; [`StatusUpdate::validate`] turns them into domain
+/// values, and a blank status becomes a permanent handler error rather than a decode error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusUpdate {
+    pub order_id: String,
+    pub status: String,
+    pub update_timestamp: String,
+    #[serde(default = "default_event_type")]
+    pub event_type: String,
+}
+
+fn default_event_type() -> String {
+    STATUS_UPDATE_EVENT_TYPE.to_owned()
+}
+
+impl StatusUpdate {
+    /// A status update for `order_id`, stamped `update_timestamp` (ISO 8601).
+    pub fn new(order_id: &OrderId, status: &Status, update_timestamp: String) -> Self {
+        Self {
+            order_id: order_id.to_string(),
+            status: status.to_string(),
+            update_timestamp,
+            event_type: default_event_type(),
+        }
+    }
+
+    /// The order id and status, validated.
+    pub fn validate(&self) -> Result<(OrderId, Status), ValidationError> {
+        Ok((
+            OrderId::parse(&self.order_id)?,
+            Status::parse(&self.status)?,
+        ))
+    }
+}
+
+/// Every event the order service consumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OrderEvent {
+    Created(Order),
+    StatusUpdated(StatusUpdate),
+}
+
+impl OrderEvent {
+    /// The order the event is about, as received (the Kafka key of the event).
+    pub fn order_id(&self) -> &str {
+        match self {
+            Self::Created(order) => order.order_id.as_str(),
+            Self::StatusUpdated(update) => &update.order_id,
+        }
+    }
+}
+
+/// Now, in ISO 8601 UTC with milliseconds, e.g. `2026-01-30T12:00:00.000Z`.
+pub fn now_iso8601() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(items: Vec<OrderItem>, total: f64) -> Order {
+        Order {
+            order_id: OrderId::parse("ORD-1").unwrap(),
+            customer_id: "CUST-0001".into(),
+            order_date: "2026-01-30T12:00:00Z".into(),
+            items,
+            total_amount: total,
+            currency: "USD".into(),
+            status: Status::parse("pending").unwrap(),
+        }
+    }
+
+    fn item(price: f64, quantity: i32) -> OrderItem {
+        OrderItem {
+            item_id: "ITEM-BOOK-001".into(),
+            quantity,
+            price,
+        }
+    }
+
+    #[test]
+    fn ids_are_trimmed() {
+        assert_eq!(OrderId::parse("  ORD-123 \n").unwrap().as_str(), "ORD-123");
+    }
+
+    #[test]
+    fn blank_values_are_refused_with_the_field_name() {
+        assert_eq!(
+            Status::parse("   ").unwrap_err(),
+            ValidationError::Blank { field: "status" }
+        );
+        assert_eq!(OrderId::parse("").unwrap_err().field(), "orderId");
+    }
+
+    #[test]
+    fn lengths_are_bounded_in_characters() {
+        assert!(OrderId::parse(&"é".repeat(MAX_ORDER_ID_LEN)).is_ok());
+        let err = OrderId::parse(&"x".repeat(MAX_ORDER_ID_LEN + 1)).unwrap_err();
+        assert_eq!(
+            err,
+            ValidationError::TooLong {
+                field: "orderId",
+                len: MAX_ORDER_ID_LEN + 1,
+                max: MAX_ORDER_ID_LEN
+            }
+        );
+        assert!(Status::parse(&"s".repeat(MAX_STATUS_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn decoding_an_order_validates_its_id() {
+        let mut json = serde_json::to_value(order(vec![item(10.0, 1)], 10.0)).unwrap();
+        json["orderId"] = " ".into();
+        assert!(serde_json::from_value::<Order>(json).is_err());
+    }
+
+    #[test]
+    fn shipping_is_two_percent_rounded_to_cents() {
+        assert_eq!(shipping_cost(100.0), 2.0);
+        assert_eq!(shipping_cost(123.45), 2.47); // 2.469
+        assert_eq!(shipping_cost(0.0), 0.0);
+        assert_eq!(order(vec![item(99.99, 3)], 299.97).shipping_cost(), 6.0);
+    }
+
+    #[test]
+    fn order_rules() {
+        assert!(
+            order(vec![item(19.99, 2), item(5.0, 1)], 44.98)
+                .check()
+                .is_ok()
+        );
+        assert!(order(vec![], 0.0).check().is_err());
+        assert!(order(vec![item(10.0, 0)], 0.0).check().is_err());
+        assert!(order(vec![item(10.0, 1)], 11.0).check().is_err());
+        let mut bad_currency = order(vec![item(10.0, 1)], 10.0);
+        bad_currency.currency = "usd".into();
+        assert!(bad_currency.check().is_err());
+    }
+
+    #[test]
+    fn status_update_json_uses_the_schema_names() {
+        let update = StatusUpdate::new(
+            &OrderId::parse("ORD-123").unwrap(),
+            &Status::parse("shipped").unwrap(),
+            "2026-01-30T12:00:00Z".into(),
+        );
+        let json = serde_json::to_value(&update).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "orderId": "ORD-123",
+                "status": "shipped",
+                "updateTimestamp": "2026-01-30T12:00:00Z",
+                "eventType": "STATUS_UPDATE"
+            })
+        );
+    }
+
+    #[test]
+    fn a_blank_status_survives_decoding_and_fails_validation() {
+        let update: StatusUpdate = serde_json::from_value(serde_json::json!({
+            "orderId": "ORD-1", "status": "  ", "updateTimestamp": "t"
+        }))
+        .unwrap();
+        assert_eq!(update.event_type, "STATUS_UPDATE");
+        assert_eq!(
+            update.validate().unwrap_err(),
+            ValidationError::Blank { field: "status" }
+        );
+    }
+}

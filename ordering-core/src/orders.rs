@@ -1,0 +1,132 @@
+//! The handlers of the order flow, for any service that keeps orders in an [`OrderStore`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::handler::{Classify, ErrorClass, Handler};
+use crate::model::{Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
+use crate::record::RecordMeta;
+use crate::store::{OrderStore, StoreError};
+
+/// Why an order event was not applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OrderError {
+    /// The order may simply not have arrived yet (it travels on another topic): retryable.
+    #[error("Order {0} not found")]
+    OrderNotFound(OrderId),
+    #[error("invalid status: {0}")]
+    InvalidStatus(ValidationError),
+    #[error("invalid order id: {0}")]
+    InvalidOrderId(ValidationError),
+    #[error("invalid order: {0}")]
+    InvalidOrder(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for OrderError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::OrderNotFound(_) | Self::Store(_) => ErrorClass::Retryable,
+            Self::InvalidStatus(_) | Self::InvalidOrderId(_) | Self::InvalidOrder(_) => {
+                ErrorClass::Permanent
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::OrderNotFound(_) => "OrderNotFound",
+            Self::InvalidStatus(_) => "InvalidStatus",
+            Self::InvalidOrderId(_) => "InvalidOrderId",
+            Self::InvalidOrder(_) => "InvalidOrder",
+            Self::Store(_) => "StoreUnavailable",
+        }
+    }
+}
+
+impl From<ValidationError> for OrderError {
+    fn from(error: ValidationError) -> Self {
+        match error.field() {
+            "status" => Self::InvalidStatus(error),
+            _ => Self::InvalidOrderId(error),
+        }
+    }
+}
+
+/// Stores created orders; an order with the same id is replaced.
+#[derive(Clone)]
+pub struct OrderCreatedHandler {
+    store: Arc<dyn OrderStore>,
+}
+
+impl OrderCreatedHandler {
+    pub fn new(store: Arc<dyn OrderStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Handler<Order> for OrderCreatedHandler {
+    type Error = OrderError;
+
+    async fn handle(&self, order: &Order, _meta: &RecordMeta) -> Result<(), OrderError> {
+        order.check().map_err(OrderError::InvalidOrder)?;
+        self.store.put(order.clone()).await?;
+        Ok(())
+    }
+}
+
+/// Applies a status update to an existing order.
+#[derive(Clone)]
+pub struct StatusUpdateHandler {
+    store: Arc<dyn OrderStore>,
+}
+
+impl StatusUpdateHandler {
+    pub fn new(store: Arc<dyn OrderStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Handler<StatusUpdate> for StatusUpdateHandler {
+    type Error = OrderError;
+
+    async fn handle(&self, update: &StatusUpdate, _meta: &RecordMeta) -> Result<(), OrderError> {
+        let (id, status) = update.validate()?;
+        match self.store.update_status(&id, status).await? {
+            Some(_) => Ok(()),
+            None => Err(OrderError::OrderNotFound(id)),
+        }
+    }
+}
+
+/// Both handlers behind one, for a consumer of both topics.
+#[derive(Clone)]
+pub struct OrderEventHandler {
+    created: OrderCreatedHandler,
+    updates: StatusUpdateHandler,
+}
+
+impl OrderEventHandler {
+    pub fn new(store: Arc<dyn OrderStore>) -> Self {
+        Self {
+            created: OrderCreatedHandler::new(store.clone()),
+            updates: StatusUpdateHandler::new(store),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler<OrderEvent> for OrderEventHandler {
+    type Error = OrderError;
+
+    async fn handle(&self, event: &OrderEvent, meta: &RecordMeta) -> Result<(), OrderError> {
+        match event {
+            OrderEvent::Created(order) => self.created.handle(order, meta).await,
+            OrderEvent::StatusUpdated(update) => self.updates.handle(update, meta).await,
+        }
+    }
+}

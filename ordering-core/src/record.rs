@@ -1,0 +1,108 @@
+//! What a source yields: a record's origin, its raw bytes and the decoded event (or why it
+//! could not be decoded).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A partition of a topic. The topic name is shared, so cloning is cheap.
+#[derive(Debug, Clone, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+// Sources hand out clones of one `Arc` per topic, so comparing pointers first skips comparing
+// names on the dispatcher's per-record lookups.
+impl PartialEq for TopicPartition {
+    fn eq(&self, other: &Self) -> bool {
+        self.partition == other.partition
+            && (Arc::ptr_eq(&self.topic, &other.topic) || self.topic == other.topic)
+    }
+}
+
+impl Eq for TopicPartition {}
+
+impl std::hash::Hash for TopicPartition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.topic.hash(state);
+        self.partition.hash(state);
+    }
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// A record header as it came with the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// Milliseconds since the Unix epoch, when the broker gave one.
+    pub timestamp: Option<i64>,
+    pub headers: Vec<Header>,
+}
+
+impl RecordMeta {
+    /// A record's origin with no key, timestamp or headers.
+    pub fn new(tp: TopicPartition, offset: i64) -> Self {
+        Self {
+            tp,
+            offset,
+            key: None,
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The key as text (lossy for keys that are not UTF-8).
+    pub fn key_str(&self) -> Option<String> {
+        self.key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+    }
+}
+
+/// A payload that could not be decoded. Such a record is *poison*: it is dead-lettered at
+/// once, with its raw bytes, and never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// One record from a source.
+#[derive(Debug, Clone)]
+pub struct Record<E> {
+    pub meta: RecordMeta,
+    /// The payload exactly as received.
+    pub payload: Vec<u8>,
+    pub event: Result<E, DecodeError>,
+}
+
+impl<E> Record<E> {
+    pub fn new(meta: RecordMeta, payload: Vec<u8>, event: Result<E, DecodeError>) -> Self {
+        Self {
+            meta,
+            payload,
+            event,
+        }
+    }
+}

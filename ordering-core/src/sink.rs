@@ -1,0 +1,49 @@
+//! Where messages go: events for other services, dead letters for people.
+
+use async_trait::async_trait;
+
+use crate::dead_letter::DeadLetter;
+
+/// A publish that did not reach the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The broker is unreachable or slow; the same message may go through later.
+    #[error("sink unavailable: {0}")]
+    Unavailable(String),
+    /// The message was refused and will be refused again (too large, cannot be encoded,
+    /// not authorised).
+    #[error("message rejected: {0}")]
+    Rejected(String),
+}
+
+impl SinkError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Publishes messages of type `M`. `publish` returns only once the message is durable (for
+/// Kafka: acknowledged by the broker), so a caller may acknowledge its own input after it.
+#[async_trait]
+pub trait Sink<M: Sync + ?Sized>: Send + Sync {
+    async fn publish(&self, message: &M) -> Result<(), SinkError>;
+
+    /// Waits until everything published so far is durable.
+    async fn flush(&self) -> Result<(), SinkError>;
+}
+
+/// A sink for dead letters.
+pub trait DeadLetterSink: Sink<DeadLetter> {}
+
+impl<T: Sink<DeadLetter> + ?Sized> DeadLetterSink for T {}
+
+#[async_trait]
+impl<M: Sync + ?Sized, S: Sink<M> + ?Sized> Sink<M> for std::sync::Arc<S> {
+    async fn publish(&self, message: &M) -> Result<(), SinkError> {
+        (**self).publish(message).await
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        (**self).flush().await
+    }
+}

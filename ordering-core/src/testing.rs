@@ -1,0 +1,262 @@
+//! In-memory [`Source`] and [`Sink`] for tests, examples and benchmarks (feature `testing`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::record::{Record, TopicPartition};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Polled, Source, SourceError};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a [`MemorySource`] was told, shared with its [`MemorySourceHandle`].
+#[derive(Debug, Default)]
+struct Offsets {
+    acked: HashMap<TopicPartition, i64>,
+    committed: HashMap<TopicPartition, i64>,
+    paused: HashSet<TopicPartition>,
+    pauses: usize,
+}
+
+/// A source fed from memory: either a fixed list of records (exhausted at its end) or a
+/// live feed through a [`MemorySourceHandle`] (exhausted when the handle is dropped).
+pub struct MemorySource<E> {
+    queue: VecDeque<Polled<E>>,
+    feed: Option<mpsc::UnboundedReceiver<Polled<E>>>,
+    paused: HashSet<TopicPartition>,
+    held: HashMap<TopicPartition, VecDeque<Record<E>>>,
+    resumed: VecDeque<Record<E>>,
+    offsets: Arc<Mutex<Offsets>>,
+    group: String,
+}
+
+/// Feeds a live [`MemorySource`] and reads what it was told.
+#[derive(Clone)]
+pub struct MemorySourceHandle<E> {
+    feed: mpsc::UnboundedSender<Polled<E>>,
+    offsets: Arc<Mutex<Offsets>>,
+}
+
+impl<E> MemorySource<E> {
+    /// A source that yields `records`, then is exhausted.
+    pub fn from_records(records: impl IntoIterator<Item = Record<E>>) -> Self {
+        Self::with_queue(records.into_iter().map(Polled::Record).collect(), None)
+    }
+
+    /// A source fed by the returned handle; it waits for more until the handle is dropped.
+    pub fn live() -> (Self, MemorySourceHandle<E>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let source = Self::with_queue(VecDeque::new(), Some(rx));
+        let handle = MemorySourceHandle {
+            feed: tx,
+            offsets: source.offsets.clone(),
+        };
+        (source, handle)
+    }
+
+    fn with_queue(
+        queue: VecDeque<Polled<E>>,
+        feed: Option<mpsc::UnboundedReceiver<Polled<E>>>,
+    ) -> Self {
+        Self {
+            queue,
+            feed,
+            paused: HashSet::new(),
+            held: HashMap::new(),
+            resumed: VecDeque::new(),
+            offsets: Arc::default(),
+            group: "memory".into(),
+        }
+    }
+
+    /// Names the consumer group reported in dead letters (default `memory`).
+    pub fn with_group(mut self, group: &str) -> Self {
+        self.group = group.to_owned();
+        self
+    }
+
+    /// A handle that reads what this source was told (acknowledgements, commits, pauses).
+    /// Records sent through a handle of a source made with `from_records` are never read.
+    pub fn observer(&self) -> MemorySourceHandle<E> {
+        let (feed, _) = mpsc::unbounded_channel();
+        MemorySourceHandle {
+            feed,
+            offsets: self.offsets.clone(),
+        }
+    }
+}
+
+impl<E> MemorySourceHandle<E> {
+    /// Delivers a record to the source. False if the source is gone.
+    pub fn send(&self, record: Record<E>) -> bool {
+        self.feed.send(Polled::Record(record)).is_ok()
+    }
+
+    /// Tells the source's consumer that it lost these partitions.
+    pub fn revoke(&self, tps: Vec<TopicPartition>) -> bool {
+        self.feed.send(Polled::Revoked(tps)).is_ok()
+    }
+
+    /// The last acknowledged position of `tp` (the next offset to consume).
+    pub fn acked(&self, tp: &TopicPartition) -> Option<i64> {
+        lock(&self.offsets).acked.get(tp).copied()
+    }
+
+    /// The position of `tp` at the last commit.
+    pub fn committed(&self, tp: &TopicPartition) -> Option<i64> {
+        lock(&self.offsets).committed.get(tp).copied()
+    }
+
+    pub fn is_paused(&self, tp: &TopicPartition) -> bool {
+        lock(&self.offsets).paused.contains(tp)
+    }
+
+    /// How many times any partition was paused.
+    pub fn pauses(&self) -> usize {
+        lock(&self.offsets).pauses
+    }
+}
+
+impl<E: Send + Sync + 'static> Source for MemorySource<E> {
+    type Event = E;
+
+    async fn next(&mut self) -> Result<Option<Polled<E>>, SourceError> {
+        loop {
+            if let Some(record) = self.resumed.pop_front() {
+                return Ok(Some(Polled::Record(record)));
+            }
+            let polled = match self.queue.pop_front() {
+                Some(polled) => polled,
+                None => match self.feed.as_mut() {
+                    Some(feed) => match feed.recv().await {
+                        Some(polled) => polled,
+                        None => return Ok(None),
+                    },
+                    None => return Ok(None),
+                },
+            };
+            match polled {
+                Polled::Record(record)
+                    if !self.paused.is_empty() && self.paused.contains(&record.meta.tp) =>
+                {
+                    let tp = record.meta.tp.clone();
+                    self.held.entry(tp).or_default().push_back(record);
+                }
+                other => return Ok(Some(other)),
+            }
+        }
+    }
+
+    fn ack(&mut self, tp: &TopicPartition, next_offset: i64) {
+        let mut offsets = lock(&self.offsets);
+        match offsets.acked.get_mut(tp) {
+            Some(acked) => *acked = next_offset,
+            None => {
+                offsets.acked.insert(tp.clone(), next_offset);
+            }
+        }
+    }
+
+    fn pause(&mut self, tp: &TopicPartition) {
+        self.paused.insert(tp.clone());
+        let mut offsets = lock(&self.offsets);
+        offsets.paused.insert(tp.clone());
+        offsets.pauses += 1;
+    }
+
+    fn resume(&mut self, tp: &TopicPartition) {
+        self.paused.remove(tp);
+        lock(&self.offsets).paused.remove(tp);
+        if let Some(held) = self.held.remove(tp) {
+            self.resumed.extend(held);
+        }
+    }
+
+    async fn commit(&mut self) -> Result<(), SourceError> {
+        let mut offsets = lock(&self.offsets);
+        offsets.committed = offsets.acked.clone();
+        Ok(())
+    }
+
+    fn consumer_group(&self) -> &str {
+        &self.group
+    }
+}
+
+/// A sink that keeps what it is given, and can be told to fail.
+pub struct MemorySink<M> {
+    messages: Arc<Mutex<Vec<M>>>,
+    failing: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl<M> Clone for MemorySink<M> {
+    fn clone(&self) -> Self {
+        Self {
+            messages: self.messages.clone(),
+            failing: self.failing.clone(),
+            attempts: self.attempts.clone(),
+        }
+    }
+}
+
+impl<M> Default for MemorySink<M> {
+    fn default() -> Self {
+        Self {
+            messages: Arc::default(),
+            failing: Arc::default(),
+            attempts: Arc::default(),
+        }
+    }
+}
+
+impl<M: Clone> MemorySink<M> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// While failing, every publish returns [`SinkError::Unavailable`] and keeps nothing.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// What was published, in order.
+    pub fn messages(&self) -> Vec<M> {
+        lock(&self.messages).clone()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.messages).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls to `publish`, failed ones included.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<M: Clone + Send + Sync> Sink<M> for MemorySink<M> {
+    async fn publish(&self, message: &M) -> Result<(), SinkError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SinkError::Unavailable("memory sink set to fail".into()));
+        }
+        lock(&self.messages).push(message.clone());
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,461 @@
+//! Behaviour of the dispatcher on the in-memory source and sink, on tokio's paused clock:
+//! every "1 s" below is virtual and exact, and the tests run in milliseconds.
+
+mod common;
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use common::{Class, Ev, Script, poison, record, tp};
+use ordering_core::testing::{MemorySink, MemorySource};
+use ordering_core::{
+    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, LaneMode, RetryPolicy,
+};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn gaps(times: &[Instant]) -> Vec<Duration> {
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// Runs a dispatcher over `records` until they are all finished.
+async fn run_all(
+    records: Vec<ordering_core::Record<Ev>>,
+    config: DispatcherConfig,
+) -> (
+    Script,
+    MemorySink<DeadLetter>,
+    ordering_core::testing::MemorySourceHandle<Ev>,
+) {
+    let script = Script::new();
+    let sink = MemorySink::new();
+    let source = MemorySource::from_records(records).with_group("test-group");
+    let observer = source.observer();
+    Dispatcher::new(source, script.clone(), sink.clone(), config)
+        .run(std::future::pending())
+        .await
+        .expect("dispatcher run");
+    (script, sink, observer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_after_1_2_4_seconds_then_writes_one_dead_letter() {
+    let records = vec![record(
+        0,
+        7,
+        "ORD-1",
+        Ev::failing(1, u32::MAX, Class::Retryable),
+    )];
+    let (script, sink, source) = run_all(records, DispatcherConfig::default()).await;
+
+    assert_eq!(gaps(&script.times_of(1)), vec![secs(1), secs(2), secs(4)]);
+    let letters = sink.messages();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.retry_count, 3);
+    assert_eq!(letter.failed_attempts, 4);
+    assert_eq!(letter.error_class, FailureClass::Retryable);
+    assert_eq!(letter.error_type, "ScriptError");
+    assert_eq!(letter.error_message, "event 1 failed (Retryable)");
+    assert_eq!(letter.original_topic, "events");
+    assert_eq!(letter.original_partition, 0);
+    assert_eq!(letter.original_offset, 7);
+    assert_eq!(letter.original_key.as_deref(), Some("ORD-1"));
+    assert_eq!(letter.original_timestamp, Some(1_700_000_000_007));
+    assert_eq!(letter.original_value, b"payload-1");
+    let message: serde_json::Value =
+        serde_json::from_str(letter.original_message.as_deref().unwrap()).unwrap();
+    assert_eq!(message["n"], 1);
+    assert_eq!(letter.consumer_group, "test-group");
+    assert!(letter.first_failure_timestamp <= letter.last_failure_timestamp);
+    // Committed only after the dead letter was accepted.
+    assert_eq!(source.committed(&tp(0)), Some(8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_is_capped() {
+    let config = DispatcherConfig {
+        retry: RetryPolicy::new(5, secs(1), 2.0, secs(3)).unwrap(),
+        ..DispatcherConfig::default()
+    };
+    let records = vec![record(
+        0,
+        0,
+        "k",
+        Ev::failing(1, u32::MAX, Class::Retryable),
+    )];
+    let (script, sink, _) = run_all(records, config).await;
+
+    assert_eq!(
+        gaps(&script.times_of(1)),
+        vec![secs(1), secs(2), secs(3), secs(3), secs(3)]
+    );
+    assert_eq!(sink.messages()[0].retry_count, 5);
+    assert_eq!(sink.messages()[0].failed_attempts, 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_on_the_second_attempt_writes_no_dead_letter() {
+    let records = vec![record(0, 0, "k", Ev::failing(1, 1, Class::Retryable))];
+    let script = Script::new();
+    let sink = MemorySink::new();
+    let source = MemorySource::from_records(records);
+    let observer = source.observer();
+    let dispatcher = Dispatcher::new(
+        source,
+        script.clone(),
+        sink.clone(),
+        DispatcherConfig::default(),
+    );
+    let stats = dispatcher.stats();
+    dispatcher.run(std::future::pending()).await.unwrap();
+
+    assert_eq!(gaps(&script.times_of(1)), vec![secs(1)]);
+    assert!(sink.is_empty());
+    assert_eq!(observer.committed(&tp(0)), Some(1));
+    let stats = stats.snapshot();
+    assert_eq!(
+        (
+            stats.applied,
+            stats.retries,
+            stats.dead_lettered,
+            stats.in_flight
+        ),
+        (1, 1, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_and_poison_records_are_dead_lettered_at_once_with_their_bytes() {
+    let started = Instant::now();
+    let records = vec![
+        record(0, 0, "k", Ev::failing(1, u32::MAX, Class::Permanent)),
+        poison(0, 1, &[0xC3, 0x01, 0xde, 0xad]),
+        record(0, 2, "k", Ev::ok(3)),
+    ];
+    let (script, sink, source) = run_all(records, DispatcherConfig::default()).await;
+
+    assert_eq!(started.elapsed(), Duration::ZERO, "no backoff for either");
+    assert_eq!(
+        script.called(),
+        vec![1, 3],
+        "the poison record never reaches the handler"
+    );
+    let letters = sink.messages();
+    assert_eq!(letters.len(), 2);
+
+    let permanent = &letters[0];
+    assert_eq!(permanent.error_class, FailureClass::Permanent);
+    assert_eq!((permanent.retry_count, permanent.failed_attempts), (0, 1));
+    assert_eq!(permanent.original_value, b"payload-1");
+
+    let poisoned = &letters[1];
+    assert_eq!(poisoned.error_class, FailureClass::Poison);
+    assert_eq!(poisoned.error_type, "DecodeError");
+    assert_eq!(poisoned.error_message, "not an event");
+    assert_eq!((poisoned.retry_count, poisoned.failed_attempts), (0, 0));
+    assert_eq!(poisoned.original_value, vec![0xC3, 0x01, 0xde, 0xad]);
+    assert_eq!(poisoned.original_message, None);
+    assert_eq!(poisoned.original_offset, 1);
+
+    assert_eq!(source.committed(&tp(0)), Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
+    let script = Script::new();
+    let sink = MemorySink::new();
+    sink.set_failing(true);
+    let (source, feed) = MemorySource::live();
+    let dispatcher = Dispatcher::new(
+        source,
+        script.clone(),
+        sink.clone(),
+        DispatcherConfig::default(),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    feed.send(record(
+        0,
+        0,
+        "k",
+        Ev::failing(1, u32::MAX, Class::Permanent),
+    ));
+    feed.send(record(0, 1, "k", Ev::ok(2)));
+    sleep(secs(60)).await;
+    assert!(
+        sink.attempts() > 3,
+        "the dead letter is tried again and again"
+    );
+    assert_eq!(
+        feed.acked(&tp(0)),
+        None,
+        "nothing acknowledged while the sink is down"
+    );
+    assert_eq!(
+        script.called(),
+        vec![1],
+        "the next record of the partition waits"
+    );
+
+    sink.set_failing(false);
+    sleep(secs(60)).await;
+    assert_eq!(
+        sink.len(),
+        1,
+        "exactly one dead letter once the sink is back"
+    );
+    assert_eq!(feed.acked(&tp(0)), Some(2));
+    assert_eq!(script.called(), vec![1, 2]);
+
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(feed.committed(&tp(0)), Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_order_completion_commits_only_the_contiguous_prefix() {
+    let script = Script::new();
+    let (source, feed) = MemorySource::live();
+    let config = DispatcherConfig {
+        lanes: LaneMode::Key,
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    feed.send(record(0, 0, "slow", Ev::gated(0)));
+    feed.send(record(0, 1, "a", Ev::ok(1)));
+    feed.send(record(0, 2, "b", Ev::ok(2)));
+    feed.send(record(0, 3, "slow", Ev::ok(3)));
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        script.called(),
+        vec![0, 1, 2],
+        "other keys overtake; the slow key waits"
+    );
+    assert_eq!(
+        feed.acked(&tp(0)),
+        None,
+        "offsets 1 and 2 are done but 0 is not"
+    );
+
+    script.open_gate();
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(script.called(), vec![0, 1, 2, 3]);
+    assert_eq!(feed.acked(&tp(0)), Some(4));
+
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_retrying_in_partition_0_does_not_delay_partition_1() {
+    let script = Script::new();
+    let sink = MemorySink::new();
+    let (source, feed) = MemorySource::live();
+    let dispatcher = Dispatcher::new(
+        source,
+        script.clone(),
+        sink.clone(),
+        DispatcherConfig::default(),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+    let started = Instant::now();
+
+    feed.send(record(
+        0,
+        0,
+        "a",
+        Ev::failing(100, u32::MAX, Class::Retryable),
+    ));
+    feed.send(record(0, 1, "a", Ev::ok(101)));
+    for offset in 0..5 {
+        feed.send(record(1, offset, "b", Ev::ok(offset as u32)));
+    }
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(feed.acked(&tp(1)), Some(5), "partition 1 is done at once");
+    assert_eq!(feed.acked(&tp(0)), None);
+    assert!(
+        !script.called().contains(&101),
+        "partition 0 keeps its order"
+    );
+    assert!(script.times_of(4)[0] - started < Duration::from_millis(1));
+
+    sleep(secs(8)).await;
+    assert_eq!(sink.len(), 1);
+    assert_eq!(feed.acked(&tp(0)), Some(2), "then partition 0 moves on");
+
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_commits_finished_work_only() {
+    let script = Script::new();
+    let sink = MemorySink::new();
+    let (source, feed) = MemorySource::live();
+    let dispatcher = Dispatcher::new(
+        source,
+        script.clone(),
+        sink.clone(),
+        DispatcherConfig::default(),
+    );
+    let stats = dispatcher.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    feed.send(record(
+        0,
+        0,
+        "a",
+        Ev::failing(1, u32::MAX, Class::Retryable),
+    ));
+    feed.send(record(0, 1, "a", Ev::ok(2)));
+    feed.send(record(1, 0, "b", Ev::ok(3)));
+    sleep(Duration::from_millis(500)).await; // record 1 now waits for its first retry
+
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert!(
+        stopping.elapsed() < secs(1),
+        "a waiting retry is abandoned, not awaited"
+    );
+    assert_eq!(feed.committed(&tp(1)), Some(1));
+    assert_eq!(
+        feed.committed(&tp(0)),
+        None,
+        "neither the retrying nor the queued record"
+    );
+    assert!(sink.is_empty(), "no dead letter for an abandoned record");
+    assert_eq!(script.called(), vec![1, 3]);
+    let stats = stats.snapshot();
+    assert!(!stats.is_running);
+    assert_eq!(stats.in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_gives_running_handlers_a_grace_period_then_leaves_them_uncommitted() {
+    let script = Script::new();
+    let (source, feed) = MemorySource::live();
+    let config = DispatcherConfig {
+        shutdown_grace: secs(5),
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    feed.send(record(0, 0, "a", Ev::ok(1)));
+    feed.send(record(1, 0, "b", Ev::gated(2))); // never answers
+    sleep(Duration::from_millis(1)).await;
+
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(stopping.elapsed(), secs(5));
+    assert_eq!(feed.committed(&tp(0)), Some(1));
+    assert_eq!(feed.committed(&tp(1)), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_partition_is_paused_and_resumed_when_half_drained() {
+    let script = Script::new();
+    let (source, feed) = MemorySource::live();
+    let config = DispatcherConfig {
+        max_in_flight_per_partition: NonZeroUsize::new(4).unwrap(),
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
+    let stats = dispatcher.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    feed.send(record(0, 0, "a", Ev::gated(0)));
+    for offset in 1..10 {
+        feed.send(record(0, offset, "a", Ev::ok(offset as u32)));
+    }
+    feed.send(record(1, 0, "b", Ev::ok(100)));
+    sleep(Duration::from_millis(10)).await;
+    assert!(feed.is_paused(&tp(0)));
+    assert_eq!(
+        stats.snapshot().in_flight,
+        4,
+        "the rest stays in the source"
+    );
+    assert_eq!(
+        feed.acked(&tp(1)),
+        Some(1),
+        "other partitions are not held back"
+    );
+
+    script.open_gate();
+    sleep(Duration::from_millis(10)).await;
+    assert!(!feed.is_paused(&tp(0)));
+    assert_eq!(feed.acked(&tp(0)), Some(10));
+    assert_eq!(stats.snapshot().in_flight, 0);
+
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
+    let script = Script::new();
+    let (source, feed) = MemorySource::live();
+    let dispatcher = Dispatcher::new(
+        source,
+        script.clone(),
+        MemorySink::new(),
+        DispatcherConfig::default(),
+    );
+    let stats = dispatcher.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    feed.send(record(0, 0, "a", Ev::gated(0)));
+    feed.send(record(0, 1, "a", Ev::ok(1)));
+    sleep(Duration::from_millis(1)).await;
+    feed.revoke(vec![tp(0)]);
+    sleep(Duration::from_millis(1)).await;
+    script.open_gate();
+    sleep(Duration::from_millis(1)).await;
+
+    assert_eq!(script.called(), vec![0], "the queued record is dropped");
+    assert_eq!(
+        feed.acked(&tp(0)),
+        None,
+        "the finished one is not ours to commit"
+    );
+    assert_eq!(stats.snapshot().in_flight, 0);
+
+    // Assigned again later, the partition starts afresh from where the source resumes.
+    feed.send(record(0, 0, "a", Ev::ok(10)));
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(feed.acked(&tp(0)), Some(1));
+
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}

@@ -1,0 +1,198 @@
+//! The order-flow handlers against a mocked store: what they ask of it and how they classify.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mockall::{mock, predicate::eq};
+use ordering_core::{
+    Classify, ErrorClass, Handler, Order, OrderCreatedHandler, OrderError, OrderEvent,
+    OrderEventHandler, OrderId, OrderItem, OrderStore, RecordMeta, Status, StatusUpdate,
+    StatusUpdateHandler, StoreError, TopicPartition,
+};
+
+mock! {
+    Store {}
+    #[async_trait]
+    impl OrderStore for Store {
+        async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
+        async fn put(&self, order: Order) -> Result<(), StoreError>;
+        async fn update_status(&self, id: &OrderId, status: Status) -> Result<Option<Order>, StoreError>;
+        async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
+        async fn count(&self) -> Result<usize, StoreError>;
+    }
+}
+
+fn meta() -> RecordMeta {
+    RecordMeta::new(TopicPartition::new("order-status-updates", 0), 0)
+}
+
+fn id(s: &str) -> OrderId {
+    OrderId::parse(s).unwrap()
+}
+
+fn status(s: &str) -> Status {
+    Status::parse(s).unwrap()
+}
+
+fn update(order_id: &str, new_status: &str) -> StatusUpdate {
+    StatusUpdate {
+        order_id: order_id.into(),
+        status: new_status.into(),
+        update_timestamp: "2026-01-30T12:00:00Z".into(),
+        event_type: "STATUS_UPDATE".into(),
+    }
+}
+
+fn order(order_id: &str) -> Order {
+    Order {
+        order_id: id(order_id),
+        customer_id: "CUST-0042".into(),
+        order_date: "2026-01-30T12:00:00Z".into(),
+        items: vec![OrderItem {
+            item_id: "ITEM-PEN-001".into(),
+            quantity: 2,
+            price: 1.25,
+        }],
+        total_amount: 2.5,
+        currency: "EUR".into(),
+        status: status("pending"),
+    }
+}
+
+#[tokio::test]
+async fn a_status_update_of_an_existing_order_is_applied() {
+    let mut store = MockStore::new();
+    store
+        .expect_update_status()
+        .with(eq(id("ORD-1")), eq(status("shipped")))
+        .times(1)
+        .returning(|_, _| Ok(Some(order("ORD-1"))));
+    let handler = StatusUpdateHandler::new(Arc::new(store));
+    handler
+        .handle(&update(" ORD-1 ", " shipped "), &meta())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_order_is_a_retryable_order_not_found() {
+    let mut store = MockStore::new();
+    store
+        .expect_update_status()
+        .times(1)
+        .returning(|_, _| Ok(None));
+    let handler = StatusUpdateHandler::new(Arc::new(store));
+    let error = handler
+        .handle(&update("DOES-NOT-EXIST", "shipped"), &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "Order DOES-NOT-EXIST not found");
+    assert_eq!(error.class(), ErrorClass::Retryable);
+    assert_eq!(error.kind(), "OrderNotFound");
+}
+
+#[tokio::test]
+async fn a_blank_status_is_permanent_and_never_touches_the_store() {
+    let store = MockStore::new(); // any call would fail the test
+    let handler = StatusUpdateHandler::new(Arc::new(store));
+    let error = handler
+        .handle(&update("ORD-1", "   "), &meta())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, OrderError::InvalidStatus(_)));
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert_eq!(error.kind(), "InvalidStatus");
+
+    let error = handler
+        .handle(&update("", "shipped"), &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "InvalidOrderId");
+    assert_eq!(error.class(), ErrorClass::Permanent);
+}
+
+#[tokio::test]
+async fn a_store_failure_is_retryable() {
+    let mut store = MockStore::new();
+    store
+        .expect_update_status()
+        .returning(|_, _| Err(StoreError("connection reset".into())));
+    let handler = StatusUpdateHandler::new(Arc::new(store));
+    let error = handler
+        .handle(&update("ORD-1", "shipped"), &meta())
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Retryable);
+    assert_eq!(error.kind(), "StoreUnavailable");
+}
+
+#[tokio::test]
+async fn a_created_order_is_stored() {
+    let mut store = MockStore::new();
+    store
+        .expect_put()
+        .with(eq(order("ORD-9")))
+        .times(1)
+        .returning(|_| Ok(()));
+    let handler = OrderCreatedHandler::new(Arc::new(store));
+    handler.handle(&order("ORD-9"), &meta()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_order_breaking_the_rules_is_permanent_and_not_stored() {
+    let store = MockStore::new();
+    let handler = OrderCreatedHandler::new(Arc::new(store));
+    let mut bad = order("ORD-9");
+    bad.total_amount = 99.0;
+    let error = handler.handle(&bad, &meta()).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert_eq!(error.kind(), "InvalidOrder");
+}
+
+#[tokio::test]
+async fn the_event_handler_routes_each_event_to_its_handler() {
+    let mut store = MockStore::new();
+    store.expect_put().times(1).returning(|_| Ok(()));
+    store
+        .expect_update_status()
+        .times(1)
+        .returning(|_, _| Ok(Some(order("ORD-1"))));
+    let handler = OrderEventHandler::new(Arc::new(store));
+    handler
+        .handle(&OrderEvent::Created(order("ORD-1")), &meta())
+        .await
+        .unwrap();
+    handler
+        .handle(
+            &OrderEvent::StatusUpdated(update("ORD-1", "shipped")),
+            &meta(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_memory_store_replaces_updates_and_lists() {
+    let store = ordering_core::MemoryStore::new();
+    store.put(order("ORD-2")).await.unwrap();
+    store.put(order("ORD-1")).await.unwrap();
+    store.put(order("ORD-1")).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 2);
+    assert_eq!(store.ids().await.unwrap(), vec![id("ORD-1"), id("ORD-2")]);
+    let updated = store
+        .update_status(&id("ORD-1"), status("shipped"))
+        .await
+        .unwrap();
+    assert_eq!(updated.unwrap().status, status("shipped"));
+    assert_eq!(
+        store.get(&id("ORD-1")).await.unwrap().unwrap().status,
+        status("shipped")
+    );
+    assert!(
+        store
+            .update_status(&id("NOPE"), status("x"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,1 @@
+//! Kafka transport for `ordering-core`: filled in by the ordering-kafka issue.
