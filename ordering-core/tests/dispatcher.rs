@@ -459,3 +459,34 @@ async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_record_of_a_long_stream_is_processed_once_and_committed() {
+    // Long enough to cross the dispatcher's intake batches many times, over three partitions,
+    // with some records retrying.
+    let records: Vec<_> = (0..3000u32)
+        .map(|n| {
+            let ev = if n % 97 == 0 {
+                Ev::failing(n, 1, Class::Retryable)
+            } else {
+                Ev::ok(n)
+            };
+            record((n % 3) as i32, i64::from(n / 3), "k", ev)
+        })
+        .collect();
+    let (script, sink, source) = run_all(records, DispatcherConfig::default()).await;
+
+    let mut called = script.called();
+    called.sort_unstable();
+    called.dedup();
+    assert_eq!(called, (0..3000).collect::<Vec<_>>());
+    assert_eq!(
+        script.calls().len(),
+        3000 + 31,
+        "one extra call per retried record"
+    );
+    assert!(sink.is_empty());
+    for p in 0..3 {
+        assert_eq!(source.committed(&tp(p)), Some(1000));
+    }
+}

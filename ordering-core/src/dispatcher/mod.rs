@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -35,6 +35,9 @@ use lanes::{LaneId, Lanes};
 use process::{Outcome, Shared, process};
 use stats::Counters;
 use watermark::Watermark;
+
+/// Records taken from a source in one go when it has them ready.
+const INTAKE_BATCH: usize = 64;
 
 /// How a dispatcher runs.
 #[derive(Debug, Clone)]
@@ -155,27 +158,42 @@ where
         let mut shutdown = pin!(shutdown);
         let mut intake = true;
 
-        let intake_result = loop {
+        let intake_result = 'intake: loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
                 Some(done) = running.next() => {
-                    let mut next = self.complete(done, true);
-                    while let Some(record) = next.take() {
-                        next = self.launch(record, &running);
-                    }
+                    let next = self.complete(done, true);
+                    self.launch_all(next, &running);
                 }
-                polled = self.source.next(), if intake => match polled {
-                    Ok(Some(Polled::Record(record))) => {
-                        let mut next = self.accept(record);
-                        while let Some(record) = next.take() {
-                            next = self.launch(record, &running);
+                polled = self.source.next(), if intake => {
+                    // Take what the source has ready in one go (bounded, so finished records
+                    // are booked regularly): a `select!` round per record would cost more than
+                    // the bookkeeping itself. Dropping a pending `next()` is fine: it is
+                    // cancel-safe, and `select!` polls it again with the real waker.
+                    let mut polled = polled;
+                    for taken in 1.. {
+                        match polled {
+                            Ok(Some(Polled::Record(record))) => {
+                                let next = self.accept(record);
+                                self.launch_all(next, &running);
+                            }
+                            Ok(Some(Polled::Revoked(tps))) => self.revoke(&tps),
+                            Ok(None) => {
+                                intake = false;
+                                break;
+                            }
+                            Err(error) => break 'intake Err(error),
+                        }
+                        if taken == INTAKE_BATCH {
+                            break;
+                        }
+                        match self.source.next().now_or_never() {
+                            Some(ready) => polled = ready,
+                            None => break,
                         }
                     }
-                    Ok(Some(Polled::Revoked(tps))) => self.revoke(&tps),
-                    Ok(None) => intake = false,
-                    Err(error) => break Err(error),
-                },
+                }
             }
             if !intake && running.is_empty() {
                 break Ok(()); // exhausted and drained
@@ -285,6 +303,17 @@ where
             if let Some(state) = self.partitions.remove(tp) {
                 self.shared.counters.left(state.lanes.queued() as u64);
             }
+        }
+    }
+
+    /// Launches `next`, then whatever its finishing frees, until a record has to wait.
+    fn launch_all(
+        &mut self,
+        mut next: Option<Ready<S::Event>>,
+        running: &FuturesUnordered<Running>,
+    ) {
+        while let Some(record) = next.take() {
+            next = self.launch(record, running);
         }
     }
 
