@@ -1,1 +1,28 @@
-//! Kafka transport for `ordering-core`: filled in by the ordering-kafka issue.
+//! The Kafka transport of `ordering-core`.
+//!
+//! - [`KafkaSource`]: a consumer-group member yielding decoded records to the dispatcher;
+//!   offsets are stored only when acknowledged and committed in batches.
+//! - [`KafkaProducer`] / [`KafkaSink`]: `acks=all`, idempotent, answering only once the broker
+//!   has the record, in bounded time.
+//! - [`AvroCodec`]: Avro single-object encoding over the schemas in `schemas/`.
+//! - [`ensure_topics`], [`read_topic`]: topic creation and whole-topic reads (DLQ).
+//! - `testing::TestBroker` (feature `testing`): a throwaway local broker for tests.
+
+mod admin;
+mod codec;
+mod convert;
+mod error;
+mod message;
+mod reader;
+mod sink;
+mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use admin::ensure_topics;
+pub use codec::{AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
+pub use error::KafkaError;
+pub use message::Message;
+pub use reader::read_topic;
+pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
+pub use source::{KafkaSource, SourceConfig, SourceContext, SourceStatus};

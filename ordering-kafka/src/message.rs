@@ -1,0 +1,56 @@
+//! What a message carries besides its value: its key and headers.
+
+use ordering_core::{DeadLetter, Order, OrderEvent, StatusUpdate};
+
+/// The Kafka key and headers of a message.
+pub trait Message: Send + Sync {
+    /// Records with the same key land on the same partition, in order.
+    fn key(&self) -> Option<&[u8]>;
+
+    /// Headers for tools that do not decode the value.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+impl Message for Order {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.order_id.as_str().as_bytes())
+    }
+}
+
+impl Message for StatusUpdate {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.order_id.as_bytes())
+    }
+}
+
+impl Message for OrderEvent {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.order_id().as_bytes())
+    }
+}
+
+/// A dead letter keeps the failed record's key (so it lands with its order's other letters),
+/// and says where it came from and why in headers.
+impl Message for DeadLetter {
+    fn key(&self) -> Option<&[u8]> {
+        self.original_key.as_deref().map(str::as_bytes)
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("dlq.original.topic", self.original_topic.clone()),
+            (
+                "dlq.original.partition",
+                self.original_partition.to_string(),
+            ),
+            ("dlq.original.offset", self.original_offset.to_string()),
+            ("dlq.error.type", self.error_type.clone()),
+            ("dlq.error.class", self.error_class.as_str().to_owned()),
+            ("dlq.error.message", self.error_message.clone()),
+            ("dlq.retry.count", self.retry_count.to_string()),
+            ("dlq.consumer.group", self.consumer_group.clone()),
+        ]
+    }
+}

@@ -1,0 +1,162 @@
+//! Publishing: a producer that answers only once the broker has the record.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordering_core::{Sink, SinkError};
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::codec::Codec;
+use crate::error::KafkaError;
+use crate::message::Message;
+
+/// How to reach the broker and how long a publish may take.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub bootstrap_servers: String,
+    /// The longest a publish waits for the broker's acknowledgement, retries included; past
+    /// it, the publish fails with a retryable error instead of hanging.
+    pub delivery_timeout: Duration,
+    /// Further librdkafka properties, applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl ProducerConfig {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            delivery_timeout: Duration::from_secs(10),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A producer with `acks=all` and idempotence: a publish returns only once every in-sync
+/// replica has the record, and retries inside librdkafka cannot duplicate or reorder it.
+/// Cheap to clone; one per process is enough.
+#[derive(Clone)]
+pub struct KafkaProducer {
+    producer: FutureProducer,
+    delivery_timeout: Duration,
+}
+
+impl KafkaProducer {
+    pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().max(1).to_string(),
+            )
+            .set("linger.ms", "2");
+        for (key, value) in &config.overrides {
+            client.set(key, value);
+        }
+        let producer = client
+            .create()
+            .map_err(KafkaError::client("creating the producer"))?;
+        Ok(Self {
+            producer,
+            delivery_timeout: config.delivery_timeout,
+        })
+    }
+
+    /// A sink of `M` to `topic`, encoded with `codec`.
+    pub fn sink<M, C: Codec<M>>(&self, topic: impl Into<String>, codec: C) -> KafkaSink<M, C> {
+        KafkaSink {
+            producer: self.clone(),
+            topic: topic.into(),
+            codec,
+            _message: PhantomData,
+        }
+    }
+
+    /// Publishes raw bytes and waits for the broker's acknowledgement.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<Delivered, KafkaError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if !headers.is_empty() {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, value) in headers {
+                owned = owned.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            record = record.headers(owned);
+        }
+        // Waiting for room in librdkafka's queue counts against the same bound.
+        match self.producer.send(record, self.delivery_timeout).await {
+            Ok(delivery) => Ok(Delivered {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((error, _)) => Err(KafkaError::client("publishing")(error)),
+        }
+    }
+
+    /// Waits until every record handed to the producer is acknowledged, or the delivery
+    /// timeout passes.
+    pub async fn flush(&self) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        let timeout = self.delivery_timeout;
+        // librdkafka's flush blocks the calling thread.
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|_| KafkaError::Timeout {
+                operation: "flushing the producer",
+                after: timeout,
+            })?
+            .map_err(KafkaError::client("flushing the producer"))
+    }
+}
+
+/// Publishes messages of one type to one topic; the key and headers come from [`Message`].
+pub struct KafkaSink<M, C> {
+    producer: KafkaProducer,
+    topic: String,
+    codec: C,
+    _message: PhantomData<fn(&M)>,
+}
+
+impl<M, C> KafkaSink<M, C> {
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+#[async_trait]
+impl<M: Message, C: Codec<M>> Sink<M> for KafkaSink<M, C> {
+    async fn publish(&self, message: &M) -> Result<(), SinkError> {
+        let payload = self.codec.encode(message)?;
+        self.producer
+            .send(&self.topic, message.key(), &payload, &message.headers())
+            .await?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        Ok(self.producer.flush().await?)
+    }
+}

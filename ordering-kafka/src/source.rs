@@ -1,0 +1,278 @@
+//! Consuming: a consumer-group member that commits only what the dispatcher finished.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ordering_core::{Polled, Source, SourceError, TopicPartition};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::codec::Codec;
+use crate::convert::{TopicNames, to_record};
+use crate::error::{KafkaError, is_retryable};
+
+/// How to join the consumer group.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// How often acknowledged offsets are committed. Commits are batched: a crash may
+    /// deliver up to this much finished work again (at-least-once), never skip any.
+    pub commit_interval: Duration,
+    /// Further librdkafka properties, applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl SourceConfig {
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        group_id: impl Into<String>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            group_id: group_id.into(),
+            topics: topics.into_iter().map(Into::into).collect(),
+            commit_interval: Duration::from_secs(1),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+/// How often acknowledgements are handed to librdkafka (which commits them every
+/// `commit_interval`): storing is cheap but not free, so it is not done per record.
+const STORE_EVERY: Duration = Duration::from_millis(100);
+
+/// State shared with librdkafka's rebalance callbacks, which run inside `recv()`.
+#[derive(Default)]
+pub struct SourceContext {
+    /// Acknowledged positions not yet handed to librdkafka.
+    acks: Mutex<HashMap<TopicPartition, i64>>,
+    /// Partitions revoked since the dispatcher was last told.
+    revoked: Mutex<Vec<TopicPartition>>,
+    /// Partitions this member holds now.
+    assigned: Mutex<Vec<TopicPartition>>,
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SourceContext {
+    /// Hands the acknowledged positions to librdkafka, to be committed.
+    fn store_acks(&self, consumer: &impl Consumer<SourceContext>) {
+        let acks: Vec<_> = lock(&self.acks).drain().collect();
+        if acks.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(acks.len());
+        for (tp, next_offset) in &acks {
+            // A partition already revoked fails here alone; the others are still stored.
+            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next_offset));
+        }
+        if let Err(error) = consumer.store_offsets(&tpl) {
+            tracing::debug!(%error, "some acknowledged offsets were not stored (revoked partitions)");
+        }
+    }
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Commit what is done before the partitions go to another member.
+            self.store_acks(consumer);
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(RdError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => tracing::warn!(%error, "commit on revocation failed"),
+            }
+            let revoked = partitions(tpl);
+            tracing::info!(partitions = ?revoked, "partitions revoked");
+            lock(&self.assigned).retain(|tp| !revoked.contains(tp));
+            lock(&self.revoked).extend(revoked);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned = partitions(tpl);
+            tracing::info!(partitions = ?assigned, "partitions assigned");
+            lock(&self.assigned).extend(assigned);
+        }
+    }
+}
+
+/// A live view of a [`KafkaSource`], readable from other tasks.
+#[derive(Clone)]
+pub struct SourceStatus(Arc<SourceContext>);
+
+impl SourceStatus {
+    /// The partitions the source holds now, sorted.
+    pub fn assigned(&self) -> Vec<TopicPartition> {
+        let mut assigned = lock(&self.0.assigned).clone();
+        assigned.sort();
+        assigned
+    }
+}
+
+/// A [`Source`] over a Kafka consumer group, decoding values with a [`Codec`].
+///
+/// Offsets are stored only when the dispatcher acknowledges them
+/// (`enable.auto.offset.store=false`) and committed in batches, with a synchronous commit on
+/// revocation and on [`Source::commit`].
+pub struct KafkaSource<E, C> {
+    consumer: Arc<StreamConsumer<SourceContext>>,
+    codec: C,
+    group: String,
+    topics: TopicNames,
+    /// A record received while a revocation was pending: the revocation is reported first.
+    stash: Option<ordering_core::Record<E>>,
+    store_tick: Interval,
+    _event: PhantomData<fn() -> E>,
+}
+
+impl<E, C: Codec<E>> KafkaSource<E, C> {
+    pub fn new(config: &SourceConfig, codec: C) -> Result<Self, KafkaError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                config.commit_interval.as_millis().max(1).to_string(),
+            )
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in &config.overrides {
+            client.set(key, value);
+        }
+        let consumer: StreamConsumer<SourceContext> = client
+            .create_with_context(SourceContext::default())
+            .map_err(KafkaError::client("creating the consumer"))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(KafkaError::client("subscribing"))?;
+        let mut store_tick = tokio::time::interval(STORE_EVERY);
+        store_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            codec,
+            group: config.group_id.clone(),
+            topics: TopicNames::default(),
+            stash: None,
+            store_tick,
+            _event: PhantomData,
+        })
+    }
+
+    pub fn status(&self) -> SourceStatus {
+        SourceStatus(self.consumer.context().clone())
+    }
+
+    fn take_revoked(&self) -> Option<Vec<TopicPartition>> {
+        let mut revoked = lock(&self.consumer.context().revoked);
+        (!revoked.is_empty()).then(|| std::mem::take(&mut *revoked))
+    }
+
+    fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition(&tp.topic, tp.partition);
+        tpl
+    }
+}
+
+impl<E, C> Source for KafkaSource<E, C>
+where
+    E: Send + Sync + 'static,
+    C: Codec<E> + 'static,
+{
+    type Event = E;
+
+    async fn next(&mut self) -> Result<Option<Polled<E>>, SourceError> {
+        loop {
+            if let Some(revoked) = self.take_revoked() {
+                return Ok(Some(Polled::Revoked(revoked)));
+            }
+            if let Some(record) = self.stash.take() {
+                return Ok(Some(Polled::Record(record)));
+            }
+            tokio::select! {
+                biased;
+                _ = self.store_tick.tick() => {
+                    self.consumer.context().store_acks(&*self.consumer);
+                }
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        let record = to_record(&message, &self.codec, &mut self.topics);
+                        drop(message);
+                        // Around the loop: a revocation that came with this poll goes first.
+                        self.stash = Some(record);
+                    }
+                    // librdkafka reconnects by itself; the error is only news.
+                    Err(error) if is_retryable(&error) => {
+                        tracing::warn!(%error, "consumer error; librdkafka keeps trying");
+                    }
+                    Err(error) => return Err(SourceError(format!("consumer failed: {error}"))),
+                },
+            }
+        }
+    }
+
+    fn ack(&mut self, tp: &TopicPartition, next_offset: i64) {
+        let mut acks = lock(&self.consumer.context().acks);
+        match acks.get_mut(tp) {
+            Some(position) => *position = next_offset,
+            None => {
+                acks.insert(tp.clone(), next_offset);
+            }
+        }
+    }
+
+    fn pause(&mut self, tp: &TopicPartition) {
+        if let Err(error) = self.consumer.pause(&Self::partition_list(tp)) {
+            tracing::warn!(%tp, %error, "pausing failed");
+        }
+    }
+
+    fn resume(&mut self, tp: &TopicPartition) {
+        if let Err(error) = self.consumer.resume(&Self::partition_list(tp)) {
+            tracing::warn!(%tp, %error, "resuming failed");
+        }
+    }
+
+    async fn commit(&mut self) -> Result<(), SourceError> {
+        self.consumer.context().store_acks(&*self.consumer);
+        let consumer = self.consumer.clone();
+        // A synchronous commit blocks its thread until the broker answers.
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await
+                .map_err(|e| SourceError(format!("commit task failed: {e}")))?;
+        match committed {
+            Ok(()) | Err(RdError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(error) => Err(SourceError(format!("commit failed: {error}"))),
+        }
+    }
+
+    fn consumer_group(&self) -> &str {
+        &self.group
+    }
+}

@@ -1,0 +1,192 @@
+//! A throwaway Nisshi broker for tests (feature `testing`): a free port, its own directory,
+//! gone when dropped.
+//!
+//! Install the broker once per machine with `scripts/broker install`; `NISSHI_BIN` overrides
+//! where it is looked for.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where a test broker keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Fast, and gone with the process.
+    Memory,
+    /// In a sqlite file in the broker's directory: survives a [`TestBroker::restart`].
+    Sqlite,
+}
+
+/// A broker process owned by a test. Dropping it kills the broker.
+pub struct TestBroker {
+    port: u16,
+    dir: PathBuf,
+    storage: Storage,
+    child: Option<Child>,
+}
+
+fn nisshi() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NISSHI_BIN") {
+        return bin.into();
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nisshi"))
+            .find(|bin| bin.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        let home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+            });
+        home.join("bin").join("nisshi")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+impl TestBroker {
+    /// A fresh in-memory broker on a free port.
+    pub fn start() -> Self {
+        Self::start_with(Storage::Memory)
+    }
+
+    pub fn start_with(storage: Storage) -> Self {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "ordering-test-broker-{}-{}-{port}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("creating the broker's directory");
+        let mut broker = Self {
+            port,
+            dir,
+            storage,
+            child: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the broker (as a crash would) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port (with [`Storage::Sqlite`], with its data).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    fn launch(&mut self) {
+        let storage = match self.storage {
+            Storage::Memory => "memory://nisshi/".to_owned(),
+            Storage::Sqlite => "sqlite://broker.db".to_owned(),
+        };
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .expect("opening the broker log");
+        let bin = nisshi();
+        let child = Command::new(&bin)
+            .args(["broker", "--storage-engine", &storage])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            // Tests join groups one member at a time: no point waiting for more.
+            .args(["--group-initial-rebalance-delay", "0s"])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("broker log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the test broker {}: {e}. Install it with `scripts/broker install`",
+                    bin.display()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "the test broker exited at start-up ({status}); see {}",
+                    self.log_path().display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the test broker did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("broker.log")
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The offset `group` has committed for `topic`/`partition` (the next to consume), asked
+/// without joining the group.
+pub fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("creating a consumer to read committed offsets");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("reading committed offsets");
+    committed
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        })
+}
