@@ -108,10 +108,9 @@ fn read_blocking<M, C: Codec<M>>(
                     for e in positions.elements() {
                         if let (Offset::Offset(at), Some(&end)) =
                             (e.offset(), ends.get(&e.partition()))
+                            && at >= end
                         {
-                            if at >= end {
-                                ends.remove(&e.partition());
-                            }
+                            ends.remove(&e.partition());
                         }
                     }
                 }

@@ -1,0 +1,465 @@
+//! The transport against a real Kafka-protocol broker (Nisshi, started per test on a free
+//! port). Never skipped: without the broker these tests fail and say how to install it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordering_core::{
+    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, Handler, MemoryStore, Order,
+    OrderEvent, OrderEventHandler, OrderId, OrderItem, Polled, RecordMeta, RetryPolicy, Sink,
+    Source, Status, StatusUpdate,
+};
+use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
+use ordering_kafka::{
+    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, ensure_topics, read_topic,
+};
+use tokio::sync::oneshot;
+use tokio::time::{sleep, timeout};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn order(id: &str) -> Order {
+    Order {
+        order_id: OrderId::parse(id).unwrap(),
+        customer_id: "CUST-0042".into(),
+        order_date: "2026-01-30T12:00:00.000Z".into(),
+        items: vec![OrderItem {
+            item_id: "ITEM-LAMP-007".into(),
+            quantity: 2,
+            price: 24.5,
+        }],
+        total_amount: 49.0,
+        currency: "USD".into(),
+        status: Status::parse("pending").unwrap(),
+    }
+}
+
+fn update(id: &str, status: &str) -> StatusUpdate {
+    StatusUpdate {
+        order_id: id.into(),
+        status: status.into(),
+        update_timestamp: "2026-01-30T12:00:00Z".into(),
+        event_type: "STATUS_UPDATE".into(),
+    }
+}
+
+async fn topics(broker: &TestBroker, names: &[&str], partitions: i32) {
+    ensure_topics(
+        &broker.bootstrap(),
+        names,
+        partitions,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("creating topics");
+}
+
+fn producer(broker: &TestBroker) -> KafkaProducer {
+    KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap()
+}
+
+fn source(broker: &TestBroker, group: &str, topics: &[&str]) -> KafkaSource<OrderEvent, AvroCodec> {
+    let mut config = SourceConfig::new(broker.bootstrap(), group, topics.iter().copied());
+    config.commit_interval = Duration::from_millis(200);
+    KafkaSource::new(&config, AvroCodec::new().unwrap()).unwrap()
+}
+
+/// The next record from `source`, skipping revocations.
+async fn next_record(
+    source: &mut KafkaSource<OrderEvent, AvroCodec>,
+) -> ordering_core::Record<OrderEvent> {
+    loop {
+        match timeout(WAIT, source.next())
+            .await
+            .expect("a record in time")
+            .unwrap()
+        {
+            Some(Polled::Record(record)) => return record,
+            Some(Polled::Revoked(_)) => continue,
+            None => panic!("a Kafka source never ends"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_type_round_trips_through_the_broker() {
+    let broker = TestBroker::start();
+    let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
+    topics(&broker, &[&orders, &updates], 1).await;
+    let producer = producer(&broker);
+    let codec = AvroCodec::new().unwrap();
+    producer
+        .sink(&orders, codec)
+        .publish(&order("ORD-1"))
+        .await
+        .unwrap();
+    producer
+        .sink(&updates, codec)
+        .publish(&update("ORD-1", "shipped"))
+        .await
+        .unwrap();
+
+    let mut source = source(&broker, "round-trip", &[&orders, &updates]);
+    let mut seen = HashMap::new();
+    while seen.len() < 2 {
+        let record = next_record(&mut source).await;
+        assert_eq!(
+            record.meta.key.as_deref(),
+            Some(&b"ORD-1"[..]),
+            "keyed by order id"
+        );
+        assert!(record.meta.timestamp.is_some());
+        seen.insert(record.meta.tp.topic.to_string(), record.event.unwrap());
+    }
+    assert_eq!(seen[&orders], OrderEvent::Created(order("ORD-1")));
+    assert_eq!(
+        seen[&updates],
+        OrderEvent::StatusUpdated(update("ORD-1", "shipped"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_of_the_group_continues_after_the_last_commit() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("resume");
+    topics(&broker, &[&topic], 1).await;
+    let sink = producer(&broker).sink(&topic, AvroCodec::new().unwrap());
+    for n in 0..10 {
+        sink.publish(&order(&format!("ORD-{n}"))).await.unwrap();
+    }
+
+    let mut first = source(&broker, "resume-group", &[&topic]);
+    let mut last = None;
+    for _ in 0..5 {
+        let record = next_record(&mut first).await;
+        first.ack(&record.meta.tp, record.meta.offset + 1);
+        last = Some(record.meta.offset);
+    }
+    // Read (but not acknowledged): must be seen again by the next member.
+    let unacked = next_record(&mut first).await;
+    assert_eq!(unacked.meta.offset, 5);
+    first.commit().await.unwrap();
+    drop(first);
+    assert_eq!(
+        committed_offset(&broker.bootstrap(), "resume-group", &topic, 0),
+        Some(5)
+    );
+
+    let mut second = source(&broker, "resume-group", &[&topic]);
+    let offsets: Vec<i64> = {
+        let mut offsets = Vec::new();
+        for _ in 0..5 {
+            offsets.push(next_record(&mut second).await.meta.offset);
+        }
+        offsets
+    };
+    assert_eq!(last, Some(4));
+    assert_eq!(
+        offsets,
+        vec![5, 6, 7, 8, 9],
+        "nothing lost, only the uncommitted seen again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committed() {
+    let broker = TestBroker::start();
+    let (updates, dlq) = (unique_topic("updates"), unique_topic("dlq"));
+    topics(&broker, &[&updates, &dlq], 1).await;
+    let producer = producer(&broker);
+    let codec = AvroCodec::new().unwrap();
+    let sent = update("DOES-NOT-EXIST", "shipped");
+    let raw = ordering_kafka::Codec::encode(&codec, &sent).unwrap();
+    producer.sink(&updates, codec).publish(&sent).await.unwrap();
+
+    let group = "dead-letter-group";
+    let source = source(&broker, group, &[&updates]);
+    let config = DispatcherConfig {
+        retry: RetryPolicy::new(3, Duration::from_millis(300), 2.0, Duration::from_secs(2))
+            .unwrap(),
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(
+        source,
+        OrderEventHandler::new(Arc::new(MemoryStore::new())),
+        producer.sink(&dlq, codec),
+        config,
+    );
+    let stats = dispatcher.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+
+    // While retrying (0.3 + 0.6 + 1.2 s), nothing is committed.
+    timeout(WAIT, async {
+        while stats.snapshot().retries == 0 {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        committed_offset(&broker.bootstrap(), group, &updates, 0),
+        None
+    );
+
+    let letters = timeout(WAIT, async {
+        loop {
+            let letters = read_topic::<DeadLetter, _>(&broker.bootstrap(), &dlq, codec, WAIT)
+                .await
+                .unwrap();
+            if !letters.is_empty() {
+                return letters;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 1);
+    let record = &letters[0];
+    assert_eq!(
+        record.meta.key.as_deref(),
+        Some(&b"DOES-NOT-EXIST"[..]),
+        "the key is kept"
+    );
+    let header = |name: &str| {
+        record
+            .meta
+            .headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.clone())
+    };
+    assert_eq!(
+        header("dlq.error.type").as_deref(),
+        Some(&b"OrderNotFound"[..])
+    );
+    let letter = record.event.as_ref().unwrap();
+    assert_eq!(letter.original_topic, updates);
+    assert_eq!(letter.original_partition, 0);
+    assert_eq!(letter.original_offset, 0);
+    assert_eq!(letter.original_key.as_deref(), Some("DOES-NOT-EXIST"));
+    assert_eq!(letter.original_value, raw, "the payload byte for byte");
+    assert_eq!(letter.error_message, "Order DOES-NOT-EXIST not found");
+    assert_eq!(letter.error_class, FailureClass::Retryable);
+    assert_eq!((letter.retry_count, letter.failed_attempts), (3, 4));
+    assert_eq!(letter.consumer_group, group);
+    assert!(letter.original_timestamp.is_some());
+
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        committed_offset(&broker.bootstrap(), group, &updates, 0),
+        Some(1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_payload_is_dead_lettered_at_once_as_poison() {
+    let broker = TestBroker::start();
+    let (updates, dlq) = (unique_topic("updates"), unique_topic("dlq"));
+    topics(&broker, &[&updates, &dlq], 1).await;
+    let producer = producer(&broker);
+    let garbage = b"\x00not avro at all\xff".to_vec();
+    producer
+        .send(&updates, Some(b"ORD-X"), &garbage, &[])
+        .await
+        .unwrap();
+
+    let codec = AvroCodec::new().unwrap();
+    let dispatcher = Dispatcher::new(
+        source(&broker, "poison-group", &[&updates]),
+        OrderEventHandler::new(Arc::new(MemoryStore::new())),
+        producer.sink(&dlq, codec),
+        DispatcherConfig::default(), // 1 s backoff: a retry would show in the count below
+    );
+    let stats = dispatcher.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+    timeout(WAIT, async {
+        while stats.snapshot().dead_lettered == 0 {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+
+    assert_eq!(stats.snapshot().retries, 0);
+    let letters = read_topic::<DeadLetter, _>(&broker.bootstrap(), &dlq, codec, WAIT)
+        .await
+        .unwrap();
+    let letter = letters[0].event.as_ref().unwrap();
+    assert_eq!(letter.error_class, FailureClass::Poison);
+    assert_eq!(letter.error_type, "DecodeError");
+    assert_eq!(letter.original_value, garbage);
+    assert_eq!(letter.original_message, None);
+    assert_eq!((letter.retry_count, letter.failed_attempts), (0, 0));
+    assert_eq!(
+        committed_offset(&broker.bootstrap(), "poison-group", &updates, 0),
+        Some(1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_broker_gives_the_sink_a_retryable_error_in_bounded_time() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("orders");
+    topics(&broker, &[&topic], 1).await;
+    let mut config = ProducerConfig::new(broker.bootstrap());
+    config.delivery_timeout = Duration::from_secs(2);
+    let sink = KafkaProducer::new(&config)
+        .unwrap()
+        .sink(&topic, AvroCodec::new().unwrap());
+    sink.publish(&order("ORD-1")).await.unwrap();
+
+    broker.stop();
+    let outcome = timeout(WAIT, sink.publish(&order("ORD-2"))).await;
+    let error = outcome.expect("the publish must not hang").unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+}
+
+/// Records every record it sees, by origin.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<(String, i32, i64)>>>);
+
+#[async_trait]
+impl Handler<OrderEvent> for Recorder {
+    type Error = ordering_core::OrderError;
+    async fn handle(&self, _event: &OrderEvent, meta: &RecordMeta) -> Result<(), Self::Error> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((meta.tp.topic.to_string(), meta.tp.partition, meta.offset));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_of_a_group_split_the_partitions_and_see_every_record_once() {
+    let broker = TestBroker::start();
+    let (topic, dlq) = (unique_topic("split"), unique_topic("dlq"));
+    topics(&broker, &[&topic, &dlq], 4).await;
+    let producer = producer(&broker);
+    let codec = AvroCodec::new().unwrap();
+
+    let mut runs = Vec::new();
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let source = source(&broker, "split-group", &[&topic]);
+        let status = source.status();
+        let recorder = Recorder::default();
+        let dispatcher = Dispatcher::new(
+            source,
+            recorder.clone(),
+            producer.sink(&dlq, codec),
+            DispatcherConfig::default(),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        runs.push((
+            stop,
+            tokio::spawn(dispatcher.run(async {
+                let _ = stopped.await;
+            })),
+        ));
+        members.push((status, recorder));
+    }
+    // Wait until the group settled: each member holds two of the four partitions.
+    timeout(WAIT, async {
+        loop {
+            let held: Vec<_> = members.iter().map(|(s, _)| s.assigned()).collect();
+            if held.iter().all(|h| h.len() == 2) {
+                let all: HashSet<_> = held.iter().flatten().collect();
+                if all.len() == 4 {
+                    break;
+                }
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the group to settle");
+
+    let sink = producer.sink(&topic, codec);
+    for n in 0..200 {
+        sink.publish(&order(&format!("ORD-{n}"))).await.unwrap();
+    }
+    timeout(WAIT, async {
+        while members
+            .iter()
+            .map(|(_, r)| r.0.lock().unwrap().len())
+            .sum::<usize>()
+            < 200
+        {
+            sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every record handled");
+    sleep(Duration::from_millis(300)).await; // a duplicate would show up by now
+
+    let seen: Vec<Vec<_>> = members
+        .iter()
+        .map(|(_, r)| r.0.lock().unwrap().clone())
+        .collect();
+    assert!(seen.iter().all(|s| !s.is_empty()), "both members got work");
+    let all: Vec<_> = seen.concat();
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200, "no record twice");
+    assert_eq!(distinct.len(), 200);
+    for (status, recorder) in &members {
+        let mine: HashSet<i32> = status.assigned().iter().map(|tp| tp.partition).collect();
+        assert!(
+            recorder
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|(_, p, _)| mine.contains(p))
+        );
+    }
+    for (stop, run) in runs {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_once_and_a_missing_topic_reads_empty() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("created");
+    topics(&broker, &[&topic], 3).await;
+    topics(&broker, &[&topic], 3).await; // already there: fine
+    let sink = producer(&broker).sink(&topic, AvroCodec::new().unwrap());
+    let mut partitions = HashSet::new();
+    for n in 0..30 {
+        let order = order(&format!("ORD-{n}"));
+        sink.publish(&order).await.unwrap();
+    }
+    let records =
+        read_topic::<OrderEvent, _>(&broker.bootstrap(), &topic, AvroCodec::new().unwrap(), WAIT)
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 30);
+    for record in &records {
+        partitions.insert(record.meta.tp.partition);
+        assert!(matches!(record.event, Ok(OrderEvent::Created(_))));
+    }
+    assert!(partitions.len() > 1, "keys spread over the partitions");
+    let missing = read_topic::<OrderEvent, _>(
+        &broker.bootstrap(),
+        "no-such-topic",
+        AvroCodec::new().unwrap(),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(missing.is_empty());
+}
