@@ -191,7 +191,7 @@ pub fn round_cents(amount: f64) -> f64 {
 /// so its fields are kept as received; [`StatusUpdate::validate`] turns them into domain
 /// values, and a blank status becomes a permanent handler error rather than a decode error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename = "OrderStatusUpdate", rename_all = "camelCase")] // the Avro record's name
 pub struct StatusUpdate {
     pub order_id: String,
     pub status: String,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext};
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::codec::Codec;
 use crate::convert::{TopicNames, to_record};
@@ -47,6 +48,9 @@ impl SourceConfig {
     }
 }
 
+/// See `KafkaSource::new`.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
+
 /// How often acknowledgements are handed to librdkafka (which commits them every
 /// `commit_interval`): storing is cheap but not free, so it is not done per record.
 const STORE_EVERY: Duration = Duration::from_millis(100);
@@ -58,6 +62,8 @@ pub struct SourceContext {
     acks: Mutex<HashMap<TopicPartition, i64>>,
     /// Partitions revoked since the dispatcher was last told.
     revoked: Mutex<Vec<TopicPartition>>,
+    /// `revoked` is not empty: checked per record without taking the lock.
+    any_revoked: AtomicBool,
     /// Partitions this member holds now.
     assigned: Mutex<Vec<TopicPartition>>,
 }
@@ -74,6 +80,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SourceContext {
+    fn has_revoked(&self) -> bool {
+        self.any_revoked.load(Ordering::Acquire)
+    }
+
+    /// The partitions revoked since the last call, if any.
+    fn take_revoked(&self) -> Option<Vec<TopicPartition>> {
+        if !self.any_revoked.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let revoked = std::mem::take(&mut *lock(&self.revoked));
+        (!revoked.is_empty()).then_some(revoked)
+    }
+
     /// Hands the acknowledged positions to librdkafka, to be committed.
     fn store_acks(&self, consumer: &impl Consumer<SourceContext>) {
         let acks: Vec<_> = lock(&self.acks).drain().collect();
@@ -106,6 +125,7 @@ impl ConsumerContext for SourceContext {
             tracing::info!(partitions = ?revoked, "partitions revoked");
             lock(&self.assigned).retain(|tp| !revoked.contains(tp));
             lock(&self.revoked).extend(revoked);
+            self.any_revoked.store(true, Ordering::Release);
         }
     }
 
@@ -143,7 +163,8 @@ pub struct KafkaSource<E, C> {
     topics: TopicNames,
     /// A record received while a revocation was pending: the revocation is reported first.
     stash: Option<ordering_core::Record<E>>,
-    store_tick: Interval,
+    /// When acknowledgements are next handed to librdkafka.
+    next_store: Instant,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -159,7 +180,11 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
                 config.commit_interval.as_millis().max(1).to_string(),
             )
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // librdkafka (2.4+) waits a full second before fetching again once its prefetch
+            // queue was over its bounds: a consumer slower than the broker then stalls for a
+            // second at every refill. A short wait keeps the queue fed at no real cost.
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         for (key, value) in &config.overrides {
             client.set(key, value);
         }
@@ -170,26 +195,19 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         consumer
             .subscribe(&topics)
             .map_err(KafkaError::client("subscribing"))?;
-        let mut store_tick = tokio::time::interval(STORE_EVERY);
-        store_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Self {
             consumer: Arc::new(consumer),
             codec,
             group: config.group_id.clone(),
             topics: TopicNames::default(),
             stash: None,
-            store_tick,
+            next_store: Instant::now() + STORE_EVERY,
             _event: PhantomData,
         })
     }
 
     pub fn status(&self) -> SourceStatus {
         SourceStatus(self.consumer.context().clone())
-    }
-
-    fn take_revoked(&self) -> Option<Vec<TopicPartition>> {
-        let mut revoked = lock(&self.consumer.context().revoked);
-        (!revoked.is_empty()).then(|| std::mem::take(&mut *revoked))
     }
 
     fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
@@ -208,30 +226,43 @@ where
 
     async fn next(&mut self) -> Result<Option<Polled<E>>, SourceError> {
         loop {
-            if let Some(revoked) = self.take_revoked() {
+            if let Some(revoked) = self.consumer.context().take_revoked() {
                 return Ok(Some(Polled::Revoked(revoked)));
             }
             if let Some(record) = self.stash.take() {
                 return Ok(Some(Polled::Record(record)));
             }
-            tokio::select! {
+            // Acknowledgements are stored on a clock checked here rather than by a timer
+            // polled per record, which would cost more than the record itself.
+            let now = Instant::now();
+            if now >= self.next_store {
+                self.consumer.context().store_acks(&*self.consumer);
+                self.next_store = now + STORE_EVERY;
+            }
+            let received = tokio::select! {
                 biased;
-                _ = self.store_tick.tick() => {
-                    self.consumer.context().store_acks(&*self.consumer);
-                }
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        let record = to_record(&message, &self.codec, &mut self.topics);
-                        drop(message);
-                        // Around the loop: a revocation that came with this poll goes first.
+                received = self.consumer.recv() => received,
+                // Idle: wake up to store what was acknowledged meanwhile.
+                () = tokio::time::sleep_until(self.next_store) => continue,
+            };
+            match received {
+                Ok(message) => {
+                    let record = to_record(&message, &self.codec, &mut self.topics);
+                    drop(message);
+                    if self.consumer.context().has_revoked() {
+                        // Rebalance callbacks run inside `recv`: partitions it revoked are
+                        // reported before this record. Reported after, the dispatcher could
+                        // take older records for a fresh start of their partition.
                         self.stash = Some(record);
+                        continue;
                     }
-                    // librdkafka reconnects by itself; the error is only news.
-                    Err(error) if is_retryable(&error) => {
-                        tracing::warn!(%error, "consumer error; librdkafka keeps trying");
-                    }
-                    Err(error) => return Err(SourceError(format!("consumer failed: {error}"))),
-                },
+                    return Ok(Some(Polled::Record(record)));
+                }
+                // librdkafka reconnects by itself; the error is only news.
+                Err(error) if is_retryable(&error) => {
+                    tracing::warn!(%error, "consumer error; librdkafka keeps trying");
+                }
+                Err(error) => return Err(SourceError(format!("consumer failed: {error}"))),
             }
         }
     }

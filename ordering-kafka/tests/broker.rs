@@ -63,6 +63,11 @@ fn producer(broker: &TestBroker) -> KafkaProducer {
 fn source(broker: &TestBroker, group: &str, topics: &[&str]) -> KafkaSource<OrderEvent, AvroCodec> {
     let mut config = SourceConfig::new(broker.bootstrap(), group, topics.iter().copied());
     config.commit_interval = Duration::from_millis(200);
+    // Notice rebalances quickly: the tests add and remove members.
+    config.overrides = vec![
+        ("heartbeat.interval.ms".into(), "300".into()),
+        ("session.timeout.ms".into(), "6000".into()),
+    ];
     KafkaSource::new(&config, AvroCodec::new().unwrap()).unwrap()
 }
 
@@ -462,4 +467,219 @@ async fn topics_are_created_once_and_a_missing_topic_reads_empty() {
     .await
     .unwrap();
     assert!(missing.is_empty());
+}
+
+/// Records every record it sees, taking `delay` over each.
+#[derive(Clone)]
+struct SlowRecorder {
+    seen: Arc<Mutex<Vec<(i32, i64)>>>,
+    delay: Duration,
+}
+
+impl SlowRecorder {
+    fn seen(&self) -> Vec<(i32, i64)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Handler<OrderEvent> for SlowRecorder {
+    type Error = ordering_core::OrderError;
+    async fn handle(&self, _event: &OrderEvent, meta: &RecordMeta) -> Result<(), Self::Error> {
+        sleep(self.delay).await;
+        self.seen
+            .lock()
+            .unwrap()
+            .push((meta.tp.partition, meta.offset));
+        Ok(())
+    }
+}
+
+struct Member {
+    recorder: SlowRecorder,
+    status: ordering_kafka::SourceStatus,
+    stop: oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<(), ordering_core::DispatchError>>,
+}
+
+impl Member {
+    fn start(
+        broker: &TestBroker,
+        group: &str,
+        topic: &str,
+        dlq: &str,
+        delay: Duration,
+        config: DispatcherConfig,
+    ) -> Self {
+        let recorder = SlowRecorder {
+            seen: Arc::default(),
+            delay,
+        };
+        let source = source(broker, group, &[topic]);
+        let status = source.status();
+        let dispatcher = Dispatcher::new(
+            source,
+            recorder.clone(),
+            producer(broker).sink(dlq, AvroCodec::new().unwrap()),
+            config,
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = tokio::spawn(dispatcher.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            recorder,
+            status,
+            stop,
+            run,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.run.await.unwrap().unwrap();
+    }
+}
+
+async fn publish_orders(producer: &KafkaProducer, topic: &str, range: std::ops::Range<usize>) {
+    let sink = producer.sink(topic, AvroCodec::new().unwrap());
+    for n in range {
+        sink.publish(&order(&format!("ORD-{n}"))).await.unwrap();
+    }
+}
+
+/// Every partition's committed offset reached its end: nothing left behind.
+async fn wait_until_all_committed(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    ends: &HashMap<i32, i64>,
+) {
+    timeout(WAIT, async {
+        loop {
+            let done = ends.iter().all(|(&p, &end)| {
+                committed_offset(&broker.bootstrap(), group, topic, p) == Some(end)
+            });
+            if done {
+                return;
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("every partition committed to its end");
+}
+
+fn end_offsets(records: &[ordering_core::Record<OrderEvent>]) -> HashMap<i32, i64> {
+    let mut ends = HashMap::new();
+    for r in records {
+        let end = ends.entry(r.meta.tp.partition).or_insert(0);
+        *end = (*end).max(r.meta.offset + 1);
+    }
+    ends
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_mid_stream_loses_nothing() {
+    let broker = TestBroker::start();
+    let (topic, dlq) = (unique_topic("rebalance"), unique_topic("dlq"));
+    topics(&broker, &[&topic, &dlq], 4).await;
+    let producer = producer(&broker);
+    let group = "rebalance-group";
+    publish_orders(&producer, &topic, 0..400).await;
+
+    // Slow enough that the first member is still busy when the second one joins.
+    let delay = Duration::from_millis(50);
+    let first = Member::start(
+        &broker,
+        group,
+        &topic,
+        &dlq,
+        delay,
+        DispatcherConfig::default(),
+    );
+    timeout(WAIT, async {
+        while first.recorder.seen().len() < 20 {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let second = Member::start(
+        &broker,
+        group,
+        &topic,
+        &dlq,
+        delay,
+        DispatcherConfig::default(),
+    );
+    timeout(WAIT, async {
+        while second.status.assigned().is_empty() {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the second member to get partitions");
+    assert!(
+        first.recorder.seen().len() < 400,
+        "the rebalance came mid-stream"
+    );
+    publish_orders(&producer, &topic, 400..600).await;
+
+    let all =
+        read_topic::<OrderEvent, _>(&broker.bootstrap(), &topic, AvroCodec::new().unwrap(), WAIT)
+            .await
+            .unwrap();
+    assert_eq!(all.len(), 600);
+    wait_until_all_committed(&broker, group, &topic, &end_offsets(&all)).await;
+
+    let mut seen: HashSet<(i32, i64)> = first.recorder.seen().into_iter().collect();
+    seen.extend(second.recorder.seen());
+    let expected: HashSet<_> = all
+        .iter()
+        .map(|r| (r.meta.tp.partition, r.meta.offset))
+        .collect();
+    assert_eq!(seen, expected, "every record handled at least once");
+    assert!(
+        !second.recorder.seen().is_empty(),
+        "the second member took over partitions"
+    );
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_full_partitions_neither_loses_nor_repeats_records() {
+    let broker = TestBroker::start();
+    let (topic, dlq) = (unique_topic("paused"), unique_topic("dlq"));
+    topics(&broker, &[&topic, &dlq], 2).await;
+    let producer = producer(&broker);
+    let group = "pause-group";
+    publish_orders(&producer, &topic, 0..400).await;
+
+    // A bound of 4: the partitions are paused and resumed many times over.
+    let config = DispatcherConfig {
+        max_in_flight_per_partition: std::num::NonZeroUsize::new(4).unwrap(),
+        lanes: ordering_core::LaneMode::Key,
+        ..DispatcherConfig::default()
+    };
+    let member = Member::start(
+        &broker,
+        group,
+        &topic,
+        &dlq,
+        Duration::from_millis(1),
+        config,
+    );
+    let all =
+        read_topic::<OrderEvent, _>(&broker.bootstrap(), &topic, AvroCodec::new().unwrap(), WAIT)
+            .await
+            .unwrap();
+    wait_until_all_committed(&broker, group, &topic, &end_offsets(&all)).await;
+
+    let seen = member.recorder.seen();
+    let distinct: HashSet<_> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), 400, "no record twice");
+    assert_eq!(distinct.len(), 400, "no record missing");
+    member.stop().await;
 }
