@@ -1,6 +1,180 @@
-//! Skeleton: the HTTP service is built by the shells issue.
+//! cart-shell: takes orders and status updates over HTTP and publishes them as Avro events.
+//! It answers `201`/`202` only once the broker has the event (acks=all).
+//!
+//! Routes (CONTRACT.md): `POST /api/create-order`, `PUT /api/update-order`, `GET /health`.
 
-fn main() {
-    eprintln!("not built yet: see the shells issue");
-    std::process::exit(2);
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+use ordering_core::model::now_iso8601;
+use ordering_core::{
+    NumItems, Order, OrderId, Sink, SinkError, Status, StatusUpdate, generate_order,
+};
+use ordering_kafka::{
+    AvroCodec, KafkaProducer, KafkaSink, ProducerConfig, ensure_topics_when_ready,
+};
+use serde_json::json;
+use shell_http::env::Env;
+use shell_http::settings::{KafkaSettings, listen_addr};
+use shell_http::{
+    ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, read_json,
+    required_int, required_str, serve, shutdown_signal,
+};
+
+/// Request bodies above this get `413`.
+const BODY_LIMIT: usize = 64 * 1024;
+
+struct Cart {
+    producer: KafkaProducer,
+    orders: KafkaSink<Order, AvroCodec>,
+    updates: KafkaSink<StatusUpdate, AvroCodec>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shell_http::init_tracing();
+    let env = Env::process();
+    let (kafka, addr) = match (KafkaSettings::from_env(&env), listen_addr(&env, 8000)) {
+        (Ok(kafka), Ok(addr)) => (kafka, addr),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("cart-shell: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let cart = match Cart::new(&kafka) {
+        Ok(cart) => Arc::new(cart),
+        Err(error) => {
+            eprintln!("cart-shell: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tokio::spawn(async move {
+        let topics = [kafka.order_topic.as_str(), kafka.status_topic.as_str()];
+        if let Err(error) =
+            ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, kafka.partitions).await
+        {
+            tracing::error!(%error, "the topics could not be created");
+        }
+    });
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cart-shell: cannot listen on {addr} (API_HOST/API_PORT): {error}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(%addr, "cart-shell listening");
+
+    let routes = cart.clone();
+    serve(
+        listener,
+        move |request| {
+            let cart = routes.clone();
+            async move { cart.route(request).await }
+        },
+        shutdown_signal(),
+    )
+    .await;
+    if let Err(error) = cart.producer.flush().await {
+        tracing::warn!(%error, "flushing the producer at shutdown failed");
+    }
+    tracing::info!("cart-shell stopped");
+    ExitCode::SUCCESS
+}
+
+impl Cart {
+    fn new(kafka: &KafkaSettings) -> Result<Self, ordering_kafka::KafkaError> {
+        let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
+        config.delivery_timeout = kafka.delivery_timeout;
+        let producer = KafkaProducer::new(&config)?;
+        let codec = AvroCodec::new()?;
+        Ok(Self {
+            orders: producer.sink(&kafka.order_topic, codec),
+            updates: producer.sink(&kafka.status_topic, codec),
+            producer,
+        })
+    }
+
+    async fn route(&self, request: HttpRequest) -> Response {
+        let path = request.uri().path().to_owned();
+        let result = match (request.method(), path.as_str()) {
+            (&Method::POST, "/api/create-order") => self.create_order(request).await,
+            (_, "/api/create-order") => return method_not_allowed("POST"),
+            (&Method::PUT, "/api/update-order") => self.update_order(request).await,
+            (_, "/api/update-order") => return method_not_allowed("PUT"),
+            (&Method::GET, "/health") => return self.health().await,
+            (_, "/health") => return method_not_allowed("GET"),
+            (_, path) => return no_such_path(path),
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn create_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
+        let body = read_json(request, BODY_LIMIT).await?;
+        let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
+        let num_items = NumItems::new(required_int(&body, "numItems")?).map_err(invalid)?;
+        let order = generate_order(id, num_items, now_iso8601(), &mut rand::rng());
+        self.orders.publish(&order).await.map_err(unpublished)?;
+        Ok(json(
+            StatusCode::CREATED,
+            &json!({
+                "success": true,
+                "message": format!("Order '{}' created and published.", order.order_id),
+                "data": order,
+            }),
+        ))
+    }
+
+    async fn update_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
+        let body = read_json(request, BODY_LIMIT).await?;
+        let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
+        let status = Status::parse(required_str(&body, "status")?).map_err(invalid)?;
+        let update = StatusUpdate::new(&id, &status, now_iso8601());
+        self.updates.publish(&update).await.map_err(unpublished)?;
+        Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({
+                "success": true,
+                "message": format!(
+                    "Status update event published for order '{id}'. Processing asynchronously."
+                ),
+                "data": {
+                    "orderId": update.order_id,
+                    "status": update.status,
+                    "message": "Status update event published. Processing asynchronously.",
+                    "eventType": update.event_type,
+                },
+            }),
+        ))
+    }
+
+    async fn health(&self) -> Response {
+        match self.producer.ping(Duration::from_secs(2)).await {
+            Ok(()) => json(
+                StatusCode::OK,
+                &json!({"status": "healthy", "service": "cart-shell"}),
+            ),
+            Err(error) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "unhealthy",
+                    "service": "cart-shell",
+                    "broker": "unavailable",
+                    "details": error.to_string(),
+                }),
+            ),
+        }
+    }
+}
+
+fn invalid(error: ordering_core::ValidationError) -> ApiError {
+    ApiError::bad_request(error.to_string())
+}
+
+/// Nothing was published, whatever the reason: the client may try again.
+fn unpublished(error: SinkError) -> ApiError {
+    tracing::warn!(%error, "publish failed");
+    ApiError::unavailable(format!("the event was not published: {error}"))
 }

@@ -1,6 +1,155 @@
-//! Skeleton: the HTTP service is built by the shells issue.
+//! order-shell: consumes `order-events` and `order-status-updates` through the
+//! `ordering-core` dispatcher (retries, dead letters to `order-events-dlq`), keeps orders in
+//! memory and answers queries over HTTP (CONTRACT.md, "order-shell").
+//!
+//! This file wires the pieces; `routes` translates HTTP; every rule lives in `ordering-core`.
 
-fn main() {
-    eprintln!("not built yet: see the shells issue");
-    std::process::exit(2);
+mod config;
+mod routes;
+
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use ordering_core::{
+    Dispatcher, DispatcherConfig, MemoryStore, OrderEvent, OrderEventHandler, Stats,
+};
+use ordering_kafka::{
+    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, SourceStatus,
+    ensure_topics_when_ready,
+};
+use shell_http::env::Env;
+use shell_http::{serve, shutdown_signal};
+use tokio::sync::watch;
+
+use config::Config;
+
+/// What the routes read.
+pub struct App {
+    config: Config,
+    store: Arc<MemoryStore>,
+    producer: KafkaProducer,
+    codec: AvroCodec,
+    /// Set once the consumer runs (after the topics exist).
+    consumer: OnceLock<(Stats, SourceStatus)>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shell_http::init_tracing();
+    let config = match Config::from_env(&Env::process()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("order-shell: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match App::new(config) {
+        Ok(app) => Arc::new(app),
+        Err(error) => {
+            eprintln!("order-shell: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = app.config.listen;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("order-shell: cannot listen on {addr} (API_HOST/API_PORT): {error}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(%addr, "order-shell listening");
+
+    // One signal stops both the HTTP server and the consumer.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+
+    let consumer = tokio::spawn(consume(app.clone(), stopped(stopping.clone())));
+    let routes = app.clone();
+    serve(
+        listener,
+        move |request| {
+            let app = routes.clone();
+            async move { app.route(request).await }
+        },
+        stopped(stopping),
+    )
+    .await;
+
+    let mut code = ExitCode::SUCCESS;
+    match consumer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, "the consumer stopped with an error");
+            code = ExitCode::FAILURE;
+        }
+        Err(error) => {
+            tracing::error!(%error, "the consumer task failed");
+            code = ExitCode::FAILURE;
+        }
+    }
+    if let Err(error) = app.producer.flush().await {
+        tracing::warn!(%error, "flushing the producer at shutdown failed");
+    }
+    tracing::info!("order-shell stopped");
+    code
+}
+
+impl App {
+    fn new(config: Config) -> Result<Self, ordering_kafka::KafkaError> {
+        let mut producer = ProducerConfig::new(&config.kafka.bootstrap_servers);
+        producer.delivery_timeout = config.kafka.delivery_timeout;
+        Ok(Self {
+            producer: KafkaProducer::new(&producer)?,
+            codec: AvroCodec::new()?,
+            store: Arc::new(MemoryStore::new()),
+            consumer: OnceLock::new(),
+            config,
+        })
+    }
+}
+
+/// Waits for the broker and the topics, then runs the dispatcher until `shutdown`.
+async fn consume(app: Arc<App>, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
+    let kafka = &app.config.kafka;
+    let topics = [
+        kafka.order_topic.as_str(),
+        kafka.status_topic.as_str(),
+        app.config.dlq_topic.as_str(),
+    ];
+    let ready = ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, kafka.partitions);
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        ready = ready => ready.map_err(|e| e.to_string())?,
+        () = &mut shutdown => return Ok(()),
+    }
+    let source = KafkaSource::<OrderEvent, _>::new(
+        &SourceConfig::new(
+            &kafka.bootstrap_servers,
+            &app.config.consumer_group,
+            [&kafka.order_topic, &kafka.status_topic],
+        ),
+        app.codec,
+    )
+    .map_err(|e| e.to_string())?;
+    let status = source.status();
+    let dispatcher = Dispatcher::new(
+        source,
+        OrderEventHandler::new(app.store.clone()),
+        app.producer.sink(&app.config.dlq_topic, app.codec),
+        DispatcherConfig {
+            retry: app.config.retry.clone(),
+            ..DispatcherConfig::default()
+        },
+    );
+    let _ = app.consumer.set((dispatcher.stats(), status));
+    tracing::info!(group = %app.config.consumer_group, "consumer running");
+    dispatcher.run(shutdown).await.map_err(|e| e.to_string())
 }

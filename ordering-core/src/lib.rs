@@ -2,6 +2,7 @@
 //!
 //! ## Modules
 //! - [`model`]: orders, status updates, validated ids and the pricing rules;
+//! - [`generate`]: orders made up from a number of items (the demo's create-order rule);
 //! - [`handler`]: the [`Handler`] trait and error classes;
 //! - [`orders`]: the handlers of the order flow;
 //! - [`retry`]: the [`RetryPolicy`] (the only user of the `backoff` crate);
@@ -13,6 +14,7 @@
 
 pub mod dead_letter;
 pub mod dispatcher;
+pub mod generate;
 pub mod handler;
 pub mod model;
 pub mod orders;
@@ -26,6 +28,7 @@ pub mod testing;
 
 pub use dead_letter::{DeadLetter, FailureClass};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherConfig, LaneMode, Stats, StatsSnapshot};
+pub use generate::{NumItems, generate_order};
 pub use handler::{Classify, ErrorClass, Handler};
 pub use model::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate, ValidationError};
 pub use orders::{OrderCreatedHandler, OrderError, OrderEventHandler, StatusUpdateHandler};

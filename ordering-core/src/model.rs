@@ -25,13 +25,22 @@ pub enum ValidationError {
         len: usize,
         max: usize,
     },
+    #[error("{field} must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        field: &'static str,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
 }
 
 impl ValidationError {
     /// The field the error is about, as named on the wire.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::Blank { field } | Self::TooLong { field, .. } => field,
+            Self::Blank { field }
+            | Self::TooLong { field, .. }
+            | Self::OutOfRange { field, .. } => field,
         }
     }
 }
@@ -102,6 +111,13 @@ validated_string!(
     /// An order status: trimmed, non-empty, at most [`MAX_STATUS_LEN`] characters.
     Status, field = "status", max = MAX_STATUS_LEN
 );
+
+impl Status {
+    /// The status of a new order.
+    pub fn pending() -> Self {
+        Self("pending".to_owned())
+    }
+}
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

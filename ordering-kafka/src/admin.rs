@@ -53,3 +53,31 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+/// [`ensure_topics`] until it succeeds: a service started before its broker waits for it
+/// instead of failing. Gives up only on an error retrying cannot fix.
+pub async fn ensure_topics_when_ready(
+    bootstrap_servers: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match ensure_topics(
+            bootstrap_servers,
+            topics,
+            partitions,
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, ?wait, "topics not ready; the broker may be down, trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

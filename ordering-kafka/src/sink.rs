@@ -116,6 +116,24 @@ impl KafkaProducer {
         }
     }
 
+    /// Checks that the broker answers, within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        // librdkafka's metadata request blocks the calling thread.
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(KafkaError::client("reaching the broker"))
+        })
+        .await
+        .map_err(|_| KafkaError::Timeout {
+            operation: "reaching the broker",
+            after: timeout,
+        })?
+    }
+
     /// Waits until every record handed to the producer is acknowledged, or the delivery
     /// timeout passes.
     pub async fn flush(&self) -> Result<(), KafkaError> {

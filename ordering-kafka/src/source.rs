@@ -51,6 +51,9 @@ impl SourceConfig {
 /// See `KafkaSource::new`.
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
+/// How long a final commit may wait for the broker.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often acknowledgements are handed to librdkafka (which commits them every
 /// `commit_interval`): storing is cheap but not free, so it is not done per record.
 const STORE_EVERY: Duration = Duration::from_millis(100);
@@ -166,6 +169,18 @@ pub struct KafkaSource<E, C> {
     /// When acknowledgements are next handed to librdkafka.
     next_store: Instant,
     _event: PhantomData<fn() -> E>,
+}
+
+impl<E, C> Drop for KafkaSource<E, C> {
+    fn drop(&mut self) {
+        // Closing leaves the group, which waits for the coordinator: with the broker down
+        // that can take minutes. Close on a thread of its own, off the async runtime, so a
+        // shutting-down service is not held up (process exit ends the thread).
+        let consumer = self.consumer.clone();
+        let _ = std::thread::Builder::new()
+            .name("kafka-consumer-close".into())
+            .spawn(move || drop(consumer));
+    }
 }
 
 impl<E, C: Codec<E>> KafkaSource<E, C> {
@@ -292,11 +307,14 @@ where
     async fn commit(&mut self) -> Result<(), SourceError> {
         self.consumer.context().store_acks(&*self.consumer);
         let consumer = self.consumer.clone();
-        // A synchronous commit blocks its thread until the broker answers.
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
-                .await
-                .map_err(|e| SourceError(format!("commit task failed: {e}")))?;
+        // A synchronous commit blocks its thread until the broker answers, and a broker that
+        // is down may never answer: bound the wait.
+        let commit =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
+        let committed = tokio::time::timeout(COMMIT_TIMEOUT, commit)
+            .await
+            .map_err(|_| SourceError(format!("commit not confirmed within {COMMIT_TIMEOUT:?}")))?
+            .map_err(|e| SourceError(format!("commit task failed: {e}")))?;
         match committed {
             Ok(()) | Err(RdError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(error) => Err(SourceError(format!("commit failed: {error}"))),

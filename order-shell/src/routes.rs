@@ -1,0 +1,266 @@
+//! HTTP in, JSON out: each route asks the store, the dispatcher's counters or the broker.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::{Method, StatusCode};
+use ordering_core::{DeadLetter, OrderEvent, OrderId, OrderStore, Record};
+use ordering_kafka::{KafkaError, read_topic};
+use serde_json::{Value, json};
+use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};
+
+use crate::App;
+
+/// How long a read of a whole topic may take before the answer is `503`.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+impl App {
+    pub async fn route(&self, request: HttpRequest) -> Response {
+        let path = request.uri().path();
+        if request.method() != Method::GET {
+            return match path {
+                "/api/order-details"
+                | "/api/dlq/messages"
+                | "/api/dlq/info"
+                | "/api/stats"
+                | "/api/getAllOrderIdsFromTopic"
+                | "/health" => method_not_allowed("GET"),
+                _ => no_such_path(path),
+            };
+        }
+        let result = match path {
+            "/api/order-details" => self.order_details(&request).await,
+            "/api/dlq/messages" => self.dlq_messages(&request).await,
+            "/api/dlq/info" => Ok(self.dlq_info()),
+            "/api/stats" => self.stats().await,
+            "/api/getAllOrderIdsFromTopic" => self.order_ids_in_topic(&request).await,
+            "/health" => Ok(self.health().await),
+            _ => return no_such_path(path),
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn order_details(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        let raw = query(request).remove("orderId").unwrap_or_default();
+        let id = OrderId::parse(&raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let order = self
+            .store
+            .get(&id)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .ok_or_else(|| ApiError::not_found(format!("Order {id} not found")))?;
+        let shipping_cost = order.shipping_cost();
+        let mut data = serde_json::to_value(&order).unwrap_or_default();
+        data["shippingCost"] = json!(shipping_cost);
+        Ok(json(
+            StatusCode::OK,
+            &json!({"success": true, "message": format!("Order '{id}' found"), "data": data}),
+        ))
+    }
+
+    async fn dlq_messages(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        let params = query(request);
+        let limit = number(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
+        let offset = number(params.get("offset"), "offset", 0, 0, usize::MAX)?;
+        let topic = &self.config.dlq_topic;
+        let letters = read_topic::<DeadLetter, _>(
+            &self.config.kafka.bootstrap_servers,
+            topic,
+            self.codec,
+            READ_TIMEOUT,
+        )
+        .await
+        .map_err(unreadable)?;
+        let messages: Vec<Value> = letters
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(letter_json)
+            .collect();
+        Ok(json(
+            StatusCode::OK,
+            &json!({
+                "success": true,
+                "dlqTopic": topic,
+                "messageCount": messages.len(),
+                "totalCount": letters.len(),
+                "offset": offset,
+                "limit": limit,
+                "messages": messages,
+            }),
+        ))
+    }
+
+    fn dlq_info(&self) -> Response {
+        let retry = &self.config.retry;
+        json(
+            StatusCode::OK,
+            &json!({
+                "success": true,
+                "dlqConfig": {
+                    "dlqTopic": self.config.dlq_topic,
+                    "maxRetries": retry.max_retries(),
+                    "initialBackoffMs": retry.initial_backoff().as_millis() as u64,
+                    "maxBackoffMs": retry.max_backoff().as_millis() as u64,
+                    "multiplier": retry.multiplier(),
+                    "retryStrategy": "exponential_backoff",
+                },
+                "consumerStats": self.consumer_state(),
+            }),
+        )
+    }
+
+    async fn stats(&self) -> Result<Response, ApiError> {
+        let ids = self
+            .store
+            .ids()
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        Ok(json(
+            StatusCode::OK,
+            &json!({"success": true, "totalOrders": ids.len(), "orderIds": ids}),
+        ))
+    }
+
+    async fn order_ids_in_topic(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        let topic = query(request).remove("topicName").unwrap_or_default();
+        let topic = topic.trim();
+        if topic.is_empty() {
+            return Err(ApiError::bad_request(
+                "topicName must not be empty or whitespace",
+            ));
+        }
+        let records = read_topic::<OrderEvent, _>(
+            &self.config.kafka.bootstrap_servers,
+            topic,
+            self.codec,
+            READ_TIMEOUT,
+        )
+        .await
+        .map_err(unreadable)?;
+        let ids = distinct_order_ids(&records);
+        Ok(json(
+            StatusCode::OK,
+            &json!({
+                "success": true,
+                "message": format!("Found {} order ids in topic '{topic}'", ids.len()),
+                "topicName": topic,
+                "orderIds": ids,
+                "count": ids.len(),
+            }),
+        ))
+    }
+
+    async fn health(&self) -> Response {
+        let consumer = self.consumer_state();
+        let running = consumer["isRunning"].as_bool().unwrap_or(false);
+        let broker = self.producer.ping(Duration::from_secs(2)).await;
+        let healthy = running && broker.is_ok();
+        let body = json!({
+            "status": if healthy { "healthy" } else { "unhealthy" },
+            "service": "order-shell",
+            "broker": if broker.is_ok() { "available" } else { "unavailable" },
+            "consumer": consumer,
+        });
+        let code = if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(code, &body)
+    }
+
+    /// The consumer's live counters, or that it has not started (waiting for the broker).
+    fn consumer_state(&self) -> Value {
+        let group = &self.config.consumer_group;
+        match self.consumer.get() {
+            None => {
+                json!({"isRunning": false, "consumerGroup": group, "state": "waiting for the broker"})
+            }
+            Some((stats, source)) => {
+                let assigned: Vec<String> =
+                    source.assigned().iter().map(ToString::to_string).collect();
+                let mut state = serde_json::to_value(stats.snapshot()).unwrap_or_default();
+                state["consumerGroup"] = json!(group);
+                state["assignedPartitions"] = json!(assigned);
+                state
+            }
+        }
+    }
+}
+
+/// A query parameter as a number within `min..=max`, or `default` when absent.
+fn number(
+    raw: Option<&String>,
+    name: &str,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == usize::MAX => Err(ApiError::bad_request(format!(
+            "{name} must be a whole number of at least {min}, got {raw:?}"
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be a whole number from {min} to {max}, got {raw:?}"
+        ))),
+    }
+}
+
+fn unreadable(error: KafkaError) -> ApiError {
+    ApiError::unavailable(format!("the topic could not be read: {error}"))
+}
+
+/// Order ids in the order first seen: from the decoded event, else from the record key.
+fn distinct_order_ids(records: &[Record<OrderEvent>]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Ok(event) => Some(event.order_id().to_owned()),
+            Err(_) => r.meta.key_str(),
+        })
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
+/// A dead letter as JSON: the schema's field names, the bytes as base64, and where the letter
+/// itself sits in the DLQ topic.
+fn letter_json(record: &Record<DeadLetter>) -> Value {
+    let position =
+        json!({"dlqPartition": record.meta.tp.partition, "dlqOffset": record.meta.offset});
+    let mut value = match &record.event {
+        Ok(l) => json!({
+            "originalTopic": l.original_topic,
+            "originalPartition": l.original_partition,
+            "originalOffset": l.original_offset,
+            "originalKey": l.original_key,
+            "originalTimestamp": l.original_timestamp,
+            "originalValue": BASE64.encode(&l.original_value),
+            "originalMessage": l.original_message,
+            "errorType": l.error_type,
+            "errorClass": l.error_class.as_str(),
+            "errorMessage": l.error_message,
+            "retryCount": l.retry_count,
+            "failedAttempts": l.failed_attempts,
+            "firstFailureTimestamp": l.first_failure_timestamp,
+            "lastFailureTimestamp": l.last_failure_timestamp,
+            "consumerGroup": l.consumer_group,
+        }),
+        // Not written by this service: shown raw rather than hidden.
+        Err(error) => json!({
+            "decodeError": error.to_string(),
+            "rawValue": BASE64.encode(&record.payload),
+        }),
+    };
+    if let (Value::Object(map), Value::Object(extra)) = (&mut value, position) {
+        map.extend(extra);
+    }
+    value
+}

@@ -1,0 +1,131 @@
+//! Configuration from environment variables. A value that does not parse stops the service
+//! with a message naming the variable; it never falls back to the default silently.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// A variable whose value is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {name}={value:?}: {reason}")]
+pub struct EnvError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Looks a variable up.
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
+/// Where variables are looked up: the process environment, or a fixed list in tests.
+pub struct Env {
+    lookup: Lookup,
+}
+
+impl Env {
+    pub fn process() -> Self {
+        Self {
+            lookup: Box::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self {
+            lookup: Box::new(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            }),
+        }
+    }
+
+    /// `name` parsed, or `default` when it is unset or empty.
+    pub fn get<T>(&self, name: &'static str, default: T) -> Result<T, EnvError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.check(name, default, |_| Ok(()))
+    }
+
+    /// Like [`get`](Self::get), with a further check of the parsed value.
+    pub fn check<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        valid: impl Fn(&T) -> Result<(), String>,
+    ) -> Result<T, EnvError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let Some(raw) = (self.lookup)(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(default);
+        };
+        let error = |reason: String| EnvError {
+            name,
+            value: raw.clone(),
+            reason,
+        };
+        let value: T = raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| error(e.to_string()))?;
+        valid(&value).map_err(error)?;
+        Ok(value)
+    }
+
+    /// A non-empty string, trimmed.
+    pub fn text(&self, name: &'static str, default: &str) -> String {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_or_empty_means_the_default() {
+        let env = Env::from_pairs(&[("EMPTY", " ")]);
+        assert_eq!(env.get("UNSET", 3u32), Ok(3));
+        assert_eq!(env.get("EMPTY", 3u32), Ok(3));
+        assert_eq!(env.text("UNSET", "x"), "x");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let env = Env::from_pairs(&[("DLQ_MAX_RETRIES", "abc"), ("PARTS", "0")]);
+        let error = env.get("DLQ_MAX_RETRIES", 3u32).unwrap_err();
+        assert_eq!(error.name, "DLQ_MAX_RETRIES");
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid DLQ_MAX_RETRIES=\"abc\""),
+            "{error}"
+        );
+        let error = env
+            .check("PARTS", 3i32, |n| {
+                if *n > 0 {
+                    Ok(())
+                } else {
+                    Err("must be positive".into())
+                }
+            })
+            .unwrap_err();
+        assert_eq!(error.reason, "must be positive");
+    }
+
+    #[test]
+    fn values_are_trimmed() {
+        let env = Env::from_pairs(&[("PORT", " 8000 ")]);
+        assert_eq!(env.get("PORT", 1u16), Ok(8000));
+    }
+}

@@ -1,0 +1,211 @@
+//! The HTTP plumbing the two shells share, so that each shell is only its routes:
+//!
+//! - [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
+//! - [`json`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
+//! - [`read_json`]: a request body, size-limited, parsed;
+//! - [`query`]: query-string parameters;
+//! - [`env`], [`settings`]: configuration from environment variables, naming the bad one;
+//! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
+//! - [`shutdown_signal`], [`init_tracing`].
+
+pub mod env;
+mod serve;
+pub mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, StatusCode};
+use serde_json::{Value, json};
+
+pub use serve::serve;
+
+/// What every handler returns.
+pub type Response = hyper::Response<Full<Bytes>>;
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: &Value) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A request that cannot be served: `{"success": false, "error": title, "details": details}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub details: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, title: &'static str, details: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            details: details.into(),
+        }
+    }
+
+    pub fn bad_request(details: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid request", details)
+    }
+
+    pub fn not_found(details: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not found", details)
+    }
+
+    pub fn unavailable(details: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Broker unavailable",
+            details,
+        )
+    }
+
+    pub fn into_response(self) -> Response {
+        json(
+            self.status,
+            &json!({"success": false, "error": self.title, "details": self.details}),
+        )
+    }
+}
+
+/// The answer to a known path with the wrong method.
+pub fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        format!("use {allow}"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// The answer to an unknown path.
+pub fn no_such_path(path: &str) -> Response {
+    ApiError::not_found(format!("no endpoint {path}")).into_response()
+}
+
+/// Reads a JSON body of at most `limit` bytes: `413` above it, `400` if it is not JSON.
+pub async fn read_json(request: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
+    let body = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Body too large",
+                    format!("the body must be at most {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("the body could not be read: {error}"))
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// The query-string parameters of a request, percent-decoded (the last of a repeated name wins).
+pub fn query<B>(request: &Request<B>) -> HashMap<String, String> {
+    request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The string field `name` of a JSON object: `400` naming the field if missing or not a string.
+pub fn required_str<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
+    match object(body)?.get(name) {
+        None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name} is required"))),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be a string, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// The integer field `name` of a JSON object: `400` naming the field if missing or not an
+/// integer.
+pub fn required_int(body: &Value, name: &str) -> Result<i64, ApiError> {
+    match object(body)?.get(name) {
+        None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name} is required"))),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!("{name} must be a whole number, got {n}"))
+        }),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be a whole number, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    body.as_object().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the body must be a JSON object, got {}",
+            kind(body)
+        ))
+    })
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// A request as handlers receive it.
+pub type HttpRequest = Request<Incoming>;

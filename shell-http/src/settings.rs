@@ -1,0 +1,92 @@
+//! The settings both shells read (CONTRACT.md, "Configuration").
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::env::{Env, EnvError};
+
+/// Where the broker is and which topics the order flow uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `KAFKA_BOOTSTRAP_SERVERS`, default `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// `KAFKA_TOPIC`, default `order-events`.
+    pub order_topic: String,
+    /// `KAFKA_STATUS_UPDATE_TOPIC`, default `order-status-updates`.
+    pub status_topic: String,
+    /// `KAFKA_TOPIC_PARTITIONS`, default 3: for topics created at start-up.
+    pub partitions: i32,
+    /// `KAFKA_DELIVERY_TIMEOUT_MS`, default 5000: the longest a publish waits for the broker.
+    pub delivery_timeout: Duration,
+}
+
+impl KafkaSettings {
+    pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        Ok(Self {
+            bootstrap_servers: env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            order_topic: env.text("KAFKA_TOPIC", "order-events"),
+            status_topic: env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates"),
+            partitions: env.check("KAFKA_TOPIC_PARTITIONS", 3, |n| positive(i64::from(*n)))?,
+            delivery_timeout: Duration::from_millis(env.check(
+                "KAFKA_DELIVERY_TIMEOUT_MS",
+                5000u64,
+                |ms| positive(i64::try_from(*ms).unwrap_or(i64::MAX)),
+            )?),
+        })
+    }
+}
+
+pub(crate) fn positive(n: i64) -> Result<(), String> {
+    if n > 0 {
+        Ok(())
+    } else {
+        Err("must be greater than 0".into())
+    }
+}
+
+/// `API_HOST` (default `0.0.0.0`) and `API_PORT` (default `default_port`).
+pub fn listen_addr(env: &Env, default_port: u16) -> Result<SocketAddr, EnvError> {
+    let host: IpAddr = env.get("API_HOST", IpAddr::from([0, 0, 0, 0]))?;
+    let port: u16 = env.get("API_PORT", default_port)?;
+    Ok(SocketAddr::new(host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let env = Env::from_pairs(&[]);
+        let kafka = KafkaSettings::from_env(&env).unwrap();
+        assert_eq!(kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(kafka.order_topic, "order-events");
+        assert_eq!(kafka.status_topic, "order-status-updates");
+        assert_eq!(kafka.partitions, 3);
+        assert_eq!(listen_addr(&env, 8001).unwrap().to_string(), "0.0.0.0:8001");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("KAFKA_TOPIC_PARTITIONS", "0"),
+            ("KAFKA_TOPIC_PARTITIONS", "three"),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "-5"),
+        ] {
+            let error = KafkaSettings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
+            assert_eq!(error.name, name);
+        }
+        assert_eq!(
+            listen_addr(&Env::from_pairs(&[("API_PORT", "70000")]), 1)
+                .unwrap_err()
+                .name,
+            "API_PORT"
+        );
+        assert_eq!(
+            listen_addr(&Env::from_pairs(&[("API_HOST", "nowhere")]), 1)
+                .unwrap_err()
+                .name,
+            "API_HOST"
+        );
+    }
+}
