@@ -1,0 +1,324 @@
+//! cart-shell as a real process on a real broker, driven over HTTP: what it accepts, what it
+//! refuses and how, and how it rides out a broker outage.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ordering_core::{Order, OrderEvent, StatusUpdate};
+use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
+use ordering_kafka::{AvroCodec, read_topic};
+use serde_json::json;
+use shell_http::testing::{ShellProcess, call, get, send_json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Cart {
+    shell: ShellProcess,
+    orders: String,
+    updates: String,
+}
+
+fn start(broker: &TestBroker) -> Cart {
+    let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
+    let shell = ShellProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_cart-shell")),
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", orders.clone()),
+            ("KAFKA_STATUS_UPDATE_TOPIC", updates.clone()),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
+        ],
+    );
+    Cart {
+        shell,
+        orders,
+        updates,
+    }
+}
+
+async fn read<M: Send + 'static>(broker: &TestBroker, topic: &str) -> Vec<ordering_core::Record<M>>
+where
+    AvroCodec: ordering_kafka::Codec<M>,
+{
+    read_topic::<M, _>(&broker.bootstrap(), topic, AvroCodec::new().unwrap(), WAIT)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_order_is_on_the_topic_before_201() {
+    let broker = TestBroker::start();
+    let cart = start(&broker);
+    let reply = send_json(
+        "POST",
+        &cart.shell.url("/api/create-order"),
+        &json!({"orderId": "  ORD-TEST-001 ", "numItems": 3}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.json["success"], true);
+    let data = &reply.json["data"];
+    assert_eq!(data["orderId"], "ORD-TEST-001", "trimmed");
+    assert_eq!(data["status"], "pending");
+    assert_eq!(data["items"].as_array().unwrap().len(), 3);
+
+    // Acknowledged by the broker before the answer: it is there now.
+    let records = read::<Order>(&broker, &cart.orders).await;
+    assert_eq!(records.len(), 1);
+    let published = records[0].event.as_ref().unwrap();
+    assert_eq!(serde_json::to_value(published).unwrap(), *data);
+    assert_eq!(records[0].meta.key.as_deref(), Some(&b"ORD-TEST-001"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_update_gets_202_with_the_specs_body() {
+    let broker = TestBroker::start();
+    let cart = start(&broker);
+    let reply = send_json(
+        "PUT",
+        &cart.shell.url("/api/update-order"),
+        &json!({"orderId": "ORD-123", "status": "shipped"}),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    assert_eq!(
+        reply.json,
+        json!({
+            "success": true,
+            "message": "Status update event published for order 'ORD-123'. Processing asynchronously.",
+            "data": {
+                "orderId": "ORD-123",
+                "status": "shipped",
+                "message": "Status update event published. Processing asynchronously.",
+                "eventType": "STATUS_UPDATE"
+            }
+        })
+    );
+    let records = read::<StatusUpdate>(&broker, &cart.updates).await;
+    let update = records[0].event.as_ref().unwrap();
+    assert_eq!(
+        (update.order_id.as_str(), update.status.as_str()),
+        ("ORD-123", "shipped")
+    );
+    assert!(update.update_timestamp.ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_that_says_what_is_wrong_and_the_shell_keeps_serving() {
+    let broker = TestBroker::start();
+    let cart = start(&broker);
+    let create = cart.shell.url("/api/create-order");
+    let update = cart.shell.url("/api/update-order");
+    let long = "x".repeat(129);
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            &create,
+            b"{not json".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            &create,
+            b"[1, 2]".to_vec(),
+            400,
+            "must be a JSON object",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"numItems": 2}"#.to_vec(),
+            400,
+            "orderId is required",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": 7, "numItems": 2}"#.to_vec(),
+            400,
+            "orderId must be a string",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": "A"}"#.to_vec(),
+            400,
+            "numItems is required",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": "A", "numItems": "2"}"#.to_vec(),
+            400,
+            "numItems must be a whole number",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": "A", "numItems": 2.5}"#.to_vec(),
+            400,
+            "numItems must be a whole number",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": "A", "numItems": 0}"#.to_vec(),
+            400,
+            "numItems must be between 1 and 100",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": "A", "numItems": 101}"#.to_vec(),
+            400,
+            "numItems must be between 1 and 100",
+        ),
+        (
+            "POST",
+            &create,
+            br#"{"orderId": "  ", "numItems": 1}"#.to_vec(),
+            400,
+            "orderId must not be empty",
+        ),
+        (
+            "POST",
+            &create,
+            format!(r#"{{"orderId": "{long}", "numItems": 1}}"#).into_bytes(),
+            400,
+            "limit is 128",
+        ),
+        (
+            "PUT",
+            &update,
+            br#"{"orderId": "ORD-001", "status": "   "}"#.to_vec(),
+            400,
+            "status must not be empty",
+        ),
+        (
+            "PUT",
+            &update,
+            br#"{"orderId": "ORD-001"}"#.to_vec(),
+            400,
+            "status is required",
+        ),
+        (
+            "PUT",
+            &update,
+            br#"{"orderId": "ORD-001", "status": null}"#.to_vec(),
+            400,
+            "status is required",
+        ),
+        (
+            "PUT",
+            &update,
+            br#"{"orderId": "ORD-001", "status": ["a"]}"#.to_vec(),
+            400,
+            "status must be a string",
+        ),
+        (
+            "PUT",
+            &update,
+            format!(r#"{{"orderId": "A", "status": "{}"}}"#, "s".repeat(65)).into_bytes(),
+            400,
+            "limit is 64",
+        ),
+        (
+            "PUT",
+            &update,
+            vec![b' '; 70 * 1024],
+            413,
+            "at most 65536 bytes",
+        ),
+        ("PUT", &update, Vec::new(), 400, "not valid JSON"),
+    ];
+    for (method, url, body, status, details) in cases {
+        let reply = call(method, url, Some(&body)).await;
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        assert_eq!(reply.status, status, "{method} {shown}: {}", reply.text);
+        assert_eq!(reply.json["success"], false, "{shown}");
+        let got = reply.json["details"].as_str().unwrap_or_default();
+        assert!(
+            got.contains(details),
+            "{shown}: details {got:?} should say {details:?}"
+        );
+    }
+
+    let reply = get(&cart.shell.url("/api/nothing-here")).await;
+    assert_eq!(reply.status, 404);
+    let reply = get(&create).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.headers["allow"], "POST");
+    let reply = call("DELETE", &cart.shell.url("/health"), None).await;
+    assert_eq!(reply.status, 405);
+
+    // Still serving, and nothing bad reached the topics.
+    let reply = get(&cart.shell.url("/health")).await;
+    assert_eq!(
+        reply.json,
+        json!({"status": "healthy", "service": "cart-shell"})
+    );
+    assert!(read::<OrderEvent>(&broker, &cart.orders).await.is_empty());
+    assert!(read::<OrderEvent>(&broker, &cart.updates).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_gives_503_in_bounded_time_and_the_shell_recovers() {
+    let mut broker = TestBroker::start_with(Storage::Sqlite);
+    let cart = start(&broker);
+    let update = cart.shell.url("/api/update-order");
+    let body = json!({"orderId": "ORD-1", "status": "shipped"});
+    assert_eq!(send_json("PUT", &update, &body).await.status, 202);
+
+    broker.stop();
+    let reply = send_json("PUT", &update, &body).await; // `call` fails the test after 30 s
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.json["error"], "Broker unavailable");
+    let health = get(&cart.shell.url("/health")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json["broker"], "unavailable");
+
+    broker.restart();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = send_json("PUT", &update, &body).await;
+        if reply.status == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(get(&cart.shell.url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_shell_cleanly() {
+    let broker = TestBroker::start();
+    let mut cart = start(&broker);
+    let reply = send_json(
+        "POST",
+        &cart.shell.url("/api/create-order"),
+        &json!({"orderId": "ORD-1", "numItems": 1}),
+    )
+    .await;
+    assert_eq!(reply.status, 201);
+    let status = cart.shell.terminate();
+    assert!(status.success(), "exit {status}:\n{}", cart.shell.log());
+    assert!(cart.shell.log().contains("cart-shell stopped"));
+}
+
+#[test]
+fn a_bad_setting_stops_the_shell_at_start_up_naming_the_variable() {
+    for (name, value) in [("KAFKA_TOPIC_PARTITIONS", "abc"), ("API_PORT", "99999")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cart-shell"))
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("invalid {name}=\"{value}\"")),
+            "{stderr}"
+        );
+    }
+}
