@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
 use ordering_core::{DeadLetter, OrderEvent, OrderId, OrderStore, Record};
-use ordering_kafka::{KafkaError, read_topic};
+use ordering_kafka::{AvroCodec, Codec, read_topic};
 use serde_json::{Value, json};
 use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};
 
@@ -67,14 +67,7 @@ impl App {
         let limit = number(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
         let offset = number(params.get("offset"), "offset", 0, 0, usize::MAX)?;
         let topic = &self.config.dlq_topic;
-        let letters = read_topic::<DeadLetter, _>(
-            &self.config.kafka.bootstrap_servers,
-            topic,
-            self.codec,
-            READ_TIMEOUT,
-        )
-        .await
-        .map_err(unreadable)?;
+        let letters = self.read::<DeadLetter>(topic).await?;
         let messages: Vec<Value> = letters
             .iter()
             .skip(offset)
@@ -134,14 +127,7 @@ impl App {
                 "topicName must not be empty or whitespace",
             ));
         }
-        let records = read_topic::<OrderEvent, _>(
-            &self.config.kafka.bootstrap_servers,
-            topic,
-            self.codec,
-            READ_TIMEOUT,
-        )
-        .await
-        .map_err(unreadable)?;
+        let records = self.read::<OrderEvent>(topic).await?;
         let ids = distinct_order_ids(&records);
         Ok(json(
             StatusCode::OK,
@@ -172,6 +158,21 @@ impl App {
             StatusCode::SERVICE_UNAVAILABLE
         };
         json(code, &body)
+    }
+
+    /// Every record of `topic`; `503` when the broker does not answer in time.
+    async fn read<M: Send + 'static>(&self, topic: &str) -> Result<Vec<Record<M>>, ApiError>
+    where
+        AvroCodec: Codec<M>,
+    {
+        read_topic(
+            &self.config.kafka.bootstrap_servers,
+            topic,
+            self.codec,
+            READ_TIMEOUT,
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))
     }
 
     /// The consumer's live counters, or that it has not started (waiting for the broker).
@@ -211,10 +212,6 @@ fn number(
             "{name} must be a whole number from {min} to {max}, got {raw:?}"
         ))),
     }
-}
-
-fn unreadable(error: KafkaError) -> ApiError {
-    ApiError::unavailable(format!("the topic could not be read: {error}"))
 }
 
 /// Order ids in the order first seen: from the decoded event, else from the record key.

@@ -260,3 +260,40 @@ impl<M: Clone + Send + Sync> Sink<M> for MemorySink<M> {
         Ok(())
     }
 }
+
+/// A dispatcher running in a task of its own until stopped (see [`spawn`]).
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<(), crate::DispatchError>>,
+}
+
+/// A shutdown signal as [`spawn`] hands it to the dispatcher.
+pub type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Spawns `run` — typically `|stop| dispatcher.run(stop)` — with a shutdown signal that
+/// [`Running::stop`] fires.
+pub fn spawn<F>(run: impl FnOnce(StopSignal) -> F) -> Running
+where
+    F: std::future::Future<Output = Result<(), crate::DispatchError>> + Send + 'static,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(run(Box::pin(async move {
+        let _ = stopped.await;
+    })));
+    Running { stop, run }
+}
+
+impl Running {
+    /// Signals shutdown and waits for the dispatcher to finish.
+    ///
+    /// # Panics
+    /// If the dispatcher's task panicked or it stopped with an error: this is a test helper.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.run.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => panic!("the dispatcher stopped with an error: {error}"),
+            Err(error) => panic!("the dispatcher task failed: {error}"),
+        }
+    }
+}

@@ -7,11 +7,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use common::{Class, Ev, Script, poison, record, tp};
-use ordering_core::testing::{MemorySink, MemorySource};
+use ordering_core::testing::{MemorySink, MemorySource, spawn};
 use ordering_core::{
     DeadLetter, Dispatcher, DispatcherConfig, FailureClass, LaneMode, RetryPolicy,
 };
-use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
 fn secs(s: u64) -> Duration {
@@ -177,10 +176,7 @@ async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
         sink.clone(),
         DispatcherConfig::default(),
     );
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(
         0,
@@ -215,8 +211,7 @@ async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
     assert_eq!(feed.acked(&tp(0)), Some(2));
     assert_eq!(script.called(), vec![1, 2]);
 
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(feed.committed(&tp(0)), Some(2));
 }
 
@@ -229,10 +224,7 @@ async fn out_of_order_completion_commits_only_the_contiguous_prefix() {
         ..DispatcherConfig::default()
     };
     let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(0, 0, "slow", Ev::gated(0)));
     feed.send(record(0, 1, "a", Ev::ok(1)));
@@ -255,8 +247,7 @@ async fn out_of_order_completion_commits_only_the_contiguous_prefix() {
     assert_eq!(script.called(), vec![0, 1, 2, 3]);
     assert_eq!(feed.acked(&tp(0)), Some(4));
 
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -270,10 +261,7 @@ async fn a_record_retrying_in_partition_0_does_not_delay_partition_1() {
         sink.clone(),
         DispatcherConfig::default(),
     );
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
     let started = Instant::now();
 
     feed.send(record(
@@ -299,8 +287,7 @@ async fn a_record_retrying_in_partition_0_does_not_delay_partition_1() {
     assert_eq!(sink.len(), 1);
     assert_eq!(feed.acked(&tp(0)), Some(2), "then partition 0 moves on");
 
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,10 +302,7 @@ async fn shutdown_commits_finished_work_only() {
         DispatcherConfig::default(),
     );
     let stats = dispatcher.stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(
         0,
@@ -331,8 +315,7 @@ async fn shutdown_commits_finished_work_only() {
     sleep(Duration::from_millis(500)).await; // record 1 now waits for its first retry
 
     let stopping = Instant::now();
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
     assert!(
         stopping.elapsed() < secs(1),
         "a waiting retry is abandoned, not awaited"
@@ -359,18 +342,14 @@ async fn shutdown_gives_running_handlers_a_grace_period_then_leaves_them_uncommi
         ..DispatcherConfig::default()
     };
     let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(0, 0, "a", Ev::ok(1)));
     feed.send(record(1, 0, "b", Ev::gated(2))); // never answers
     sleep(Duration::from_millis(1)).await;
 
     let stopping = Instant::now();
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(stopping.elapsed(), secs(5));
     assert_eq!(feed.committed(&tp(0)), Some(1));
     assert_eq!(feed.committed(&tp(1)), None);
@@ -386,10 +365,7 @@ async fn a_full_partition_is_paused_and_resumed_when_half_drained() {
     };
     let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
     let stats = dispatcher.stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(0, 0, "a", Ev::gated(0)));
     for offset in 1..10 {
@@ -415,8 +391,7 @@ async fn a_full_partition_is_paused_and_resumed_when_half_drained() {
     assert_eq!(feed.acked(&tp(0)), Some(10));
     assert_eq!(stats.snapshot().in_flight, 0);
 
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -430,10 +405,7 @@ async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
         DispatcherConfig::default(),
     );
     let stats = dispatcher.stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(0, 0, "a", Ev::gated(0)));
     feed.send(record(0, 1, "a", Ev::ok(1)));
@@ -456,8 +428,7 @@ async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
     sleep(Duration::from_millis(1)).await;
     assert_eq!(feed.acked(&tp(0)), Some(1));
 
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]

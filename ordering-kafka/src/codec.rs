@@ -114,11 +114,24 @@ impl Entry {
         out
     }
 
-    /// Reads the datum after the header; the whole rest of the payload must be that datum.
-    fn read(&self, mut datum: &[u8]) -> Result<Value, DecodeError> {
-        let value = self
-            .reader
-            .read_value(&mut datum)
+    /// Reads the datum after the header as a `Value`.
+    fn read(&self, datum: &[u8]) -> Result<Value, DecodeError> {
+        self.whole(datum, |reader, bytes| reader.read_value(bytes))
+    }
+
+    /// Deserializes straight from the bytes (no intermediate `Value`: half the cost).
+    fn decode_serde<M: DeserializeOwned>(&self, datum: &[u8]) -> Result<M, DecodeError> {
+        self.whole(datum, |reader, bytes| reader.read_deser(bytes))
+    }
+
+    /// Runs `read` over `datum`, which must be exactly one datum: trailing bytes mean the
+    /// payload is not what its header says.
+    fn whole<T>(
+        &self,
+        mut datum: &[u8],
+        read: impl FnOnce(&GenericDatumReader<'static>, &mut &[u8]) -> apache_avro::AvroResult<T>,
+    ) -> Result<T, DecodeError> {
+        let value = read(&self.reader, &mut datum)
             .map_err(|e| DecodeError(format!("not a valid {}: {e}", self.name())))?;
         if !datum.is_empty() {
             return Err(DecodeError(format!(
@@ -130,20 +143,12 @@ impl Entry {
         Ok(value)
     }
 
-    /// Deserializes straight from the bytes (no intermediate `Value`: half the cost).
-    fn decode_serde<M: DeserializeOwned>(&self, mut datum: &[u8]) -> Result<M, DecodeError> {
-        let message = self
-            .reader
-            .read_deser(&mut datum)
-            .map_err(|e| DecodeError(format!("not a valid {}: {e}", self.name())))?;
-        if !datum.is_empty() {
-            return Err(DecodeError(format!(
-                "{} trailing bytes after a {}",
-                datum.len(),
-                self.name()
-            )));
+    /// Decodes a whole payload written with this schema.
+    fn decode_payload<M: DeserializeOwned>(&self, payload: &[u8]) -> Result<M, DecodeError> {
+        match split(payload)? {
+            (fp, datum) if fp == self.fingerprint => self.decode_serde(datum),
+            (fp, _) => Err(unknown(fp)),
         }
-        Ok(message)
     }
 
     fn name(&self) -> String {
@@ -218,12 +223,7 @@ impl Codec<Order> for AvroCodec {
     }
 
     fn decode(&self, payload: &[u8]) -> Result<Order, DecodeError> {
-        match split(payload)? {
-            (fp, datum) if fp == self.schemas.order.fingerprint => {
-                self.schemas.order.decode_serde(datum)
-            }
-            (fp, _) => Err(unknown(fp)),
-        }
+        self.schemas.order.decode_payload(payload)
     }
 }
 
@@ -233,12 +233,7 @@ impl Codec<StatusUpdate> for AvroCodec {
     }
 
     fn decode(&self, payload: &[u8]) -> Result<StatusUpdate, DecodeError> {
-        match split(payload)? {
-            (fp, datum) if fp == self.schemas.status_update.fingerprint => {
-                self.schemas.status_update.decode_serde(datum)
-            }
-            (fp, _) => Err(unknown(fp)),
-        }
+        self.schemas.status_update.decode_payload(payload)
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordering_core::testing::{Running, spawn};
 use ordering_core::{
     DeadLetter, Dispatcher, DispatcherConfig, FailureClass, Handler, MemoryStore, Order,
     OrderEvent, OrderEventHandler, OrderId, OrderItem, Polled, RecordMeta, RetryPolicy, Sink,
@@ -15,7 +16,6 @@ use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
     AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, ensure_topics, read_topic,
 };
-use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -193,10 +193,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
         config,
     );
     let stats = dispatcher.stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
 
     // While retrying (0.3 + 0.6 + 1.2 s), nothing is committed.
     timeout(WAIT, async {
@@ -255,8 +252,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
     assert_eq!(letter.consumer_group, group);
     assert!(letter.original_timestamp.is_some());
 
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(
         committed_offset(&broker.bootstrap(), group, &updates, 0),
         Some(1)
@@ -283,10 +279,7 @@ async fn a_garbage_payload_is_dead_lettered_at_once_as_poison() {
         DispatcherConfig::default(), // 1 s backoff: a retry would show in the count below
     );
     let stats = dispatcher.stats();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(|stop| dispatcher.run(stop));
     timeout(WAIT, async {
         while stats.snapshot().dead_lettered == 0 {
             sleep(Duration::from_millis(20)).await;
@@ -294,8 +287,7 @@ async fn a_garbage_payload_is_dead_lettered_at_once_as_poison() {
     })
     .await
     .unwrap();
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 
     assert_eq!(stats.snapshot().retries, 0);
     let letters = read_topic::<DeadLetter, _>(&broker.bootstrap(), &dlq, codec, WAIT)
@@ -367,13 +359,7 @@ async fn two_members_of_a_group_split_the_partitions_and_see_every_record_once()
             producer.sink(&dlq, codec),
             DispatcherConfig::default(),
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        runs.push((
-            stop,
-            tokio::spawn(dispatcher.run(async {
-                let _ = stopped.await;
-            })),
-        ));
+        runs.push(spawn(|stop| dispatcher.run(stop)));
         members.push((status, recorder));
     }
     // Wait until the group settled: each member holds two of the four partitions.
@@ -430,9 +416,8 @@ async fn two_members_of_a_group_split_the_partitions_and_see_every_record_once()
                 .all(|(_, p, _)| mine.contains(p))
         );
     }
-    for (stop, run) in runs {
-        stop.send(()).unwrap();
-        run.await.unwrap().unwrap();
+    for running in runs {
+        running.stop().await;
     }
 }
 
@@ -498,8 +483,7 @@ impl Handler<OrderEvent> for SlowRecorder {
 struct Member {
     recorder: SlowRecorder,
     status: ordering_kafka::SourceStatus,
-    stop: oneshot::Sender<()>,
-    run: tokio::task::JoinHandle<Result<(), ordering_core::DispatchError>>,
+    running: Running,
 }
 
 impl Member {
@@ -523,21 +507,15 @@ impl Member {
             producer(broker).sink(dlq, AvroCodec::new().unwrap()),
             config,
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = tokio::spawn(dispatcher.run(async {
-            let _ = stopped.await;
-        }));
         Self {
             recorder,
             status,
-            stop,
-            run,
+            running: spawn(|stop| dispatcher.run(stop)),
         }
     }
 
     async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.run.await.unwrap().unwrap();
+        self.running.stop().await;
     }
 }
 

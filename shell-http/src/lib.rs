@@ -1,10 +1,10 @@
 //! The HTTP plumbing the two shells share, so that each shell is only its routes:
 //!
 //! - [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
-//! - [`json`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
+//! - [`json()`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
 //! - [`read_json`]: a request body, size-limited, parsed;
 //! - [`query`]: query-string parameters;
-//! - [`env`], [`settings`]: configuration from environment variables, naming the bad one;
+//! - [`mod@env`], [`settings`]: configuration from environment variables, naming the bad one;
 //! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
 //! - [`shutdown_signal`], [`init_tracing`].
 
