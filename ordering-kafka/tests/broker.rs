@@ -71,6 +71,17 @@ fn source(broker: &TestBroker, group: &str, topics: &[&str]) -> KafkaSource<Orde
     KafkaSource::new(&config, AvroCodec::new().unwrap()).unwrap()
 }
 
+/// Polls `done` every 20 ms until it holds; fails the test after a minute.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    timeout(WAIT, async {
+        while !done() {
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
 /// The next record from `source`, skipping revocations.
 async fn next_record(
     source: &mut KafkaSource<OrderEvent, AvroCodec>,
@@ -196,13 +207,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
     let running = spawn(|stop| dispatcher.run(stop));
 
     // While retrying (0.3 + 0.6 + 1.2 s), nothing is committed.
-    timeout(WAIT, async {
-        while stats.snapshot().retries == 0 {
-            sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    until("a first retry", || stats.snapshot().retries > 0).await;
     assert_eq!(
         committed_offset(&broker.bootstrap(), group, &updates, 0),
         None
@@ -280,13 +285,7 @@ async fn a_garbage_payload_is_dead_lettered_at_once_as_poison() {
     );
     let stats = dispatcher.stats();
     let running = spawn(|stop| dispatcher.run(stop));
-    timeout(WAIT, async {
-        while stats.snapshot().dead_lettered == 0 {
-            sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    until("a dead letter", || stats.snapshot().dead_lettered > 0).await;
     running.stop().await;
 
     assert_eq!(stats.snapshot().retries, 0);
@@ -576,13 +575,10 @@ async fn a_rebalance_mid_stream_loses_nothing() {
         delay,
         DispatcherConfig::default(),
     );
-    timeout(WAIT, async {
-        while first.recorder.seen().len() < 20 {
-            sleep(Duration::from_millis(10)).await;
-        }
+    until("the first member at work", || {
+        first.recorder.seen().len() >= 20
     })
-    .await
-    .unwrap();
+    .await;
     let second = Member::start(
         &broker,
         group,
@@ -591,13 +587,10 @@ async fn a_rebalance_mid_stream_loses_nothing() {
         delay,
         DispatcherConfig::default(),
     );
-    timeout(WAIT, async {
-        while second.status.assigned().is_empty() {
-            sleep(Duration::from_millis(20)).await;
-        }
+    until("the second member to get partitions", || {
+        !second.status.assigned().is_empty()
     })
-    .await
-    .expect("the second member to get partitions");
+    .await;
     assert!(
         first.recorder.seen().len() < 400,
         "the rebalance came mid-stream"
