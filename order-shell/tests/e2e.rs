@@ -33,7 +33,11 @@ struct System {
 
 impl System {
     fn start(storage: Storage) -> Self {
-        let broker = TestBroker::start_with(storage);
+        Self::start_around(TestBroker::start_with(storage))
+    }
+
+    /// Starts the shells against `broker`, running or not.
+    fn start_around(broker: TestBroker) -> Self {
         let topics = [
             unique_topic("orders"),
             unique_topic("updates"),
@@ -320,6 +324,28 @@ async fn both_shells_ride_out_a_broker_restart() {
     })
     .await;
     system.wait_until_consuming().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shells_start_before_the_broker_and_wait_for_it() {
+    let mut broker = TestBroker::start();
+    broker.stop();
+    let mut system = System::start_around(broker);
+    let health = get(&system.order.url("/health")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json["consumer"]["state"], "waiting for the broker");
+    assert_eq!(system.create("ORD-1", 1).await.status, 503);
+
+    system.broker.restart();
+    system.wait_until_consuming().await;
+    eventually("cart-shell to publish", || async {
+        (system.create("ORD-1", 1).await.status == 201).then_some(())
+    })
+    .await;
+    eventually("the order", || async {
+        (system.order_details("ORD-1").await.status == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
