@@ -48,7 +48,7 @@ impl SourceConfig {
     }
 }
 
-/// See `KafkaSource::new`.
+/// librdkafka's `fetch.queue.backoff.ms` as `KafkaSource` sets it (why: `KafkaSource::new`).
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
 /// How long a final commit may wait for the broker.
@@ -60,7 +60,7 @@ const STORE_EVERY: Duration = Duration::from_millis(100);
 
 /// State shared with librdkafka's rebalance callbacks, which run inside `recv()`.
 #[derive(Default)]
-pub struct SourceContext {
+pub(crate) struct SourceContext {
     /// Acknowledged positions not yet handed to librdkafka.
     acks: Mutex<HashMap<TopicPartition, i64>>,
     /// Partitions revoked since the dispatcher was last told.
