@@ -58,14 +58,10 @@ async fn main() -> ExitCode {
             tracing::error!(%error, "the topics could not be created");
         }
     });
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let listener = match shell_http::listen("cart-shell", addr).await {
         Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("cart-shell: cannot listen on {addr} (API_HOST/API_PORT): {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    tracing::info!(%addr, "cart-shell listening");
 
     let routes = cart.clone();
     serve(

@@ -51,14 +51,10 @@ async fn main() -> ExitCode {
         }
     };
     let addr = app.config.listen;
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let listener = match shell_http::listen("order-shell", addr).await {
         Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("order-shell: cannot listen on {addr} (API_HOST/API_PORT): {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    tracing::info!(%addr, "order-shell listening");
 
     // One signal stops both the HTTP server and the consumer.
     let (stop, stopping) = watch::channel(false);

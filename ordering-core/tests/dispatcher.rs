@@ -7,9 +7,9 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use common::{Class, Ev, Script, poison, record, tp};
-use ordering_core::testing::{MemorySink, MemorySource, spawn};
+use ordering_core::testing::{MemorySink, MemorySource, MemorySourceHandle, Running, spawn};
 use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, LaneMode, RetryPolicy,
+    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, LaneMode, RetryPolicy, Stats,
 };
 use tokio::time::{Instant, sleep};
 
@@ -19,6 +19,33 @@ fn secs(s: u64) -> Duration {
 
 fn gaps(times: &[Instant]) -> Vec<Duration> {
     times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// A dispatcher over a live in-memory source, running in its own task.
+struct Live {
+    script: Script,
+    sink: MemorySink<DeadLetter>,
+    feed: MemorySourceHandle<Ev>,
+    stats: Stats,
+    running: Running,
+}
+
+impl Live {
+    fn start(config: DispatcherConfig) -> Self {
+        let script = Script::new();
+        let sink = MemorySink::new();
+        let (source, feed) = MemorySource::live();
+        let dispatcher = Dispatcher::new(source, script.clone(), sink.clone(), config);
+        let stats = dispatcher.stats();
+        let running = spawn(|stop| dispatcher.run(stop));
+        Self {
+            script,
+            sink,
+            feed,
+            stats,
+            running,
+        }
+    }
 }
 
 /// Runs a dispatcher over `records` until they are all finished.
@@ -166,17 +193,14 @@ async fn permanent_and_poison_records_are_dead_lettered_at_once_with_their_bytes
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
-    let script = Script::new();
-    let sink = MemorySink::new();
+    let Live {
+        script,
+        sink,
+        feed,
+        running,
+        ..
+    } = Live::start(DispatcherConfig::default());
     sink.set_failing(true);
-    let (source, feed) = MemorySource::live();
-    let dispatcher = Dispatcher::new(
-        source,
-        script.clone(),
-        sink.clone(),
-        DispatcherConfig::default(),
-    );
-    let running = spawn(|stop| dispatcher.run(stop));
 
     feed.send(record(
         0,
@@ -217,14 +241,15 @@ async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn out_of_order_completion_commits_only_the_contiguous_prefix() {
-    let script = Script::new();
-    let (source, feed) = MemorySource::live();
-    let config = DispatcherConfig {
+    let Live {
+        script,
+        feed,
+        running,
+        ..
+    } = Live::start(DispatcherConfig {
         lanes: LaneMode::Key,
         ..DispatcherConfig::default()
-    };
-    let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
-    let running = spawn(|stop| dispatcher.run(stop));
+    });
 
     feed.send(record(0, 0, "slow", Ev::gated(0)));
     feed.send(record(0, 1, "a", Ev::ok(1)));
@@ -252,16 +277,13 @@ async fn out_of_order_completion_commits_only_the_contiguous_prefix() {
 
 #[tokio::test(start_paused = true)]
 async fn a_record_retrying_in_partition_0_does_not_delay_partition_1() {
-    let script = Script::new();
-    let sink = MemorySink::new();
-    let (source, feed) = MemorySource::live();
-    let dispatcher = Dispatcher::new(
-        source,
-        script.clone(),
-        sink.clone(),
-        DispatcherConfig::default(),
-    );
-    let running = spawn(|stop| dispatcher.run(stop));
+    let Live {
+        script,
+        sink,
+        feed,
+        running,
+        ..
+    } = Live::start(DispatcherConfig::default());
     let started = Instant::now();
 
     feed.send(record(
@@ -292,17 +314,14 @@ async fn a_record_retrying_in_partition_0_does_not_delay_partition_1() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_commits_finished_work_only() {
-    let script = Script::new();
-    let sink = MemorySink::new();
-    let (source, feed) = MemorySource::live();
-    let dispatcher = Dispatcher::new(
-        source,
-        script.clone(),
-        sink.clone(),
-        DispatcherConfig::default(),
-    );
-    let stats = dispatcher.stats();
-    let running = spawn(|stop| dispatcher.run(stop));
+    let Live {
+        script,
+        sink,
+        feed,
+        running,
+        stats,
+        ..
+    } = Live::start(DispatcherConfig::default());
 
     feed.send(record(
         0,
@@ -335,14 +354,10 @@ async fn shutdown_commits_finished_work_only() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_gives_running_handlers_a_grace_period_then_leaves_them_uncommitted() {
-    let script = Script::new();
-    let (source, feed) = MemorySource::live();
-    let config = DispatcherConfig {
+    let Live { feed, running, .. } = Live::start(DispatcherConfig {
         shutdown_grace: secs(5),
         ..DispatcherConfig::default()
-    };
-    let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
-    let running = spawn(|stop| dispatcher.run(stop));
+    });
 
     feed.send(record(0, 0, "a", Ev::ok(1)));
     feed.send(record(1, 0, "b", Ev::gated(2))); // never answers
@@ -357,15 +372,16 @@ async fn shutdown_gives_running_handlers_a_grace_period_then_leaves_them_uncommi
 
 #[tokio::test(start_paused = true)]
 async fn a_full_partition_is_paused_and_resumed_when_half_drained() {
-    let script = Script::new();
-    let (source, feed) = MemorySource::live();
-    let config = DispatcherConfig {
+    let Live {
+        script,
+        feed,
+        running,
+        stats,
+        ..
+    } = Live::start(DispatcherConfig {
         max_in_flight_per_partition: NonZeroUsize::new(4).unwrap(),
         ..DispatcherConfig::default()
-    };
-    let dispatcher = Dispatcher::new(source, script.clone(), MemorySink::new(), config);
-    let stats = dispatcher.stats();
-    let running = spawn(|stop| dispatcher.run(stop));
+    });
 
     feed.send(record(0, 0, "a", Ev::gated(0)));
     for offset in 1..10 {
@@ -396,16 +412,13 @@ async fn a_full_partition_is_paused_and_resumed_when_half_drained() {
 
 #[tokio::test(start_paused = true)]
 async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
-    let script = Script::new();
-    let (source, feed) = MemorySource::live();
-    let dispatcher = Dispatcher::new(
-        source,
-        script.clone(),
-        MemorySink::new(),
-        DispatcherConfig::default(),
-    );
-    let stats = dispatcher.stats();
-    let running = spawn(|stop| dispatcher.run(stop));
+    let Live {
+        script,
+        feed,
+        running,
+        stats,
+        ..
+    } = Live::start(DispatcherConfig::default());
 
     feed.send(record(0, 0, "a", Ev::gated(0)));
     feed.send(record(0, 1, "a", Ev::ok(1)));

@@ -56,6 +56,19 @@ async fn topics(broker: &TestBroker, names: &[&str], partitions: i32) {
     .expect("creating topics");
 }
 
+/// A fresh broker with a topic of `partitions` partitions and a dead-letter topic, and a
+/// producer for it.
+async fn with_topic_and_dlq(
+    prefix: &str,
+    partitions: i32,
+) -> (TestBroker, String, String, KafkaProducer) {
+    let broker = TestBroker::start();
+    let (topic, dlq) = (unique_topic(prefix), unique_topic("dlq"));
+    topics(&broker, &[&topic, &dlq], partitions).await;
+    let producer = producer(&broker);
+    (broker, topic, dlq, producer)
+}
+
 fn producer(broker: &TestBroker) -> KafkaProducer {
     KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap()
 }
@@ -181,10 +194,7 @@ async fn a_new_member_of_the_group_continues_after_the_last_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committed() {
-    let broker = TestBroker::start();
-    let (updates, dlq) = (unique_topic("updates"), unique_topic("dlq"));
-    topics(&broker, &[&updates, &dlq], 1).await;
-    let producer = producer(&broker);
+    let (broker, updates, dlq, producer) = with_topic_and_dlq("updates", 1).await;
     let codec = AvroCodec::new().unwrap();
     let sent = update("DOES-NOT-EXIST", "shipped");
     let raw = ordering_kafka::Codec::encode(&codec, &sent).unwrap();
@@ -266,10 +276,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_payload_is_dead_lettered_at_once_as_poison() {
-    let broker = TestBroker::start();
-    let (updates, dlq) = (unique_topic("updates"), unique_topic("dlq"));
-    topics(&broker, &[&updates, &dlq], 1).await;
-    let producer = producer(&broker);
+    let (broker, updates, dlq, producer) = with_topic_and_dlq("updates", 1).await;
     let garbage = b"\x00not avro at all\xff".to_vec();
     producer
         .send(&updates, Some(b"ORD-X"), &garbage, &[])
@@ -340,10 +347,7 @@ impl Handler<OrderEvent> for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_of_a_group_split_the_partitions_and_see_every_record_once() {
-    let broker = TestBroker::start();
-    let (topic, dlq) = (unique_topic("split"), unique_topic("dlq"));
-    topics(&broker, &[&topic, &dlq], 4).await;
-    let producer = producer(&broker);
+    let (broker, topic, dlq, producer) = with_topic_and_dlq("split", 4).await;
     let codec = AvroCodec::new().unwrap();
 
     let mut runs = Vec::new();
@@ -558,10 +562,7 @@ fn end_offsets(records: &[ordering_core::Record<OrderEvent>]) -> HashMap<i32, i6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_mid_stream_loses_nothing() {
-    let broker = TestBroker::start();
-    let (topic, dlq) = (unique_topic("rebalance"), unique_topic("dlq"));
-    topics(&broker, &[&topic, &dlq], 4).await;
-    let producer = producer(&broker);
+    let (broker, topic, dlq, producer) = with_topic_and_dlq("rebalance", 4).await;
     let group = "rebalance-group";
     publish_orders(&producer, &topic, 0..400).await;
 
@@ -621,10 +622,7 @@ async fn a_rebalance_mid_stream_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_full_partitions_neither_loses_nor_repeats_records() {
-    let broker = TestBroker::start();
-    let (topic, dlq) = (unique_topic("paused"), unique_topic("dlq"));
-    topics(&broker, &[&topic, &dlq], 2).await;
-    let producer = producer(&broker);
+    let (broker, topic, dlq, producer) = with_topic_and_dlq("paused", 2).await;
     let group = "pause-group";
     publish_orders(&producer, &topic, 0..400).await;
 

@@ -1,6 +1,6 @@
 //! The HTTP plumbing the two shells share, so that each shell is only its routes:
 //!
-//! - [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
+//! - [`listen`], [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
 //! - [`json()`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
 //! - [`read_json`]: a request body, size-limited, parsed;
 //! - [`query`]: query-string parameters;
@@ -23,7 +23,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
-pub use serve::serve;
+pub use serve::{listen, serve};
 
 /// What every handler returns.
 pub type Response = hyper::Response<Full<Bytes>>;

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -17,6 +18,21 @@ use crate::{HttpRequest, Response};
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight at shutdown get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `addr` for `service` and logs it; on failure says why, naming the variables that
+/// set the address, and gives the exit code to stop with.
+pub async fn listen(service: &str, addr: SocketAddr) -> Result<TcpListener, ExitCode> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "{service} listening");
+            Ok(listener)
+        }
+        Err(error) => {
+            eprintln!("{service}: cannot listen on {addr} (API_HOST/API_PORT): {error}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
 
 /// Serves `handle` on `listener` until `shutdown` completes; then stops accepting and waits
 /// for the requests in flight (at most 10 s).
