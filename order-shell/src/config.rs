@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordering_core::{PolicyError, RetryPolicy};
+use ordering_store::StoreUrl;
 use shell_http::env::{Env, EnvError};
 use shell_http::settings::{KafkaSettings, listen_addr};
 
@@ -16,7 +17,15 @@ pub struct Config {
     /// `DLQ_MAX_RETRIES` (3), `DLQ_RETRY_BACKOFF_MS` (1000), `DLQ_MAX_BACKOFF_MS` (30000).
     pub retry: RetryPolicy,
     pub listen: SocketAddr,
+    /// `ORDER_STORE_URL`, default `sqlite://data/orders.db`: where orders are kept.
+    pub store: StoreUrl,
+    /// `KAFKA_SESSION_TIMEOUT_MS`, default librdkafka's (45 s): how long the group waits for a
+    /// member that stopped answering (a crashed instance) before moving its partitions.
+    pub session_timeout: Option<Duration>,
 }
+
+/// Where order-shell keeps orders unless told otherwise: a file under `data/`.
+pub const DEFAULT_STORE_URL: &str = "sqlite://data/orders.db";
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
@@ -46,8 +55,28 @@ impl Config {
             consumer_group: env.text("KAFKA_CONSUMER_GROUP", "order-service-group"),
             retry,
             listen: listen_addr(env, 8001)?,
+            store: store_url(env)?,
+            session_timeout: session_timeout(env)?,
         })
     }
+}
+
+fn store_url(env: &Env) -> Result<StoreUrl, EnvError> {
+    let raw = env.text("ORDER_STORE_URL", DEFAULT_STORE_URL);
+    StoreUrl::parse(&raw).map_err(|error| EnvError {
+        name: "ORDER_STORE_URL",
+        value: raw,
+        reason: error.to_string(),
+    })
+}
+
+fn session_timeout(env: &Env) -> Result<Option<Duration>, EnvError> {
+    // librdkafka's own bounds; the broker may narrow them further.
+    let ms: u64 = env.check("KAFKA_SESSION_TIMEOUT_MS", 0, |ms| match ms {
+        0 | 1000..=3_600_000 => Ok(()),
+        _ => Err("must be from 1000 to 3600000 milliseconds".into()),
+    })?;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
 #[cfg(test)]
@@ -61,6 +90,29 @@ mod tests {
         assert_eq!(config.dlq_topic, "order-events-dlq");
         assert_eq!(config.consumer_group, "order-service-group");
         assert_eq!(config.listen.port(), 8001);
+        assert_eq!(config.store, StoreUrl::Sqlite("data/orders.db".into()));
+        assert_eq!(config.session_timeout, None);
+    }
+
+    #[test]
+    fn a_bad_store_url_names_order_store_url() {
+        for bad in [
+            "mysql://db/orders",
+            "sqlite://",
+            "orders.db",
+            "postgres://x:y:z/",
+        ] {
+            let error = Config::from_env(&Env::from_pairs(&[("ORDER_STORE_URL", bad)]))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert_eq!(error.name, "ORDER_STORE_URL", "{bad}");
+            assert!(
+                error.to_string().contains("invalid ORDER_STORE_URL"),
+                "{error}"
+            );
+        }
+        let memory = Config::from_env(&Env::from_pairs(&[("ORDER_STORE_URL", "memory://")]));
+        assert_eq!(memory.unwrap().store, StoreUrl::Memory);
     }
 
     #[test]
@@ -70,6 +122,10 @@ mod tests {
             (("DLQ_RETRY_BACKOFF_MS", "0"), "DLQ_RETRY_BACKOFF_MS"),
             (("DLQ_MAX_BACKOFF_MS", "10"), "DLQ_MAX_BACKOFF_MS"),
             (("DLQ_MAX_BACKOFF_MS", "-1"), "DLQ_MAX_BACKOFF_MS"),
+            (
+                ("KAFKA_SESSION_TIMEOUT_MS", "10"),
+                "KAFKA_SESSION_TIMEOUT_MS",
+            ),
         ];
         for ((name, value), expected) in cases {
             let error = Config::from_env(&Env::from_pairs(&[(name, value)]))

@@ -1,6 +1,6 @@
 //! order-shell: consumes `order-events` and `order-status-updates` through the
 //! `ordering-core` dispatcher (retries, dead letters to `order-events-dlq`), keeps orders in
-//! memory and answers queries over HTTP (CONTRACT.md, "order-shell").
+//! the store `ORDER_STORE_URL` names (SQLite by default) and answers queries over HTTP.
 //!
 //! This file wires the pieces; `routes` translates HTTP; every rule lives in `ordering-core`.
 
@@ -9,9 +9,10 @@ mod routes;
 
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use ordering_core::{
-    Dispatcher, DispatcherConfig, MemoryStore, OrderEvent, OrderEventHandler, Stats,
+    Dispatcher, DispatcherConfig, LaneMode, OrderEvent, OrderEventHandler, OrderStore, Stats,
 };
 use ordering_kafka::{
     AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, SourceStatus,
@@ -26,7 +27,7 @@ use config::Config;
 /// What the routes read.
 pub struct App {
     config: Config,
-    store: Arc<MemoryStore>,
+    store: Arc<dyn OrderStore>,
     producer: KafkaProducer,
     codec: AvroCodec,
     /// Set once the consumer runs (after the topics exist).
@@ -43,7 +44,25 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match App::new(config) {
+    // One signal stops everything: the wait for the store, the HTTP server, the consumer.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+
+    let store = tokio::select! {
+        store = open_store(&config) => match store {
+            Ok(store) => store,
+            Err(code) => return code,
+        },
+        () = stopped(stopping.clone()) => return ExitCode::SUCCESS,
+    };
+    let app = match App::new(config, store) {
         Ok(app) => Arc::new(app),
         Err(error) => {
             eprintln!("order-shell: {error}");
@@ -54,17 +73,6 @@ async fn main() -> ExitCode {
     let listener = match shell_http::listen("order-shell", addr).await {
         Ok(listener) => listener,
         Err(code) => return code,
-    };
-
-    // One signal stops both the HTTP server and the consumer.
-    let (stop, stopping) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
-    });
-    let stopped = |mut stopping: watch::Receiver<bool>| async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
     };
 
     let consumer = tokio::spawn(consume(app.clone(), stopped(stopping.clone())));
@@ -98,14 +106,38 @@ async fn main() -> ExitCode {
     code
 }
 
+/// Opens (and migrates) the order store. A server that is not up yet is waited for; a bad
+/// database (or one a newer version wrote) stops the shell with a message naming the setting.
+async fn open_store(config: &Config) -> Result<Arc<dyn OrderStore>, ExitCode> {
+    let url = &config.store;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match url.open().await {
+            Ok(store) => {
+                tracing::info!(store = %url.describe(), "order store open");
+                return Ok(store);
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(store = %url.describe(), %error, ?delay, "waiting for the order store");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                eprintln!("order-shell: ORDER_STORE_URL={}: {error}", url.describe());
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+}
+
 impl App {
-    fn new(config: Config) -> Result<Self, ordering_kafka::KafkaError> {
+    fn new(config: Config, store: Arc<dyn OrderStore>) -> Result<Self, ordering_kafka::KafkaError> {
         let mut producer = ProducerConfig::new(&config.kafka.bootstrap_servers);
         producer.delivery_timeout = config.kafka.delivery_timeout;
         Ok(Self {
             producer: KafkaProducer::new(&producer)?,
             codec: AvroCodec::new()?,
-            store: Arc::new(MemoryStore::new()),
+            store,
             consumer: OnceLock::new(),
             config,
         })
@@ -126,15 +158,18 @@ async fn consume(app: Arc<App>, shutdown: impl Future<Output = ()> + Send) -> Re
         ready = ready => ready.map_err(|e| e.to_string())?,
         () = &mut shutdown => return Ok(()),
     }
-    let source = KafkaSource::<OrderEvent, _>::new(
-        &SourceConfig::new(
-            &kafka.bootstrap_servers,
-            &app.config.consumer_group,
-            [&kafka.order_topic, &kafka.status_topic],
-        ),
-        app.codec,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut source_config = SourceConfig::new(
+        &kafka.bootstrap_servers,
+        &app.config.consumer_group,
+        [&kafka.order_topic, &kafka.status_topic],
+    );
+    if let Some(timeout) = app.config.session_timeout {
+        source_config
+            .overrides
+            .push(("session.timeout.ms".into(), timeout.as_millis().to_string()));
+    }
+    let source =
+        KafkaSource::<OrderEvent, _>::new(&source_config, app.codec).map_err(|e| e.to_string())?;
     let status = source.status();
     let dispatcher = Dispatcher::new(
         source,
@@ -142,6 +177,9 @@ async fn consume(app: Arc<App>, shutdown: impl Future<Output = ()> + Send) -> Re
         app.producer.sink(&app.config.dlq_topic, app.codec),
         DispatcherConfig {
             retry: app.config.retry.clone(),
+            // Per order: a retrying update (an order not there yet) holds back only its own
+            // order, and many orders' writes can share one store commit.
+            lanes: LaneMode::Key,
             ..DispatcherConfig::default()
         },
     );

@@ -6,13 +6,15 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
-use ordering_core::{DeadLetter, OrderEvent, OrderId, OrderStore, Record};
+use ordering_core::{DeadLetter, OrderEvent, OrderId, Record, StoreError};
 use ordering_kafka::{AvroCodec, Codec, read_topic};
 use serde_json::{Value, json};
 use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};
 
 use crate::App;
 
+/// How long `/health` waits for the broker and for the store.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a read of a whole topic may take before the answer is `503`.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_LIMIT: usize = 100;
@@ -144,12 +146,29 @@ impl App {
     async fn health(&self) -> Response {
         let consumer = self.consumer_state();
         let running = consumer["isRunning"].as_bool().unwrap_or(false);
-        let broker = self.producer.ping(Duration::from_secs(2)).await;
-        let healthy = running && broker.is_ok();
+        let (broker, store) = tokio::join!(
+            self.producer.ping(HEALTH_TIMEOUT),
+            tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping())
+        );
+        let store = store.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {HEALTH_TIMEOUT:?}"
+            )))
+        });
+        let healthy = running && broker.is_ok() && store.is_ok();
+        let mut store_state = json!({
+            "kind": self.config.store.kind(),
+            "url": self.config.store.describe(),
+            "state": if store.is_ok() { "available" } else { "unavailable" },
+        });
+        if let Err(error) = &store {
+            store_state["error"] = json!(error.to_string());
+        }
         let body = json!({
             "status": if healthy { "healthy" } else { "unhealthy" },
             "service": "order-shell",
             "broker": if broker.is_ok() { "available" } else { "unavailable" },
+            "store": store_state,
             "consumer": consumer,
         });
         let code = if healthy {

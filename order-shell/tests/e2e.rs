@@ -2,123 +2,13 @@
 //! through the spec's three test cases, bad input, a poison record, a broker outage and
 //! shutdown. Short backoffs come from the environment, as a deployment would set them.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
-use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
+use common::{System, eventually};
+use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
 use serde_json::{Value, json};
-use shell_http::testing::{Reply, ShellProcess, call, get, send_json};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// cart-shell is built by `cargo test --workspace` (its own tests need it) next to this one.
-fn cart_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_order-shell")).with_file_name("cart-shell");
-    assert!(
-        path.is_file(),
-        "{} is missing: run the tests with `scripts/test` (cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
-struct System {
-    broker: TestBroker,
-    cart: ShellProcess,
-    order: ShellProcess,
-    topics: [String; 3],
-    group: String,
-}
-
-impl System {
-    fn start(storage: Storage) -> Self {
-        Self::start_around(TestBroker::start_with(storage))
-    }
-
-    /// Starts the shells against `broker`, running or not.
-    fn start_around(broker: TestBroker) -> Self {
-        let topics = [
-            unique_topic("orders"),
-            unique_topic("updates"),
-            unique_topic("dlq"),
-        ];
-        let group = unique_topic("group");
-        let env = vec![
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topics[0].clone()),
-            ("KAFKA_STATUS_UPDATE_TOPIC", topics[1].clone()),
-            ("KAFKA_DLQ_TOPIC", topics[2].clone()),
-            ("KAFKA_CONSUMER_GROUP", group.clone()),
-            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
-            // The spec's 1 s, 2 s, 4 s, ten times faster.
-            ("DLQ_RETRY_BACKOFF_MS", "100".into()),
-        ];
-        let cart = ShellProcess::start(&cart_binary(), &env);
-        let order = ShellProcess::start(Path::new(env!("CARGO_BIN_EXE_order-shell")), &env);
-        Self {
-            broker,
-            cart,
-            order,
-            topics,
-            group,
-        }
-    }
-
-    async fn create(&self, id: &str, items: i64) -> Reply {
-        send_json(
-            "POST",
-            &self.cart.url("/api/create-order"),
-            &json!({"orderId": id, "numItems": items}),
-        )
-        .await
-    }
-
-    async fn update(&self, id: &str, status: &str) -> Reply {
-        send_json(
-            "PUT",
-            &self.cart.url("/api/update-order"),
-            &json!({"orderId": id, "status": status}),
-        )
-        .await
-    }
-
-    async fn order_details(&self, id: &str) -> Reply {
-        get(&self.order.url(&format!("/api/order-details?orderId={id}"))).await
-    }
-
-    async fn dead_letters(&self) -> Vec<Value> {
-        let reply = get(&self.order.url("/api/dlq/messages")).await;
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        reply.json["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    async fn wait_until_consuming(&self) {
-        eventually("order-shell healthy", || async {
-            (get(&self.order.url("/health")).await.status == 200).then_some(())
-        })
-        .await;
-    }
-}
-
-/// Polls `check` until it gives a value, for at most a minute.
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use shell_http::testing::{call, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_case_1_an_existing_order_is_updated() {
@@ -381,6 +271,8 @@ fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
         ("DLQ_MAX_RETRIES", "abc"),
         ("DLQ_RETRY_BACKOFF_MS", "0"),
         ("DLQ_MAX_BACKOFF_MS", "1"),
+        ("ORDER_STORE_URL", "mysql://db/orders"),
+        ("ORDER_STORE_URL", "sqlite://"),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-shell"))
             .env(name, value)

@@ -31,7 +31,9 @@ impl FailureClass {
 impl From<ErrorClass> for FailureClass {
     fn from(class: ErrorClass) -> Self {
         match class {
-            ErrorClass::Retryable => Self::Retryable,
+            // `Unavailable` never leads to a dead letter (the policy waits); should a letter
+            // be written anyway it was still worth retrying.
+            ErrorClass::Retryable | ErrorClass::Unavailable => Self::Retryable,
             ErrorClass::Permanent => Self::Permanent,
         }
     }

@@ -14,6 +14,10 @@ pub enum ErrorClass {
     Retryable,
     /// Will fail the same way every time (invalid input): dead-letter at once.
     Permanent,
+    /// Not the record's fault: something it needs (a database, a service) is down, busy or
+    /// timing out. The record waits (capped backoff, no limit, its lane waits too) and is never
+    /// dead-lettered for it: a dead letter would blame the record for an outage.
+    Unavailable,
 }
 
 /// A handler error that knows its class. Classification is the handler's job: the

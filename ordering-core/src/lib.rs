@@ -36,7 +36,7 @@ pub use record::{DecodeError, Header, Record, RecordMeta, TopicPartition};
 pub use retry::{Decision, PolicyError, RetryPolicy};
 pub use sink::{DeadLetterSink, Sink, SinkError};
 pub use source::{Polled, Source, SourceError};
-pub use store::{MemoryStore, OrderStore, StoreError};
+pub use store::{MemoryStore, OrderStore, Position, StatusWrite, StoreError, Written};
 
 // The code in the workspace README is compiled and run as a doctest of this crate.
 #[cfg(doctest)]

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::handler::{Classify, ErrorClass, Handler};
 use crate::model::{Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
 use crate::record::RecordMeta;
-use crate::store::{OrderStore, StoreError};
+use crate::store::{OrderStore, Position, StatusWrite, StoreError};
 
 /// Why an order event was not applied.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,7 +28,8 @@ pub enum OrderError {
 impl Classify for OrderError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::OrderNotFound(_) | Self::Store(_) => ErrorClass::Retryable,
+            Self::OrderNotFound(_) => ErrorClass::Retryable,
+            Self::Store(error) => error.class(),
             Self::InvalidStatus(_) | Self::InvalidOrderId(_) | Self::InvalidOrder(_) => {
                 ErrorClass::Permanent
             }
@@ -41,7 +42,8 @@ impl Classify for OrderError {
             Self::InvalidStatus(_) => "InvalidStatus",
             Self::InvalidOrderId(_) => "InvalidOrderId",
             Self::InvalidOrder(_) => "InvalidOrder",
-            Self::Store(_) => "StoreUnavailable",
+            Self::Store(StoreError::Unavailable(_)) => "StoreUnavailable",
+            Self::Store(StoreError::Rejected(_)) => "StoreRejected",
         }
     }
 }
@@ -55,7 +57,8 @@ impl From<ValidationError> for OrderError {
     }
 }
 
-/// Stores created orders; an order with the same id is replaced.
+/// Stores created orders; an order with the same id is replaced. A redelivered event changes
+/// nothing (see [`OrderStore`]).
 #[derive(Clone)]
 pub struct OrderCreatedHandler {
     store: Arc<dyn OrderStore>,
@@ -71,14 +74,14 @@ impl OrderCreatedHandler {
 impl Handler<Order> for OrderCreatedHandler {
     type Error = OrderError;
 
-    async fn handle(&self, order: &Order, _meta: &RecordMeta) -> Result<(), OrderError> {
+    async fn handle(&self, order: &Order, meta: &RecordMeta) -> Result<(), OrderError> {
         order.check().map_err(OrderError::InvalidOrder)?;
-        self.store.put(order.clone()).await?;
+        self.store.create(order, Position::from(meta)).await?;
         Ok(())
     }
 }
 
-/// Applies a status update to an existing order.
+/// Applies a status update to an existing order; a redelivered update changes nothing.
 #[derive(Clone)]
 pub struct StatusUpdateHandler {
     store: Arc<dyn OrderStore>,
@@ -94,11 +97,15 @@ impl StatusUpdateHandler {
 impl Handler<StatusUpdate> for StatusUpdateHandler {
     type Error = OrderError;
 
-    async fn handle(&self, update: &StatusUpdate, _meta: &RecordMeta) -> Result<(), OrderError> {
+    async fn handle(&self, update: &StatusUpdate, meta: &RecordMeta) -> Result<(), OrderError> {
         let (id, status) = update.validate()?;
-        match self.store.update_status(&id, status).await? {
-            Some(_) => Ok(()),
-            None => Err(OrderError::OrderNotFound(id)),
+        match self
+            .store
+            .update_status(&id, &status, Position::from(meta))
+            .await?
+        {
+            StatusWrite::Written(_) => Ok(()),
+            StatusWrite::NotFound => Err(OrderError::OrderNotFound(id)),
         }
     }
 }

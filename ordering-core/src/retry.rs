@@ -110,13 +110,17 @@ impl RetryPolicy {
     }
 
     /// Decides after the `failed_attempts`-th failed attempt (1 for the first) of a record.
+    ///
+    /// For [`ErrorClass::Unavailable`], `failed_attempts` counts the outage's attempts in a row
+    /// instead: the answer is always to wait (capped backoff, no budget), never a dead letter.
     pub fn decide(&self, failed_attempts: u32, class: ErrorClass) -> Decision {
         let retries_made = failed_attempts.saturating_sub(1);
         match class {
+            ErrorClass::Unavailable => Decision::Retry(self.delay(retries_made)),
             ErrorClass::Retryable if retries_made < self.max_retries => {
                 Decision::Retry(self.delay(retries_made))
             }
-            _ => Decision::DeadLetter,
+            ErrorClass::Retryable | ErrorClass::Permanent => Decision::DeadLetter,
         }
     }
 
@@ -175,6 +179,19 @@ mod tests {
         assert_eq!(
             RetryPolicy::default().decide(1, ErrorClass::Permanent),
             Decision::DeadLetter
+        );
+    }
+
+    #[test]
+    fn an_outage_is_waited_out_without_a_budget() {
+        let policy = RetryPolicy::new(3, secs(1), 2.0, secs(30)).unwrap();
+        let decisions: Vec<_> = [1, 2, 3, 4, 10, 1000, u32::MAX]
+            .into_iter()
+            .map(|n| policy.decide(n, ErrorClass::Unavailable))
+            .collect();
+        assert_eq!(
+            decisions,
+            [1, 2, 4, 8, 30, 30, 30].map(|s| Decision::Retry(secs(s)))
         );
     }
 

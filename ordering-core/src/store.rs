@@ -1,43 +1,129 @@
-//! Where orders live: the `OrderStore` trait and an in-memory implementation.
+//! Where orders live: the `OrderStore` trait, its error and write outcomes, and an in-memory
+//! implementation. Durable backends (SQLite, PostgreSQL) are in the `ordering-store` crate.
+//!
+//! Writes are idempotent by position: each order remembers the position (partition, offset)
+//! of the last order event and of the last status update applied to it, and a record
+//! delivered again at or below that position changes nothing. At-least-once delivery after
+//! a crash or a rebalance therefore never moves a status backwards.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
 
+use crate::handler::ErrorClass;
 use crate::model::{Order, OrderId, Status};
+use crate::record::RecordMeta;
 
-/// A store failure. Stores are infrastructure, so their failures are worth retrying.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("order store unavailable: {0}")]
-pub struct StoreError(pub String);
+/// Why a store call failed, and so whether waiting can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached, is busy, or did not answer in time. Not the record's
+    /// fault: the record waits for the store ([`ErrorClass::Unavailable`]).
+    #[error("order store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused this particular write (a value it cannot hold): trying the same
+    /// write again cannot help.
+    #[error("order store refused the write: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// How the dispatcher should treat a record that met this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Unavailable(_) => ErrorClass::Unavailable,
+            Self::Rejected(_) => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// Where a record sits in its topic: what makes a write idempotent.
+///
+/// Positions are compared within one partition only: a record at or below the last applied
+/// offset of the same partition is a redelivery. A record from another partition (the topic
+/// was repartitioned) is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Position {
+    pub fn new(partition: i32, offset: i64) -> Self {
+        Self { partition, offset }
+    }
+
+    /// `true` when `self` was already covered by `last`, the position last applied.
+    pub fn is_covered_by(self, last: Option<Position>) -> bool {
+        last.is_some_and(|last| last.partition == self.partition && self.offset <= last.offset)
+    }
+}
+
+impl From<&RecordMeta> for Position {
+    fn from(meta: &RecordMeta) -> Self {
+        Self::new(meta.tp.partition, meta.offset)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Applied,
+    /// The position was already applied (a redelivery): nothing changed.
+    AlreadyApplied,
+}
+
+/// What a status update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusWrite {
+    Written(Written),
+    /// There is no such order (yet).
+    NotFound,
+}
 
 /// Orders by id. Object-safe so services can hold an `Arc<dyn OrderStore>`.
+///
+/// A write returns only once it is durable (for a durable store): the record it came from
+/// may be committed right after.
 #[async_trait]
 pub trait OrderStore: Send + Sync {
     async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
 
-    /// Stores `order`, replacing any order with the same id.
-    async fn put(&self, order: Order) -> Result<(), StoreError>;
+    /// Stores `order`, created by the order event at `at`, replacing any order with the same
+    /// id unless `at` was already applied.
+    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError>;
 
-    /// Sets the status of an existing order in one step and returns the updated order, or
-    /// `None` when there is no such order.
+    /// Sets the status of an existing order, from the status update at `at`, unless `at`
+    /// was already applied.
     async fn update_status(
         &self,
         id: &OrderId,
-        status: Status,
-    ) -> Result<Option<Order>, StoreError>;
+        status: &Status,
+        at: Position,
+    ) -> Result<StatusWrite, StoreError>;
 
     /// Every order id, sorted.
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
 
-    async fn count(&self) -> Result<usize, StoreError>;
+    async fn count(&self) -> Result<u64, StoreError>;
+
+    /// Answers when the store can serve: for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// An order with the positions that last wrote it.
+#[derive(Debug, Clone)]
+struct Stored {
+    order: Order,
+    created_at: Position,
+    status_at: Option<Position>,
 }
 
 /// A process-local store: fast, and gone with the process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    orders: RwLock<HashMap<OrderId, Order>>,
+    orders: RwLock<HashMap<OrderId, Stored>>,
 }
 
 impl MemoryStore {
@@ -47,11 +133,11 @@ impl MemoryStore {
 
     // A poisoned lock only means a panic elsewhere mid-update of a plain map; the map itself
     // is still consistent, so keep serving rather than failing every later call.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<OrderId, Order>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<OrderId, Stored>> {
         self.orders.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<OrderId, Order>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<OrderId, Stored>> {
         self.orders.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -59,23 +145,44 @@ impl MemoryStore {
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        Ok(self.read().get(id).cloned())
+        Ok(self.read().get(id).map(|stored| stored.order.clone()))
     }
 
-    async fn put(&self, order: Order) -> Result<(), StoreError> {
-        self.write().insert(order.order_id.clone(), order);
-        Ok(())
+    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+        let mut orders = self.write();
+        let status_at = match orders.get(&order.order_id) {
+            Some(stored) if at.is_covered_by(Some(stored.created_at)) => {
+                return Ok(Written::AlreadyApplied);
+            }
+            // Updates already applied stay applied: their redeliveries must not apply again.
+            Some(stored) => stored.status_at,
+            None => None,
+        };
+        let stored = Stored {
+            order: order.clone(),
+            created_at: at,
+            status_at,
+        };
+        orders.insert(order.order_id.clone(), stored);
+        Ok(Written::Applied)
     }
 
     async fn update_status(
         &self,
         id: &OrderId,
-        status: Status,
-    ) -> Result<Option<Order>, StoreError> {
-        Ok(self.write().get_mut(id).map(|order| {
-            order.status = status;
-            order.clone()
-        }))
+        status: &Status,
+        at: Position,
+    ) -> Result<StatusWrite, StoreError> {
+        let mut orders = self.write();
+        let Some(stored) = orders.get_mut(id) else {
+            return Ok(StatusWrite::NotFound);
+        };
+        if at.is_covered_by(stored.status_at) {
+            return Ok(StatusWrite::Written(Written::AlreadyApplied));
+        }
+        stored.order.status = status.clone();
+        stored.status_at = Some(at);
+        Ok(StatusWrite::Written(Written::Applied))
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
@@ -84,7 +191,26 @@ impl OrderStore for MemoryStore {
         Ok(ids)
     }
 
-    async fn count(&self) -> Result<usize, StoreError> {
-        Ok(self.read().len())
+    async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.read().len() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_is_covered_only_within_its_partition() {
+        let last = Some(Position::new(1, 10));
+        assert!(Position::new(1, 10).is_covered_by(last));
+        assert!(Position::new(1, 9).is_covered_by(last));
+        assert!(!Position::new(1, 11).is_covered_by(last));
+        assert!(!Position::new(2, 3).is_covered_by(last));
+        assert!(!Position::new(1, 0).is_covered_by(None));
     }
 }

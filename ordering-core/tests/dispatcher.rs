@@ -276,6 +276,106 @@ async fn out_of_order_completion_commits_only_the_contiguous_prefix() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_outage_is_waited_out_past_the_retry_budget_and_never_dead_lettered() {
+    // Twenty unavailable answers: far past the budget of 3 retries.
+    let records = vec![
+        record(0, 0, "k", Ev::failing(1, 20, Class::Unavailable)),
+        record(0, 1, "k", Ev::ok(2)),
+    ];
+    let live = Live::start(DispatcherConfig::default());
+    for r in records {
+        live.feed.send(r);
+    }
+    sleep(secs(3)).await;
+    let waiting = live.stats.snapshot();
+    assert_eq!(waiting.waiting_on_unavailable, 1, "{waiting:?}");
+    assert_eq!(waiting.retries, 0, "an outage spends no retry budget");
+    assert_eq!(live.feed.acked(&tp(0)), None, "its lane waits");
+
+    sleep(secs(600)).await;
+    assert!(live.sink.is_empty(), "{:?}", live.sink.messages());
+    let times = live.script.times_of(1);
+    assert_eq!(times.len(), 21);
+    let mut expected = vec![secs(1), secs(2), secs(4), secs(8), secs(16)];
+    expected.resize(20, secs(30)); // capped, and without limit
+    assert_eq!(gaps(&times), expected);
+    assert_eq!(
+        live.feed.acked(&tp(0)),
+        Some(2),
+        "applied, then the next one"
+    );
+    let done = live.stats.snapshot();
+    assert_eq!((done.applied, done.unavailable_waits), (2, 20));
+    assert_eq!(done.waiting_on_unavailable, 0);
+    live.running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_an_outage_leaves_the_record_uncommitted() {
+    let records = vec![record(
+        0,
+        0,
+        "k",
+        Ev::failing(1, u32::MAX, Class::Unavailable),
+    )];
+    let live = Live::start(DispatcherConfig::default());
+    for r in records {
+        live.feed.send(r);
+    }
+    sleep(secs(60)).await;
+    assert!(live.sink.is_empty(), "still waiting out the outage");
+    live.running.stop().await;
+    assert_eq!(live.feed.acked(&tp(0)), None, "left uncommitted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_key_lanes_two_failing_keys_retry_side_by_side_and_others_flow() {
+    let Live {
+        script,
+        sink,
+        feed,
+        running,
+        ..
+    } = Live::start(DispatcherConfig {
+        lanes: LaneMode::Key,
+        ..DispatcherConfig::default()
+    });
+    let started = Instant::now();
+    feed.send(record(
+        0,
+        0,
+        "UNKNOWN-1",
+        Ev::failing(1, u32::MAX, Class::Retryable),
+    ));
+    feed.send(record(
+        0,
+        1,
+        "UNKNOWN-2",
+        Ev::failing(2, u32::MAX, Class::Retryable),
+    ));
+    feed.send(record(0, 2, "KNOWN", Ev::ok(3)));
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        script.times_of(3),
+        vec![started],
+        "another key is not held back"
+    );
+
+    sleep(secs(7)).await;
+    let letters = sink.messages();
+    assert_eq!(
+        letters.len(),
+        2,
+        "both after 1 + 2 + 4 s, not one after the other"
+    );
+    for n in [1, 2] {
+        assert_eq!(script.times_of(n).last().copied(), Some(started + secs(7)));
+    }
+    assert_eq!(feed.acked(&tp(0)), Some(3));
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_record_retrying_in_partition_0_does_not_delay_partition_1() {
     let Live {
         script,

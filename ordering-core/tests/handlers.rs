@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use mockall::{mock, predicate::eq};
 use ordering_core::{
     Classify, ErrorClass, Handler, Order, OrderCreatedHandler, OrderError, OrderEvent,
-    OrderEventHandler, OrderId, OrderItem, OrderStore, RecordMeta, Status, StatusUpdate,
-    StatusUpdateHandler, StoreError, TopicPartition,
+    OrderEventHandler, OrderId, OrderItem, OrderStore, Position, RecordMeta, Status, StatusUpdate,
+    StatusUpdateHandler, StatusWrite, StoreError, TopicPartition, Written,
 };
 
 mock! {
@@ -15,15 +15,16 @@ mock! {
     #[async_trait]
     impl OrderStore for Store {
         async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
-        async fn put(&self, order: Order) -> Result<(), StoreError>;
-        async fn update_status(&self, id: &OrderId, status: Status) -> Result<Option<Order>, StoreError>;
+        async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError>;
+        async fn update_status(&self, id: &OrderId, status: &Status, at: Position) -> Result<StatusWrite, StoreError>;
         async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
-        async fn count(&self) -> Result<usize, StoreError>;
+        async fn count(&self) -> Result<u64, StoreError>;
+        async fn ping(&self) -> Result<(), StoreError>;
     }
 }
 
 fn meta() -> RecordMeta {
-    RecordMeta::new(TopicPartition::new("order-status-updates", 0), 0)
+    RecordMeta::new(TopicPartition::new("order-status-updates", 2), 17)
 }
 
 fn id(s: &str) -> OrderId {
@@ -64,9 +65,13 @@ async fn a_status_update_of_an_existing_order_is_applied() {
     let mut store = MockStore::new();
     store
         .expect_update_status()
-        .with(eq(id("ORD-1")), eq(status("shipped")))
+        .with(
+            eq(id("ORD-1")),
+            eq(status("shipped")),
+            eq(Position::new(2, 17)),
+        )
         .times(1)
-        .returning(|_, _| Ok(Some(order("ORD-1"))));
+        .returning(|_, _, _| Ok(StatusWrite::Written(Written::Applied)));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     handler
         .handle(&update(" ORD-1 ", " shipped "), &meta())
@@ -80,7 +85,7 @@ async fn an_unknown_order_is_a_retryable_order_not_found() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _| Ok(None));
+        .returning(|_, _, _| Ok(StatusWrite::NotFound));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("DOES-NOT-EXIST", "shipped"), &meta())
@@ -112,28 +117,54 @@ async fn a_blank_status_is_permanent_and_never_touches_the_store() {
 }
 
 #[tokio::test]
-async fn a_store_failure_is_retryable() {
+async fn a_store_outage_is_unavailable_not_the_records_fault() {
     let mut store = MockStore::new();
     store
         .expect_update_status()
-        .returning(|_, _| Err(StoreError("connection reset".into())));
+        .returning(|_, _, _| Err(StoreError::Unavailable("connection reset".into())));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("ORD-1", "shipped"), &meta())
         .await
         .unwrap_err();
-    assert_eq!(error.class(), ErrorClass::Retryable);
+    assert_eq!(error.class(), ErrorClass::Unavailable);
     assert_eq!(error.kind(), "StoreUnavailable");
+}
+
+#[tokio::test]
+async fn a_write_the_store_refuses_is_permanent() {
+    let mut store = MockStore::new();
+    store
+        .expect_create()
+        .returning(|_, _| Err(StoreError::Rejected("value too long".into())));
+    let handler = OrderCreatedHandler::new(Arc::new(store));
+    let error = handler.handle(&order("ORD-1"), &meta()).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert_eq!(error.kind(), "StoreRejected");
+}
+
+#[tokio::test]
+async fn a_redelivered_update_is_success_without_a_change() {
+    let mut store = MockStore::new();
+    store
+        .expect_update_status()
+        .times(1)
+        .returning(|_, _, _| Ok(StatusWrite::Written(Written::AlreadyApplied)));
+    let handler = StatusUpdateHandler::new(Arc::new(store));
+    handler
+        .handle(&update("ORD-1", "shipped"), &meta())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_created_order_is_stored() {
     let mut store = MockStore::new();
     store
-        .expect_put()
-        .with(eq(order("ORD-9")))
+        .expect_create()
+        .withf(|order_, at| *order_ == order("ORD-9") && *at == Position::new(2, 17))
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(Written::Applied));
     let handler = OrderCreatedHandler::new(Arc::new(store));
     handler.handle(&order("ORD-9"), &meta()).await.unwrap();
 }
@@ -152,11 +183,14 @@ async fn an_order_breaking_the_rules_is_permanent_and_not_stored() {
 #[tokio::test]
 async fn the_event_handler_routes_each_event_to_its_handler() {
     let mut store = MockStore::new();
-    store.expect_put().times(1).returning(|_| Ok(()));
+    store
+        .expect_create()
+        .times(1)
+        .returning(|_, _| Ok(Written::Applied));
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _| Ok(Some(order("ORD-1"))));
+        .returning(|_, _, _| Ok(StatusWrite::Written(Written::Applied)));
     let handler = OrderEventHandler::new(Arc::new(store));
     handler
         .handle(&OrderEvent::Created(order("ORD-1")), &meta())
@@ -169,30 +203,4 @@ async fn the_event_handler_routes_each_event_to_its_handler() {
         )
         .await
         .unwrap();
-}
-
-#[tokio::test]
-async fn the_memory_store_replaces_updates_and_lists() {
-    let store = ordering_core::MemoryStore::new();
-    store.put(order("ORD-2")).await.unwrap();
-    store.put(order("ORD-1")).await.unwrap();
-    store.put(order("ORD-1")).await.unwrap();
-    assert_eq!(store.count().await.unwrap(), 2);
-    assert_eq!(store.ids().await.unwrap(), vec![id("ORD-1"), id("ORD-2")]);
-    let updated = store
-        .update_status(&id("ORD-1"), status("shipped"))
-        .await
-        .unwrap();
-    assert_eq!(updated.unwrap().status, status("shipped"));
-    assert_eq!(
-        store.get(&id("ORD-1")).await.unwrap().unwrap().status,
-        status("shipped")
-    );
-    assert!(
-        store
-            .update_status(&id("NOPE"), status("x"))
-            .await
-            .unwrap()
-            .is_none()
-    );
 }

@@ -85,6 +85,19 @@ impl ShellProcess {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`: no clean-up of any kind) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits (at most 30 s) for the process to end.
     pub fn terminate(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("the shell is running");

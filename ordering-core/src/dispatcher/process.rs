@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::dead_letter::{DeadLetter, FailureClass};
-use crate::handler::{Classify, Handler};
+use crate::handler::{Classify, ErrorClass, Handler};
 use crate::model::now_iso8601;
 use crate::record::Record;
 use crate::retry::{Decision, RetryPolicy};
@@ -99,6 +99,9 @@ where
 
 /// Retries after the first failure, `error`, as the policy says. `Ok` when applied,
 /// `Err(Some)` when the policy gave up, `Err(None)` when shutdown came first.
+///
+/// Two counts: the record's own failures, which spend the policy's budget, and the attempts in
+/// a row that found something unavailable, which are waited out without a budget.
 async fn retry<E, H, D>(
     shared: &Shared<H, D>,
     event: &E,
@@ -110,24 +113,47 @@ where
     H: Handler<E>,
 {
     let first_at = now_iso8601();
-    let mut failed_attempts = 1;
+    let mut failed_attempts = 0;
+    let mut outage = 0;
     loop {
         let now = now_iso8601();
-        match shared.policy.decide(failed_attempts, error.class()) {
+        let class = error.class();
+        let unavailable = class == ErrorClass::Unavailable;
+        let attempts = if unavailable {
+            outage += 1;
+            outage
+        } else {
+            outage = 0;
+            failed_attempts += 1;
+            failed_attempts
+        };
+        match shared.policy.decide(attempts, class) {
             Decision::Retry(delay) => {
                 tracing::debug!(
-                    tp = %record.meta.tp, offset = record.meta.offset, attempt = failed_attempts,
-                    ?delay, error = %error, "retrying"
+                    tp = %record.meta.tp, offset = record.meta.offset, attempt = attempts,
+                    unavailable, ?delay, error = %error, "retrying"
                 );
-                shared.counters.retried();
-                if !shared.pause(delay).await {
+                let slept = if unavailable {
+                    if outage == 1 {
+                        tracing::warn!(
+                            tp = %record.meta.tp, offset = record.meta.offset, error = %error,
+                            "waiting for an outage to end; the record is not dead-lettered for it"
+                        );
+                    }
+                    let _waiting = shared.counters.outage_wait();
+                    shared.pause(delay).await
+                } else {
+                    shared.counters.retried();
+                    shared.pause(delay).await
+                };
+                if !slept {
                     return Err(None);
                 }
             }
             Decision::DeadLetter => {
                 return Err(Some(Failure {
                     error_type: error.kind().to_owned(),
-                    class: error.class().into(),
+                    class: class.into(),
                     message: error.to_string(),
                     failed_attempts,
                     first_at,
@@ -139,7 +165,6 @@ where
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
-        failed_attempts += 1;
     }
 }
 

@@ -12,6 +12,8 @@ pub(crate) struct Counters {
     applied: AtomicU64,
     dead_lettered: AtomicU64,
     retries: AtomicU64,
+    unavailable_waits: AtomicU64,
+    waiting_unavailable: AtomicU64,
     dead_letter_failures: AtomicU64,
     in_flight: AtomicU64,
 }
@@ -38,6 +40,16 @@ impl Counters {
         self.retries.fetch_add(1, Relaxed);
     }
 
+    /// A record starts waiting out an outage (see [`ErrorClass::Unavailable`]).
+    ///
+    /// [`ErrorClass::Unavailable`]: crate::ErrorClass::Unavailable
+    /// The wait ends when the guard is dropped, also when the wait is cancelled.
+    pub(crate) fn outage_wait(&self) -> OutageWait<'_> {
+        self.unavailable_waits.fetch_add(1, Relaxed);
+        self.waiting_unavailable.fetch_add(1, Relaxed);
+        OutageWait(self)
+    }
+
     pub(crate) fn dead_letter_failed(&self) {
         self.dead_letter_failures.fetch_add(1, Relaxed);
     }
@@ -45,6 +57,15 @@ impl Counters {
     /// `n` records left the dispatcher: finished, abandoned or dropped with their partition.
     pub(crate) fn left(&self, n: u64) {
         self.in_flight.fetch_sub(n, Relaxed);
+    }
+}
+
+/// A record waiting out an outage; counted in `waiting_on_unavailable` while it lives.
+pub(crate) struct OutageWait<'a>(&'a Counters);
+
+impl Drop for OutageWait<'_> {
+    fn drop(&mut self) {
+        self.0.waiting_unavailable.fetch_sub(1, Relaxed);
     }
 }
 
@@ -61,6 +82,8 @@ impl Stats {
             applied: c.applied.load(Relaxed),
             dead_lettered: c.dead_lettered.load(Relaxed),
             retries: c.retries.load(Relaxed),
+            unavailable_waits: c.unavailable_waits.load(Relaxed),
+            waiting_on_unavailable: c.waiting_unavailable.load(Relaxed),
             dead_letter_failures: c.dead_letter_failures.load(Relaxed),
             in_flight: c.in_flight.load(Relaxed),
         }
@@ -76,8 +99,13 @@ pub struct StatsSnapshot {
     pub received: u64,
     pub applied: u64,
     pub dead_lettered: u64,
-    /// Retries scheduled, over all records.
+    /// Retries scheduled for the records' own failures, over all records.
     pub retries: u64,
+    /// Waits for something unavailable (a store outage), over all records: not counted as
+    /// retries, never leading to a dead letter.
+    pub unavailable_waits: u64,
+    /// Records waiting right now for something unavailable to come back.
+    pub waiting_on_unavailable: u64,
     /// Dead letters the sink failed to write (each was tried again).
     pub dead_letter_failures: u64,
     /// Received and not yet finished (queued, running or waiting to retry).

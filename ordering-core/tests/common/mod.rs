@@ -27,6 +27,7 @@ pub struct Ev {
 pub enum Class {
     Retryable,
     Permanent,
+    Unavailable,
 }
 
 impl Ev {
@@ -68,6 +69,7 @@ impl Classify for ScriptError {
         match self.class {
             Class::Retryable => ErrorClass::Retryable,
             Class::Permanent => ErrorClass::Permanent,
+            Class::Unavailable => ErrorClass::Unavailable,
         }
     }
     fn kind(&self) -> &'static str {

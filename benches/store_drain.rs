@@ -1,0 +1,290 @@
+//! order-shell, the real binary, draining a backlog with each order store, in one run on one
+//! broker: the records/s of the memory, SQLite and PostgreSQL stores, and their ratios.
+//!
+//! ```text
+//! cargo build --release -p order-shell
+//! cargo run --release -p ordering-benches --bin store_drain -- [ORDERS] [UPDATES] [ROUNDS]
+//! cargo run --release -p ordering-benches --bin store_drain -- rss [ORDERS]
+//! ```
+//!
+//! The backlog is one topic: every order's creation first, then `UPDATES` status updates
+//! spread over the orders, each keyed by its order (so an order's creation precedes its
+//! updates in its partition, and no update waits for its order). Each drain is a new
+//! order-shell process in a new consumer group with a new, empty store; the clock runs from
+//! the first record it received to the last one applied (polled every 20 ms from
+//! `/api/dlq/info`). Rounds rotate the order of the stores.
+//!
+//! `rss`: the resident memory of order-shell once it holds `ORDERS` (default 1 000 000)
+//! orders, against 10 000, on SQLite and in memory.
+//!
+//! Starts its own Nisshi broker and PostgreSQL server (`TEST_POSTGRES_URL` for an existing
+//! one): run `scripts/broker install` and `scripts/postgres install` first.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ordering_core::{NumItems, OrderEvent, OrderId, Status, StatusUpdate, generate_order};
+use ordering_kafka::testing::{TestBroker, unique_topic};
+use ordering_kafka::{AvroCodec, Codec, KafkaProducer, ProducerConfig, ensure_topics};
+use ordering_store::testing::TestPostgres;
+use shell_http::testing::{ShellProcess, get};
+
+type Error = Box<dyn std::error::Error>;
+
+const PARTITIONS: i32 = 3;
+
+fn order_shell() -> PathBuf {
+    std::env::var_os("ORDER_SHELL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/release/order-shell"
+            ))
+        })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bin = order_shell();
+    if !bin.is_file() {
+        return Err(format!(
+            "{} is missing: cargo build --release -p order-shell (or set ORDER_SHELL_BIN)",
+            bin.display()
+        )
+        .into());
+    }
+    if args.first().map(String::as_str) == Some("rss") {
+        let orders = args
+            .get(1)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(1_000_000);
+        return rss(orders).await;
+    }
+    let number = |i: usize, default: usize| -> Result<usize, Error> {
+        Ok(args
+            .get(i)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let (orders, updates, rounds) = (number(0, 5_000)?, number(1, 200_000)?, number(2, 3)?);
+    rates(orders, updates, rounds).await
+}
+
+/// A broker with the backlog in one topic, an empty status topic and a DLQ.
+struct Backlog {
+    broker: TestBroker,
+    topic: String,
+    empty: String,
+    dlq: String,
+    records: u64,
+}
+
+impl Backlog {
+    async fn fill(orders: usize, updates: usize) -> Result<Self, Error> {
+        let broker = TestBroker::start();
+        let (topic, empty, dlq) = (
+            unique_topic("backlog"),
+            unique_topic("none"),
+            unique_topic("dlq"),
+        );
+        ensure_topics(
+            &broker.bootstrap(),
+            &[&topic, &empty, &dlq],
+            PARTITIONS,
+            Duration::from_secs(20),
+        )
+        .await?;
+        let mut config = ProducerConfig::new(broker.bootstrap());
+        config.delivery_timeout = Duration::from_secs(120);
+        config.overrides.push(("linger.ms".into(), "20".into()));
+        let producer = KafkaProducer::new(&config)?;
+        let codec = AvroCodec::new()?;
+        let mut rng = rand::rng();
+        let id = |n: usize| OrderId::parse(&format!("ORD-{n:07}"));
+        let events = (0..orders)
+            .map(|n| -> Result<OrderEvent, Error> {
+                let items = NumItems::new(1 + (n % 3) as i64)?;
+                Ok(OrderEvent::Created(generate_order(
+                    id(n)?,
+                    items,
+                    "2026-01-30T12:00:00Z".into(),
+                    &mut rng,
+                )))
+            })
+            .chain((0..updates).map(|u| -> Result<OrderEvent, Error> {
+                let status = Status::parse(&format!("step-{:06}", u / orders.max(1)))?;
+                Ok(OrderEvent::StatusUpdated(StatusUpdate::new(
+                    &id(u % orders.max(1))?,
+                    &status,
+                    "2026-01-30T12:00:01Z".into(),
+                )))
+            }));
+        let mut in_flight = FuturesUnordered::new();
+        for event in events {
+            let event = event?;
+            let payload = codec.encode(&event)?;
+            let key = event.order_id().to_owned();
+            let (producer, topic) = (producer.clone(), topic.clone());
+            in_flight.push(async move {
+                producer
+                    .send(&topic, Some(key.as_bytes()), &payload, &[])
+                    .await
+            });
+            if in_flight.len() >= 10_000 {
+                in_flight.next().await.transpose()?;
+            }
+        }
+        while let Some(sent) = in_flight.next().await {
+            sent?;
+        }
+        Ok(Self {
+            broker,
+            topic,
+            empty,
+            dlq,
+            records: (orders + updates) as u64,
+        })
+    }
+
+    /// Starts order-shell on `store` in a new group and waits until it applied the backlog.
+    /// Returns the process (still running) and the records/s.
+    async fn drain(&self, store: &str) -> Result<(ShellProcess, f64), Error> {
+        let env = [
+            ("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap()),
+            ("KAFKA_TOPIC", self.topic.clone()),
+            ("KAFKA_STATUS_UPDATE_TOPIC", self.empty.clone()),
+            ("KAFKA_DLQ_TOPIC", self.dlq.clone()),
+            ("KAFKA_CONSUMER_GROUP", unique_topic("drain")),
+            ("ORDER_STORE_URL", store.to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        let shell = ShellProcess::start(&order_shell(), &env);
+        let counters = || async {
+            let info = get(&shell.url("/api/dlq/info")).await.json;
+            let stats = &info["consumerStats"];
+            let n = |name: &str| stats[name].as_u64().unwrap_or(0);
+            (n("received"), n("applied"), n("deadLettered"))
+        };
+        let (started, applied_at_start) = loop {
+            let (received, applied, _) = counters().await;
+            if received > 0 {
+                break (Instant::now(), applied);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        loop {
+            let (_, applied, dead) = counters().await;
+            if dead > 0 {
+                return Err(format!("{dead} records were dead-lettered on {store}").into());
+            }
+            if applied >= self.records {
+                let rate = (applied - applied_at_start) as f64 / started.elapsed().as_secs_f64();
+                return Ok((shell, rate));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn rates(orders: usize, updates: usize, rounds: usize) -> Result<(), Error> {
+    let backlog = Backlog::fill(orders, updates).await?;
+    println!(
+        "backlog: {orders} orders then {updates} status updates in one topic ({PARTITIONS} partitions)"
+    );
+    let pg = TestPostgres::shared();
+    let dir = tempfile::tempdir()?;
+    let names = ["memory", "sqlite", "postgres"];
+    let mut all: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        let mut rates = [0.0; 3];
+        for i in 0..3 {
+            let which = (i + round) % 3;
+            let store = match which {
+                0 => "memory://".to_owned(),
+                1 => format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("r{round}.db")).display()
+                ),
+                _ => pg.create_database().await,
+            };
+            let (mut shell, rate) = backlog.drain(&store).await?;
+            shell.terminate();
+            rates[which] = rate;
+        }
+        println!(
+            "round {round}: memory {:>8.0}/s  sqlite {:>8.0}/s  postgres {:>8.0}/s  sqlite/memory {:.2}  postgres/memory {:.2}",
+            rates[0],
+            rates[1],
+            rates[2],
+            rates[1] / rates[0],
+            rates[2] / rates[0]
+        );
+        for (list, rate) in all.iter_mut().zip(rates) {
+            list.push(rate);
+        }
+    }
+    let [memory, sqlite, postgres] = all.map(|mut r| median(&mut r));
+    println!(
+        "median: {} {memory:.0}/s, {} {sqlite:.0}/s ({:.2}), {} {postgres:.0}/s ({:.2})",
+        names[0],
+        names[1],
+        sqlite / memory,
+        names[2],
+        postgres / memory
+    );
+    Ok(())
+}
+
+/// Resident memory of order-shell holding few and many orders, on SQLite and in memory.
+async fn rss(orders: usize) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let few = 10_000.min(orders);
+    for (count, label) in [(few, "few"), (orders, "many")] {
+        let backlog = Backlog::fill(count, 0).await?;
+        for store in ["sqlite", "memory"] {
+            let url = match store {
+                "sqlite" => format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("{label}.db")).display()
+                ),
+                _ => "memory://".to_owned(),
+            };
+            let (mut shell, rate) = backlog.drain(&url).await?;
+            // Reads too: order-details of orders spread over the whole store.
+            for n in (0..count).step_by((count / 1000).max(1)) {
+                let reply =
+                    get(&shell.url(&format!("/api/order-details?orderId=ORD-{n:07}"))).await;
+                if reply.status != 200 {
+                    return Err(format!("ORD-{n:07}: {}", reply.text).into());
+                }
+            }
+            let kib = shell.pid().map(rss_kib).transpose()?.unwrap_or(0);
+            println!(
+                "{store:>6} with {count:>8} orders: RSS {:>7.1} MiB (drained at {rate:.0}/s)",
+                kib as f64 / 1024.0
+            );
+            shell.terminate();
+        }
+    }
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/PID/status".into())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

@@ -1,0 +1,147 @@
+//! The whole system as real processes: a broker, cart-shell and order-shell, driven over HTTP.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
+use serde_json::{Value, json};
+use shell_http::testing::{Reply, ShellProcess, get, send_json};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// cart-shell is built by `cargo test --workspace` (its own tests need it) next to this one.
+fn cart_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_order-shell")).with_file_name("cart-shell");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `scripts/test` (cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub struct System {
+    pub broker: TestBroker,
+    pub cart: ShellProcess,
+    pub order: ShellProcess,
+    pub topics: [String; 3],
+    pub group: String,
+    /// What both shells were started with.
+    pub env: Vec<(&'static str, String)>,
+}
+
+fn order_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_order-shell"))
+}
+
+impl System {
+    /// Both shells on a new broker, orders in memory.
+    pub fn start(storage: Storage) -> Self {
+        Self::start_around(TestBroker::start_with(storage))
+    }
+
+    /// Starts the shells against `broker`, running or not, orders in memory.
+    pub fn start_around(broker: TestBroker) -> Self {
+        Self::start_with(broker, &[("ORDER_STORE_URL", "memory://".into())])
+    }
+
+    /// Starts the shells against `broker` with `extra` settings on top of the test defaults.
+    pub fn start_with(broker: TestBroker, extra: &[(&'static str, String)]) -> Self {
+        let topics = [
+            unique_topic("orders"),
+            unique_topic("updates"),
+            unique_topic("dlq"),
+        ];
+        let group = unique_topic("group");
+        let env = vec![
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topics[0].clone()),
+            ("KAFKA_STATUS_UPDATE_TOPIC", topics[1].clone()),
+            ("KAFKA_DLQ_TOPIC", topics[2].clone()),
+            ("KAFKA_CONSUMER_GROUP", group.clone()),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
+            // The spec's 1 s, 2 s, 4 s, ten times faster.
+            ("DLQ_RETRY_BACKOFF_MS", "100".into()),
+        ];
+        let mut env: Vec<(&'static str, String)> = env
+            .into_iter()
+            .filter(|(name, _)| !extra.iter().any(|(n, _)| n == name))
+            .collect();
+        env.extend(extra.iter().cloned());
+        let cart = ShellProcess::start(&cart_binary(), &env);
+        let order = ShellProcess::start(order_binary(), &env);
+        Self {
+            broker,
+            cart,
+            order,
+            topics,
+            group,
+            env,
+        }
+    }
+
+    /// `kill -9` of order-shell: no shutdown, no final commit, no flush.
+    pub fn kill_order_shell(&mut self) {
+        self.order.kill();
+    }
+
+    /// Starts order-shell again with the same settings (on a new HTTP port).
+    pub fn start_order_shell(&mut self) {
+        self.order = ShellProcess::start(order_binary(), &self.env);
+    }
+
+    pub async fn create(&self, id: &str, items: i64) -> Reply {
+        send_json(
+            "POST",
+            &self.cart.url("/api/create-order"),
+            &json!({"orderId": id, "numItems": items}),
+        )
+        .await
+    }
+
+    pub async fn update(&self, id: &str, status: &str) -> Reply {
+        send_json(
+            "PUT",
+            &self.cart.url("/api/update-order"),
+            &json!({"orderId": id, "status": status}),
+        )
+        .await
+    }
+
+    pub async fn order_details(&self, id: &str) -> Reply {
+        get(&self.order.url(&format!("/api/order-details?orderId={id}"))).await
+    }
+
+    pub async fn dead_letters(&self) -> Vec<Value> {
+        let reply = get(&self.order.url("/api/dlq/messages")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn wait_until_consuming(&self) {
+        eventually("order-shell healthy", || async {
+            (get(&self.order.url("/health")).await.status == 200).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Polls `check` until it gives a value, for at most a minute.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

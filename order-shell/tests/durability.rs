@@ -1,0 +1,318 @@
+//! Durable state, for real: order-shell killed with `kill -9` under a steady load of updates
+//! (SQLite and PostgreSQL), PostgreSQL stopped under load, a restart that keeps every order,
+//! unknown orders that retry side by side. Every `202` is checked against the final state.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{System, eventually};
+use ordering_kafka::testing::{Storage, TestBroker};
+use ordering_store::testing::TestPostgres;
+use serde_json::{Value, json};
+use shell_http::testing::{get, send_json};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+const ORDERS: usize = 12;
+const ROUNDS: usize = 30;
+
+fn order_id(n: usize) -> String {
+    format!("ORD-DUR-{n:02}")
+}
+
+/// Statuses sort in the order they are sent: `step-001`, `step-002`, ...
+fn step(round: usize) -> String {
+    format!("step-{round:03}")
+}
+
+/// Creates the orders and waits until order-shell has them all.
+async fn create_orders(system: &System) {
+    for n in 0..ORDERS {
+        let reply = system.create(&order_id(n), 1 + n as i64 % 3).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+    }
+    eventually("every order in order-shell", || async {
+        let stats = get(&system.order.url("/api/stats")).await;
+        (stats.json["totalOrders"] == ORDERS).then_some(())
+    })
+    .await;
+}
+
+/// The last status each order was sent with a `202`, shared with the load task.
+type Accepted = Arc<Mutex<HashMap<String, String>>>;
+
+/// Sends `ROUNDS` rounds of updates through cart-shell at `cart`, each round one update per
+/// order (concurrently), counting finished rounds in `rounds`. Only a `202` counts.
+fn start_load(cart: String, accepted: Accepted, rounds: Arc<AtomicUsize>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for round in 1..=ROUNDS {
+            let sends = (0..ORDERS).map(|n| {
+                let url = format!("{cart}/api/update-order");
+                async move {
+                    let body = json!({"orderId": order_id(n), "status": step(round)});
+                    (n, send_json("PUT", &url, &body).await.status)
+                }
+            });
+            for (n, status) in futures::future::join_all(sends).await {
+                assert_eq!(status, 202, "cart-shell is not the one under test here");
+                accepted.lock().await.insert(order_id(n), step(round));
+            }
+            rounds.store(round, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+/// Waits until the load has finished `n` rounds.
+async fn rounds_done(rounds: &AtomicUsize, n: usize) {
+    while rounds.load(Ordering::SeqCst) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until every order shows its last accepted status, checking on every look that no
+/// status ever moves backwards.
+async fn converge(system: &System, accepted: &Accepted) {
+    let expected = accepted.lock().await.clone();
+    assert_eq!(expected.len(), ORDERS);
+    let seen: Mutex<HashMap<String, String>> = Mutex::default();
+    eventually("every accepted update applied", || async {
+        let mut done = true;
+        for (id, last) in &expected {
+            let reply = system.order_details(id).await;
+            assert_ne!(reply.status, 404, "{id} was lost: {}", reply.text);
+            if reply.status != 200 {
+                done = false; // the store or the shell is not back yet
+                continue;
+            }
+            let now = reply.json["data"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let mut seen = seen.lock().await;
+            let before = seen.insert(id.clone(), now.clone()).unwrap_or_default();
+            assert!(now >= before, "{id} went backwards: {before} then {now}");
+            done &= &now == last;
+        }
+        done.then_some(())
+    })
+    .await;
+}
+
+async fn assert_nothing_dead_lettered(system: &System) {
+    let letters: Vec<Value> = system.dead_letters().await;
+    assert!(letters.is_empty(), "dead letters: {letters:#?}");
+}
+
+/// order-shell is killed with SIGKILL a third of the way through the load and started again
+/// while the load goes on.
+async fn kill_9_under_load_loses_nothing(store_url: String) {
+    let mut system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", store_url),
+            // The killed member is noticed after 6 s rather than librdkafka's 45 s.
+            ("KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    create_orders(&system).await;
+
+    let accepted = Accepted::default();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let load = start_load(system.cart.url(""), accepted.clone(), rounds.clone());
+    rounds_done(&rounds, ROUNDS / 3).await;
+    tokio::task::block_in_place(|| {
+        system.kill_order_shell();
+        system.start_order_shell();
+    });
+    load.await.expect("the load ran to its end");
+
+    converge(&system, &accepted).await;
+    assert_nothing_dead_lettered(&system).await;
+    let stats = get(&system.order.url("/api/stats")).await;
+    assert_eq!(
+        stats.json["totalOrders"], ORDERS,
+        "no order lost, none invented"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_loses_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    kill_9_under_load_loses_nothing(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_loses_nothing_on_postgres() {
+    let pg = TestPostgres::shared();
+    kill_9_under_load_loses_nothing(pg.create_database().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_under_load_dead_letters_nothing_and_applies_everything() {
+    let mut pg = TestPostgres::start();
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", pg.create_database().await),
+            // Outage waits: 100 ms doubling to at most 1 s, so the test is quick once it is back.
+            ("DLQ_MAX_BACKOFF_MS", "1000".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    create_orders(&system).await;
+
+    let accepted = Accepted::default();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let load = start_load(system.cart.url(""), accepted.clone(), rounds.clone());
+    rounds_done(&rounds, ROUNDS / 4).await;
+    tokio::task::block_in_place(|| pg.stop());
+
+    // Far longer than 100 + 200 + 400 ms of retries: were the outage the records' fault,
+    // they would be dead letters by now.
+    let health = eventually("/health to report the store down", || async {
+        let health = get(&system.order.url("/health")).await;
+        (health.json["store"]["state"] == "unavailable").then_some(health)
+    })
+    .await;
+    assert_eq!(health.status, 503, "{}", health.text);
+    assert_eq!(health.json["status"], "unhealthy");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = get(&system.order.url("/api/dlq/info")).await.json;
+    assert_eq!(waiting["consumerStats"]["deadLettered"], 0, "{waiting}");
+    assert!(
+        waiting["consumerStats"]["unavailableWaits"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{waiting}"
+    );
+    assert_nothing_dead_lettered(&system).await;
+
+    tokio::task::block_in_place(|| pg.restart());
+    load.await.expect("the load ran to its end");
+    converge(&system, &accepted).await;
+    assert_nothing_dead_lettered(&system).await;
+    eventually("/health to be green again", || async {
+        (get(&system.order.url("/health")).await.status == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_unknown_orders_in_one_partition_are_dead_lettered_side_by_side() {
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", "memory://".into()),
+            ("KAFKA_TOPIC_PARTITIONS", "1".into()),
+            // 300 + 600 + 1200 ms: one unknown order takes 2.1 s to reach the DLQ.
+            ("DLQ_RETRY_BACKOFF_MS", "300".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    assert_eq!(system.create("ORD-KNOWN", 1).await.status, 201);
+    eventually("the known order", || async {
+        (system.order_details("ORD-KNOWN").await.status == 200).then_some(())
+    })
+    .await;
+
+    assert_eq!(system.update("UNKNOWN-1", "shipped").await.status, 202);
+    assert_eq!(system.update("UNKNOWN-2", "shipped").await.status, 202);
+    assert_eq!(system.update("ORD-KNOWN", "shipped").await.status, 202);
+    // The known order, behind both in the one partition, is not held back by them.
+    eventually("the known order shipped", || async {
+        let reply = system.order_details("ORD-KNOWN").await;
+        (reply.json["data"]["status"] == "shipped").then_some(())
+    })
+    .await;
+    assert_nothing_dead_lettered(&system).await;
+
+    let letters = eventually("both dead letters", || async {
+        let letters = system.dead_letters().await;
+        (letters.len() == 2).then_some(letters)
+    })
+    .await;
+    // Side by side: the second one's retries began before the first one's ended (one after
+    // the other, the second would start only when the first was dead-lettered).
+    let by_key = |key: &str| {
+        letters
+            .iter()
+            .find(|l| l["originalKey"] == key)
+            .unwrap_or_else(|| panic!("a letter for {key}: {letters:#?}"))
+    };
+    let (one, two) = (by_key("UNKNOWN-1"), by_key("UNKNOWN-2"));
+    for letter in [one, two] {
+        assert_eq!(letter["errorType"], "OrderNotFound");
+        assert_eq!(letter["retryCount"], 3);
+    }
+    let first_of_two = two["firstFailureTimestamp"].as_str().unwrap();
+    let last_of_one = one["lastFailureTimestamp"].as_str().unwrap();
+    assert!(
+        first_of_two < last_of_one,
+        "UNKNOWN-2 waited for UNKNOWN-1: {first_of_two} vs {last_of_one}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_statuses_survive_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let mut system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[("ORDER_STORE_URL", url)],
+    );
+    system.wait_until_consuming().await;
+    assert_eq!(system.create("ORD-KEEP", 2).await.status, 201);
+    assert_eq!(system.update("ORD-KEEP", "shipped").await.status, 202);
+    eventually("the order shipped", || async {
+        let reply = system.order_details("ORD-KEEP").await;
+        (reply.json["data"]["status"] == "shipped").then_some(())
+    })
+    .await;
+
+    // A clean stop commits every offset: after it, only the store can know the order.
+    assert!(system.order.terminate().success());
+    system.start_order_shell();
+    let reply = system.order_details("ORD-KEEP").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["data"]["status"], "shipped");
+    assert_eq!(
+        reply.json["data"]["items"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        get(&system.order.url("/api/stats")).await.json["totalOrders"],
+        1
+    );
+    let health = get(&system.order.url("/health")).await.json;
+    assert_eq!(health["store"]["kind"], "sqlite");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_stops_order_shell_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db");
+    let url = ordering_store::StoreUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    drop(url.open().await.unwrap());
+    // As a newer release would leave it.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-shell"))
+        .env("ORDER_STORE_URL", format!("sqlite://{}", path.display()))
+        .env("API_PORT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ORDER_STORE_URL=sqlite://"), "{stderr}");
+    assert!(stderr.contains("newer version"), "{stderr}");
+}

@@ -1,0 +1,142 @@
+//! Group commit: writers queue their writes; one writer (a thread for SQLite, a task for
+//! PostgreSQL) takes whatever has queued up, applies it in one transaction, and answers each
+//! write only after that transaction is durable. Under load many records share one commit;
+//! alone, a write is committed at once (no timer, no added latency).
+
+use ordering_core::{OrderId, Position, StatusWrite, StoreError, Written};
+use tokio::sync::{mpsc, oneshot};
+
+/// Writes taken into one transaction, at most.
+pub(crate) const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer, at most: past that, callers wait (backpressure).
+const QUEUE: usize = 4096;
+
+/// One write, ready to bind.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Create {
+        order_id: String,
+        /// The order as JSON.
+        body: String,
+        status: String,
+        at: Position,
+    },
+    Status {
+        order_id: String,
+        status: String,
+        at: Position,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Done {
+    Created(Written),
+    Status(StatusWrite),
+}
+
+pub(crate) struct Write {
+    pub(crate) op: Op,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+impl Write {
+    pub(crate) fn answer(self, result: Result<Done, StoreError>) {
+        // The caller may have gone (its record was revoked or shut down): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The callers' end of the queue.
+#[derive(Clone)]
+pub(crate) struct Queue(mpsc::Sender<Write>);
+
+/// The writer's end.
+pub(crate) type Batches = mpsc::Receiver<Write>;
+
+pub(crate) fn queue() -> (Queue, Batches) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (Queue(tx), rx)
+}
+
+impl Queue {
+    async fn submit(&self, op: Op) -> Result<Done, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the store's writer has stopped".into());
+        self.0.send(Write { op, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    pub(crate) async fn create(
+        &self,
+        order: &ordering_core::Order,
+        at: Position,
+    ) -> Result<Written, StoreError> {
+        let body = serde_json::to_string(order)
+            .map_err(|e| StoreError::Rejected(format!("the order cannot be serialized: {e}")))?;
+        let op = Op::Create {
+            order_id: order.order_id.to_string(),
+            body,
+            status: order.status.to_string(),
+            at,
+        };
+        match self.submit(op).await? {
+            Done::Created(written) => Ok(written),
+            Done::Status(_) => Err(mismatch()),
+        }
+    }
+
+    pub(crate) async fn update_status(
+        &self,
+        id: &OrderId,
+        status: &ordering_core::Status,
+        at: Position,
+    ) -> Result<StatusWrite, StoreError> {
+        let op = Op::Status {
+            order_id: id.to_string(),
+            status: status.to_string(),
+            at,
+        };
+        match self.submit(op).await? {
+            Done::Status(write) => Ok(write),
+            Done::Created(_) => Err(mismatch()),
+        }
+    }
+}
+
+fn mismatch() -> StoreError {
+    StoreError::Rejected("the writer answered a different kind of write".into())
+}
+
+/// Takes the next batch: waits for one write, then takes what else is queued, up to
+/// [`MAX_BATCH`]. `None` when every caller is gone.
+pub(crate) async fn next_batch(batches: &mut Batches) -> Option<Vec<Write>> {
+    let first = batches.recv().await?;
+    Some(drain_after(first, batches))
+}
+
+/// [`next_batch`] for a writer thread.
+pub(crate) fn next_batch_blocking(batches: &mut Batches) -> Option<Vec<Write>> {
+    let first = batches.blocking_recv()?;
+    Some(drain_after(first, batches))
+}
+
+fn drain_after(first: Write, batches: &mut Batches) -> Vec<Write> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match batches.try_recv() {
+            Ok(write) => batch.push(write),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Reads a stored order back: the body as created, with its current status.
+pub(crate) fn order_from_row(body: &str, status: &str) -> Result<ordering_core::Order, StoreError> {
+    let mut order: ordering_core::Order = serde_json::from_str(body)
+        .map_err(|e| StoreError::Rejected(format!("a stored order does not parse: {e}")))?;
+    order.status = ordering_core::Status::parse(status)
+        .map_err(|e| StoreError::Rejected(format!("a stored status is invalid: {e}")))?;
+    Ok(order)
+}

@@ -1,0 +1,213 @@
+//! Durable [`OrderStore`] backends for `ordering-core`, chosen by one URL:
+//!
+//! | URL | store |
+//! |---|---|
+//! | `sqlite://PATH` | [`SqliteStore`]: one file, WAL, `synchronous=FULL`; embedded, for one instance |
+//! | `postgres://USER@HOST:PORT/DB` | [`PostgresStore`]: pooled, bounded timeouts; shared by several instances |
+//! | `memory://` | `ordering_core::MemoryStore`: gone with the process; for tests and demos |
+//!
+//! Every durable write is group-committed: writes queued while a transaction commits share the
+//! next one, and each is answered only once its own transaction is durable. Migrations ship
+//! in the crate and run when a store opens; a database written by a newer version is refused.
+//! Store failures say whether the record is at fault ([`StoreError::Rejected`]) or the store is
+//! down ([`StoreError::Unavailable`], which the dispatcher waits out without dead-lettering).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = ordering_store::StoreUrl::parse("sqlite://data/orders.db")?.open().await?;
+//! let handler = ordering_core::OrderEventHandler::new(store);
+//! # Ok(()) }
+//! ```
+
+mod batch;
+mod migrations;
+mod postgres;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use ordering_core::{MemoryStore, OrderId, OrderStore, StoreError};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Which store to open, parsed from a URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Memory,
+    Sqlite(PathBuf),
+    Postgres(Box<tokio_postgres::Config>),
+}
+
+// By hand: a PostgreSQL URL may carry a password, which must not reach a log.
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// A store URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error(
+        "unsupported store URL; expected memory://, sqlite://PATH or postgres://USER@HOST:PORT/DB"
+    )]
+    Scheme,
+    #[error("sqlite:// needs a file path, e.g. sqlite://data/orders.db")]
+    NoPath,
+    #[error("not a valid PostgreSQL URL: {0}")]
+    Postgres(String),
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "the database was written by a newer version (schema version {found}; this version knows up to {known}); upgrade this service or point it at another database"
+    )]
+    NewerSchema { found: u32, known: u32 },
+    #[error("cannot open the SQLite database {}: {reason}", path.display())]
+    Sqlite { path: PathBuf, reason: String },
+    /// Worth trying again later: the server is not up (yet), or busy.
+    #[error("the PostgreSQL server cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("cannot open the PostgreSQL store: {0}")]
+    Postgres(String),
+}
+
+impl OpenError {
+    /// Worth trying again later, rather than a setting or a database to fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
+    }
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(UrlError::NoPath);
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if url == "memory://" || url == "memory:" {
+            return Ok(Self::Memory);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let config = tokio_postgres::Config::from_str(url)
+                .map_err(|e| UrlError::Postgres(e.to_string()))?;
+            if config.get_hosts().is_empty() {
+                return Err(UrlError::Postgres("it names no host".into()));
+            }
+            if config.get_user().is_none() {
+                return Err(UrlError::Postgres("it names no user".into()));
+            }
+            return Ok(Self::Postgres(Box::new(config)));
+        }
+        Err(UrlError::Scheme)
+    }
+
+    /// The URL without secrets, for logs and `/health`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Memory => "memory://".into(),
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(config) => {
+                let host = match config.get_hosts().first() {
+                    Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+                    #[cfg(unix)]
+                    Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+                    None => String::new(),
+                };
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                format!(
+                    "postgres://{}@{host}:{port}/{}",
+                    config.get_user().unwrap_or_default(),
+                    config.get_dbname().unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    /// The kind of store: `memory`, `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Opens the store, creating and migrating its database as needed. PostgreSQL needs a
+    /// running tokio runtime (its writer is a task).
+    pub async fn open(&self) -> Result<Arc<dyn OrderStore>, OpenError> {
+        Ok(match self {
+            Self::Memory => Arc::new(MemoryStore::new()),
+            Self::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| OpenError::Sqlite {
+                        path: PathBuf::new(),
+                        reason: e.to_string(),
+                    })?
+                    .map(Arc::new)?
+            }
+            Self::Postgres(config) => Arc::new(PostgresStore::open((**config).clone()).await?),
+        })
+    }
+}
+
+/// Ids as stored; one that no longer parses is skipped with a warning rather than failing
+/// the whole listing.
+fn parse_ids(raw: Vec<String>) -> Result<Vec<OrderId>, StoreError> {
+    Ok(raw
+        .into_iter()
+        .filter_map(|id| match OrderId::parse(&id) {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::warn!(%id, %error, "a stored order id is invalid; not listed");
+                None
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_their_store() {
+        assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
+        assert_eq!(
+            StoreUrl::parse("sqlite://data/orders.db").unwrap(),
+            StoreUrl::Sqlite("data/orders.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///var/lib/orders.db").unwrap(),
+            StoreUrl::Sqlite("/var/lib/orders.db".into())
+        );
+        let pg = StoreUrl::parse("postgres://app:secret@db.local:6543/orders").unwrap();
+        assert_eq!(pg.kind(), "postgres");
+        assert_eq!(pg.describe(), "postgres://app@db.local:6543/orders");
+        assert!(!format!("{pg:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_expected() {
+        assert_eq!(StoreUrl::parse("mysql://x").unwrap_err(), UrlError::Scheme);
+        assert_eq!(StoreUrl::parse("").unwrap_err(), UrlError::Scheme);
+        assert_eq!(StoreUrl::parse("sqlite://").unwrap_err(), UrlError::NoPath);
+        assert!(matches!(
+            StoreUrl::parse("postgres://@:notaport/x"),
+            Err(UrlError::Postgres(_))
+        ));
+        assert!(UrlError::Scheme.to_string().contains("sqlite://PATH"));
+    }
+}

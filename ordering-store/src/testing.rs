@@ -1,0 +1,265 @@
+//! A throwaway PostgreSQL server for tests and benchmarks (feature `testing`).
+//!
+//! [`TestPostgres::start`] runs `initdb` into a temporary directory and starts a server on a
+//! free port of 127.0.0.1 with a socket directory of its own; it is stopped and removed when
+//! dropped. As root, the server runs as the `postgres` user (PostgreSQL refuses root). The
+//! binaries are looked up in `$PG_BIN_DIR`, then `/usr/lib/postgresql/<newest>/bin`.
+//!
+//! Set `TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB` to use an existing server instead
+//! ([`TestPostgres::shared`]); each test then works in a database of its own on it. Tests
+//! that stop the server always start their own ([`TestPostgres::start`]).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A PostgreSQL server for one test.
+pub struct TestPostgres {
+    server: Server,
+    /// The URL of the server's maintenance database.
+    admin_url: String,
+}
+
+enum Server {
+    Own {
+        dir: PathBuf,
+        port: u16,
+        bin: PathBuf,
+        as_postgres: bool,
+        running: bool,
+    },
+    External,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+fn pg_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server binaries (initdb, pg_ctl) were not found in /usr/lib/postgresql: \
+             scripts/test installs them (apt-get install postgresql), or set PG_BIN_DIR, or \
+             TEST_POSTGRES_URL to use an existing server"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn check(what: &str, output: std::io::Result<Output>) {
+    let output = output.unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl TestPostgres {
+    /// The server named by `TEST_POSTGRES_URL` if set, else a throwaway one.
+    pub fn shared() -> Self {
+        match std::env::var("TEST_POSTGRES_URL") {
+            Ok(url) if !url.trim().is_empty() => Self {
+                server: Server::External,
+                admin_url: url.trim().to_owned(),
+            },
+            _ => Self::start(),
+        }
+    }
+
+    /// A new throwaway server, whatever `TEST_POSTGRES_URL` says (for tests that stop it).
+    pub fn start() -> Self {
+        let bin = pg_bin_dir();
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(unique("ordering-pg"));
+        std::fs::create_dir_all(dir.join("sock")).expect("creating the server's directory");
+        if as_postgres {
+            check(
+                "chown postgres",
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir)
+                    .output(),
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let server = Server::Own {
+            dir,
+            port,
+            bin,
+            as_postgres,
+            running: false,
+        };
+        let mut pg = Self {
+            server,
+            admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        };
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                "{data}",
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        pg.restart();
+        pg
+    }
+
+    /// Runs a server binary (as `postgres` when root) and checks that it succeeded.
+    fn run(&self, program: &str, args: &[&str]) {
+        let Some(mut command) = self.command(program, args) else {
+            panic!("{program}: this test needs a server of its own, not TEST_POSTGRES_URL's");
+        };
+        check(program, command.output());
+    }
+
+    /// A server binary's command line; `{data}`, `{port}`, `{sock}` and `{log}` in `args` are
+    /// filled in. `None` for an external server.
+    fn command(&self, program: &str, args: &[&str]) -> Option<Command> {
+        let Server::Own {
+            dir,
+            port,
+            bin,
+            as_postgres,
+            ..
+        } = &self.server
+        else {
+            return None;
+        };
+        let data = dir.join("data");
+        let sock = dir.join("sock");
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                a.replace("{data}", &data.display().to_string())
+                    .replace("{port}", &port.to_string())
+                    .replace("{sock}", &sock.display().to_string())
+                    .replace("{log}", &dir.join("server.log").display().to_string())
+            })
+            .collect();
+        let program_path = bin.join(program);
+        let mut command = if *as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program_path);
+            c
+        } else {
+            Command::new(&program_path)
+        };
+        command.args(&args).current_dir(dir);
+        Some(command)
+    }
+
+    /// The URL of a new, empty database on this server.
+    pub async fn create_database(&self) -> String {
+        let name = unique("test");
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.admin_url));
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        drop(client);
+        let _ = driver.await;
+        self.url_of(&name)
+    }
+
+    fn url_of(&self, database: &str) -> String {
+        match self.admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{database}"),
+            None => panic!("{} names no database", self.admin_url),
+        }
+    }
+
+    /// Stops the server (fast shutdown: connections are closed); [`restart`](Self::restart)
+    /// brings it back on the same port with the same data.
+    pub fn stop(&mut self) {
+        self.run("pg_ctl", &["-D", "{data}", "-m", "fast", "-w", "stop"]);
+        if let Server::Own { running, .. } = &mut self.server {
+            *running = false;
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                "{data}",
+                "-l",
+                "{log}",
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                "start",
+            ],
+        );
+        if let Server::Own { running, .. } = &mut self.server {
+            *running = true;
+        }
+    }
+
+    /// The server's directory (data, socket, log), for a throwaway server.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.server {
+            Server::Own { dir, .. } => Some(dir),
+            Server::External => None,
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        if let Server::Own { dir, running, .. } = &self.server {
+            let stop = ["-D", "{data}", "-m", "immediate", "-w", "stop"];
+            if let Some(mut command) = self.command("pg_ctl", &stop).filter(|_| *running) {
+                let _ = command.output(); // never panic in drop: a failing test may be unwinding
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! One contract, three backends: every `OrderStore` behaves the same, and the durable ones
+//! keep it across a reopen. PostgreSQL runs on a throwaway server (or `TEST_POSTGRES_URL`).
+
+use std::sync::Arc;
+
+use ordering_core::{
+    Order, OrderId, OrderItem, OrderStore, Position, Status, StatusWrite, StoreError, Written,
+};
+use ordering_store::testing::TestPostgres;
+use ordering_store::{OpenError, StoreUrl};
+
+fn id(s: &str) -> OrderId {
+    OrderId::parse(s).unwrap()
+}
+
+fn status(s: &str) -> Status {
+    Status::parse(s).unwrap()
+}
+
+fn at(partition: i32, offset: i64) -> Position {
+    Position::new(partition, offset)
+}
+
+fn order(order_id: &str, items: i32) -> Order {
+    Order {
+        order_id: id(order_id),
+        customer_id: "CUST-0042".into(),
+        order_date: "2026-01-30T12:00:00Z".into(),
+        items: (0..items)
+            .map(|i| OrderItem {
+                item_id: format!("ITEM-{i}"),
+                quantity: 1,
+                price: 2.5,
+            })
+            .collect(),
+        total_amount: 2.5 * f64::from(items),
+        currency: "EUR".into(),
+        status: status("pending"),
+    }
+}
+
+async fn current_status(store: &dyn OrderStore, order_id: &str) -> String {
+    store
+        .get(&id(order_id))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{order_id} is stored"))
+        .status
+        .to_string()
+}
+
+const APPLIED: StatusWrite = StatusWrite::Written(Written::Applied);
+const ALREADY: StatusWrite = StatusWrite::Written(Written::AlreadyApplied);
+
+/// The contract every store keeps.
+async fn contract(store: Arc<dyn OrderStore>) {
+    let s = store.as_ref();
+    store.ping().await.unwrap();
+    assert_eq!(s.get(&id("ORD-1")).await.unwrap(), None);
+    assert_eq!(s.count().await.unwrap(), 0);
+
+    // Created, read back whole.
+    assert_eq!(
+        s.create(&order("ORD-1", 2), at(0, 5)).await.unwrap(),
+        Written::Applied
+    );
+    assert_eq!(s.get(&id("ORD-1")).await.unwrap(), Some(order("ORD-1", 2)));
+
+    // A status update of an unknown order finds nothing and changes nothing.
+    let unknown = s
+        .update_status(&id("NOPE"), &status("shipped"), at(0, 1))
+        .await;
+    assert_eq!(unknown.unwrap(), StatusWrite::NotFound);
+    assert_eq!(s.get(&id("NOPE")).await.unwrap(), None);
+
+    // Updates apply in position order; redeliveries at or below the last position do not.
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("paid"), at(1, 10))
+            .await
+            .unwrap(),
+        APPLIED
+    );
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("shipped"), at(1, 11))
+            .await
+            .unwrap(),
+        APPLIED
+    );
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("paid"), at(1, 10))
+            .await
+            .unwrap(),
+        ALREADY
+    );
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("shipped"), at(1, 11))
+            .await
+            .unwrap(),
+        ALREADY
+    );
+    assert_eq!(
+        current_status(s, "ORD-1").await,
+        "shipped",
+        "never backwards"
+    );
+
+    // The order event delivered again changes nothing: the status stays.
+    assert_eq!(
+        s.create(&order("ORD-1", 2), at(0, 5)).await.unwrap(),
+        Written::AlreadyApplied
+    );
+    assert_eq!(
+        s.create(&order("ORD-1", 9), at(0, 4)).await.unwrap(),
+        Written::AlreadyApplied
+    );
+    assert_eq!(current_status(s, "ORD-1").await, "shipped");
+    assert_eq!(s.get(&id("ORD-1")).await.unwrap().unwrap().items.len(), 2);
+
+    // A newer order event replaces the order; updates already applied stay applied.
+    assert_eq!(
+        s.create(&order("ORD-1", 3), at(0, 8)).await.unwrap(),
+        Written::Applied
+    );
+    let replaced = s.get(&id("ORD-1")).await.unwrap().unwrap();
+    assert_eq!(
+        (replaced.items.len(), replaced.status.as_str()),
+        (3, "pending")
+    );
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("paid"), at(1, 10))
+            .await
+            .unwrap(),
+        ALREADY
+    );
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("delivered"), at(1, 12))
+            .await
+            .unwrap(),
+        APPLIED
+    );
+
+    // Another partition is another sequence: applied.
+    assert_eq!(
+        s.update_status(&id("ORD-1"), &status("returned"), at(2, 0))
+            .await
+            .unwrap(),
+        APPLIED
+    );
+    assert_eq!(current_status(s, "ORD-1").await, "returned");
+
+    // Many writers at once (they share commits where the store group-commits): each is
+    // answered with its own outcome.
+    let writes = (0..300).map(|n| {
+        let store = store.clone();
+        async move {
+            let name = format!("ORD-C{n:03}");
+            let created = store.create(&order(&name, 1), at(0, 100 + n)).await?;
+            let updated = store
+                .update_status(&id(&name), &status("shipped"), at(1, 100 + n))
+                .await?;
+            let again = store
+                .update_status(&id(&name), &status("paid"), at(1, 100 + n))
+                .await?;
+            Ok::<_, StoreError>((created, updated, again))
+        }
+    });
+    for result in futures::future::join_all(writes).await {
+        assert_eq!(result.unwrap(), (Written::Applied, APPLIED, ALREADY));
+    }
+    assert_eq!(s.count().await.unwrap(), 301);
+    let ids = s.ids().await.unwrap();
+    assert_eq!(ids.len(), 301);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted");
+    assert_eq!(ids[0], id("ORD-1"));
+    assert_eq!(current_status(s, "ORD-C299").await, "shipped");
+
+    // Ids that sort differently under locale collations still come out in byte order.
+    s.create(&order("ord-lower", 1), at(0, 1000)).await.unwrap();
+    s.create(&order("ORD_underscore", 1), at(0, 1001))
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .ids()
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+}
+
+/// What a durable store must still hold after it is closed and opened again.
+async fn survives_a_reopen(url: &StoreUrl) {
+    {
+        let store = url.open().await.unwrap();
+        store.create(&order("ORD-KEEP", 1), at(0, 1)).await.unwrap();
+        store
+            .update_status(&id("ORD-KEEP"), &status("shipped"), at(0, 7))
+            .await
+            .unwrap();
+    }
+    let store = url.open().await.unwrap();
+    assert_eq!(current_status(store.as_ref(), "ORD-KEEP").await, "shipped");
+    let again = store
+        .update_status(&id("ORD-KEEP"), &status("paid"), at(0, 7))
+        .await;
+    assert_eq!(again.unwrap(), ALREADY, "positions are durable too");
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    contract(StoreUrl::parse("memory://").unwrap().open().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_contract_and_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/orders.db");
+    let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    contract(url.open().await.unwrap()).await;
+
+    let reopen = StoreUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("again.db").display()
+    ));
+    survives_a_reopen(&reopen.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_keeps_the_contract_and_its_data() {
+    let pg = TestPostgres::shared();
+    let url = StoreUrl::parse(&pg.create_database().await).unwrap();
+    contract(url.open().await.unwrap()).await;
+
+    let reopen = StoreUrl::parse(&pg.create_database().await).unwrap();
+    survives_a_reopen(&reopen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_on_one_database_see_each_others_writes() {
+    let pg = TestPostgres::shared();
+    let url = StoreUrl::parse(&pg.create_database().await).unwrap();
+    // Opened together: migrations run once, under the lock.
+    let (a, b) = tokio::join!(url.open(), url.open());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.create(&order("ORD-A", 1), at(0, 1)).await.unwrap();
+    assert_eq!(
+        b.update_status(&id("ORD-A"), &status("shipped"), at(0, 2))
+            .await
+            .unwrap(),
+        APPLIED
+    );
+    assert_eq!(
+        a.update_status(&id("ORD-A"), &status("paid"), at(0, 2))
+            .await
+            .unwrap(),
+        ALREADY
+    );
+    assert_eq!(current_status(a.as_ref(), "ORD-A").await, "shipped");
+}
+
+#[tokio::test]
+async fn a_sqlite_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db");
+    let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    drop(url.open().await.unwrap());
+    // As a newer release would leave it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let error = url.open().await.err().unwrap();
+    assert!(
+        matches!(error, OpenError::NewerSchema { found: 99, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("newer version"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_from_a_newer_version_is_refused() {
+    let pg = TestPostgres::shared();
+    let raw = pg.create_database().await;
+    let url = StoreUrl::parse(&raw).unwrap();
+    drop(url.open().await.unwrap());
+    let (client, connection) = tokio_postgres::connect(&raw, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute("INSERT INTO order_store_schema (version) VALUES (42)", &[])
+        .await
+        .unwrap();
+    let error = url.open().await.err().unwrap();
+    assert!(
+        matches!(error, OpenError::NewerSchema { found: 42, .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postgres_is_unavailable_then_serves_again() {
+    let mut pg = TestPostgres::start();
+    let url = StoreUrl::parse(&pg.create_database().await).unwrap();
+    let store = url.open().await.unwrap();
+    store.create(&order("ORD-1", 1), at(0, 1)).await.unwrap();
+
+    pg.stop();
+    let down = store
+        .update_status(&id("ORD-1"), &status("shipped"), at(0, 2))
+        .await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.get(&id("ORD-1")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    pg.restart();
+    let mut result = Err(StoreError::Unavailable("not tried".into()));
+    for _ in 0..50 {
+        result = store
+            .update_status(&id("ORD-1"), &status("shipped"), at(0, 2))
+            .await;
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(result.unwrap(), APPLIED);
+    assert_eq!(current_status(store.as_ref(), "ORD-1").await, "shipped");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_transient_open_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = StoreUrl::parse(&format!("postgres://postgres@127.0.0.1:{port}/none")).unwrap();
+    let error = url.open().await.err().unwrap();
+    assert!(error.is_transient(), "{error}");
+}
