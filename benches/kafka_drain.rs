@@ -17,8 +17,8 @@ use ordering_core::{
 };
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    AvroCodec, Codec, FETCH_QUEUE_BACKOFF_MS, KafkaProducer, KafkaSource, ProducerConfig,
-    SourceConfig, ensure_topics,
+    AvroCodec, Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaProducer, KafkaSource,
+    ProducerConfig, SourceConfig, ensure_topics,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -131,6 +131,10 @@ async fn drain_bare(
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        .set(
+            "fetch.wait.max.ms",
+            DEFAULT_FETCH_WAIT_MAX.as_millis().to_string(),
+        )
         .create()?;
     consumer.subscribe(&[topic])?;
     drop(consumer.recv().await?); // the clock starts at the first record, as below

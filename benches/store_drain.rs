@@ -57,6 +57,9 @@ async fn main() -> Result<(), Error> {
         )
         .into());
     }
+    if args.first().map(String::as_str) == Some("direct") {
+        return direct().await;
+    }
     if args.first().map(String::as_str) == Some("rss") {
         let orders = args
             .get(1)
@@ -86,7 +89,9 @@ struct Backlog {
 }
 
 impl Backlog {
-    async fn fill(orders: usize, updates: usize) -> Result<Self, Error> {
+    /// `orders` creations then `updates` status updates of those orders; with `created:
+    /// false`, the updates alone (for orders already in the store).
+    async fn fill(orders: usize, updates: usize, created: bool) -> Result<Self, Error> {
         let broker = TestBroker::start();
         let (topic, empty, dlq) = (
             unique_topic("backlog"),
@@ -107,7 +112,7 @@ impl Backlog {
         let codec = AvroCodec::new()?;
         let mut rng = rand::rng();
         let id = |n: usize| OrderId::parse(&format!("ORD-{n:07}"));
-        let events = (0..orders)
+        let events = (0..if created { orders } else { 0 })
             .map(|n| -> Result<OrderEvent, Error> {
                 let items = NumItems::new(1 + (n % 3) as i64)?;
                 Ok(OrderEvent::Created(generate_order(
@@ -148,7 +153,7 @@ impl Backlog {
             topic,
             empty,
             dlq,
-            records: (orders + updates) as u64,
+            records: (if created { orders } else { 0 } + updates) as u64,
         })
     }
 
@@ -176,7 +181,7 @@ impl Backlog {
             if received > 0 {
                 break (Instant::now(), applied);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         };
         loop {
             let (_, applied, dead) = counters().await;
@@ -187,13 +192,13 @@ impl Backlog {
                 let rate = (applied - applied_at_start) as f64 / started.elapsed().as_secs_f64();
                 return Ok((shell, rate));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
 
 async fn rates(orders: usize, updates: usize, rounds: usize) -> Result<(), Error> {
-    let backlog = Backlog::fill(orders, updates).await?;
+    let backlog = Backlog::fill(orders, updates, true).await?;
     println!(
         "backlog: {orders} orders then {updates} status updates in one topic ({PARTITIONS} partitions)"
     );
@@ -241,36 +246,130 @@ async fn rates(orders: usize, updates: usize, rounds: usize) -> Result<(), Error
     Ok(())
 }
 
-/// Resident memory of order-shell holding few and many orders, on SQLite and in memory.
+/// Resident memory of order-shell holding few and many orders. SQLite: the database is
+/// filled beforehand through the store (so the broker's backlog, and librdkafka's prefetch of
+/// it, is the same small one either way), then order-shell applies 10 000 status updates and
+/// serves 1000 reads spread over every order. Memory: the orders themselves come through the
+/// broker, as they must.
 async fn rss(orders: usize) -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
     let few = 10_000.min(orders);
-    for (count, label) in [(few, "few"), (orders, "many")] {
-        let backlog = Backlog::fill(count, 0).await?;
-        for store in ["sqlite", "memory"] {
-            let url = match store {
-                "sqlite" => format!(
-                    "sqlite://{}",
-                    dir.path().join(format!("{label}.db")).display()
-                ),
-                _ => "memory://".to_owned(),
-            };
-            let (mut shell, rate) = backlog.drain(&url).await?;
-            // Reads too: order-details of orders spread over the whole store.
-            for n in (0..count).step_by((count / 1000).max(1)) {
-                let reply =
-                    get(&shell.url(&format!("/api/order-details?orderId=ORD-{n:07}"))).await;
-                if reply.status != 200 {
-                    return Err(format!("ORD-{n:07}: {}", reply.text).into());
-                }
-            }
-            let kib = shell.pid().map(rss_kib).transpose()?.unwrap_or(0);
-            println!(
-                "{store:>6} with {count:>8} orders: RSS {:>7.1} MiB (drained at {rate:.0}/s)",
-                kib as f64 / 1024.0
-            );
-            shell.terminate();
+    let updates = Backlog::fill(few, 10_000, false).await?;
+    for count in [few, orders] {
+        let path = dir.path().join(format!("{count}.db"));
+        let url = format!("sqlite://{}", path.display());
+        prefill(&url, count).await?;
+        let (mut shell, rate) = updates.drain(&url).await?;
+        let kib = resident_after_reads(&shell, count).await?;
+        println!(
+            "sqlite with {count:>8} orders: RSS {:>6.1} MiB (10 000 updates at {rate:.0}/s)",
+            kib as f64 / 1024.0
+        );
+        shell.terminate();
+    }
+    for count in [few, orders] {
+        let backlog = Backlog::fill(count, 0, true).await?;
+        let (mut shell, rate) = backlog.drain("memory://").await?;
+        let kib = resident_after_reads(&shell, count).await?;
+        println!(
+            "memory with {count:>8} orders: RSS {:>6.1} MiB (created at {rate:.0}/s)",
+            kib as f64 / 1024.0
+        );
+        shell.terminate();
+    }
+    Ok(())
+}
+
+/// Stores `count` orders through the SQLite store, 4096 writes at a time.
+async fn prefill(url: &str, count: usize) -> Result<(), Error> {
+    let store = ordering_store::StoreUrl::parse(url)?.open().await?;
+    let mut rng = rand::rng();
+    let mut in_flight = FuturesUnordered::new();
+    for n in 0..count {
+        let id = OrderId::parse(&format!("ORD-{n:07}"))?;
+        let order = generate_order(
+            id,
+            NumItems::new(2)?,
+            "2026-01-30T12:00:00Z".into(),
+            &mut rng,
+        );
+        let store = store.clone();
+        in_flight.push(async move {
+            store
+                .create(&order, ordering_core::Position::new(0, n as i64))
+                .await
+        });
+        if in_flight.len() >= 4096 {
+            in_flight.next().await.transpose()?;
         }
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
+    }
+    Ok(())
+}
+
+/// Reads 1000 orders spread over all `count`, then the process's resident memory.
+async fn resident_after_reads(shell: &ShellProcess, count: usize) -> Result<u64, Error> {
+    for n in (0..count).step_by((count / 1000).max(1)) {
+        let reply = get(&shell.url(&format!("/api/order-details?orderId=ORD-{n:07}"))).await;
+        if reply.status != 200 {
+            return Err(format!("ORD-{n:07}: {}", reply.text).into());
+        }
+    }
+    let pid = shell.pid().ok_or("order-shell is not running")?;
+    rss_kib(pid)
+}
+
+/// The stores alone, in this process: 2000 orders, then 200 000 status updates from 8192
+/// concurrent writers.
+async fn direct() -> Result<(), Error> {
+    let pg = TestPostgres::shared();
+    let dir = tempfile::tempdir()?;
+    for url in [
+        "memory://".to_owned(),
+        format!("sqlite://{}", dir.path().join("direct.db").display()),
+        pg.create_database().await,
+    ] {
+        let store = ordering_store::StoreUrl::parse(&url)?.open().await?;
+        let mut rng = rand::rng();
+        let ids: Vec<OrderId> = (0..2000)
+            .map(|n| OrderId::parse(&format!("ORD-{n:07}")))
+            .collect::<Result<_, _>>()?;
+        for (n, id) in ids.iter().enumerate() {
+            let order = generate_order(
+                id.clone(),
+                NumItems::new(2)?,
+                "2026-01-30T12:00:00Z".into(),
+                &mut rng,
+            );
+            store
+                .create(&order, ordering_core::Position::new(0, n as i64))
+                .await?;
+        }
+        let status = Status::parse("shipped")?;
+        let started = Instant::now();
+        let total = 200_000;
+        let mut in_flight = FuturesUnordered::new();
+        for u in 0..total {
+            let (store, id, status) = (store.clone(), ids[u % ids.len()].clone(), status.clone());
+            in_flight.push(async move {
+                store
+                    .update_status(&id, &status, ordering_core::Position::new(1, u as i64))
+                    .await
+            });
+            if in_flight.len() >= 8192 {
+                in_flight.next().await.transpose()?;
+            }
+        }
+        while let Some(done) = in_flight.next().await {
+            done?;
+        }
+        println!(
+            "{:>8}: {:.0} updates/s",
+            url.split(':').next().unwrap_or(""),
+            total as f64 / started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -25,4 +25,6 @@ pub use error::KafkaError;
 pub use message::Message;
 pub use reader::read_topic;
 pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
-pub use source::{FETCH_QUEUE_BACKOFF_MS, KafkaSource, SourceConfig, SourceStatus};
+pub use source::{
+    DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaSource, SourceConfig, SourceStatus,
+};

@@ -20,20 +20,31 @@ use crate::{OpenError, migrations};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const CREATE: &str = "
-    INSERT INTO orders (order_id, body, status, created_partition, created_offset)
-    VALUES (?1, ?2, ?3, ?4, ?5)
+    INSERT INTO orders (order_id, body, created_partition, created_offset)
+    VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT (order_id) DO UPDATE SET
-        body = excluded.body, status = excluded.status,
+        body = excluded.body,
         created_partition = excluded.created_partition, created_offset = excluded.created_offset
     WHERE orders.created_partition <> excluded.created_partition
        OR orders.created_offset < excluded.created_offset";
 
+// A created (or re-created) order takes the event's status; the position of the last status
+// update stays, so that update's redeliveries still change nothing.
+const SET_CREATED_STATUS: &str = "
+    INSERT INTO order_status (order_id, status) VALUES (?1, ?2)
+    ON CONFLICT (order_id) DO UPDATE SET status = excluded.status";
+
 const UPDATE_STATUS: &str = "
-    UPDATE orders SET status = ?2, status_partition = ?3, status_offset = ?4
+    UPDATE order_status SET status = ?2, status_partition = ?3, status_offset = ?4
     WHERE order_id = ?1
       AND (status_partition IS NULL OR status_partition <> ?3 OR status_offset < ?4)";
 
-const EXISTS: &str = "SELECT 1 FROM orders WHERE order_id = ?1";
+const EXISTS: &str = "SELECT 1 FROM order_status WHERE order_id = ?1";
+
+const GET: &str = "
+    SELECT orders.body, order_status.status
+    FROM orders JOIN order_status USING (order_id)
+    WHERE orders.order_id = ?1";
 
 /// Orders in a SQLite file.
 pub struct SqliteStore {
@@ -149,6 +160,7 @@ fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
 /// The writer thread: one transaction per batch, every write answered after the commit.
 fn write_loop(mut conn: Connection, mut batches: Batches) {
     while let Some(batch) = batch::next_batch_blocking(&mut batches) {
+        tracing::trace!(writes = batch.len(), "sqlite batch");
         match apply(&mut conn, &batch) {
             Ok(results) => {
                 for (write, result) in batch.into_iter().zip(results) {
@@ -193,10 +205,13 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
             let changed = conn.prepare_cached(CREATE)?.execute(params![
                 order_id,
                 body,
-                status,
                 at.partition,
                 at.offset
             ])?;
+            if changed > 0 {
+                conn.prepare_cached(SET_CREATED_STATUS)?
+                    .execute(params![order_id, status])?;
+            }
             Ok(Done::Created(written(changed)))
         }
         Op::Status {
@@ -260,7 +275,7 @@ impl OrderStore for SqliteStore {
         let id = id.to_string();
         let row = self
             .read(move |conn| {
-                conn.prepare_cached("SELECT body, status FROM orders WHERE order_id = ?1")?
+                conn.prepare_cached(GET)?
                     .query_row(params![id], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
                     })

@@ -174,6 +174,17 @@ async fn contract(store: Arc<dyn OrderStore>) {
     assert_eq!(ids[0], id("ORD-1"));
     assert_eq!(current_status(s, "ORD-C299").await, "shipped");
 
+    // Two writes of one order at once (as two lanes or two instances could send them): each
+    // is answered, and the later position wins whatever the order they are applied in.
+    let (c000, packed, delivered) = (id("ORD-C000"), status("packed"), status("delivered"));
+    let (first, second) = tokio::join!(
+        s.update_status(&c000, &packed, at(1, 5000)),
+        s.update_status(&c000, &delivered, at(1, 5001)),
+    );
+    assert!(matches!(first.unwrap(), StatusWrite::Written(_)));
+    assert_eq!(second.unwrap(), APPLIED);
+    assert_eq!(current_status(s, "ORD-C000").await, "delivered");
+
     // Ids that sort differently under locale collations still come out in byte order.
     s.create(&order("ord-lower", 1), at(0, 1000)).await.unwrap();
     s.create(&order("ORD_underscore", 1), at(0, 1001))

@@ -35,10 +35,10 @@ impl ShellProcess {
         ));
         let out = std::fs::File::create(&log).expect("creating the shell's log");
         let child = Command::new(binary)
+            .env("RUST_LOG", "info,rdkafka=warn") // unless `env` says otherwise
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("API_HOST", "127.0.0.1")
             .env("API_PORT", port.to_string())
-            .env("RUST_LOG", "info,rdkafka=warn")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
