@@ -49,6 +49,18 @@ async fn current_status(store: &dyn OrderStore, order_id: &str) -> String {
         .to_string()
 }
 
+/// A status update that must be answered.
+async fn set(s: &dyn OrderStore, order_id: &str, new_status: &str, at: Position) -> StatusWrite {
+    s.update_status(&id(order_id), &status(new_status), at)
+        .await
+        .unwrap()
+}
+
+/// An order creation that must be answered.
+async fn put(s: &dyn OrderStore, order_id: &str, items: i32, at: Position) -> Written {
+    s.create(&order(order_id, items), at).await.unwrap()
+}
+
 const APPLIED: StatusWrite = StatusWrite::Written(Written::Applied);
 const ALREADY: StatusWrite = StatusWrite::Written(Written::AlreadyApplied);
 
@@ -60,10 +72,7 @@ async fn contract(store: Arc<dyn OrderStore>) {
     assert_eq!(s.count().await.unwrap(), 0);
 
     // Created, read back whole.
-    assert_eq!(
-        s.create(&order("ORD-1", 2), at(0, 5)).await.unwrap(),
-        Written::Applied
-    );
+    assert_eq!(put(s, "ORD-1", 2, at(0, 5)).await, Written::Applied);
     assert_eq!(s.get(&id("ORD-1")).await.unwrap(), Some(order("ORD-1", 2)));
 
     // A status update of an unknown order finds nothing and changes nothing.
@@ -74,30 +83,10 @@ async fn contract(store: Arc<dyn OrderStore>) {
     assert_eq!(s.get(&id("NOPE")).await.unwrap(), None);
 
     // Updates apply in position order; redeliveries at or below the last position do not.
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("paid"), at(1, 10))
-            .await
-            .unwrap(),
-        APPLIED
-    );
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("shipped"), at(1, 11))
-            .await
-            .unwrap(),
-        APPLIED
-    );
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("paid"), at(1, 10))
-            .await
-            .unwrap(),
-        ALREADY
-    );
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("shipped"), at(1, 11))
-            .await
-            .unwrap(),
-        ALREADY
-    );
+    assert_eq!(set(s, "ORD-1", "paid", at(1, 10)).await, APPLIED);
+    assert_eq!(set(s, "ORD-1", "shipped", at(1, 11)).await, APPLIED);
+    assert_eq!(set(s, "ORD-1", "paid", at(1, 10)).await, ALREADY);
+    assert_eq!(set(s, "ORD-1", "shipped", at(1, 11)).await, ALREADY);
     assert_eq!(
         current_status(s, "ORD-1").await,
         "shipped",
@@ -105,47 +94,23 @@ async fn contract(store: Arc<dyn OrderStore>) {
     );
 
     // The order event delivered again changes nothing: the status stays.
-    assert_eq!(
-        s.create(&order("ORD-1", 2), at(0, 5)).await.unwrap(),
-        Written::AlreadyApplied
-    );
-    assert_eq!(
-        s.create(&order("ORD-1", 9), at(0, 4)).await.unwrap(),
-        Written::AlreadyApplied
-    );
+    assert_eq!(put(s, "ORD-1", 2, at(0, 5)).await, Written::AlreadyApplied);
+    assert_eq!(put(s, "ORD-1", 9, at(0, 4)).await, Written::AlreadyApplied);
     assert_eq!(current_status(s, "ORD-1").await, "shipped");
     assert_eq!(s.get(&id("ORD-1")).await.unwrap().unwrap().items.len(), 2);
 
     // A newer order event replaces the order; updates already applied stay applied.
-    assert_eq!(
-        s.create(&order("ORD-1", 3), at(0, 8)).await.unwrap(),
-        Written::Applied
-    );
+    assert_eq!(put(s, "ORD-1", 3, at(0, 8)).await, Written::Applied);
     let replaced = s.get(&id("ORD-1")).await.unwrap().unwrap();
     assert_eq!(
         (replaced.items.len(), replaced.status.as_str()),
         (3, "pending")
     );
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("paid"), at(1, 10))
-            .await
-            .unwrap(),
-        ALREADY
-    );
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("delivered"), at(1, 12))
-            .await
-            .unwrap(),
-        APPLIED
-    );
+    assert_eq!(set(s, "ORD-1", "paid", at(1, 10)).await, ALREADY);
+    assert_eq!(set(s, "ORD-1", "delivered", at(1, 12)).await, APPLIED);
 
     // Another partition is another sequence: applied.
-    assert_eq!(
-        s.update_status(&id("ORD-1"), &status("returned"), at(2, 0))
-            .await
-            .unwrap(),
-        APPLIED
-    );
+    assert_eq!(set(s, "ORD-1", "returned", at(2, 0)).await, APPLIED);
     assert_eq!(current_status(s, "ORD-1").await, "returned");
 
     // Many writers at once (they share commits where the store group-commits): each is
@@ -186,10 +151,8 @@ async fn contract(store: Arc<dyn OrderStore>) {
     assert_eq!(current_status(s, "ORD-C000").await, "delivered");
 
     // Ids that sort differently under locale collations still come out in byte order.
-    s.create(&order("ord-lower", 1), at(0, 1000)).await.unwrap();
-    s.create(&order("ORD_underscore", 1), at(0, 1001))
-        .await
-        .unwrap();
+    put(s, "ord-lower", 1, at(0, 1000)).await;
+    put(s, "ORD_underscore", 1, at(0, 1001)).await;
     let ids: Vec<String> = s
         .ids()
         .await
