@@ -545,6 +545,75 @@ async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_handler_of_a_revoked_partition_never_finishes_after_the_revocation() {
+    let Live {
+        script,
+        feed,
+        running,
+        stats,
+        ..
+    } = Live::start(DispatcherConfig::default());
+    feed.send(record(0, 0, "a", Ev::gated(0)));
+    feed.send(record(1, 0, "b", Ev::gated(1)));
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(script.called(), vec![0, 1], "both handlers are running");
+
+    feed.revoke(vec![tp(0)]);
+    sleep(Duration::from_millis(1)).await;
+    script.open_gate();
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        script.finished(),
+        vec![1],
+        "partition 0's handler was cancelled before its write"
+    );
+    assert_eq!(feed.acked(&tp(1)), Some(1), "partition 1 goes on");
+    assert_eq!(feed.acked(&tp(0)), None);
+    assert_eq!(stats.snapshot().in_flight, 0);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_partitions_retry_timers_are_cancelled() {
+    let Live {
+        script,
+        sink,
+        feed,
+        running,
+        stats,
+    } = Live::start(DispatcherConfig::default());
+    feed.send(record(
+        0,
+        0,
+        "a",
+        Ev::failing(7, u32::MAX, Class::Retryable),
+    ));
+    feed.send(record(
+        0,
+        1,
+        "b",
+        Ev::failing(8, u32::MAX, Class::Unavailable),
+    ));
+    sleep(Duration::from_millis(1500)).await; // one retry each has run
+    let calls = script.called().len();
+    feed.revoke(vec![tp(0)]);
+    sleep(secs(120)).await;
+    assert_eq!(
+        script.called().len(),
+        calls,
+        "no retry after the revocation"
+    );
+    assert!(sink.is_empty(), "and no dead letter");
+    assert_eq!(feed.acked(&tp(0)), None);
+    let snapshot = stats.snapshot();
+    assert_eq!(
+        (snapshot.in_flight, snapshot.waiting_on_unavailable),
+        (0, 0)
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn every_record_of_a_long_stream_is_processed_once_and_committed() {
     // Long enough to cross the dispatcher's intake batches many times, over three partitions,
     // with some records retrying.

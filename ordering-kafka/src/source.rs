@@ -140,10 +140,16 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = partitions(tpl);
             tracing::info!(partitions = ?assigned, "partitions assigned");
+            // librdkafka keeps the application's pause of a partition across its revocation;
+            // the dispatcher forgets the partition (and that it paused it) when it is revoked,
+            // so nobody would ever resume it. Each assignment starts unpaused.
+            if let Err(error) = consumer.resume(tpl) {
+                tracing::warn!(%error, "resuming newly assigned partitions failed");
+            }
             lock(&self.assigned).extend(assigned);
         }
     }
@@ -203,6 +209,13 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
                 config.commit_interval.as_millis().max(1).to_string(),
             )
             .set("enable.auto.offset.store", "false")
+            // Eager rebalancing, on purpose: every rebalance revokes everything, the
+            // dispatcher drops and cancels all it holds, and what each member gets is fetched
+            // from the last commit. Round-robin spreads the partitions of all the topics
+            // evenly over the members (range would give one member every topic's first
+            // partition). cooperative-sticky would move fewer partitions; it needs incremental
+            // assignment from the broker and client, not tested here yet.
+            .set("partition.assignment.strategy", "roundrobin")
             .set("auto.offset.reset", "earliest")
             // librdkafka (2.4+) waits a full second before fetching again once its prefetch
             // queue was over its bounds: a consumer slower than the broker then stalls for a

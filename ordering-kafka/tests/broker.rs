@@ -652,3 +652,51 @@ async fn pausing_full_partitions_neither_loses_nor_repeats_records() {
     assert_eq!(distinct.len(), 400, "no record missing");
     member.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_paused_at_revocation_is_consumed_again_after_reassignment() {
+    let (broker, topic, _dlq, producer) = with_topic_and_dlq("paused", 1).await;
+    let codec = AvroCodec::new().unwrap();
+    let sink = producer.sink(&topic, codec);
+    sink.publish(&order("ORD-0")).await.unwrap();
+
+    // A holds the partition and pauses it, as the dispatcher does at its in-flight bound.
+    let mut a = source(&broker, "paused-group", &[&topic]);
+    let a_status = a.status();
+    let first = next_record(&mut a).await;
+    a.pause(&first.meta.tp);
+
+    // B joins (every partition is revoked and assigned again), then leaves: A gets the
+    // partition back, and must fetch it although it was paused when it was taken away.
+    let mut b = source(&broker, "paused-group", &[&topic]);
+    let b_status = b.status();
+    let b_polls = tokio::spawn(async move {
+        loop {
+            let _ = b.next().await;
+        }
+    });
+    let mut revoked = false;
+    timeout(WAIT, async {
+        loop {
+            // Dropping a pending `next()` is fine: it is cancel-safe.
+            match timeout(Duration::from_millis(200), a.next()).await {
+                Ok(Ok(Some(Polled::Revoked(_)))) => revoked = true,
+                Ok(Ok(Some(Polled::Record(record)))) => panic!("A is paused: {record:?}"),
+                _ => {}
+            }
+            let settled = !(a_status.assigned().is_empty() && b_status.assigned().is_empty());
+            if revoked && settled {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the group to rebalance when B joins");
+    b_polls.abort();
+    let _ = b_polls.await; // dropping B leaves the group
+
+    sink.publish(&order("ORD-1")).await.unwrap();
+    let again = next_record(&mut a).await;
+    assert_eq!(again.meta.tp, first.meta.tp);
+    assert!(!a_status.assigned().is_empty());
+}

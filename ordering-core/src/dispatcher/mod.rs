@@ -81,6 +81,9 @@ struct PartitionState<E> {
     watermark: Watermark,
     lanes: Lanes<Record<E>>,
     paused: bool,
+    /// Set when the partition is revoked: its running handlers and retry timers are dropped
+    /// there and then, so nothing of the old assignment runs on after the revocation.
+    revoked: watch::Sender<bool>,
 }
 
 /// What a finished record reports back.
@@ -95,8 +98,18 @@ struct Done {
 /// A record whose lane is free, with its partition's epoch and its lane: ready to start.
 type Ready<E> = (Record<E>, u64, LaneId);
 
-/// A record being processed.
-type Running = Pin<Box<dyn Future<Output = Done> + Send>>;
+/// A record's processing, as first started.
+type Work = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// How a record that had to wait left `running`.
+enum Finished {
+    Done(Done),
+    /// Its partition was revoked: its processing was dropped, nothing more to book.
+    Revoked,
+}
+
+/// A record being processed that had to wait: cancelled when its partition is revoked.
+type Running = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
 /// Runs records from a [`Source`] through a [`Handler`], with retries and dead letters.
 pub struct Dispatcher<S: Source, H, D> {
@@ -162,9 +175,13 @@ where
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
-                Some(done) = running.next() => {
-                    let next = self.complete(done, true);
-                    self.launch_all(next, &running);
+                Some(finished) = running.next() => {
+                    if let Finished::Done(done) = finished {
+                        let next = self.complete(done, true);
+                        self.launch_all(next, &running);
+                    } else {
+                        self.shared.counters.left(1);
+                    }
                 }
                 polled = self.source.next(), if intake => {
                     // Take what the source has ready in one go (bounded, so finished records
@@ -205,8 +222,11 @@ where
         self.shared.stopping.send_replace(true);
         let grace = self.shutdown_grace;
         let drain = async {
-            while let Some(done) = running.next().await {
-                self.complete(done, false);
+            while let Some(finished) = running.next().await {
+                match finished {
+                    Finished::Done(done) => drop(self.complete(done, false)),
+                    Finished::Revoked => self.shared.counters.left(1),
+                }
             }
         };
         if tokio::time::timeout(grace, drain).await.is_err() {
@@ -244,6 +264,7 @@ where
                     watermark: Watermark::default(),
                     lanes: Lanes::default(),
                     paused: false,
+                    revoked: watch::Sender::new(false),
                 },
             );
             self.next_epoch += 1;
@@ -296,11 +317,13 @@ where
         Some((next, done.epoch, done.lane))
     }
 
-    /// Forgets revoked partitions: queued records are dropped uncommitted, running ones will
-    /// be ignored when they finish.
+    /// Forgets revoked partitions: queued records are dropped uncommitted, running ones
+    /// (handlers, retry timers, dead letters being written) are cancelled. Either way they
+    /// are delivered again to whoever holds the partition next.
     fn revoke(&mut self, tps: &[TopicPartition]) {
         for tp in tps {
             if let Some(state) = self.partitions.remove(tp) {
+                state.revoked.send_replace(true);
                 self.shared.counters.left(state.lanes.queued() as u64);
             }
         }
@@ -326,7 +349,8 @@ where
         running: &FuturesUnordered<Running>,
     ) -> Option<Ready<S::Event>> {
         let shared = self.shared.clone();
-        let mut work: Running = Box::pin(async move {
+        let tp = record.meta.tp.clone();
+        let mut work: Work = Box::pin(async move {
             let outcome = process(&shared, &record).await;
             Done {
                 tp: record.meta.tp,
@@ -341,7 +365,24 @@ where
         match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(done) => self.complete(done, true),
             Poll::Pending => {
-                running.push(work);
+                // Only work that waits can outlive a revocation; what finished inline never
+                // pays for the watch.
+                match self.partitions.get(&tp) {
+                    Some(state) => {
+                        let mut revoked = state.revoked.subscribe();
+                        running.push(Box::pin(async move {
+                            tokio::select! {
+                                biased;
+                                // Also when the partition's state is gone: revoked all the same.
+                                _ = revoked.wait_for(|revoked| *revoked) => Finished::Revoked,
+                                done = work => Finished::Done(done),
+                            }
+                        }));
+                    }
+                    // Not reachable (the record's partition is live while it is launched);
+                    // if it were, finishing the work is the safe way.
+                    None => running.push(Box::pin(work.map(Finished::Done))),
+                }
                 None
             }
         }

@@ -81,6 +81,8 @@ impl Classify for ScriptError {
 #[derive(Clone)]
 pub struct Script {
     calls: Arc<Mutex<Vec<(u32, Instant)>>>,
+    /// Events whose handling ran to its end (its "write"), in order.
+    finished: Arc<Mutex<Vec<u32>>>,
     attempts: Arc<Mutex<HashMap<u32, u32>>>,
     gate: watch::Sender<bool>,
 }
@@ -89,6 +91,7 @@ impl Script {
     pub fn new() -> Self {
         Self {
             calls: Arc::default(),
+            finished: Arc::default(),
             attempts: Arc::default(),
             gate: watch::Sender::new(false),
         }
@@ -110,6 +113,11 @@ impl Script {
             .filter(|(m, _)| *m == n)
             .map(|(_, t)| t)
             .collect()
+    }
+
+    /// The events whose handling ran to its end, in order.
+    pub fn finished(&self) -> Vec<u32> {
+        self.finished.lock().unwrap().clone()
     }
 
     /// The events that completed a call, in order of call.
@@ -134,6 +142,7 @@ impl Handler<Ev> for Script {
             *a += 1;
             *a
         };
+        self.finished.lock().unwrap().push(ev.n);
         if attempt <= ev.fail {
             Err(ScriptError {
                 n: ev.n,
