@@ -4,109 +4,18 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use common::load::{
+    Accepted, ORDERS, ROUNDS, assert_nothing_dead_lettered, converge, create_orders, rounds_done,
+    start_load,
+};
 use common::{System, eventually};
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_store::testing::TestPostgres;
-use serde_json::{Value, json};
-use shell_http::testing::{get, send_json};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-
-const ORDERS: usize = 12;
-const ROUNDS: usize = 30;
-
-fn order_id(n: usize) -> String {
-    format!("ORD-DUR-{n:02}")
-}
-
-/// Statuses sort in the order they are sent: `step-001`, `step-002`, ...
-fn step(round: usize) -> String {
-    format!("step-{round:03}")
-}
-
-/// Creates the orders and waits until order-shell has them all.
-async fn create_orders(system: &System) {
-    for n in 0..ORDERS {
-        let reply = system.create(&order_id(n), 1 + n as i64 % 3).await;
-        assert_eq!(reply.status, 201, "{}", reply.text);
-    }
-    eventually("every order in order-shell", || async {
-        let stats = get(&system.order.url("/api/stats")).await;
-        (stats.json["totalOrders"] == ORDERS).then_some(())
-    })
-    .await;
-}
-
-/// The last status each order was sent with a `202`, shared with the load task.
-type Accepted = Arc<Mutex<HashMap<String, String>>>;
-
-/// Sends `ROUNDS` rounds of updates through cart-shell at `cart`, each round one update per
-/// order (concurrently), counting finished rounds in `rounds`. Only a `202` counts.
-fn start_load(cart: String, accepted: Accepted, rounds: Arc<AtomicUsize>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        for round in 1..=ROUNDS {
-            let sends = (0..ORDERS).map(|n| {
-                let url = format!("{cart}/api/update-order");
-                async move {
-                    let body = json!({"orderId": order_id(n), "status": step(round)});
-                    (n, send_json("PUT", &url, &body).await.status)
-                }
-            });
-            for (n, status) in futures::future::join_all(sends).await {
-                assert_eq!(status, 202, "cart-shell is not the one under test here");
-                accepted.lock().await.insert(order_id(n), step(round));
-            }
-            rounds.store(round, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-}
-
-/// Waits until the load has finished `n` rounds.
-async fn rounds_done(rounds: &AtomicUsize, n: usize) {
-    while rounds.load(Ordering::SeqCst) < n {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Waits until every order shows its last accepted status, checking on every look that no
-/// status ever moves backwards.
-async fn converge(system: &System, accepted: &Accepted) {
-    let expected = accepted.lock().await.clone();
-    assert_eq!(expected.len(), ORDERS);
-    let seen: Mutex<HashMap<String, String>> = Mutex::default();
-    eventually("every accepted update applied", || async {
-        let mut done = true;
-        for (id, last) in &expected {
-            let reply = system.order_details(id).await;
-            assert_ne!(reply.status, 404, "{id} was lost: {}", reply.text);
-            if reply.status != 200 {
-                done = false; // the store or the shell is not back yet
-                continue;
-            }
-            let now = reply.json["data"]["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let mut seen = seen.lock().await;
-            let before = seen.insert(id.clone(), now.clone()).unwrap_or_default();
-            assert!(now >= before, "{id} went backwards: {before} then {now}");
-            done &= &now == last;
-        }
-        done.then_some(())
-    })
-    .await;
-}
-
-async fn assert_nothing_dead_lettered(system: &System) {
-    let letters: Vec<Value> = system.dead_letters().await;
-    assert!(letters.is_empty(), "dead letters: {letters:#?}");
-}
+use shell_http::testing::get;
 
 /// order-shell is killed with SIGKILL a third of the way through the load and started again
 /// while the load goes on.
@@ -132,8 +41,8 @@ async fn kill_9_under_load_loses_nothing(store_url: String) {
     });
     load.await.expect("the load ran to its end");
 
-    converge(&system, &accepted).await;
-    assert_nothing_dead_lettered(&system).await;
+    converge(&system.order, &accepted).await;
+    assert_nothing_dead_lettered(&system.order).await;
     let stats = get(&system.order.url("/api/stats")).await;
     assert_eq!(
         stats.json["totalOrders"], ORDERS,
@@ -193,12 +102,12 @@ async fn postgres_stopped_under_load_dead_letters_nothing_and_applies_everything
             > 0,
         "{waiting}"
     );
-    assert_nothing_dead_lettered(&system).await;
+    assert_nothing_dead_lettered(&system.order).await;
 
     tokio::task::block_in_place(|| pg.restart());
     load.await.expect("the load ran to its end");
-    converge(&system, &accepted).await;
-    assert_nothing_dead_lettered(&system).await;
+    converge(&system.order, &accepted).await;
+    assert_nothing_dead_lettered(&system.order).await;
     eventually("/health to be green again", || async {
         (get(&system.order.url("/health")).await.status == 200).then_some(())
     })
@@ -232,7 +141,7 @@ async fn two_unknown_orders_in_one_partition_are_dead_lettered_side_by_side() {
         (reply.json["data"]["status"] == "shipped").then_some(())
     })
     .await;
-    assert_nothing_dead_lettered(&system).await;
+    assert_nothing_dead_lettered(&system.order).await;
 
     let letters = eventually("both dead letters", || async {
         let letters = system.dead_letters().await;

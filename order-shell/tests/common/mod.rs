@@ -1,6 +1,8 @@
 //! The whole system as real processes: a broker, cart-shell and order-shell, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -88,7 +90,12 @@ impl System {
 
     /// Starts order-shell again with the same settings (on a new HTTP port).
     pub fn start_order_shell(&mut self) {
-        self.order = ShellProcess::start(order_binary(), &self.env);
+        self.order = self.another_order_shell();
+    }
+
+    /// One more order-shell instance with the same settings: same group, same store.
+    pub fn another_order_shell(&self) -> ShellProcess {
+        ShellProcess::start(order_binary(), &self.env)
     }
 
     pub async fn create(&self, id: &str, items: i64) -> Reply {
@@ -128,6 +135,19 @@ impl System {
         })
         .await;
     }
+}
+
+/// The partitions an order-shell instance holds, from its `/health`.
+pub async fn assigned(order_shell: &ShellProcess) -> Vec<String> {
+    let health = get(&order_shell.url("/health")).await.json;
+    health["consumer"]["assignedPartitions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Polls `check` until it gives a value, for at most a minute.
