@@ -18,7 +18,7 @@ use ordering_core::{
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
     AvroCodec, Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaProducer, KafkaSource,
-    ProducerConfig, SourceConfig, ensure_topics,
+    ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -42,7 +42,7 @@ async fn main() -> Result<(), Error> {
     ensure_topics(
         &broker.bootstrap(),
         &[&topic],
-        PARTITIONS,
+        &TopicSettings::new(PARTITIONS),
         Duration::from_secs(20),
     )
     .await?;

@@ -27,7 +27,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordering_core::{NumItems, OrderEvent, OrderId, Status, StatusUpdate, generate_order};
 use ordering_kafka::testing::{TestBroker, unique_topic};
-use ordering_kafka::{AvroCodec, Codec, KafkaProducer, ProducerConfig, ensure_topics};
+use ordering_kafka::{
+    AvroCodec, Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure_topics,
+};
 use ordering_store::testing::TestPostgres;
 use shell_http::testing::{ShellProcess, get};
 
@@ -101,7 +103,7 @@ impl Backlog {
         ensure_topics(
             &broker.bootstrap(),
             &[&topic, &empty, &dlq],
-            PARTITIONS,
+            &TopicSettings::new(PARTITIONS),
             Duration::from_secs(20),
         )
         .await?;

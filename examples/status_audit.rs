@@ -13,7 +13,8 @@ use ordering_core::{
 use std::time::Duration;
 
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, ensure_topics,
+    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings,
+    ensure_topics,
 };
 
 const KNOWN: &[&str] = &["pending", "paid", "shipped", "delivered", "cancelled"];
@@ -60,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ensure_topics(
         &bootstrap,
         &["status-audit-dlq"],
-        3,
+        &TopicSettings::new(3),
         Duration::from_secs(10),
     )
     .await?;

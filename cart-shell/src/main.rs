@@ -53,9 +53,13 @@ async fn main() -> ExitCode {
     tokio::spawn(async move {
         let topics = [kafka.order_topic.as_str(), kafka.status_topic.as_str()];
         if let Err(error) =
-            ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, kafka.partitions).await
+            ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, &kafka.topics()).await
         {
-            tracing::error!(%error, "the topics could not be created");
+            tracing::error!(
+                %error, partitions = kafka.partitions, replication_factor = ?kafka.replication_factor,
+                min_insync_replicas = ?kafka.min_insync_replicas,
+                "the topics could not be created (KAFKA_TOPIC_PARTITIONS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS)"
+            );
         }
     });
     let listener = match shell_http::listen("cart-shell", addr).await {

@@ -160,10 +160,14 @@ async fn consume(app: Arc<App>, shutdown: impl Future<Output = ()> + Send) -> Re
         kafka.status_topic.as_str(),
         app.config.dlq_topic.as_str(),
     ];
-    let ready = ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, kafka.partitions);
+    let settings = kafka.topics();
+    let ready = ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, &settings);
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
-        ready = ready => ready.map_err(|e| e.to_string())?,
+        // Topics that exist with other settings were logged as warnings: left as they are.
+        ready = ready => drop(ready.map_err(|e| format!(
+            "the topics could not be created (KAFKA_TOPIC_PARTITIONS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS): {e}"
+        ))?),
         () = &mut shutdown => return Ok(()),
     }
     let mut source_config = SourceConfig::new(

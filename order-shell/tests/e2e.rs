@@ -265,6 +265,40 @@ async fn sigterm_stops_order_shell_cleanly_and_commits() {
     assert!(system.cart.terminate().success());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_topics_with_other_settings_are_reported_at_start_up() {
+    let system = System::start(Storage::Memory);
+    system.wait_until_consuming().await; // the topics exist, with the broker's defaults
+    let mut strict = system.another_order_shell_with(&[
+        ("KAFKA_REPLICATION_FACTOR", "3".into()),
+        ("KAFKA_MIN_INSYNC_REPLICAS", "2".into()),
+    ]);
+    let log = eventually("the warnings", || async {
+        let log = strict.log();
+        log.contains("min.insync.replicas").then_some(log)
+    })
+    .await;
+    for topic in &system.topics {
+        assert!(
+            log.contains(&format!("topic {topic} has replication.factor = 1, not 3")),
+            "{log}"
+        );
+    }
+    // Created without one, the topics report none (the broker's default applies).
+    assert!(
+        log.contains("min.insync.replicas = (not reported), not 2"),
+        "{log}"
+    );
+    // Reported, not fatal: the instance goes on and consumes.
+    assert_eq!(strict.exited(), None);
+    eventually("the strict instance to hold partitions", || async {
+        let health = get(&strict.url("/health")).await;
+        let held = health.json["consumer"]["assignedPartitions"].as_array().map(Vec::len);
+        (held > Some(0)).then_some(())
+    })
+    .await;
+}
+
 #[test]
 fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
     for (name, value) in [
@@ -273,6 +307,7 @@ fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
         ("DLQ_MAX_BACKOFF_MS", "1"),
         ("ORDER_STORE_URL", "mysql://db/orders"),
         ("ORDER_STORE_URL", "sqlite://"),
+        ("KAFKA_REPLICATION_FACTOR", "0"),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-shell"))
             .env(name, value)

@@ -19,7 +19,7 @@ mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use admin::{ensure_topics, ensure_topics_when_ready};
+pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
 pub use codec::{AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
 pub use error::KafkaError;
 pub use message::Message;

@@ -14,7 +14,8 @@ use ordering_core::{
 };
 use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, ensure_topics, read_topic,
+    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings,
+    ensure_topics, read_topic,
 };
 use tokio::time::{sleep, timeout};
 
@@ -49,7 +50,7 @@ async fn topics(broker: &TestBroker, names: &[&str], partitions: i32) {
     ensure_topics(
         &broker.bootstrap(),
         names,
-        partitions,
+        &TopicSettings::new(partitions),
         Duration::from_secs(20),
     )
     .await
@@ -699,4 +700,49 @@ async fn a_partition_paused_at_revocation_is_consumed_again_after_reassignment()
     let again = next_record(&mut a).await;
     assert_eq!(again.meta.tp, first.meta.tp);
     assert!(!a_status.assigned().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_with_their_settings_and_existing_ones_checked() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("settings");
+    let wait = Duration::from_secs(20);
+    let asked = TopicSettings {
+        partitions: 2,
+        replication_factor: Some(1),
+        min_insync_replicas: Some(1),
+    };
+    let created = ensure_topics(&broker.bootstrap(), &[&topic], &asked, wait)
+        .await
+        .unwrap();
+    assert_eq!(created, vec![], "a new topic has what was asked");
+    let again = ensure_topics(&broker.bootstrap(), &[&topic], &asked, wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![],
+        "an existing topic with those settings passes the check"
+    );
+
+    // A setting the existing topic does not have is reported, not changed.
+    let stricter = TopicSettings {
+        replication_factor: Some(3),
+        min_insync_replicas: Some(2),
+        ..asked
+    };
+    let drifts = ensure_topics(&broker.bootstrap(), &[&topic], &stricter, wait)
+        .await
+        .unwrap();
+    let settings: Vec<_> = drifts.iter().map(|d| (d.setting, d.wanted)).collect();
+    assert_eq!(
+        settings,
+        vec![("replication.factor", 3), ("min.insync.replicas", 2)]
+    );
+    assert!(drifts.iter().all(|d| d.topic == topic));
+    assert!(
+        drifts[0].to_string().contains("replication.factor"),
+        "{}",
+        drifts[0]
+    );
 }

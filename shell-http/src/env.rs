@@ -63,8 +63,21 @@ impl Env {
         T: FromStr,
         T::Err: Display,
     {
+        Ok(self.optional(name, valid)?.unwrap_or(default))
+    }
+
+    /// `name` parsed and checked, or `None` when it is unset or empty.
+    pub fn optional<T>(
+        &self,
+        name: &'static str,
+        valid: impl Fn(&T) -> Result<(), String>,
+    ) -> Result<Option<T>, EnvError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
         let Some(raw) = (self.lookup)(name).filter(|v| !v.trim().is_empty()) else {
-            return Ok(default);
+            return Ok(None);
         };
         let error = |reason: String| EnvError {
             name,
@@ -76,7 +89,7 @@ impl Env {
             .parse()
             .map_err(|e: T::Err| error(e.to_string()))?;
         valid(&value).map_err(error)?;
-        Ok(value)
+        Ok(Some(value))
     }
 
     /// A non-empty string, trimmed.

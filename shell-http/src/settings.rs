@@ -3,6 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ordering_kafka::TopicSettings;
+
 use crate::env::{Env, EnvError};
 
 /// Where the broker is and which topics the order flow uses.
@@ -18,10 +20,28 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// `KAFKA_DELIVERY_TIMEOUT_MS`, default 5000: the longest a publish waits for the broker.
     pub delivery_timeout: Duration,
+    /// `KAFKA_REPLICATION_FACTOR`, default the broker's: copies of each partition of topics
+    /// created at start-up.
+    pub replication_factor: Option<i32>,
+    /// `KAFKA_MIN_INSYNC_REPLICAS`, default the broker's: copies that must have a record before
+    /// an `acks=all` write succeeds, for topics created at start-up.
+    pub min_insync_replicas: Option<i32>,
 }
 
 impl KafkaSettings {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let replication_factor = env.optional("KAFKA_REPLICATION_FACTOR", |n: &i32| {
+            positive(i64::from(*n))
+        })?;
+        let min_insync_replicas = env.optional("KAFKA_MIN_INSYNC_REPLICAS", |n: &i32| {
+            positive(i64::from(*n))?;
+            match replication_factor {
+                Some(copies) if *n > copies => Err(format!(
+                    "must not exceed KAFKA_REPLICATION_FACTOR ({copies}): no write could succeed"
+                )),
+                _ => Ok(()),
+            }
+        })?;
         Ok(Self {
             bootstrap_servers: env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             order_topic: env.text("KAFKA_TOPIC", "order-events"),
@@ -32,7 +52,20 @@ impl KafkaSettings {
                 5000u64,
                 |ms| positive(i64::try_from(*ms).unwrap_or(i64::MAX)),
             )?),
+            replication_factor,
+            min_insync_replicas,
         })
+    }
+}
+
+impl KafkaSettings {
+    /// How the topics the shells create are set up.
+    pub fn topics(&self) -> TopicSettings {
+        TopicSettings {
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
+        }
     }
 }
 
@@ -63,6 +96,8 @@ mod tests {
         assert_eq!(kafka.order_topic, "order-events");
         assert_eq!(kafka.status_topic, "order-status-updates");
         assert_eq!(kafka.partitions, 3);
+        assert_eq!(kafka.replication_factor, None);
+        assert_eq!(kafka.min_insync_replicas, None);
         assert_eq!(listen_addr(&env, 8001).unwrap().to_string(), "0.0.0.0:8001");
     }
 
@@ -72,10 +107,28 @@ mod tests {
             ("KAFKA_TOPIC_PARTITIONS", "0"),
             ("KAFKA_TOPIC_PARTITIONS", "three"),
             ("KAFKA_DELIVERY_TIMEOUT_MS", "-5"),
+            ("KAFKA_REPLICATION_FACTOR", "0"),
+            ("KAFKA_REPLICATION_FACTOR", "three"),
+            ("KAFKA_MIN_INSYNC_REPLICAS", "-1"),
         ] {
             let error = KafkaSettings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name);
         }
+        let more_than_copies = Env::from_pairs(&[
+            ("KAFKA_REPLICATION_FACTOR", "3"),
+            ("KAFKA_MIN_INSYNC_REPLICAS", "4"),
+        ]);
+        let error = KafkaSettings::from_env(&more_than_copies).unwrap_err();
+        assert_eq!(error.name, "KAFKA_MIN_INSYNC_REPLICAS");
+        let cluster = Env::from_pairs(&[
+            ("KAFKA_REPLICATION_FACTOR", "3"),
+            ("KAFKA_MIN_INSYNC_REPLICAS", "2"),
+        ]);
+        let kafka = KafkaSettings::from_env(&cluster).unwrap();
+        assert_eq!(
+            (kafka.replication_factor, kafka.min_insync_replicas),
+            (Some(3), Some(2))
+        );
         assert_eq!(
             listen_addr(&Env::from_pairs(&[("API_PORT", "70000")]), 1)
                 .unwrap_err()

@@ -95,7 +95,14 @@ impl System {
 
     /// One more order-shell instance with the same settings: same group, same store.
     pub fn another_order_shell(&self) -> ShellProcess {
-        ShellProcess::start(order_binary(), &self.env)
+        self.another_order_shell_with(&[])
+    }
+
+    /// [`another_order_shell`](Self::another_order_shell) with `extra` settings on top.
+    pub fn another_order_shell_with(&self, extra: &[(&'static str, String)]) -> ShellProcess {
+        let mut env = self.env.clone();
+        env.extend(extra.iter().cloned());
+        ShellProcess::start(order_binary(), &env)
     }
 
     pub async fn create(&self, id: &str, items: i64) -> Reply {
