@@ -19,8 +19,8 @@ use serde_json::json;
 use shell_http::env::Env;
 use shell_http::settings::{KafkaSettings, listen_addr};
 use shell_http::{
-    ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, read_json,
-    required_int, required_str, serve, shutdown_signal,
+    ApiError, HttpRequest, Response, Stop, json, method_not_allowed, no_such_path, read_json,
+    required_int, required_str, serve, stop_reason,
 };
 
 /// Request bodies above this get `413`.
@@ -68,20 +68,23 @@ async fn main() -> ExitCode {
     };
 
     let routes = cart.clone();
+    let stop = std::sync::OnceLock::new();
     serve(
         listener,
         move |request| {
             let cart = routes.clone();
             async move { cart.route(request).await }
         },
-        shutdown_signal(),
+        async {
+            let _ = stop.set(stop_reason(&cart.producer).await);
+        },
     )
     .await;
     if let Err(error) = cart.producer.flush().await {
         tracing::warn!(%error, "flushing the producer at shutdown failed");
     }
     tracing::info!("cart-shell stopped");
-    ExitCode::SUCCESS
+    stop.get().map_or(ExitCode::SUCCESS, Stop::exit_code)
 }
 
 impl Cart {
@@ -151,6 +154,17 @@ impl Cart {
     }
 
     async fn health(&self) -> Response {
+        if let Some(error) = self.producer.fatal_error() {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "unhealthy",
+                    "service": "cart-shell",
+                    "producer": "failed",
+                    "details": error,
+                }),
+            );
+        }
         match self.producer.ping(Duration::from_secs(2)).await {
             Ok(()) => json(
                 StatusCode::OK,

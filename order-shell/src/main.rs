@@ -20,7 +20,7 @@ use ordering_kafka::{
     ensure_topics_when_ready,
 };
 use shell_http::env::Env;
-use shell_http::{serve, shutdown_signal};
+use shell_http::{Stop, serve, shutdown_signal};
 use tokio::sync::watch;
 
 use config::Config;
@@ -54,10 +54,13 @@ async fn main() -> ExitCode {
     };
     // One signal stops everything: the wait for the store, the HTTP server, the consumer.
     let (stop, stopping) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        }
     });
     let stopped = |mut stopping: watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -77,6 +80,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // So does a producer that failed for good (no dead letter could be written any more):
+    // the shell exits non-zero for its supervisor to start a new one.
+    let failed = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let error = app.producer.fatal().await;
+            tracing::error!(%error, "the producer failed for good; stopping, so that a supervisor restarts this service");
+            let _ = stop.send(true);
+            Stop::ProducerFailed(error)
+        }
+    });
     let addr = app.config.listen;
     let listener = match shell_http::listen("order-shell", addr).await {
         Ok(listener) => listener,
@@ -109,6 +123,13 @@ async fn main() -> ExitCode {
     }
     if let Err(error) = app.producer.flush().await {
         tracing::warn!(%error, "flushing the producer at shutdown failed");
+    }
+    if failed.is_finished() {
+        if let Ok(stop) = failed.await {
+            code = stop.exit_code();
+        }
+    } else {
+        failed.abort();
     }
     tracing::info!("order-shell stopped");
     code

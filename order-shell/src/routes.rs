@@ -155,7 +155,8 @@ impl App {
                 "no answer within {HEALTH_TIMEOUT:?}"
             )))
         });
-        let healthy = running && broker.is_ok() && store.is_ok();
+        let producer = self.producer.fatal_error();
+        let healthy = running && broker.is_ok() && store.is_ok() && producer.is_none();
         let mut store_state = json!({
             "kind": self.config.store.kind(),
             "url": self.config.store.describe(),
@@ -169,6 +170,11 @@ impl App {
             "service": "order-shell",
             "broker": if broker.is_ok() { "available" } else { "unavailable" },
             "store": store_state,
+            "producer": match &producer {
+                None => json!({"state": "ok"}),
+                // Failed for good: the shell is stopping (exit code 3) to be restarted.
+                Some(error) => json!({"state": "failed", "error": error}),
+            },
             "consumer": consumer,
         });
         let code = if healthy {

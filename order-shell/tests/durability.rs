@@ -202,6 +202,7 @@ async fn orders_and_statuses_survive_a_restart_on_sqlite() {
     );
     let health = get(&system.order.url("/health")).await.json;
     assert_eq!(health["store"]["kind"], "sqlite");
+    assert_eq!(health["producer"]["state"], "ok");
 }
 
 #[tokio::test]

@@ -293,7 +293,9 @@ async fn existing_topics_with_other_settings_are_reported_at_start_up() {
     assert_eq!(strict.exited(), None);
     eventually("the strict instance to hold partitions", || async {
         let health = get(&strict.url("/health")).await;
-        let held = health.json["consumer"]["assignedPartitions"].as_array().map(Vec::len);
+        let held = health.json["consumer"]["assignedPartitions"]
+            .as_array()
+            .map(Vec::len);
         (held > Some(0)).then_some(())
     })
     .await;

@@ -116,6 +116,42 @@ impl KafkaProducer {
         }
     }
 
+    /// The producer's fatal error, if it has one. librdkafka's idempotent producer stops for
+    /// good on some broker answers (a sequence gap it cannot repair, a fenced epoch): every
+    /// later publish fails, and only a new producer (a restart of the service) recovers.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// Completes once the producer has a fatal error, with its description.
+    pub async fn fatal(&self) -> String {
+        loop {
+            if let Some(error) = self.fatal_error() {
+                return error;
+            }
+            // librdkafka raises it from its own threads; a look now and then is enough.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Puts the producer in librdkafka's fatal state, as a broker could (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn inject_fatal_error(&self, reason: &str) {
+        let reason = std::ffi::CString::new(reason.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: the client pointer is valid while `self.producer` lives, and librdkafka
+        // copies the reason before returning.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                self.producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
+    }
+
     /// Checks that the broker answers, within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();

@@ -746,3 +746,22 @@ async fn topics_are_created_with_their_settings_and_existing_ones_checked() {
         drifts[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_in_librdkafkas_fatal_state_says_so_and_publishes_nothing() {
+    let (broker, topic, _dlq, producer) = with_topic_and_dlq("fatal", 1).await;
+    producer.send(&topic, None, b"before", &[]).await.unwrap();
+    assert_eq!(producer.fatal_error(), None);
+
+    producer.inject_fatal_error("a sequence gap the broker cannot repair");
+    let error = timeout(WAIT, producer.fatal())
+        .await
+        .expect("the fatal state seen");
+    assert!(error.contains("a sequence gap"), "{error}");
+    let refused = producer
+        .send(&topic, None, b"after", &[])
+        .await
+        .unwrap_err();
+    assert!(!refused.is_retryable(), "retrying cannot help: {refused}");
+    drop(broker);
+}

@@ -200,6 +200,37 @@ pub async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Why a shell stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGINT or SIGTERM: a clean stop, exit code 0.
+    Signal,
+    /// The producer failed for good (librdkafka's fatal state): every later publish would
+    /// fail, so the shell stops with exit code 3 for its supervisor to start a new one,
+    /// rather than answer `503` forever.
+    ProducerFailed(String),
+}
+
+impl Stop {
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        match self {
+            Self::Signal => std::process::ExitCode::SUCCESS,
+            Self::ProducerFailed(_) => std::process::ExitCode::from(3),
+        }
+    }
+}
+
+/// Completes on SIGINT/SIGTERM, or when `producer` fails for good.
+pub async fn stop_reason(producer: &ordering_kafka::KafkaProducer) -> Stop {
+    tokio::select! {
+        () = shutdown_signal() => Stop::Signal,
+        error = producer.fatal() => {
+            tracing::error!(%error, "the producer failed for good; stopping, so that a supervisor restarts this service");
+            Stop::ProducerFailed(error)
+        }
+    }
+}
+
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
