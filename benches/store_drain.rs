@@ -59,6 +59,16 @@ async fn main() -> Result<(), Error> {
         )
         .into());
     }
+    let number = |i: usize, default: usize| -> Result<usize, Error> {
+        Ok(args
+            .get(i)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    if args.first().map(String::as_str) == Some("instances") {
+        return instances(number(1, 5_000)?, number(2, 200_000)?, number(3, 2)?).await;
+    }
     if args.first().map(String::as_str) == Some("direct") {
         return direct().await;
     }
@@ -159,19 +169,23 @@ impl Backlog {
         })
     }
 
-    /// Starts order-shell on `store` in a new group and waits until it applied the backlog.
-    /// Returns the process (still running) and the records/s.
-    async fn drain(&self, store: &str) -> Result<(ShellProcess, f64), Error> {
-        let env = [
+    /// order-shell's settings for draining this backlog into `store` in `group`.
+    fn env(&self, store: &str, group: &str) -> Vec<(&'static str, String)> {
+        vec![
             ("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap()),
             ("KAFKA_TOPIC", self.topic.clone()),
             ("KAFKA_STATUS_UPDATE_TOPIC", self.empty.clone()),
             ("KAFKA_DLQ_TOPIC", self.dlq.clone()),
-            ("KAFKA_CONSUMER_GROUP", unique_topic("drain")),
+            ("KAFKA_CONSUMER_GROUP", group.to_owned()),
             ("ORDER_STORE_URL", store.to_owned()),
             ("RUST_LOG", "warn".to_owned()),
-        ];
-        let shell = ShellProcess::start(&order_shell(), &env);
+        ]
+    }
+
+    /// Starts order-shell on `store` in a new group and waits until it applied the backlog.
+    /// Returns the process (still running) and the records/s.
+    async fn drain(&self, store: &str) -> Result<(ShellProcess, f64), Error> {
+        let shell = ShellProcess::start(&order_shell(), &self.env(store, &unique_topic("drain")));
         let counters = || async {
             let info = get(&shell.url("/api/dlq/info")).await.json;
             let stats = &info["consumerStats"];
@@ -321,6 +335,72 @@ async fn resident_after_reads(shell: &ShellProcess, count: usize) -> Result<u64,
     }
     let pid = shell.pid().ok_or("order-shell is not running")?;
     rss_kib(pid)
+}
+
+/// One and two order-shells in one group draining the backlog into one PostgreSQL database,
+/// `rounds` times each. Done when every order shows its last status (read from the
+/// database): with two instances, the first rebalance and its replays are part of the cost.
+async fn instances(orders: usize, updates: usize, rounds: usize) -> Result<(), Error> {
+    let backlog = Backlog::fill(orders, updates, true).await?;
+    println!(
+        "backlog: {orders} orders then {updates} status updates in one topic ({PARTITIONS} partitions)"
+    );
+    let pg = TestPostgres::shared();
+    let last = format!("step-{:06}", (updates.max(1) - 1) / orders.max(1));
+    let finished = if updates % orders.max(1) == 0 {
+        orders
+    } else {
+        updates % orders
+    };
+    let mut all: [Vec<f64>; 2] = Default::default();
+    for round in 0..rounds {
+        for i in 0..2 {
+            let count = 1 + (i + round) % 2;
+            let url = pg.create_database().await;
+            let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let group = unique_topic("scale");
+            let mut shells: Vec<ShellProcess> = (0..count)
+                .map(|_| ShellProcess::start(&order_shell(), &backlog.env(&url, &group)))
+                .collect();
+            let started = loop {
+                let mut received = 0;
+                for shell in &shells {
+                    let info = get(&shell.url("/api/dlq/info")).await.json;
+                    received += info["consumerStats"]["received"].as_u64().unwrap_or(0);
+                }
+                if received > 0 {
+                    break Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            loop {
+                let done: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM order_status WHERE status = $1",
+                        &[&last],
+                    )
+                    .await?
+                    .get(0);
+                if done as usize >= finished {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let rate = backlog.records as f64 / started.elapsed().as_secs_f64();
+            for shell in &mut shells {
+                shell.terminate();
+            }
+            println!("round {round}: {count} instance(s): {rate:.0}/s");
+            all[count - 1].push(rate);
+        }
+    }
+    let [one, two] = all.map(|mut r| median(&mut r));
+    println!(
+        "median: 1 instance {one:.0}/s, 2 instances {two:.0}/s, ratio {:.2}",
+        two / one
+    );
+    Ok(())
 }
 
 /// The stores alone, in this process: 2000 orders, then 200 000 status updates from 8192
