@@ -347,7 +347,7 @@ async fn instances(orders: usize, updates: usize, rounds: usize) -> Result<(), E
     );
     let pg = TestPostgres::shared();
     let last = format!("step-{:06}", (updates.max(1) - 1) / orders.max(1));
-    let finished = if updates % orders.max(1) == 0 {
+    let finished = if updates.is_multiple_of(orders.max(1)) {
         orders
     } else {
         updates % orders
