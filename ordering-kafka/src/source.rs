@@ -59,6 +59,9 @@ pub const DEFAULT_FETCH_WAIT_MAX: Duration = Duration::from_millis(20);
 /// librdkafka's `fetch.queue.backoff.ms` as `KafkaSource` sets it (why: `KafkaSource::new`).
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
+/// librdkafka's `socket.timeout.ms` as `KafkaSource` sets it (why: `KafkaSource::new`).
+const REQUEST_TIMEOUT_MS: &str = "10000";
+
 /// How long a final commit may wait for the broker.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -216,6 +219,10 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             // partition). cooperative-sticky would move fewer partitions; it needs incremental
             // assignment from the broker and client, not tested here yet.
             .set("partition.assignment.strategy", "roundrobin")
+            // The commit on revocation is synchronous and runs in librdkafka's rebalance
+            // callback, on the thread polling the consumer (a runtime worker): a request
+            // bound of 10 s (librdkafka's default is 60 s) bounds how long it can block.
+            .set("socket.timeout.ms", REQUEST_TIMEOUT_MS)
             .set("auto.offset.reset", "earliest")
             // librdkafka (2.4+) waits a full second before fetching again once its prefetch
             // queue was over its bounds: a consumer slower than the broker then stalls for a
