@@ -22,6 +22,9 @@ pub struct Config {
     /// `KAFKA_SESSION_TIMEOUT_MS`, default librdkafka's (45 s): how long the group waits for a
     /// member that stopped answering (a crashed instance) before moving its partitions.
     pub session_timeout: Option<Duration>,
+    /// `DLQ_UNHEALTHY_AFTER_MS`, default 30000: dead letters failing (none written) for longer
+    /// than this make `/health` answer `503`.
+    pub dlq_unhealthy_after: Duration,
 }
 
 /// Where order-shell keeps orders unless told otherwise: a file under `data/`.
@@ -57,6 +60,17 @@ impl Config {
             listen: listen_addr(env, 8001)?,
             store: store_url(env)?,
             session_timeout: session_timeout(env)?,
+            dlq_unhealthy_after: Duration::from_millis(env.check(
+                "DLQ_UNHEALTHY_AFTER_MS",
+                30_000u64,
+                |ms| {
+                    if *ms > 0 {
+                        Ok(())
+                    } else {
+                        Err("must be greater than 0".into())
+                    }
+                },
+            )?),
         })
     }
 }

@@ -83,7 +83,7 @@ async fn main() -> ExitCode {
     // So does a producer that failed for good (no dead letter could be written any more):
     // the shell exits non-zero for its supervisor to start a new one.
     let failed = tokio::spawn({
-        let app = app.clone();
+        let (app, stop) = (app.clone(), stop.clone());
         async move {
             let error = app.producer.fatal().await;
             tracing::error!(%error, "the producer failed for good; stopping, so that a supervisor restarts this service");
@@ -97,7 +97,18 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
 
-    let consumer = tokio::spawn(consume(app.clone(), stopped(stopping.clone())));
+    // A consumer that stops with an error stops the shell too, with a non-zero exit code: a
+    // service that no longer consumes must not look alive to its supervisor.
+    let consumer = tokio::spawn({
+        let (app, stop, stopping) = (app.clone(), stop.clone(), stopping.clone());
+        async move {
+            let consumed = consume(app, stopped(stopping)).await;
+            if consumed.is_err() {
+                let _ = stop.send(true);
+            }
+            consumed
+        }
+    });
     let routes = app.clone();
     serve(
         listener,

@@ -156,7 +156,12 @@ impl App {
             )))
         });
         let producer = self.producer.fatal_error();
-        let healthy = running && broker.is_ok() && store.is_ok() && producer.is_none();
+        // Dead letters failing for long hold their records and lanes: say so, not "healthy".
+        let failing_ms = consumer["deadLettersFailingForMs"].as_u64();
+        let bound = self.config.dlq_unhealthy_after;
+        let dead_letters_stuck = failing_ms.is_some_and(|ms| u128::from(ms) > bound.as_millis());
+        let healthy =
+            running && broker.is_ok() && store.is_ok() && producer.is_none() && !dead_letters_stuck;
         let mut store_state = json!({
             "kind": self.config.store.kind(),
             "url": self.config.store.describe(),
@@ -174,6 +179,15 @@ impl App {
                 None => json!({"state": "ok"}),
                 // Failed for good: the shell is stopping (exit code 3) to be restarted.
                 Some(error) => json!({"state": "failed", "error": error}),
+            },
+            "deadLetters": match failing_ms {
+                Some(ms) if dead_letters_stuck => json!({
+                    "state": "failing",
+                    "failingForMs": ms,
+                    "error": format!("no dead letter written for {ms} ms (DLQ_UNHEALTHY_AFTER_MS={})", bound.as_millis()),
+                }),
+                Some(ms) => json!({"state": "retrying", "failingForMs": ms}),
+                None => json!({"state": "ok"}),
             },
             "consumer": consumer,
         });

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{System, eventually};
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
@@ -301,6 +303,84 @@ async fn existing_topics_with_other_settings_are_reported_at_start_up() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_red_while_a_dead_letter_keeps_failing() {
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", "memory://".into()),
+            ("DLQ_UNHEALTHY_AFTER_MS", "1000".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    // A poison record just under the producer's 1 MB limit: its dead letter (the bytes plus
+    // the failure's details) is over it, so the letter can never be written.
+    let producer = KafkaProducer::new(&ProducerConfig::new(system.broker.bootstrap())).unwrap();
+    let payload = vec![0xffu8; 999_700];
+    producer
+        .send(&system.topics[1], Some(b"ORD-HUGE"), &payload, &[])
+        .await
+        .unwrap();
+
+    let health = eventually("/health to report the failing dead letter", || async {
+        let health = get(&system.order.url("/health")).await;
+        (health.json["deadLetters"]["state"] == "failing").then_some(health)
+    })
+    .await;
+    assert_eq!(health.status, 503, "{}", health.text);
+    assert_eq!(health.json["status"], "unhealthy");
+    let error = health.json["deadLetters"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("DLQ_UNHEALTHY_AFTER_MS=1000"), "{error}");
+    assert!(
+        health.json["consumer"]["deadLetterFailures"].as_u64() > Some(0),
+        "{}",
+        health.text
+    );
+    assert!(
+        system.dead_letters().await.is_empty(),
+        "nothing was written"
+    );
+}
+
+#[test]
+fn a_consumer_that_cannot_start_stops_order_shell_with_a_non_zero_exit() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let broker = TestBroker::start();
+    let mut order = Command::new(env!("CARGO_BIN_EXE_order-shell"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("KAFKA_DLQ_TOPIC", "not a topic name!")
+        .env("ORDER_STORE_URL", "memory://")
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", "0")
+        .stdout(Stdio::piped()) // the log
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = order.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = order.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    if let Some(mut out) = order.stdout.take() {
+        let _ = out.read_to_string(&mut log);
+    }
+    let status = status.unwrap_or_else(|| panic!("still running without a consumer:\n{log}"));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("the consumer stopped with an error"), "{log}");
+    assert!(log.contains("KAFKA_REPLICATION_FACTOR"), "{log}");
+    assert!(log.contains("InvalidTopic"), "{log}");
+}
+
 #[test]
 fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
     for (name, value) in [
@@ -310,6 +390,7 @@ fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
         ("ORDER_STORE_URL", "mysql://db/orders"),
         ("ORDER_STORE_URL", "sqlite://"),
         ("KAFKA_REPLICATION_FACTOR", "0"),
+        ("DLQ_UNHEALTHY_AFTER_MS", "never"),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-shell"))
             .env(name, value)

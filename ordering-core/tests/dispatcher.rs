@@ -198,9 +198,10 @@ async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
         sink,
         feed,
         running,
-        ..
+        stats,
     } = Live::start(DispatcherConfig::default());
     sink.set_failing(true);
+    assert_eq!(stats.snapshot().dead_letters_failing_for_ms, None);
 
     feed.send(record(
         0,
@@ -224,9 +225,16 @@ async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
         vec![1],
         "the next record of the partition waits"
     );
+    let failing = stats.snapshot().dead_letters_failing_for_ms;
+    assert_eq!(
+        failing,
+        Some(60_000),
+        "failing since the first try, for health checks"
+    );
 
     sink.set_failing(false);
     sleep(secs(60)).await;
+    assert_eq!(stats.snapshot().dead_letters_failing_for_ms, None);
     assert_eq!(
         sink.len(),
         1,

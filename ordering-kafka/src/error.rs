@@ -54,7 +54,12 @@ pub(crate) fn is_retryable(error: &RdError) -> bool {
     ) {
         return false;
     }
-    match error.rdkafka_error_code() {
+    // rdkafka gives no code for a failed admin operation's result: take it from the variant.
+    let code = match error {
+        RdError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
+    match code {
         None => !matches!(error, RdError::Nul(_) | RdError::ClientCreation(_)),
         Some(code) => !matches!(
             code,
@@ -73,6 +78,11 @@ pub(crate) fn is_retryable(error: &RdError) -> bool {
                 | Code::TransactionalIdAuthorizationFailed
                 | Code::SaslAuthenticationFailed
                 | Code::InvalidArgument
+                | Code::InvalidTopic
+                | Code::InvalidPartitions
+                | Code::InvalidReplicationFactor
+                | Code::InvalidReplicaAssignment
+                | Code::PolicyViolation
                 | Code::Fatal
                 | Code::Fenced
                 | Code::InvalidProducerEpoch
@@ -119,6 +129,10 @@ mod tests {
         )));
         assert!(!is_retryable(&RdError::MessageConsumptionFatal(
             Code::Fatal
+        )));
+        assert!(!is_retryable(&RdError::AdminOp(Code::InvalidTopic)));
+        assert!(!is_retryable(&RdError::AdminOp(
+            Code::InvalidReplicationFactor
         )));
     }
 

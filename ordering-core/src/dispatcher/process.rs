@@ -207,6 +207,7 @@ async fn publish_dead_letter<H, D: DeadLetterSink>(
     loop {
         match shared.dead_letters.publish(&letter).await {
             Ok(()) => {
+                shared.counters.dead_letter_written();
                 tracing::warn!(
                     topic = %letter.original_topic, partition = letter.original_partition,
                     offset = letter.original_offset, error_type = %letter.error_type,

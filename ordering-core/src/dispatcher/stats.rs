@@ -1,7 +1,9 @@
 //! Live counters of a dispatcher, readable from other tasks (health and info endpoints).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 
@@ -15,6 +17,8 @@ pub(crate) struct Counters {
     unavailable_waits: AtomicU64,
     waiting_unavailable: AtomicU64,
     dead_letter_failures: AtomicU64,
+    /// Since when dead letters have failed with no success in between, if they do now.
+    dead_letters_failing_since: Mutex<Option<Instant>>,
     in_flight: AtomicU64,
 }
 
@@ -52,6 +56,20 @@ impl Counters {
 
     pub(crate) fn dead_letter_failed(&self) {
         self.dead_letter_failures.fetch_add(1, Relaxed);
+        self.failing_since().get_or_insert_with(Instant::now);
+    }
+
+    /// A dead letter was written: the sink works (again).
+    pub(crate) fn dead_letter_written(&self) {
+        *self.failing_since() = None;
+    }
+
+    // Only dead-letter outcomes take this lock, never the per-record path; a panic while it
+    // was held left a plain `Option` behind, still valid.
+    fn failing_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.dead_letters_failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// `n` records left the dispatcher: finished, abandoned or dropped with their partition.
@@ -85,6 +103,9 @@ impl Stats {
             unavailable_waits: c.unavailable_waits.load(Relaxed),
             waiting_on_unavailable: c.waiting_unavailable.load(Relaxed),
             dead_letter_failures: c.dead_letter_failures.load(Relaxed),
+            dead_letters_failing_for_ms: c
+                .failing_since()
+                .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
             in_flight: c.in_flight.load(Relaxed),
         }
     }
@@ -108,6 +129,9 @@ pub struct StatsSnapshot {
     pub waiting_on_unavailable: u64,
     /// Dead letters the sink failed to write (each was tried again).
     pub dead_letter_failures: u64,
+    /// How long dead letters have been failing with none written since, if they are: their
+    /// records (and their lanes) wait meanwhile. A health check turns this into a `503`.
+    pub dead_letters_failing_for_ms: Option<u64>,
     /// Received and not yet finished (queued, running or waiting to retry).
     pub in_flight: u64,
 }
