@@ -17,7 +17,7 @@ use ordering_kafka::{
 };
 use serde_json::json;
 use shell_http::env::Env;
-use shell_http::settings::{KafkaSettings, listen_addr};
+use shell_http::settings::{KafkaSettings, listen_addr, max_connections};
 use shell_http::{
     ApiError, HttpRequest, Response, Stop, json, method_not_allowed, no_such_path, read_json,
     required_int, required_str, serve, stop_reason,
@@ -34,11 +34,21 @@ struct Cart {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shell_http::init_tracing();
     let env = Env::process();
-    let (kafka, addr) = match (KafkaSettings::from_env(&env), listen_addr(&env, 8000)) {
-        (Ok(kafka), Ok(addr)) => (kafka, addr),
-        (Err(error), _) | (_, Err(error)) => {
+    if let Err(error) = shell_http::init_tracing(&env) {
+        eprintln!("cart-shell: {error}");
+        return ExitCode::from(2);
+    }
+    let settings = (|| {
+        Ok::<_, shell_http::env::EnvError>((
+            KafkaSettings::from_env(&env)?,
+            listen_addr(&env, 8000)?,
+            max_connections(&env)?,
+        ))
+    })();
+    let (kafka, addr, max_connections) = match settings {
+        Ok(settings) => settings,
+        Err(error) => {
             eprintln!("cart-shell: {error}");
             return ExitCode::from(2);
         }
@@ -71,6 +81,7 @@ async fn main() -> ExitCode {
     let stop = std::sync::OnceLock::new();
     serve(
         listener,
+        max_connections,
         move |request| {
             let cart = routes.clone();
             async move { cart.route(request).await }

@@ -322,3 +322,82 @@ fn a_bad_setting_stops_the_shell_at_start_up_naming_the_variable() {
         );
     }
 }
+
+/// cart-shell with no broker behind it: enough for HTTP-level behaviour.
+fn cart_alone(extra: &[(&str, String)]) -> ShellProcess {
+    let mut env = vec![("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9".to_owned())];
+    env.extend(extra.iter().cloned());
+    ShellProcess::start(Path::new(env!("CARGO_BIN_EXE_cart-shell")), &env)
+}
+
+/// Reads from `stream` until the end of the HTTP head (or the connection closes).
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn a_client_that_sends_headers_and_then_nothing_gets_408() {
+    use std::io::Write;
+    let cart = cart_alone(&[]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", cart.port())).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(
+            b"PUT /api/update-order HTTP/1.1\r\nHost: cart\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"orderId\"",
+        )
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_limit_wait_and_never_take_the_shell_down() {
+    use std::io::Read;
+    let mut cart = cart_alone(&[("HTTP_MAX_CONNECTIONS", "8".into())]);
+    // Twelve connections that never send a thing: eight are served, four wait.
+    let idle: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", cart.port())).unwrap())
+        .collect();
+    // A real request waits for a slot (an idle connection is closed 10 s after it opened,
+    // not kept forever) and is answered.
+    let health = get(&cart.url("/health")).await;
+    assert_eq!(health.status, 503, "{}", health.text); // no broker: answered all the same
+    assert_eq!(cart.exited(), None);
+    // It was answered only once served idle connections had been closed: the limit held it
+    // back (without one it would be answered at once, every idle connection still open).
+    let closed_before = idle
+        .iter()
+        .filter(|stream| {
+            let mut byte = [0u8; 1];
+            stream.set_nonblocking(true).is_ok()
+                && matches!((&mut &**stream).read(&mut byte), Ok(0))
+        })
+        .count();
+    assert!(closed_before >= 1, "the request did not wait for a slot");
+    for stream in &idle {
+        stream.set_nonblocking(false).unwrap();
+    }
+    // The idle connections the shell took were closed by it.
+    let closed = tokio::task::spawn_blocking(move || {
+        idle.into_iter()
+            .filter_map(|mut stream| {
+                stream.set_read_timeout(Some(WAIT)).ok()?;
+                let mut byte = [0u8; 1];
+                matches!(stream.read(&mut byte), Ok(0)).then_some(())
+            })
+            .count()
+    })
+    .await
+    .unwrap();
+    assert!(closed >= 8, "only {closed} idle connections were closed");
+}

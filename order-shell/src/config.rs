@@ -6,7 +6,7 @@ use std::time::Duration;
 use ordering_core::{PolicyError, RetryPolicy};
 use ordering_store::StoreUrl;
 use shell_http::env::{Env, EnvError};
-use shell_http::settings::{KafkaSettings, listen_addr};
+use shell_http::settings::{KafkaSettings, listen_addr, max_connections};
 
 pub struct Config {
     pub kafka: KafkaSettings,
@@ -17,6 +17,8 @@ pub struct Config {
     /// `DLQ_MAX_RETRIES` (3), `DLQ_RETRY_BACKOFF_MS` (1000), `DLQ_MAX_BACKOFF_MS` (30000).
     pub retry: RetryPolicy,
     pub listen: SocketAddr,
+    /// `HTTP_MAX_CONNECTIONS`, default 1024.
+    pub max_connections: usize,
     /// `ORDER_STORE_URL`, default `sqlite://data/orders.db`: where orders are kept.
     pub store: StoreUrl,
     /// `KAFKA_SESSION_TIMEOUT_MS`, default librdkafka's (45 s): how long the group waits for a
@@ -58,6 +60,7 @@ impl Config {
             consumer_group: env.text("KAFKA_CONSUMER_GROUP", "order-service-group"),
             retry,
             listen: listen_addr(env, 8001)?,
+            max_connections: max_connections(env)?,
             store: store_url(env)?,
             session_timeout: session_timeout(env)?,
             dlq_unhealthy_after: Duration::from_millis(env.check(

@@ -44,8 +44,8 @@ pub struct App {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shell_http::init_tracing();
-    let config = match Config::from_env(&Env::process()) {
+    let env = Env::process();
+    let config = match shell_http::init_tracing(&env).and_then(|()| Config::from_env(&env)) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("order-shell: {error}");
@@ -112,6 +112,7 @@ async fn main() -> ExitCode {
     let routes = app.clone();
     serve(
         listener,
+        app.config.max_connections,
         move |request| {
             let app = routes.clone();
             async move { app.route(request).await }

@@ -344,6 +344,37 @@ async fn health_turns_red_while_a_dead_letter_keeps_failing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_say_which_record_each_line_is_about() {
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", "memory://".into()),
+            ("LOG_FORMAT", "json".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    assert_eq!(system.update("NOPE-LOG", "shipped").await.status, 202);
+    eventually("the dead letter", || async {
+        (!system.dead_letters().await.is_empty()).then_some(())
+    })
+    .await;
+    let log = system.order.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let letter = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "dead-lettered")
+        .unwrap_or_else(|| panic!("no dead-lettered line in:\n{log}"));
+    let span = &letter["span"];
+    assert_eq!(span["name"], "record");
+    assert_eq!(span["key"], "NOPE-LOG");
+    assert_eq!(span["topic"], system.topics[1].as_str());
+    assert_eq!(span["offset"], 0);
+}
+
 #[test]
 fn a_consumer_that_cannot_start_stops_order_shell_with_a_non_zero_exit() {
     use std::io::Read;
@@ -391,6 +422,7 @@ fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
         ("ORDER_STORE_URL", "sqlite://"),
         ("KAFKA_REPLICATION_FACTOR", "0"),
         ("DLQ_UNHEALTHY_AFTER_MS", "never"),
+        ("LOG_FORMAT", "xml"),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-shell"))
             .env(name, value)

@@ -15,6 +15,7 @@ pub mod settings;
 pub mod testing;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -98,11 +99,23 @@ pub fn no_such_path(path: &str) -> Response {
     ApiError::not_found(format!("no endpoint {path}")).into_response()
 }
 
-/// Reads a JSON body of at most `limit` bytes: `413` above it, `400` if it is not JSON.
+/// How long a client may take to send a request's body: one that sends headers and then
+/// nothing gets `408` rather than holding a connection and a task forever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a JSON body of at most `limit` bytes: `413` above it, `400` if it is not JSON, `408`
+/// if it does not arrive within [`BODY_TIMEOUT`].
 pub async fn read_json(request: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
+    let collect = Limited::new(request.into_body(), limit).collect();
+    let body = tokio::time::timeout(BODY_TIMEOUT, collect)
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request timeout",
+                format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+            )
+        })?
         .map_err(|error| {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
@@ -231,11 +244,40 @@ pub async fn stop_reason(producer: &ordering_kafka::KafkaProducer) -> Stop {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_tracing() {
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one line per event.
+    Text,
+    /// For machines: one JSON object per line, with the record's span (topic, partition,
+    /// offset, key) as fields.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("must be text or json".into()),
+        }
+    }
+}
+
+/// Logs to stdout in `LOG_FORMAT` (`text`, the default, or `json`); `RUST_LOG` filters
+/// (default `info,rdkafka=warn`). A bad `LOG_FORMAT` is an error naming it.
+pub fn init_tracing(env: &env::Env) -> Result<(), env::EnvError> {
+    let format = env.get("LOG_FORMAT", LogFormat::Text)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Already set (a second call in one process): the first one stays.
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().with_current_span(true).try_init(),
+    };
+    Ok(())
 }
 
 /// A request as handlers receive it.

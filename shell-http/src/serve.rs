@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -11,6 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::{HttpRequest, Response};
 
@@ -34,16 +36,35 @@ pub async fn listen(service: &str, addr: SocketAddr) -> Result<TcpListener, Exit
     }
 }
 
+/// Connections served at once, by default (`HTTP_MAX_CONNECTIONS`).
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves `handle` on `listener` until `shutdown` completes; then stops accepting and waits
 /// for the requests in flight (at most 10 s).
-pub async fn serve<H, F>(listener: TcpListener, handle: H, shutdown: impl Future<Output = ()>)
-where
+///
+/// At most `max_connections` connections are open at once: beyond, new ones wait in the
+/// listen backlog until one closes (an idle one closes after 10 s without a request), so the
+/// process never runs out of file descriptors.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    max_connections: usize,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(HttpRequest) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
+            },
+        };
         let (stream, peer): (_, SocketAddr) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -70,6 +91,7 @@ where
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

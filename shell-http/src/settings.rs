@@ -77,6 +77,13 @@ pub(crate) fn positive(n: i64) -> Result<(), String> {
     }
 }
 
+/// `HTTP_MAX_CONNECTIONS` (default 1024): connections served at once; beyond, new ones wait.
+pub fn max_connections(env: &Env) -> Result<usize, EnvError> {
+    env.check("HTTP_MAX_CONNECTIONS", crate::serve::MAX_CONNECTIONS, |n| {
+        positive(i64::try_from(*n).unwrap_or(i64::MAX))
+    })
+}
+
 /// `API_HOST` (default `0.0.0.0`) and `API_PORT` (default `default_port`).
 pub fn listen_addr(env: &Env, default_port: u16) -> Result<SocketAddr, EnvError> {
     let host: IpAddr = env.get("API_HOST", IpAddr::from([0, 0, 0, 0]))?;
@@ -114,6 +121,12 @@ mod tests {
             let error = KafkaSettings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
             assert_eq!(error.name, name);
         }
+        let zero = Env::from_pairs(&[("HTTP_MAX_CONNECTIONS", "0")]);
+        assert_eq!(
+            max_connections(&zero).unwrap_err().name,
+            "HTTP_MAX_CONNECTIONS"
+        );
+        assert_eq!(max_connections(&Env::from_pairs(&[])), Ok(1024));
         let more_than_copies = Env::from_pairs(&[
             ("KAFKA_REPLICATION_FACTOR", "3"),
             ("KAFKA_MIN_INSYNC_REPLICAS", "4"),

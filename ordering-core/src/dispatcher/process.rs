@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::dead_letter::{DeadLetter, FailureClass};
 use crate::handler::{Classify, ErrorClass, Handler};
@@ -59,6 +60,22 @@ impl<H, D> Shared<H, D> {
     }
 }
 
+/// The span of a record's processing, carrying where it came from. Every record gets one at
+/// debug level (at info, a span per record would cost more than a fast handler's work); a
+/// record that fails gets one at info level, so that all that is logged about it (its retries,
+/// its dead letter, what its handler logs meanwhile) says which record it is.
+macro_rules! record_span {
+    ($level:ident, $meta:expr) => {
+        tracing::$level!(
+            "record",
+            topic = %$meta.tp.topic,
+            partition = $meta.tp.partition,
+            offset = $meta.offset,
+            key = $meta.key_str().as_deref().unwrap_or(""),
+        )
+    };
+}
+
 /// Processes `record` to an outcome. Never gives up on a record except for shutdown.
 ///
 /// The first attempt runs inline; retries and dead letters are rare, so their state (timers,
@@ -69,15 +86,22 @@ where
     H: Handler<E>,
     D: DeadLetterSink,
 {
+    let meta = &record.meta;
     let failure = match &record.event {
-        Ok(event) => match shared.handler.handle(event, &record.meta).await {
-            Ok(()) => return Outcome::Applied,
-            Err(error) => match Box::pin(retry(shared, event, record, error)).await {
+        Ok(event) => {
+            let first = shared.handler.handle(event, meta);
+            match first.instrument(record_span!(debug_span, meta)).await {
                 Ok(()) => return Outcome::Applied,
-                Err(None) => return Outcome::Abandoned,
-                Err(Some(failure)) => failure,
-            },
-        },
+                Err(error) => {
+                    let retried = retry(shared, event, record, error);
+                    match Box::pin(retried.instrument(record_span!(info_span, meta))).await {
+                        Ok(()) => return Outcome::Applied,
+                        Err(None) => return Outcome::Abandoned,
+                        Err(Some(failure)) => failure,
+                    }
+                }
+            }
+        }
         Err(decode) => {
             let now = now_iso8601();
             Failure {
@@ -90,11 +114,8 @@ where
             }
         }
     };
-    Box::pin(publish_dead_letter(
-        shared,
-        dead_letter(shared, record, failure),
-    ))
-    .await
+    let letter = dead_letter(shared, record, failure);
+    Box::pin(publish_dead_letter(shared, letter).instrument(record_span!(info_span, meta))).await
 }
 
 /// Retries after the first failure, `error`, as the policy says. `Ok` when applied,
