@@ -1,13 +1,13 @@
 //! HTTP in, JSON out: each route asks the store, the dispatcher's counters or the broker.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
-use ordering_core::{DeadLetter, OrderEvent, OrderId, Record, StoreError};
-use ordering_kafka::{AvroCodec, Codec, read_topic};
+use ordering_core::{DeadLetter, FailureClass, OrderEvent, OrderId, Record, StoreError};
+use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page};
 use serde_json::{Value, json};
 use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};
 
@@ -15,7 +15,13 @@ use crate::App;
 
 /// How long `/health` waits for the broker and for the store.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a read of a whole topic may take before the answer is `503`.
+/// Records one `/api/dlq/messages` page reads at most (beyond what `offset` skips).
+const PAGE_SCAN: usize = 10_000;
+/// The most matches `offset` may skip: deeper pages are for `cursor`.
+const MAX_SKIP: usize = 100_000;
+/// Records `/api/getAllOrderIdsFromTopic` reads at most.
+const IDS_SCAN: usize = 100_000;
+/// How long a read of a topic may take before the answer is `503`.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -64,27 +70,40 @@ impl App {
         ))
     }
 
+    /// A page of dead letters, filtered. A page reads at most [`PAGE_SCAN`] records of the
+    /// topic (more only to skip `offset` matches): follow `nextCursor` for the next one.
     async fn dlq_messages(&self, request: &HttpRequest) -> Result<Response, ApiError> {
         let params = query(request);
         let limit = number(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
-        let offset = number(params.get("offset"), "offset", 0, 0, usize::MAX)?;
+        let offset = number(params.get("offset"), "offset", 0, 0, MAX_SKIP)?;
+        let filter = LetterFilter::from_query(&params)?;
+        let from: Cursor = match params.get("cursor").map(|c| c.trim()) {
+            None | Some("") => Cursor::default(),
+            Some(raw) => raw.parse().map_err(|e| {
+                ApiError::bad_request(format!("cursor is not one this service gave: {e}"))
+            })?,
+        };
         let topic = &self.config.dlq_topic;
-        let letters = self.read::<DeadLetter>(topic).await?;
-        let messages: Vec<Value> = letters
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(letter_json)
-            .collect();
+        let bounds = PageBounds {
+            keep: offset + limit,
+            scan: PAGE_SCAN + offset,
+            timeout: READ_TIMEOUT,
+        };
+        let page = self
+            .page::<DeadLetter>(topic, from, bounds, move |record| filter.accepts(record))
+            .await?;
+        let messages: Vec<Value> = page.records.iter().skip(offset).map(letter_json).collect();
         Ok(json(
             StatusCode::OK,
             &json!({
                 "success": true,
                 "dlqTopic": topic,
                 "messageCount": messages.len(),
-                "totalCount": letters.len(),
+                "totalCount": page.total,
                 "offset": offset,
                 "limit": limit,
+                "scanned": page.scanned,
+                "nextCursor": page.next.map(|c| c.to_string()),
                 "messages": messages,
             }),
         ))
@@ -121,6 +140,7 @@ impl App {
         ))
     }
 
+    /// The order ids in one of this service's topics, from at most [`IDS_SCAN`] records.
     async fn order_ids_in_topic(&self, request: &HttpRequest) -> Result<Response, ApiError> {
         let topic = query(request).remove("topicName").unwrap_or_default();
         let topic = topic.trim();
@@ -129,8 +149,44 @@ impl App {
                 "topicName must not be empty or whitespace",
             ));
         }
-        let records = self.read::<OrderEvent>(topic).await?;
-        let ids = distinct_order_ids(&records);
+        let kafka = &self.config.kafka;
+        let own = [
+            &kafka.order_topic,
+            &kafka.status_topic,
+            &self.config.dlq_topic,
+        ];
+        if !own.iter().any(|t| t.as_str() == topic) {
+            let names: Vec<&str> = own.iter().map(|t| t.as_str()).collect();
+            return Err(ApiError::bad_request(format!(
+                "topicName must be one of this service's topics: {}",
+                names.join(", ")
+            )));
+        }
+        let bounds = PageBounds {
+            keep: IDS_SCAN,
+            scan: IDS_SCAN,
+            timeout: READ_TIMEOUT,
+        };
+        let from = Cursor::default();
+        let (ids, truncated) = if topic == self.config.dlq_topic {
+            let page = self
+                .page::<DeadLetter>(topic, from, bounds, |_| true)
+                .await?;
+            let ids = page.records.iter().filter_map(|r| match &r.event {
+                Ok(letter) => letter.original_key.clone(),
+                Err(_) => r.meta.key_str(),
+            });
+            (distinct(ids), page.next.is_some())
+        } else {
+            let page = self
+                .page::<OrderEvent>(topic, from, bounds, |_| true)
+                .await?;
+            let ids = page.records.iter().filter_map(|r| match &r.event {
+                Ok(event) => Some(event.order_id().to_owned()),
+                Err(_) => r.meta.key_str(),
+            });
+            (distinct(ids), page.next.is_some())
+        };
         Ok(json(
             StatusCode::OK,
             &json!({
@@ -139,8 +195,32 @@ impl App {
                 "topicName": topic,
                 "orderIds": ids,
                 "count": ids.len(),
+                "truncated": truncated,
             }),
         ))
+    }
+
+    /// A page of `topic` from `from`; `503` when the broker does not answer in time.
+    async fn page<M: Send + 'static>(
+        &self,
+        topic: &str,
+        from: Cursor,
+        bounds: PageBounds,
+        keep: impl Fn(&Record<M>) -> bool + Send + 'static,
+    ) -> Result<Page<M>, ApiError>
+    where
+        AvroCodec: Codec<M>,
+    {
+        read_page(
+            &self.config.kafka.bootstrap_servers,
+            topic,
+            self.codec,
+            from,
+            bounds,
+            keep,
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))
     }
 
     async fn health(&self) -> Response {
@@ -199,21 +279,6 @@ impl App {
         json(code, &body)
     }
 
-    /// Every record of `topic`; `503` when the broker does not answer in time.
-    async fn read<M: Send + 'static>(&self, topic: &str) -> Result<Vec<Record<M>>, ApiError>
-    where
-        AvroCodec: Codec<M>,
-    {
-        read_topic(
-            &self.config.kafka.bootstrap_servers,
-            topic,
-            self.codec,
-            READ_TIMEOUT,
-        )
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))
-    }
-
     /// The consumer's live counters, or that it has not started (waiting for the broker).
     fn consumer_state(&self) -> Value {
         let group = &self.config.consumer_group;
@@ -253,17 +318,59 @@ fn number(
     }
 }
 
-/// Order ids in the order first seen: from the decoded event, else from the record key.
-fn distinct_order_ids(records: &[Record<OrderEvent>]) -> Vec<String> {
+/// `ids` without repeats, in the order first seen.
+fn distinct(ids: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = HashSet::new();
-    records
-        .iter()
-        .filter_map(|r| match &r.event {
-            Ok(event) => Some(event.order_id().to_owned()),
-            Err(_) => r.meta.key_str(),
+    ids.filter(|id| seen.insert(id.clone())).collect()
+}
+
+/// Which dead letters a page keeps: `errorType`, `errorClass` and `orderId` (the original
+/// key), each optional.
+struct LetterFilter {
+    error_type: Option<String>,
+    error_class: Option<FailureClass>,
+    order_id: Option<String>,
+}
+
+impl LetterFilter {
+    fn from_query(params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let text = |name: &str| {
+            params
+                .get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let error_class = match text("errorClass") {
+            None => None,
+            Some(raw) => Some(raw.parse::<FailureClass>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "errorClass must be retryable, permanent or poison, got {raw:?}"
+                ))
+            })?),
+        };
+        Ok(Self {
+            error_type: text("errorType"),
+            error_class,
+            order_id: text("orderId"),
         })
-        .filter(|id| seen.insert(id.clone()))
-        .collect()
+    }
+
+    fn accepts(&self, record: &Record<DeadLetter>) -> bool {
+        let Ok(letter) = &record.event else {
+            // Not a letter this service can read: kept only when nothing is asked of it.
+            return self.error_type.is_none()
+                && self.error_class.is_none()
+                && self.order_id.is_none();
+        };
+        self.error_type
+            .as_ref()
+            .is_none_or(|t| *t == letter.error_type)
+            && self.error_class.is_none_or(|c| c == letter.error_class)
+            && self
+                .order_id
+                .as_ref()
+                .is_none_or(|id| letter.original_key.as_ref() == Some(id))
+    }
 }
 
 /// A dead letter as JSON: the schema's field names, the bytes as base64, and where the letter

@@ -161,6 +161,13 @@ async fn order_shell_refuses_bad_queries_with_4xx() {
             400,
             "topicName",
         ),
+        (
+            "/api/getAllOrderIdsFromTopic?topicName=__consumer_offsets",
+            400,
+            "one of this service's topics",
+        ),
+        ("/api/dlq/messages?errorClass=bogus", 400, "errorClass"),
+        ("/api/dlq/messages?cursor=0:x", 400, "cursor"),
         ("/api/unknown", 404, "no endpoint"),
     ];
     for (path, status, details) in cases {
@@ -342,6 +349,91 @@ async fn health_turns_red_while_a_dead_letter_keeps_failing() {
         system.dead_letters().await.is_empty(),
         "nothing was written"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_browsed_page_by_page_with_filters_and_a_cursor() {
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", "memory://".into()),
+            ("DLQ_MAX_RETRIES", "0".into()),
+            ("KAFKA_TOPIC_PARTITIONS", "1".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    for n in 0..5 {
+        let reply = system.update(&format!("NOPE-{n}"), "shipped").await;
+        assert_eq!(reply.status, 202);
+    }
+    let producer = KafkaProducer::new(&ProducerConfig::new(system.broker.bootstrap())).unwrap();
+    producer
+        .send(&system.topics[1], Some(b"ORD-POISON"), b"garbage", &[])
+        .await
+        .unwrap();
+    let page = |query: String| {
+        let url = system.order.url(&format!("/api/dlq/messages?{query}"));
+        async move {
+            let reply = get(&url).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            reply.json
+        }
+    };
+    eventually("six dead letters", || async {
+        (page("limit=100".into()).await["messageCount"] == 6).then_some(())
+    })
+    .await;
+
+    // Two at a time, each page going on where the last one stopped.
+    let mut keys = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let answer = page(format!("limit=2{cursor}")).await;
+        assert!(answer["messageCount"].as_u64() <= Some(2), "{answer}");
+        assert_eq!(answer["totalCount"], 6);
+        for letter in answer["messages"].as_array().unwrap() {
+            keys.push(
+                letter["originalKey"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        match answer["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..5)
+        .map(|n| format!("NOPE-{n}"))
+        .chain(["ORD-POISON".to_owned()])
+        .collect();
+    assert_eq!(keys, expected, "every letter once, in order");
+
+    // Filters.
+    let one = page("orderId=NOPE-3".into()).await;
+    assert_eq!(one["messageCount"], 1, "{one}");
+    assert_eq!(one["messages"][0]["originalKey"], "NOPE-3");
+    let poison = page("errorClass=poison".into()).await;
+    assert_eq!(poison["messageCount"], 1, "{poison}");
+    assert_eq!(poison["messages"][0]["errorType"], "DecodeError");
+    let missing = page("errorType=OrderNotFound&offset=1&limit=2".into()).await;
+    let keys: Vec<&str> = missing["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["originalKey"].as_str())
+        .collect();
+    assert_eq!(keys, ["NOPE-1", "NOPE-2"], "{missing}");
+
+    let ids = get(&system.order.url(&format!(
+        "/api/getAllOrderIdsFromTopic?topicName={}",
+        system.topics[2]
+    )))
+    .await;
+    assert_eq!(ids.status, 200, "{}", ids.text);
+    assert_eq!(ids.json["count"], 6);
+    assert_eq!(ids.json["truncated"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

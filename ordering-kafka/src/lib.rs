@@ -5,7 +5,8 @@
 //! - [`KafkaProducer`] / [`KafkaSink`]: `acks=all`, idempotent, answering only once the broker
 //!   has the record, in bounded time.
 //! - [`AvroCodec`]: Avro single-object encoding over the schemas in `schemas/`.
-//! - [`ensure_topics`], [`read_topic`]: topic creation and whole-topic reads (DLQ).
+//! - [`ensure_topics`], [`read_topic`], [`read_page`]: topic creation, whole-topic reads and
+//!   bounded pages (DLQ).
 //! - `testing::TestBroker` (feature `testing`): a throwaway local broker for tests.
 
 mod admin;
@@ -23,7 +24,7 @@ pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_rea
 pub use codec::{AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
 pub use error::KafkaError;
 pub use message::Message;
-pub use reader::read_topic;
+pub use reader::{Cursor, Page, PageBounds, read_page, read_topic};
 pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
 pub use source::{
     DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaSource, SourceConfig, SourceStatus,

@@ -1,5 +1,6 @@
-//! Reading a whole topic, start to end, outside any consumer group: for the DLQ endpoints,
-//! for listing a topic's keys, and for replay.
+//! Reading topics outside any consumer group: a whole topic start to end ([`read_topic`]),
+//! or one bounded page at a time from a [`Cursor`] ([`read_page`]), for the DLQ endpoints
+//! and for listing a topic's keys.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,6 +38,33 @@ where
         })?
 }
 
+/// A consumer outside any group, and the partitions of `topic` in order (none if it does not
+/// exist).
+fn open_reader(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(BaseConsumer, Vec<i32>), KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "ordering-topic-reader") // required by librdkafka; nothing is committed
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(KafkaError::client("creating the reader"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(KafkaError::client("reading topic metadata"))?;
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions.sort_unstable();
+    Ok((consumer, partitions))
+}
+
 fn read_blocking<M, C: Codec<M>>(
     bootstrap: &str,
     topic: &str,
@@ -45,23 +73,7 @@ fn read_blocking<M, C: Codec<M>>(
 ) -> Result<Vec<Record<M>>, KafkaError> {
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "ordering-topic-reader") // required by librdkafka; nothing is committed
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .map_err(KafkaError::client("creating the reader"))?;
-
-    let metadata = consumer
-        .fetch_metadata(Some(topic), left())
-        .map_err(KafkaError::client("reading topic metadata"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let (consumer, partitions) = open_reader(bootstrap, topic, left())?;
 
     // Where each partition ends now; records produced later are not waited for.
     let mut ends = HashMap::new();
@@ -119,4 +131,179 @@ fn read_blocking<M, C: Codec<M>>(
     }
     records.sort_by_key(|r| (r.meta.tp.partition, r.meta.offset));
     Ok(records)
+}
+
+/// Where a page of a topic ends and the next begins: the next offset to read in each
+/// partition not read to its end. Its text form (`0:15,2:7`) is what a client hands back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor(std::collections::BTreeMap<i32, i64>);
+
+impl Cursor {
+    /// The next offset to read in `partition`, if the cursor says.
+    pub fn get(&self, partition: i32) -> Option<i64> {
+        self.0.get(&partition).copied()
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let mut positions = std::collections::BTreeMap::new();
+        for part in raw.split(',').filter(|p| !p.trim().is_empty()) {
+            let (partition, offset) = part
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?} is not PARTITION:OFFSET"))?;
+            let partition: i32 = partition
+                .parse()
+                .map_err(|_| format!("{partition:?} is not a partition"))?;
+            let offset: i64 = offset
+                .parse()
+                .map_err(|_| format!("{offset:?} is not an offset"))?;
+            if partition < 0 || offset < 0 {
+                return Err(format!("{part:?} is negative"));
+            }
+            positions.insert(partition, offset);
+        }
+        Ok(Self(positions))
+    }
+}
+
+/// A page of a topic.
+#[derive(Debug)]
+pub struct Page<M> {
+    /// The records kept, in partition then offset order.
+    pub records: Vec<Record<M>>,
+    /// Where the next page starts; `None` when this one read every partition to its end.
+    pub next: Option<Cursor>,
+    /// Records read for this page, kept or not: at most the page's scan bound.
+    pub scanned: usize,
+    /// Records in the topic now (between each partition's low and high watermarks).
+    pub total: u64,
+}
+
+/// How much of a topic one page may read.
+#[derive(Debug, Clone, Copy)]
+pub struct PageBounds {
+    /// Stop once this many records are kept.
+    pub keep: usize,
+    /// Stop once this many records are read, kept or not: what bounds a page's cost, whatever
+    /// the size of the topic.
+    pub scan: usize,
+    pub timeout: Duration,
+}
+
+/// Reads one page of `topic` from `from` (a partition it does not name is read from its
+/// start): partition by partition, in order, keeping the records `keep` accepts, until
+/// `bounds` say stop. Records produced after the call are left for a later page.
+pub async fn read_page<M, C, K>(
+    bootstrap_servers: &str,
+    topic: &str,
+    codec: C,
+    from: Cursor,
+    bounds: PageBounds,
+    keep: K,
+) -> Result<Page<M>, KafkaError>
+where
+    M: Send + 'static,
+    C: Codec<M> + 'static,
+    K: Fn(&Record<M>) -> bool + Send + 'static,
+{
+    let bootstrap = bootstrap_servers.to_owned();
+    let topic = topic.to_owned();
+    let timeout = bounds.timeout;
+    tokio::task::spawn_blocking(move || {
+        page_blocking(&bootstrap, &topic, &codec, &from, bounds, &keep)
+    })
+    .await
+    .map_err(|_| KafkaError::Timeout {
+        operation: "reading a page of a topic",
+        after: timeout,
+    })?
+}
+
+fn page_blocking<M, C: Codec<M>>(
+    bootstrap: &str,
+    topic: &str,
+    codec: &C,
+    from: &Cursor,
+    bounds: PageBounds,
+    keep: &dyn Fn(&Record<M>) -> bool,
+) -> Result<Page<M>, KafkaError> {
+    let deadline = Instant::now() + bounds.timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let timed_out = || KafkaError::Timeout {
+        operation: "reading a page of a topic",
+        after: bounds.timeout,
+    };
+    let (consumer, partitions) = open_reader(bootstrap, topic, left())?;
+
+    let mut names = TopicNames::default();
+    let mut page = Page {
+        records: Vec::new(),
+        next: None,
+        scanned: 0,
+        total: 0,
+    };
+    let mut next = std::collections::BTreeMap::new();
+    let mut unfinished = false;
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, left())
+            .map_err(KafkaError::client("reading watermarks"))?;
+        page.total += u64::try_from(high - low).unwrap_or(0);
+        let mut at = from.get(partition).unwrap_or(low).max(low);
+        let full = page.records.len() >= bounds.keep || page.scanned >= bounds.scan;
+        if full || at >= high {
+            // Not reached on this page, or read to its end: either way the next page goes
+            // on from here (a partition read to its end is not read again).
+            unfinished |= at < high;
+            next.insert(partition, at);
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(at))
+            .map_err(KafkaError::client("assigning a partition"))?;
+        consumer
+            .assign(&tpl)
+            .map_err(KafkaError::client("assigning a partition"))?;
+        while at < high && page.records.len() < bounds.keep && page.scanned < bounds.scan {
+            if left().is_zero() {
+                return Err(timed_out());
+            }
+            match consumer.poll(left().min(Duration::from_millis(200))) {
+                Some(Ok(message)) => {
+                    let record = to_record(&message, codec, &mut names);
+                    at = record.meta.offset + 1;
+                    page.scanned += 1;
+                    if keep(&record) {
+                        page.records.push(record);
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, topic, "reading; librdkafka keeps trying")
+                }
+                None => {
+                    // Offsets may have gaps at the end (transaction markers): trust the position.
+                    if let Ok(positions) = consumer.position()
+                        && let Some(Offset::Offset(position)) =
+                            positions.elements().first().map(|e| e.offset())
+                    {
+                        at = at.max(position);
+                    }
+                }
+            }
+        }
+        unfinished |= at < high;
+        next.insert(partition, at);
+    }
+    page.next = unfinished.then_some(Cursor(next));
+    Ok(page)
 }

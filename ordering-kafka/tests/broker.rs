@@ -14,8 +14,8 @@ use ordering_core::{
 };
 use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings,
-    ensure_topics, read_topic,
+    AvroCodec, Cursor, KafkaProducer, KafkaSource, PageBounds, ProducerConfig, SourceConfig,
+    TopicSettings, ensure_topics, read_page, read_topic,
 };
 use tokio::time::{sleep, timeout};
 
@@ -764,4 +764,62 @@ async fn a_producer_in_librdkafkas_fatal_state_says_so_and_publishes_nothing() {
         .unwrap_err();
     assert!(!refused.is_retryable(), "retrying cannot help: {refused}");
     drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_reads_no_more_than_its_bound_and_its_cursor_goes_on_from_there() {
+    let (broker, topic, _dlq, producer) = with_topic_and_dlq("pages", 2).await;
+    publish_orders(&producer, &topic, 0..300).await;
+    let bootstrap = broker.bootstrap();
+    let read = |from: Cursor, keep: usize, scan: usize| {
+        read_page::<OrderEvent, _, _>(
+            &bootstrap,
+            &topic,
+            AvroCodec::new().unwrap(),
+            from,
+            PageBounds {
+                keep,
+                scan,
+                timeout: WAIT,
+            },
+            |record| record.meta.offset % 2 == 0,
+        )
+    };
+    // A filter that keeps half: 50 scanned records at most, whatever the topic holds.
+    let first = read(Cursor::default(), 1000, 50).await.unwrap();
+    assert_eq!(
+        (first.scanned, first.records.len(), first.total),
+        (50, 25, 300)
+    );
+    let next = first.next.expect("more to read");
+    // The cursor survives its text form, and the next page starts where this one stopped.
+    let next: Cursor = next.to_string().parse().unwrap();
+    let second = read(next, 1000, 50).await.unwrap();
+    let last_of_first = first
+        .records
+        .last()
+        .map(|r| (r.meta.tp.partition, r.meta.offset));
+    let first_of_second = second
+        .records
+        .first()
+        .map(|r| (r.meta.tp.partition, r.meta.offset));
+    assert!(
+        first_of_second > last_of_first,
+        "{last_of_first:?} then {first_of_second:?}"
+    );
+
+    // Read to the end: every record once, then no cursor.
+    let mut from = Cursor::default();
+    let mut seen = 0;
+    loop {
+        let page = read(from, 1000, 70).await.unwrap();
+        seen += page.scanned;
+        match page.next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, 300);
+    assert!("0:x".parse::<Cursor>().is_err());
+    assert!("-1:4".parse::<Cursor>().is_err());
 }
