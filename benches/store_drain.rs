@@ -59,36 +59,22 @@ async fn main() -> Result<(), Error> {
         )
         .into());
     }
+    // A mode's numbers follow its name; without a mode they come first.
+    let mode = args.first().map(String::as_str);
+    let skip = usize::from(matches!(mode, Some("instances" | "direct" | "rss")));
     let number = |i: usize, default: usize| -> Result<usize, Error> {
         Ok(args
-            .get(i)
+            .get(skip + i)
             .map(|a| a.parse())
             .transpose()?
             .unwrap_or(default))
     };
-    if args.first().map(String::as_str) == Some("instances") {
-        return instances(number(1, 5_000)?, number(2, 200_000)?, number(3, 2)?).await;
+    match mode {
+        Some("instances") => instances(number(0, 5_000)?, number(1, 200_000)?, number(2, 2)?).await,
+        Some("direct") => direct().await,
+        Some("rss") => rss(number(0, 1_000_000)?).await,
+        _ => rates(number(0, 5_000)?, number(1, 200_000)?, number(2, 3)?).await,
     }
-    if args.first().map(String::as_str) == Some("direct") {
-        return direct().await;
-    }
-    if args.first().map(String::as_str) == Some("rss") {
-        let orders = args
-            .get(1)
-            .map(|a| a.parse())
-            .transpose()?
-            .unwrap_or(1_000_000);
-        return rss(orders).await;
-    }
-    let number = |i: usize, default: usize| -> Result<usize, Error> {
-        Ok(args
-            .get(i)
-            .map(|a| a.parse())
-            .transpose()?
-            .unwrap_or(default))
-    };
-    let (orders, updates, rounds) = (number(0, 5_000)?, number(1, 200_000)?, number(2, 3)?);
-    rates(orders, updates, rounds).await
 }
 
 /// A broker with the backlog in one topic, an empty status topic and a DLQ.
