@@ -395,6 +395,9 @@ fn letter_json(record: &Record<DeadLetter>) -> Value {
             "firstFailureTimestamp": l.first_failure_timestamp,
             "lastFailureTimestamp": l.last_failure_timestamp,
             "consumerGroup": l.consumer_group,
+            "redriveCount": l.redrive_count,
+            "reduced": l.reduced_from.is_some(),
+            "originalValueSize": l.reduced_from,
         }),
         // Not written by this service: shown raw rather than hidden.
         Err(error) => json!({

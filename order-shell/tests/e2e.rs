@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{System, eventually};
+use ordering_core::REDUCED_LETTER_PAYLOAD;
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
 use serde_json::{Value, json};
@@ -311,23 +314,74 @@ async fn existing_topics_with_other_settings_are_reported_at_start_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_turns_red_while_a_dead_letter_keeps_failing() {
+async fn a_dead_letter_too_large_for_the_broker_is_written_reduced() {
     let system = System::start_with(
         TestBroker::start_with(Storage::Memory),
-        &[
-            ("ORDER_STORE_URL", "memory://".into()),
-            ("DLQ_UNHEALTHY_AFTER_MS", "1000".into()),
-        ],
+        &[("ORDER_STORE_URL", "memory://".into())],
     );
     system.wait_until_consuming().await;
     // A poison record just under the producer's 1 MB limit: its dead letter (the bytes plus
-    // the failure's details) is over it, so the letter can never be written.
+    // the failure's details) is over it, so the full letter can never be written.
     let producer = KafkaProducer::new(&ProducerConfig::new(system.broker.bootstrap())).unwrap();
     let payload = vec![0xffu8; 999_700];
     producer
         .send(&system.topics[1], Some(b"ORD-HUGE"), &payload, &[])
         .await
         .unwrap();
+
+    let letters = eventually("the reduced dead letter", || async {
+        let letters = system.dead_letters().await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    let letter = &letters[0];
+    assert_eq!(letter["reduced"], true, "{letter}");
+    assert_eq!(letter["originalValueSize"], 999_700);
+    assert_eq!(letter["originalMessage"], Value::Null);
+    assert_eq!(letter["errorType"], "DecodeError");
+    assert_eq!(letter["originalKey"], "ORD-HUGE");
+    let kept = BASE64
+        .decode(letter["originalValue"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        kept,
+        payload[..REDUCED_LETTER_PAYLOAD],
+        "the first bytes, exactly"
+    );
+
+    // Its lane goes on: the same order's next events are applied.
+    assert_eq!(system.create("ORD-HUGE", 1).await.status, 201);
+    assert_eq!(system.update("ORD-HUGE", "shipped").await.status, 202);
+    eventually("the later update applied", || async {
+        let reply = system.order_details("ORD-HUGE").await;
+        (reply.json["data"]["status"] == "shipped").then_some(())
+    })
+    .await;
+    let health = get(&system.order.url("/health")).await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert_eq!(health.json["consumer"]["deadLettersReduced"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_red_while_a_dead_letter_keeps_failing() {
+    let mut system = System::start_with(
+        TestBroker::start_with(Storage::Sqlite),
+        &[
+            ("ORDER_STORE_URL", "memory://".into()),
+            ("DLQ_UNHEALTHY_AFTER_MS", "1000".into()),
+            // One retry, late enough to stop the broker before the letter is written.
+            ("DLQ_MAX_RETRIES", "1".into()),
+            ("DLQ_RETRY_BACKOFF_MS", "2000".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    assert_eq!(system.update("ORD-NOWHERE", "shipped").await.status, 202);
+    eventually("the update received", || async {
+        let health = get(&system.order.url("/health")).await;
+        (health.json["consumer"]["received"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    system.broker.stop();
 
     let health = eventually("/health to report the failing dead letter", || async {
         let health = get(&system.order.url("/health")).await;
@@ -345,10 +399,18 @@ async fn health_turns_red_while_a_dead_letter_keeps_failing() {
         "{}",
         health.text
     );
-    assert!(
-        system.dead_letters().await.is_empty(),
-        "nothing was written"
-    );
+
+    // Once the broker is back, the letter is written and the shell is healthy again.
+    system.broker.restart();
+    eventually("the dead letter written and /health green", || async {
+        let health = get(&system.order.url("/health")).await;
+        (health.status == 200 && health.json["deadLetters"]["state"] == "ok").then_some(())
+    })
+    .await;
+    let letters = system.dead_letters().await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["originalKey"], "ORD-NOWHERE");
+    assert_eq!(letters[0]["errorType"], "OrderNotFound");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,10 @@ pub mod store;
 pub mod testing;
 
 pub use dead_letter::{DeadLetter, FailureClass};
-pub use dispatcher::{DispatchError, Dispatcher, DispatcherConfig, LaneMode, Stats, StatsSnapshot};
+pub use dispatcher::{
+    DispatchError, Dispatcher, DispatcherConfig, LaneMode, REDUCED_LETTER_PAYLOAD, Stats,
+    StatsSnapshot,
+};
 pub use generate::{NumItems, generate_order};
 pub use handler::{Classify, ErrorClass, Handler};
 pub use model::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate, ValidationError};

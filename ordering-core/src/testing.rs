@@ -189,10 +189,14 @@ impl<E: Send + Sync + 'static> Source for MemorySource<E> {
     }
 }
 
+/// Which messages a [`MemorySink`] refuses for good.
+type Refuse<M> = Arc<dyn Fn(&M) -> bool + Send + Sync>;
+
 /// A sink that keeps what it is given, and can be told to fail.
 pub struct MemorySink<M> {
     messages: Arc<Mutex<Vec<M>>>,
     failing: Arc<AtomicBool>,
+    refuse: Arc<Mutex<Option<Refuse<M>>>>,
     attempts: Arc<AtomicUsize>,
 }
 
@@ -201,6 +205,7 @@ impl<M> Clone for MemorySink<M> {
         Self {
             messages: self.messages.clone(),
             failing: self.failing.clone(),
+            refuse: self.refuse.clone(),
             attempts: self.attempts.clone(),
         }
     }
@@ -211,6 +216,7 @@ impl<M> Default for MemorySink<M> {
         Self {
             messages: Arc::default(),
             failing: Arc::default(),
+            refuse: Arc::default(),
             attempts: Arc::default(),
         }
     }
@@ -224,6 +230,12 @@ impl<M: Clone> MemorySink<M> {
     /// While failing, every publish returns [`SinkError::Unavailable`] and keeps nothing.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Messages for which `refuse` is true get [`SinkError::Rejected`], as a broker refuses a
+    /// message that is too large.
+    pub fn refuse_when(&self, refuse: impl Fn(&M) -> bool + Send + Sync + 'static) {
+        *lock(&self.refuse) = Some(Arc::new(refuse));
     }
 
     /// What was published, in order.
@@ -251,6 +263,12 @@ impl<M: Clone + Send + Sync> Sink<M> for MemorySink<M> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             return Err(SinkError::Unavailable("memory sink set to fail".into()));
+        }
+        let refuse = lock(&self.refuse).clone();
+        if refuse.is_some_and(|refuse| refuse(message)) {
+            return Err(SinkError::Rejected(
+                "memory sink refuses this message".into(),
+            ));
         }
         lock(&self.messages).push(message.clone());
         Ok(())

@@ -192,6 +192,52 @@ async fn permanent_and_poison_records_are_dead_lettered_at_once_with_their_bytes
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_dead_letter_the_sink_refuses_is_written_reduced_and_its_lane_goes_on() {
+    let config = DispatcherConfig {
+        reduced_letter_payload: 4,
+        ..DispatcherConfig::default()
+    };
+    let Live {
+        script,
+        sink,
+        feed,
+        running,
+        stats,
+    } = Live::start(config);
+    // As a broker with a message limit: letters carrying more than 8 payload bytes are refused.
+    sink.refuse_when(|letter: &DeadLetter| letter.original_value.len() > 8);
+    feed.send(poison(0, 0, &[0xC3; 100]));
+    feed.send(record(0, 1, "k", Ev::ok(2)));
+    sleep(secs(1)).await;
+
+    let letters = sink.messages();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(
+        letter.original_value,
+        vec![0xC3; 4],
+        "the payload cut to fit"
+    );
+    assert_eq!(
+        letter.reduced_from,
+        Some(100),
+        "flagged, with the real size"
+    );
+    assert_eq!(letter.original_message, None);
+    assert_eq!(
+        letter.error_type, "DecodeError",
+        "the failure itself is kept"
+    );
+    assert_eq!(sink.attempts(), 2, "refused once, then written reduced");
+    assert_eq!(feed.acked(&tp(0)), Some(2), "the lane went on");
+    assert_eq!(script.called(), vec![2]);
+    let snapshot = stats.snapshot();
+    assert_eq!(snapshot.dead_letters_reduced, 1);
+    assert_eq!(snapshot.dead_letters_failing_for_ms, None);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failing_dead_letter_sink_holds_the_record_until_it_recovers() {
     let Live {
         script,

@@ -72,6 +72,19 @@ fn dlq_schema_has_everything_needed_to_replay() {
             "firstFailureTimestamp",
             "lastFailureTimestamp",
             "consumerGroup",
+            "redriveCount",
+            "reduced",
+            "originalValueSize",
         ]
     );
+}
+
+/// Letters already in a DLQ were written with the first version: it must stay readable, so
+/// the new fields must have defaults.
+#[test]
+fn dlq_schema_reads_letters_of_the_first_version() {
+    let old = parse("history/dlq.v1.avsc");
+    let new = parse("dlq.avsc");
+    apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, &new)
+        .unwrap_or_else(|e| panic!("dlq.avsc cannot read dlq.v1.avsc letters: {e}"));
 }

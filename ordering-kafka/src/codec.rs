@@ -29,6 +29,8 @@ pub trait Codec<M>: Send + Sync {
 pub const ORDER_SCHEMA: &str = include_str!("../../schemas/order.avsc");
 pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../schemas/status_update.avsc");
 pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/dlq.avsc");
+/// The first version of `dlq.avsc`: letters it wrote are still read (new fields default).
+const DEAD_LETTER_SCHEMA_V1: &str = include_str!("../../schemas/history/dlq.v1.avsc");
 
 /// The two bytes that open a single-object encoded value.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -51,9 +53,38 @@ struct Schemas {
     order: Entry,
     status_update: Entry,
     dead_letter: Entry,
+    /// Earlier versions of the dead letter, read into the current one.
+    dead_letter_history: Vec<Older>,
 }
 
-static PARSED: LazyLock<Result<[Schema; 3], String>> = LazyLock::new(|| {
+/// An earlier version of a schema: its fingerprint, and a reader that resolves what it wrote
+/// against the current version (Avro schema resolution: added fields take their defaults).
+struct Older {
+    fingerprint: [u8; 8],
+    reader: GenericDatumReader<'static>,
+}
+
+impl Older {
+    fn new(writer: &'static Schema, current: &'static Schema) -> Result<Self, String> {
+        Ok(Self {
+            fingerprint: fingerprint(writer)?,
+            reader: GenericDatumReader::builder(writer)
+                .reader_schema(current)
+                .build()
+                .map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+fn fingerprint(schema: &Schema) -> Result<[u8; 8], String> {
+    schema
+        .fingerprint::<Rabin>()
+        .bytes
+        .try_into()
+        .map_err(|_| "a Rabin fingerprint is 8 bytes".to_owned())
+}
+
+static PARSED: LazyLock<Result<[Schema; 4], String>> = LazyLock::new(|| {
     apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
     let parse = |name: &str, text: &str| {
         Schema::parse_str(text).map_err(|e| format!("embedded schema {name} is invalid: {e}"))
@@ -62,26 +93,26 @@ static PARSED: LazyLock<Result<[Schema; 3], String>> = LazyLock::new(|| {
         parse("order.avsc", ORDER_SCHEMA)?,
         parse("status_update.avsc", STATUS_UPDATE_SCHEMA)?,
         parse("dlq.avsc", DEAD_LETTER_SCHEMA)?,
+        parse("history/dlq.v1.avsc", DEAD_LETTER_SCHEMA_V1)?,
     ])
 });
 
 static SCHEMAS: LazyLock<Result<Schemas, String>> = LazyLock::new(|| {
-    let [order, status_update, dead_letter] = PARSED.as_ref().map_err(Clone::clone)?;
+    let [order, status_update, dead_letter, dead_letter_v1] =
+        PARSED.as_ref().map_err(Clone::clone)?;
     Ok(Schemas {
         order: Entry::new(order)?,
         status_update: Entry::new(status_update)?,
         dead_letter: Entry::new(dead_letter)?,
+        dead_letter_history: vec![Older::new(dead_letter_v1, dead_letter)?],
     })
 });
 
 impl Entry {
     fn new(schema: &'static Schema) -> Result<Self, String> {
-        let fingerprint = schema.fingerprint::<Rabin>().bytes;
         Ok(Self {
             schema,
-            fingerprint: fingerprint
-                .try_into()
-                .map_err(|_| "a Rabin fingerprint is 8 bytes".to_owned())?,
+            fingerprint: fingerprint(schema)?,
             writer: GenericDatumWriter::builder(schema)
                 .build()
                 .map_err(|e| e.to_string())?,
@@ -128,10 +159,20 @@ impl Entry {
     /// payload is not what its header says.
     fn whole<T>(
         &self,
+        datum: &[u8],
+        read: impl FnOnce(&GenericDatumReader<'static>, &mut &[u8]) -> apache_avro::AvroResult<T>,
+    ) -> Result<T, DecodeError> {
+        self.whole_with(&self.reader, datum, read)
+    }
+
+    /// [`Entry::whole`] with another reader (one resolving an older version).
+    fn whole_with<T>(
+        &self,
+        reader: &GenericDatumReader<'static>,
         mut datum: &[u8],
         read: impl FnOnce(&GenericDatumReader<'static>, &mut &[u8]) -> apache_avro::AvroResult<T>,
     ) -> Result<T, DecodeError> {
-        let value = read(&self.reader, &mut datum)
+        let value = read(reader, &mut datum)
             .map_err(|e| DecodeError(format!("not a valid {}: {e}", self.name())))?;
         if !datum.is_empty() {
             return Err(DecodeError(format!(
@@ -268,10 +309,15 @@ impl Codec<DeadLetter> for AvroCodec {
 
     fn decode(&self, payload: &[u8]) -> Result<DeadLetter, DecodeError> {
         let entry = &self.schemas.dead_letter;
-        match split(payload)? {
-            (fp, datum) if fp == entry.fingerprint => dead_letter_from(entry.read(datum)?),
-            (fp, _) => Err(unknown(fp)),
+        let (fp, datum) = split(payload)?;
+        if fp == entry.fingerprint {
+            return dead_letter_from(entry.read(datum)?);
         }
+        let history = &self.schemas.dead_letter_history;
+        let Some(older) = history.iter().find(|o| o.fingerprint == fp) else {
+            return Err(unknown(fp));
+        };
+        dead_letter_from(entry.whole_with(&older.reader, datum, |r, b| r.read_value(b))?)
     }
 }
 
@@ -316,6 +362,14 @@ fn dead_letter_value(l: &DeadLetter) -> Value {
             Value::String(l.last_failure_timestamp.clone()),
         ),
         ("consumerGroup", Value::String(l.consumer_group.clone())),
+        ("redriveCount", int(l.redrive_count)),
+        ("reduced", Value::Boolean(l.reduced_from.is_some())),
+        (
+            "originalValueSize",
+            opt(l
+                .reduced_from
+                .map(|n| Value::Long(i64::try_from(n).unwrap_or(i64::MAX)))),
+        ),
     ];
     Value::Record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
@@ -345,13 +399,22 @@ fn dead_letter_from(value: Value) -> Result<DeadLetter, DecodeError> {
     }
     let count = |n: i32| u32::try_from(n).unwrap_or(0);
     let error_class: String = field!("errorClass", Value::String(s) => s);
+    let reduced: bool = field!("reduced", Value::Boolean(b) => b);
+    let value_size: Option<i64> =
+        field!("originalValueSize", Value::Null => None, Value::Long(n) => Some(n));
+    let original_value: Vec<u8> = field!("originalValue", Value::Bytes(b) => b);
+    let reduced_from = reduced.then(|| {
+        value_size
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(original_value.len() as u64)
+    });
     Ok(DeadLetter {
         original_topic: field!("originalTopic", Value::String(s) => s),
         original_partition: field!("originalPartition", Value::Int(n) => n),
         original_offset: field!("originalOffset", Value::Long(n) => n),
         original_key: field!("originalKey", Value::Null => None, Value::String(s) => Some(s)),
         original_timestamp: field!("originalTimestamp", Value::Null => None, Value::Long(n) => Some(n)),
-        original_value: field!("originalValue", Value::Bytes(b) => b),
+        original_value,
         original_message: field!("originalMessage", Value::Null => None, Value::String(s) => Some(s)),
         error_type: field!("errorType", Value::String(s) => s),
         error_class: error_class
@@ -363,5 +426,7 @@ fn dead_letter_from(value: Value) -> Result<DeadLetter, DecodeError> {
         first_failure_timestamp: field!("firstFailureTimestamp", Value::String(s) => s),
         last_failure_timestamp: field!("lastFailureTimestamp", Value::String(s) => s),
         consumer_group: field!("consumerGroup", Value::String(s) => s),
+        redrive_count: field!("redriveCount", Value::Int(n) => count(n)),
+        reduced_from,
     })
 }

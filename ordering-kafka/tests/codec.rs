@@ -2,6 +2,7 @@
 //! specification, and payloads that must fail cleanly.
 
 use apache_avro::Schema;
+use apache_avro::types::Value;
 use ordering_core::{
     DeadLetter, FailureClass, Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate,
 };
@@ -73,6 +74,8 @@ fn letter() -> DeadLetter {
         first_failure_timestamp: "2026-01-30T12:00:00.000Z".into(),
         last_failure_timestamp: "2026-01-30T12:00:07.000Z".into(),
         consumer_group: "order-service-group".into(),
+        redrive_count: 0,
+        reduced_from: None,
     }
 }
 
@@ -127,6 +130,65 @@ fn every_message_type_round_trips() {
     no_key.error_class = FailureClass::Poison;
     let bytes = codec.encode(&no_key).unwrap();
     assert_eq!(Codec::<DeadLetter>::decode(&codec, &bytes).unwrap(), no_key);
+}
+
+#[test]
+fn redrive_counts_and_reduced_letters_round_trip() {
+    let codec = AvroCodec::new().unwrap();
+    let mut reduced = letter().reduced(2);
+    reduced.redrive_count = 2;
+    assert_eq!(reduced.reduced_from, Some(5));
+    let bytes = codec.encode(&reduced).unwrap();
+    assert_eq!(
+        Codec::<DeadLetter>::decode(&codec, &bytes).unwrap(),
+        reduced
+    );
+}
+
+/// Letters already in a DLQ were written with the first `dlq.avsc`: they still decode, the
+/// fields added since taking their defaults.
+#[test]
+fn letters_of_the_first_dlq_schema_still_decode() {
+    let v1 = Schema::parse_str(include_str!("../../schemas/history/dlq.v1.avsc")).unwrap();
+    let mut record = apache_avro::types::Record::new(&v1).unwrap();
+    let l = letter();
+    record.put("originalTopic", l.original_topic.as_str());
+    record.put("originalPartition", l.original_partition);
+    record.put("originalOffset", l.original_offset);
+    record.put(
+        "originalKey",
+        Value::Union(1, Box::new(Value::String("ORD-404".into()))),
+    );
+    record.put("originalTimestamp", Value::Union(0, Box::new(Value::Null)));
+    record.put("originalValue", Value::Bytes(l.original_value.clone()));
+    record.put(
+        "originalMessage",
+        Value::Union(
+            1,
+            Box::new(Value::String(l.original_message.clone().unwrap())),
+        ),
+    );
+    record.put("errorType", l.error_type.as_str());
+    record.put("errorClass", "retryable");
+    record.put("errorMessage", l.error_message.as_str());
+    record.put("retryCount", 3);
+    record.put("failedAttempts", 4);
+    record.put("firstFailureTimestamp", l.first_failure_timestamp.as_str());
+    record.put("lastFailureTimestamp", l.last_failure_timestamp.as_str());
+    record.put("consumerGroup", l.consumer_group.as_str());
+    let mut payload = MAGIC.to_vec();
+    payload.extend_from_slice(&crc64_avro(v1.canonical_form().as_bytes()).to_le_bytes());
+    apache_avro::writer::datum::GenericDatumWriter::builder(&v1)
+        .build()
+        .unwrap()
+        .write_value(&mut payload, Value::from(record))
+        .unwrap();
+
+    let codec = AvroCodec::new().unwrap();
+    assert_eq!(
+        Codec::<DeadLetter>::decode(&codec, &payload).unwrap(),
+        letter()
+    );
 }
 
 #[test]

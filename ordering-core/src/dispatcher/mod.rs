@@ -51,7 +51,15 @@ pub struct DispatcherConfig {
     /// How long shutdown waits for handler calls already running. Records waiting to retry
     /// are abandoned at once; abandoned records stay uncommitted.
     pub shutdown_grace: Duration,
+    /// The payload bytes a reduced dead letter keeps. A letter the sink refuses for good (one
+    /// too large for the broker) is written again without its decoded copy and with its
+    /// payload cut to this many bytes, rather than holding its lane forever.
+    pub reduced_letter_payload: usize,
 }
+
+/// What a reduced dead letter keeps of the payload by default: far below any broker's
+/// message limit (Kafka's default is 1 MB), enough to recognise the record.
+pub const REDUCED_LETTER_PAYLOAD: usize = 64 * 1024;
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
@@ -60,6 +68,7 @@ impl Default for DispatcherConfig {
             lanes: LaneMode::Partition,
             max_in_flight_per_partition: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
             shutdown_grace: Duration::from_secs(10),
+            reduced_letter_payload: REDUCED_LETTER_PAYLOAD,
         }
     }
 }
@@ -141,6 +150,7 @@ where
                 dead_letters,
                 policy: config.retry,
                 consumer_group,
+                reduced_letter_payload: config.reduced_letter_payload,
                 counters: Arc::new(Counters::default()),
                 stopping: watch::Sender::new(false),
             }),

@@ -7,12 +7,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::dead_letter::{DeadLetter, FailureClass};
+use crate::dead_letter::{DeadLetter, FailureClass, redrive_count};
 use crate::handler::{Classify, ErrorClass, Handler};
 use crate::model::now_iso8601;
 use crate::record::Record;
 use crate::retry::{Decision, RetryPolicy};
-use crate::sink::DeadLetterSink;
+use crate::sink::{DeadLetterSink, SinkError};
 
 use super::stats::Counters;
 
@@ -31,6 +31,7 @@ pub(crate) struct Shared<H, D> {
     pub(crate) dead_letters: D,
     pub(crate) policy: RetryPolicy,
     pub(crate) consumer_group: String,
+    pub(crate) reduced_letter_payload: usize,
     pub(crate) counters: std::sync::Arc<Counters>,
     pub(crate) stopping: watch::Sender<bool>,
 }
@@ -215,14 +216,17 @@ fn dead_letter<E: Serialize, H, D>(
         first_failure_timestamp: failure.first_at,
         last_failure_timestamp: failure.last_at,
         consumer_group: shared.consumer_group.clone(),
+        redrive_count: redrive_count(&meta.headers),
+        reduced_from: None,
     }
 }
 
 /// Publishes until the sink accepts it: a record is never acknowledged without its dead
 /// letter, so while the sink is down its partition waits (and shutdown leaves it uncommitted).
+/// A letter the sink refuses for good (too large) is reduced once, so that it can be written.
 async fn publish_dead_letter<H, D: DeadLetterSink>(
     shared: &Shared<H, D>,
-    letter: DeadLetter,
+    mut letter: DeadLetter,
 ) -> Outcome {
     let mut failures = 0;
     loop {
@@ -232,9 +236,19 @@ async fn publish_dead_letter<H, D: DeadLetterSink>(
                 tracing::warn!(
                     topic = %letter.original_topic, partition = letter.original_partition,
                     offset = letter.original_offset, error_type = %letter.error_type,
-                    error = %letter.error_message, "dead-lettered"
+                    error = %letter.error_message, reduced = !letter.is_replayable(),
+                    "dead-lettered"
                 );
                 return Outcome::DeadLettered;
+            }
+            Err(error @ SinkError::Rejected(_)) if letter.is_replayable() => {
+                shared.counters.dead_letter_reduced();
+                tracing::error!(
+                    topic = %letter.original_topic, partition = letter.original_partition,
+                    offset = letter.original_offset, %error,
+                    "dead letter refused; writing it reduced (no decoded copy, payload cut)"
+                );
+                letter = letter.reduced(shared.reduced_letter_payload);
             }
             Err(error) => {
                 shared.counters.dead_letter_failed();

@@ -17,6 +17,7 @@ pub(crate) struct Counters {
     unavailable_waits: AtomicU64,
     waiting_unavailable: AtomicU64,
     dead_letter_failures: AtomicU64,
+    dead_letters_reduced: AtomicU64,
     /// Since when dead letters have failed with no success in between, if they do now.
     dead_letters_failing_since: Mutex<Option<Instant>>,
     in_flight: AtomicU64,
@@ -57,6 +58,11 @@ impl Counters {
     pub(crate) fn dead_letter_failed(&self) {
         self.dead_letter_failures.fetch_add(1, Relaxed);
         self.failing_since().get_or_insert_with(Instant::now);
+    }
+
+    /// A dead letter was refused for good and is written reduced.
+    pub(crate) fn dead_letter_reduced(&self) {
+        self.dead_letters_reduced.fetch_add(1, Relaxed);
     }
 
     /// A dead letter was written: the sink works (again).
@@ -103,6 +109,7 @@ impl Stats {
             unavailable_waits: c.unavailable_waits.load(Relaxed),
             waiting_on_unavailable: c.waiting_unavailable.load(Relaxed),
             dead_letter_failures: c.dead_letter_failures.load(Relaxed),
+            dead_letters_reduced: c.dead_letters_reduced.load(Relaxed),
             dead_letters_failing_for_ms: c
                 .failing_since()
                 .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
@@ -129,6 +136,8 @@ pub struct StatsSnapshot {
     pub waiting_on_unavailable: u64,
     /// Dead letters the sink failed to write (each was tried again).
     pub dead_letter_failures: u64,
+    /// Dead letters refused for good (too large) and written reduced instead.
+    pub dead_letters_reduced: u64,
     /// How long dead letters have been failing with none written since, if they are: their
     /// records (and their lanes) wait meanwhile. A health check turns this into a `503`.
     pub dead_letters_failing_for_ms: Option<u64>,
