@@ -7,6 +7,8 @@
 //! - [`orders`]: the handlers of the order flow;
 //! - [`retry`]: the [`RetryPolicy`] (the only user of the `backoff` crate);
 //! - [`dead_letter`]: the [`DeadLetter`] record;
+//! - [`redrive`]: which letters to send back ([`LetterFilter`]) and the [`RedriveLedger`]
+//!   that remembers which were;
 //! - [`store`]: [`OrderStore`] and [`MemoryStore`];
 //! - [`record`], [`source`], [`sink`]: what the transport implements;
 //! - [`dispatcher`]: the engine;
@@ -19,6 +21,7 @@ pub mod handler;
 pub mod model;
 pub mod orders;
 pub mod record;
+pub mod redrive;
 pub mod retry;
 pub mod sink;
 pub mod source;
@@ -36,6 +39,9 @@ pub use handler::{Classify, ErrorClass, Handler};
 pub use model::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate, ValidationError};
 pub use orders::{OrderCreatedHandler, OrderError, OrderEventHandler, StatusUpdateHandler};
 pub use record::{DecodeError, Header, Record, RecordMeta, TopicPartition};
+pub use redrive::{
+    BadInstant, Claim, LetterFilter, LetterId, MemoryLedger, RedriveLedger, Redriven, parse_instant,
+};
 pub use retry::{Decision, PolicyError, RetryPolicy};
 pub use sink::{DeadLetterSink, Sink, SinkError};
 pub use source::{Polled, Source, SourceError};

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use crate::handler::ErrorClass;
 use crate::model::{Order, OrderId, Status};
 use crate::record::RecordMeta;
+use crate::redrive::{Claim, LetterId, MemoryLedger, RedriveLedger, Redriven};
 
 /// Why a store call failed, and so whether waiting can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,10 +121,32 @@ struct Stored {
     status_at: Option<Position>,
 }
 
-/// A process-local store: fast, and gone with the process.
+/// A process-local store: fast, and gone with the process. It keeps a [`MemoryLedger`] of
+/// redrives too, so it can stand for a whole durable store in tests.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     orders: RwLock<HashMap<OrderId, Stored>>,
+    redrives: MemoryLedger,
+}
+
+#[async_trait]
+impl RedriveLedger for MemoryStore {
+    async fn claim(
+        &self,
+        letters: &[LetterId],
+        again: bool,
+        at_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.redrives.claim(letters, again, at_ms).await
+    }
+
+    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
+        self.redrives.release(letters).await
+    }
+
+    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        self.redrives.lookup(letters).await
+    }
 }
 
 impl MemoryStore {

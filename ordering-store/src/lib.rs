@@ -30,10 +30,16 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use ordering_core::{MemoryStore, OrderId, OrderStore, StoreError};
+use ordering_core::{MemoryStore, OrderId, OrderStore, RedriveLedger, StoreError};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// What a service keeps in its store: orders, and the ledger of dead letters sent back
+/// (`ordering_core::redrive`). An `Arc<dyn Store>` converts to an `Arc<dyn OrderStore>`.
+pub trait Store: OrderStore + RedriveLedger {}
+
+impl<T: OrderStore + RedriveLedger + ?Sized> Store for T {}
 
 /// Which store to open, parsed from a URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -145,7 +151,7 @@ impl StoreUrl {
 
     /// Opens the store, creating and migrating its database as needed. PostgreSQL needs a
     /// running tokio runtime (its writer is a task).
-    pub async fn open(&self) -> Result<Arc<dyn OrderStore>, OpenError> {
+    pub async fn open(&self) -> Result<Arc<dyn Store>, OpenError> {
         Ok(match self {
             Self::Memory => Arc::new(MemoryStore::new()),
             Self::Sqlite(path) => {

@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ordering_core::{
-    Order, OrderId, OrderStore, Position, Status, StatusWrite, StoreError, Written,
+    Claim, LetterId, Order, OrderId, OrderStore, Position, RedriveLedger, Redriven, Status,
+    StatusWrite, StoreError, Written,
 };
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
 use crate::{OpenError, migrations};
@@ -75,6 +77,29 @@ const GET: &str = "
     SELECT orders.body, order_status.status
     FROM orders JOIN order_status USING (order_id)
     WHERE orders.order_id = $1";
+
+const CLAIM: &str = "
+    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
+    VALUES ($1, $2, $3, 1, $4)
+    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING";
+
+const CLAIM_AGAIN: &str = "
+    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
+    VALUES ($1, $2, $3, 1, $4)
+    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET
+        times = redriven_letters.times + 1, last_at_ms = excluded.last_at_ms";
+
+const RELEASE: &str = "
+    UPDATE redriven_letters SET times = times - 1
+    WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3";
+
+const FORGET: &str = "
+    DELETE FROM redriven_letters
+    WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3 AND times <= 0";
+
+const LOOKUP: &str = "
+    SELECT times, last_at_ms FROM redriven_letters
+    WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3";
 
 /// Orders in a PostgreSQL database.
 pub struct PostgresStore {
@@ -421,6 +446,84 @@ impl OrderStore for PostgresStore {
                 .await
                 .map(drop)
                 .map_err(|e| classify(&e))
+        })
+        .await
+    }
+}
+
+async fn lookup(
+    client: &impl GenericClient,
+    id: &LetterId,
+) -> Result<Option<Redriven>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(LOOKUP, &[&id.topic, &id.partition, &id.offset])
+        .await?;
+    Ok(row.map(|row| Redriven {
+        times: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+        last_at_ms: row.get(1),
+    }))
+}
+
+// Claims run in one transaction: a racing run's insert of the same letter waits for it, then
+// finds the row (`DO NOTHING`), so only one of them republishes the letter.
+#[async_trait]
+impl RedriveLedger for PostgresStore {
+    async fn claim(
+        &self,
+        letters: &[LetterId],
+        again: bool,
+        at_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let run = async {
+                let tx = client.transaction().await?;
+                let sql = if again { CLAIM_AGAIN } else { CLAIM };
+                let mut claims = Vec::with_capacity(letters.len());
+                for id in letters {
+                    let inserted = tx
+                        .execute(sql, &[&id.topic, &id.partition, &id.offset, &at_ms])
+                        .await?;
+                    let known = if inserted == 0 {
+                        lookup(&tx, id).await?
+                    } else {
+                        None
+                    };
+                    claims.push(known.map_or(Claim::Claimed, Claim::Already));
+                }
+                tx.commit().await?;
+                Ok(claims)
+            };
+            run.await.map_err(|e: tokio_postgres::Error| classify(&e))
+        })
+        .await
+    }
+
+    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let run = async {
+                let tx = client.transaction().await?;
+                for id in letters {
+                    let key: [&(dyn ToSql + Sync); 3] = [&id.topic, &id.partition, &id.offset];
+                    tx.execute(RELEASE, &key).await?;
+                    tx.execute(FORGET, &key).await?;
+                }
+                tx.commit().await
+            };
+            run.await.map_err(|e| classify(&e))
+        })
+        .await
+    }
+
+    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        bounded(async {
+            let client = self.client().await?;
+            let mut known = Vec::with_capacity(letters.len());
+            for id in letters {
+                known.push(lookup(&client, id).await.map_err(|e| classify(&e))?);
+            }
+            Ok(known)
         })
         .await
     }

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordering_core::{
-    Order, OrderId, OrderStore, Position, Status, StatusWrite, StoreError, Written,
+    Claim, LetterId, Order, OrderId, OrderStore, Position, RedriveLedger, Redriven, Status,
+    StatusWrite, StoreError, Written,
 };
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
 use crate::{OpenError, migrations};
@@ -46,10 +47,36 @@ const GET: &str = "
     FROM orders JOIN order_status USING (order_id)
     WHERE orders.order_id = ?1";
 
+const CLAIM: &str = "
+    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
+    VALUES (?1, ?2, ?3, 1, ?4)
+    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING";
+
+const CLAIM_AGAIN: &str = "
+    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
+    VALUES (?1, ?2, ?3, 1, ?4)
+    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET
+        times = redriven_letters.times + 1, last_at_ms = excluded.last_at_ms";
+
+const RELEASE: &str = "
+    UPDATE redriven_letters SET times = times - 1
+    WHERE dlq_topic = ?1 AND dlq_partition = ?2 AND dlq_offset = ?3";
+
+const FORGET: &str = "
+    DELETE FROM redriven_letters
+    WHERE dlq_topic = ?1 AND dlq_partition = ?2 AND dlq_offset = ?3 AND times <= 0";
+
+const LOOKUP: &str = "
+    SELECT times, last_at_ms FROM redriven_letters
+    WHERE dlq_topic = ?1 AND dlq_partition = ?2 AND dlq_offset = ?3";
+
 /// Orders in a SQLite file.
 pub struct SqliteStore {
     writes: Queue,
     reader: Arc<Mutex<Connection>>,
+    /// For the redrive ledger: rare, small writes, so a connection of their own rather than
+    /// the orders' group-commit queue (SQLite serialises it with the writer thread).
+    ledger: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -100,6 +127,11 @@ impl SqliteStore {
         )
         .map_err(failed)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+        let ledger = Connection::open(path).map_err(failed)?;
+        ledger.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+        ledger
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(failed)?;
 
         let (writes, batches) = batch::queue();
         std::thread::Builder::new()
@@ -112,6 +144,7 @@ impl SqliteStore {
         Ok(Self {
             writes,
             reader: Arc::new(Mutex::new(reader)),
+            ledger: Arc::new(Mutex::new(ledger)),
             path: path.to_owned(),
         })
     }
@@ -130,6 +163,36 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("the read task failed: {e}")))?
     }
+
+    /// Runs `write` in one immediate transaction on the ledger's connection, off the runtime.
+    async fn ledger<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(classify)?;
+            let done = write(&tx).map_err(classify)?;
+            tx.commit().map_err(classify)?;
+            Ok(done)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
+    }
+}
+
+fn lookup(conn: &Connection, id: &LetterId) -> rusqlite::Result<Option<Redriven>> {
+    conn.prepare_cached(LOOKUP)?
+        .query_row(params![id.topic, id.partition, id.offset], |row| {
+            Ok(Redriven {
+                times: u32::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                last_at_ms: row.get(1)?,
+            })
+        })
+        .optional()
 }
 
 enum MigrateError {
@@ -320,6 +383,53 @@ impl OrderStore for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+}
+
+#[async_trait]
+impl RedriveLedger for SqliteStore {
+    async fn claim(
+        &self,
+        letters: &[LetterId],
+        again: bool,
+        at_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let letters = letters.to_vec();
+        self.ledger(move |tx| {
+            let sql = if again { CLAIM_AGAIN } else { CLAIM };
+            let mut claims = Vec::with_capacity(letters.len());
+            for id in &letters {
+                let inserted = tx.prepare_cached(sql)?.execute(params![
+                    id.topic,
+                    id.partition,
+                    id.offset,
+                    at_ms
+                ])?;
+                let known = if inserted == 0 { lookup(tx, id)? } else { None };
+                claims.push(known.map_or(Claim::Claimed, Claim::Already));
+            }
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
+        let letters = letters.to_vec();
+        self.ledger(move |tx| {
+            for id in &letters {
+                let key = params![id.topic, id.partition, id.offset];
+                tx.prepare_cached(RELEASE)?.execute(key)?;
+                tx.prepare_cached(FORGET)?.execute(key)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        let letters = letters.to_vec();
+        self.read(move |conn| letters.iter().map(|id| lookup(conn, id)).collect())
             .await
     }
 }

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use ordering_core::{
-    Order, OrderId, OrderItem, OrderStore, Position, Status, StatusWrite, StoreError, Written,
+    Claim, LetterId, Order, OrderId, OrderItem, OrderStore, Position, RedriveLedger, Redriven,
+    Status, StatusWrite, StoreError, Written,
 };
 use ordering_store::testing::TestPostgres;
-use ordering_store::{OpenError, StoreUrl};
+use ordering_store::{OpenError, Store, StoreUrl};
 
 fn id(s: &str) -> OrderId {
     OrderId::parse(s).unwrap()
@@ -65,7 +66,9 @@ const APPLIED: StatusWrite = StatusWrite::Written(Written::Applied);
 const ALREADY: StatusWrite = StatusWrite::Written(Written::AlreadyApplied);
 
 /// The contract every store keeps.
-async fn contract(store: Arc<dyn OrderStore>) {
+async fn contract(store: Arc<dyn Store>) {
+    ledger_contract(store.as_ref()).await;
+    let store: Arc<dyn OrderStore> = store;
     let s = store.as_ref();
     store.ping().await.unwrap();
     assert_eq!(s.get(&id("ORD-1")).await.unwrap(), None);
@@ -165,6 +168,47 @@ async fn contract(store: Arc<dyn OrderStore>) {
     assert_eq!(ids, sorted);
 }
 
+fn letter(offset: i64) -> LetterId {
+    LetterId {
+        topic: "order-events-dlq".into(),
+        partition: 1,
+        offset,
+    }
+}
+
+/// The redrive ledger: a letter is claimed once unless `again`, a release takes a claim back.
+async fn ledger_contract(ledger: &dyn RedriveLedger) {
+    let (a, b) = (letter(10), letter(11));
+    assert_eq!(ledger.lookup(&[a.clone()]).await.unwrap(), [None]);
+    let claims = ledger.claim(&[a.clone(), b.clone()], false, 1000).await;
+    assert_eq!(claims.unwrap(), [Claim::Claimed, Claim::Claimed]);
+    let first = Redriven {
+        times: 1,
+        last_at_ms: 1000,
+    };
+    let claims = ledger.claim(&[a.clone()], false, 2000).await;
+    assert_eq!(claims.unwrap(), [Claim::Already(first)]);
+    let claims = ledger.claim(&[a.clone()], true, 3000).await;
+    assert_eq!(claims.unwrap(), [Claim::Claimed], "again claims it anyway");
+    let known = ledger.lookup(&[a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(
+        known,
+        [
+            Some(Redriven {
+                times: 2,
+                last_at_ms: 3000
+            }),
+            Some(first)
+        ]
+    );
+    ledger.release(&[a.clone(), b.clone()]).await.unwrap();
+    let known = ledger.lookup(&[a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(known[0].map(|r| r.times), Some(1));
+    assert_eq!(known[1], None, "released: as if never sent");
+    let claims = ledger.claim(&[b], false, 4000).await;
+    assert_eq!(claims.unwrap(), [Claim::Claimed]);
+}
+
 /// What a durable store must still hold after it is closed and opened again.
 async fn survives_a_reopen(url: &StoreUrl) {
     {
@@ -181,6 +225,15 @@ async fn survives_a_reopen(url: &StoreUrl) {
         .update_status(&id("ORD-KEEP"), &status("paid"), at(0, 7))
         .await;
     assert_eq!(again.unwrap(), ALREADY, "positions are durable too");
+    let claims = store.claim(&[letter(99)], false, 1).await.unwrap();
+    assert_eq!(claims, [Claim::Claimed]);
+    drop(store);
+    let store = url.open().await.unwrap();
+    let claims = store.claim(&[letter(99)], false, 2).await.unwrap();
+    assert!(
+        matches!(claims[..], [Claim::Already(_)]),
+        "redrives are durable: {claims:?}"
+    );
 }
 
 #[tokio::test]
@@ -320,4 +373,21 @@ async fn an_unreachable_postgres_is_a_transient_open_error() {
     let url = StoreUrl::parse(&format!("postgres://postgres@127.0.0.1:{port}/none")).unwrap();
     let error = url.open().await.err().unwrap();
     assert!(error.is_transient(), "{error}");
+}
+
+/// Two instances redriving at once on one database: each letter is claimed by exactly one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_claims_on_postgres_claim_each_letter_once() {
+    let pg = TestPostgres::shared();
+    let url = StoreUrl::parse(&pg.create_database().await).unwrap();
+    let (one, two) = (url.open().await.unwrap(), url.open().await.unwrap());
+    let letters: Vec<LetterId> = (0..200).map(letter).collect();
+    let (a, b) = tokio::join!(one.claim(&letters, false, 1), two.claim(&letters, false, 2));
+    let claimed = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .filter(|c| *c == Claim::Claimed)
+        .count();
+    assert_eq!(claimed, letters.len());
 }
