@@ -179,16 +179,19 @@ fn letter(offset: i64) -> LetterId {
 /// The redrive ledger: a letter is claimed once unless `again`, a release takes a claim back.
 async fn ledger_contract(ledger: &dyn RedriveLedger) {
     let (a, b) = (letter(10), letter(11));
-    assert_eq!(ledger.lookup(&[a.clone()]).await.unwrap(), [None]);
+    assert_eq!(
+        ledger.lookup(std::slice::from_ref(&a)).await.unwrap(),
+        [None]
+    );
     let claims = ledger.claim(&[a.clone(), b.clone()], false, 1000).await;
     assert_eq!(claims.unwrap(), [Claim::Claimed, Claim::Claimed]);
     let first = Redriven {
         times: 1,
         last_at_ms: 1000,
     };
-    let claims = ledger.claim(&[a.clone()], false, 2000).await;
+    let claims = ledger.claim(std::slice::from_ref(&a), false, 2000).await;
     assert_eq!(claims.unwrap(), [Claim::Already(first)]);
-    let claims = ledger.claim(&[a.clone()], true, 3000).await;
+    let claims = ledger.claim(std::slice::from_ref(&a), true, 3000).await;
     assert_eq!(claims.unwrap(), [Claim::Claimed], "again claims it anyway");
     let known = ledger.lookup(&[a.clone(), b.clone()]).await.unwrap();
     assert_eq!(
