@@ -27,6 +27,9 @@ pub struct Config {
     /// `DLQ_UNHEALTHY_AFTER_MS`, default 30000: dead letters failing (none written) for longer
     /// than this make `/health` answer `503`.
     pub dlq_unhealthy_after: Duration,
+    /// `DLQ_MAX_REDRIVES`, default 3: a record redriven this many times that failed again is
+    /// not redriven any more unless the request forces it.
+    pub max_redrives: u32,
 }
 
 /// Where order-shell keeps orders unless told otherwise: a file under `data/`.
@@ -74,6 +77,7 @@ impl Config {
                     }
                 },
             )?),
+            max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! This file wires the pieces; `routes` translates HTTP; every rule lives in `ordering-core`.
 
 mod config;
+mod redrive;
 mod routes;
 
 use std::num::NonZeroUsize;
@@ -12,13 +13,12 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ordering_core::{
-    Dispatcher, DispatcherConfig, LaneMode, OrderEvent, OrderEventHandler, OrderStore, Stats,
-};
+use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, OrderEvent, OrderEventHandler, Stats};
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, SourceStatus,
+    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
     ensure_topics_when_ready,
 };
+use ordering_store::Store;
 use shell_http::env::Env;
 use shell_http::{Stop, serve, shutdown_signal};
 use tokio::sync::watch;
@@ -35,9 +35,11 @@ const MAX_IN_FLIGHT_PER_PARTITION: NonZeroUsize = NonZeroUsize::new(8192).unwrap
 /// What the routes read.
 pub struct App {
     config: Config,
-    store: Arc<dyn OrderStore>,
+    store: Arc<dyn Store>,
     producer: KafkaProducer,
     codec: AvroCodec,
+    /// Sends dead letters back to the service's own topics (`POST /api/dlq/redrive`).
+    redriver: Redriver,
     /// Set once the consumer runs (after the topics exist).
     consumer: OnceLock<(Stats, SourceStatus)>,
 }
@@ -149,7 +151,7 @@ async fn main() -> ExitCode {
 
 /// Opens (and migrates) the order store. A server that is not up yet is waited for; a bad
 /// database (or one a newer version wrote) stops the shell with a message naming the setting.
-async fn open_store(config: &Config) -> Result<Arc<dyn OrderStore>, ExitCode> {
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ExitCode> {
     let url = &config.store;
     let mut delay = Duration::from_millis(250);
     loop {
@@ -172,12 +174,23 @@ async fn open_store(config: &Config) -> Result<Arc<dyn OrderStore>, ExitCode> {
 }
 
 impl App {
-    fn new(config: Config, store: Arc<dyn OrderStore>) -> Result<Self, ordering_kafka::KafkaError> {
+    fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ordering_kafka::KafkaError> {
         let mut producer = ProducerConfig::new(&config.kafka.bootstrap_servers);
         producer.delivery_timeout = config.kafka.delivery_timeout;
+        let producer = KafkaProducer::new(&producer)?;
+        let kafka = &config.kafka;
+        let redriver = Redriver::new(
+            producer.clone(),
+            &kafka.bootstrap_servers,
+            &config.dlq_topic,
+            vec![kafka.order_topic.clone(), kafka.status_topic.clone()],
+            config.max_redrives,
+            store.clone(),
+        )?;
         Ok(Self {
-            producer: KafkaProducer::new(&producer)?,
+            producer,
             codec: AvroCodec::new()?,
+            redriver,
             store,
             consumer: OnceLock::new(),
             config,

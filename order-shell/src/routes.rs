@@ -6,7 +6,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
-use ordering_core::{DeadLetter, FailureClass, OrderEvent, OrderId, Record, StoreError};
+use ordering_core::{
+    DeadLetter, FailureClass, LetterFilter, OrderEvent, OrderId, Record, StoreError,
+};
 use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page};
 use serde_json::{Value, json};
 use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};
@@ -29,6 +31,15 @@ const MAX_LIMIT: usize = 1000;
 impl App {
     pub async fn route(&self, request: HttpRequest) -> Response {
         let path = request.uri().path();
+        if path == "/api/dlq/redrive" {
+            if request.method() != Method::POST {
+                return method_not_allowed("POST");
+            }
+            return self
+                .redrive(request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+        }
         if request.method() != Method::GET {
             return match path {
                 "/api/order-details"
@@ -76,7 +87,7 @@ impl App {
         let params = query(request);
         let limit = number(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
         let offset = number(params.get("offset"), "offset", 0, 0, MAX_SKIP)?;
-        let filter = LetterFilter::from_query(&params)?;
+        let filter = letter_filter(&params)?;
         let from: Cursor = match params.get("cursor").map(|c| c.trim()) {
             None | Some("") => Cursor::default(),
             Some(raw) => raw.parse().map_err(|e| {
@@ -90,7 +101,11 @@ impl App {
             timeout: READ_TIMEOUT,
         };
         let page = self
-            .page::<DeadLetter>(topic, from, bounds, move |record| filter.accepts(record))
+            .page::<DeadLetter>(topic, from, bounds, move |record| match &record.event {
+                Ok(letter) => filter.accepts(letter),
+                // Not a letter this service can read: kept only when nothing is asked of it.
+                Err(_) => filter.is_empty(),
+            })
             .await?;
         let messages: Vec<Value> = page.records.iter().skip(offset).map(letter_json).collect();
         Ok(json(
@@ -326,51 +341,27 @@ fn distinct(ids: impl Iterator<Item = String>) -> Vec<String> {
 
 /// Which dead letters a page keeps: `errorType`, `errorClass` and `orderId` (the original
 /// key), each optional.
-struct LetterFilter {
-    error_type: Option<String>,
-    error_class: Option<FailureClass>,
-    order_id: Option<String>,
-}
-
-impl LetterFilter {
-    fn from_query(params: &HashMap<String, String>) -> Result<Self, ApiError> {
-        let text = |name: &str| {
-            params
-                .get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let error_class = match text("errorClass") {
-            None => None,
-            Some(raw) => Some(raw.parse::<FailureClass>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "errorClass must be retryable, permanent or poison, got {raw:?}"
-                ))
-            })?),
-        };
-        Ok(Self {
-            error_type: text("errorType"),
-            error_class,
-            order_id: text("orderId"),
-        })
-    }
-
-    fn accepts(&self, record: &Record<DeadLetter>) -> bool {
-        let Ok(letter) = &record.event else {
-            // Not a letter this service can read: kept only when nothing is asked of it.
-            return self.error_type.is_none()
-                && self.error_class.is_none()
-                && self.order_id.is_none();
-        };
-        self.error_type
-            .as_ref()
-            .is_none_or(|t| *t == letter.error_type)
-            && self.error_class.is_none_or(|c| c == letter.error_class)
-            && self
-                .order_id
-                .as_ref()
-                .is_none_or(|id| letter.original_key.as_ref() == Some(id))
-    }
+fn letter_filter(params: &HashMap<String, String>) -> Result<LetterFilter, ApiError> {
+    let text = |name: &str| {
+        params
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let error_class = match text("errorClass") {
+        None => None,
+        Some(raw) => Some(raw.parse::<FailureClass>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "errorClass must be retryable, permanent or poison, got {raw:?}"
+            ))
+        })?),
+    };
+    Ok(LetterFilter {
+        error_type: text("errorType"),
+        error_class,
+        key: text("orderId"),
+        ..LetterFilter::default()
+    })
 }
 
 /// A dead letter as JSON: the schema's field names, the bytes as base64, and where the letter

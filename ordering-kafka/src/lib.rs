@@ -7,6 +7,8 @@
 //! - [`AvroCodec`]: Avro single-object encoding over the schemas in `schemas/`.
 //! - [`ensure_topics`], [`read_topic`], [`read_page`]: topic creation, whole-topic reads and
 //!   bounded pages (DLQ).
+//! - [`Redriver`]: dead letters sent back to their topic, filtered, paced, remembered in a
+//!   ledger so none is sent twice, and bounded so none loops forever.
 //! - `testing::TestBroker` (feature `testing`): a throwaway local broker for tests.
 
 mod admin;
@@ -15,6 +17,7 @@ mod convert;
 mod error;
 mod message;
 mod reader;
+mod redrive;
 mod sink;
 mod source;
 #[cfg(feature = "testing")]
@@ -24,7 +27,11 @@ pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_rea
 pub use codec::{AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
 pub use error::KafkaError;
 pub use message::Message;
-pub use reader::{Cursor, Page, PageBounds, read_page, read_topic};
+pub use reader::{Cursor, Page, PageBounds, end_offsets, read_page, read_topic};
+pub use redrive::{
+    LetterOutcome, Outcome, Redrive, RedriveError, RedriveReport, RedriveTotals, Redriver, Skip,
+    Skips,
+};
 pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
 pub use source::{
     DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaSource, SourceConfig, SourceStatus,

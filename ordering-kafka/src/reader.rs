@@ -143,6 +143,13 @@ impl Cursor {
     pub fn get(&self, partition: i32) -> Option<i64> {
         self.0.get(&partition).copied()
     }
+
+    /// Whether this cursor is at or past `end` in every partition `end` names.
+    pub fn reached(&self, end: &Cursor) -> bool {
+        end.0
+            .iter()
+            .all(|(p, end)| self.get(*p).is_some_and(|at| at >= *end))
+    }
 }
 
 impl std::fmt::Display for Cursor {
@@ -174,6 +181,35 @@ impl std::str::FromStr for Cursor {
         }
         Ok(Self(positions))
     }
+}
+
+/// Where each partition of `topic` ends now (its high watermark): a cursor that a reader can
+/// stop at, so records produced later (by the reader's own doing, say) are left alone.
+pub async fn end_offsets(
+    bootstrap_servers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Cursor, KafkaError> {
+    let bootstrap = bootstrap_servers.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let (consumer, partitions) = open_reader(&bootstrap, &topic, left())?;
+        let mut ends = std::collections::BTreeMap::new();
+        for partition in partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, partition, left())
+                .map_err(KafkaError::client("reading watermarks"))?;
+            ends.insert(partition, high);
+        }
+        Ok(Cursor(ends))
+    })
+    .await
+    .map_err(|_| KafkaError::Timeout {
+        operation: "reading a topic's end offsets",
+        after: timeout,
+    })?
 }
 
 /// A page of a topic.

@@ -2,7 +2,7 @@
 //!
 //! - [`listen`], [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
 //! - [`json()`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
-//! - [`read_json`]: a request body, size-limited, parsed;
+//! - [`read_json`], [`read_typed`]: a request body, size-limited, parsed;
 //! - [`query`]: query-string parameters;
 //! - [`mod@env`], [`settings`]: configuration from environment variables, naming the bad one;
 //! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
@@ -106,6 +106,34 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads a JSON body of at most `limit` bytes: `413` above it, `400` if it is not JSON, `408`
 /// if it does not arrive within [`BODY_TIMEOUT`].
 pub async fn read_json(request: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
+    let body = read_body(request, limit).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// Reads a JSON body into `T` (bounded as [`read_json`]); an empty body is `T::default()`. A
+/// field of the wrong type, or one `T` does not know, is `400` naming the field.
+pub async fn read_typed<T>(request: Request<Incoming>, limit: usize) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Default,
+{
+    let body = read_body(request, limit).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            ApiError::bad_request(format!("the body is not a valid request: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"))
+        }
+    })
+}
+
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let collect = Limited::new(request.into_body(), limit).collect();
     let body = tokio::time::timeout(BODY_TIMEOUT, collect)
         .await
@@ -131,8 +159,7 @@ pub async fn read_json(request: Request<Incoming>, limit: usize) -> Result<Value
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    Ok(body)
 }
 
 /// The query-string parameters of a request, percent-decoded (the last of a repeated name wins).

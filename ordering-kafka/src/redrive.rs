@@ -1,0 +1,514 @@
+//! Redrive: dead letters sent back to the topic they came from, once their cause is fixed.
+//!
+//! A run reads the DLQ page by page up to where it ended when the run began (letters that fail
+//! again during the run are left for a later one), keeps the letters its [`LetterFilter`]
+//! accepts, and republishes each one's `originalValue` byte for byte with its original key to
+//! its `originalTopic`, adding headers with the redrive count and the letter's DLQ position.
+//! A letter is claimed in the [`RedriveLedger`] first, so two runs never send it twice (unless
+//! asked `again`), and a record redriven `max_redrives` times is not sent again (unless
+//! forced): no endless loops.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures::StreamExt;
+use ordering_core::dead_letter::{
+    REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER, REDRIVE_DLQ_PARTITION_HEADER,
+    REDRIVE_DLQ_TOPIC_HEADER,
+};
+use ordering_core::{Claim, DeadLetter, LetterFilter, LetterId, Record, RedriveLedger};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::codec::AvroCodec;
+use crate::error::KafkaError;
+use crate::reader::{Cursor, PageBounds, end_offsets, read_page};
+use crate::sink::KafkaProducer;
+
+/// Records one page of the DLQ reads at most.
+const PAGE_SCAN: usize = 10_000;
+/// How long reading one page (or the DLQ's end) may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Republishes awaiting the broker at once.
+const IN_FLIGHT: usize = 32;
+/// Letters listed one by one in a report; the counts cover them all.
+const LISTED: usize = 1000;
+
+/// What one run sends back.
+#[derive(Debug, Clone)]
+pub struct Redrive {
+    pub filter: LetterFilter,
+    /// Letters matched at most; the run stops there.
+    pub max_messages: usize,
+    /// Republishes per second at most; `None`: as fast as the broker takes them.
+    pub rate_per_second: Option<NonZeroU32>,
+    /// Decide and report, change nothing: no republish, no claim.
+    pub dry_run: bool,
+    /// Send letters that were sent before too.
+    pub again: bool,
+    /// Send records that reached the redrive bound too.
+    pub force: bool,
+}
+
+impl Default for Redrive {
+    fn default() -> Self {
+        Self {
+            filter: LetterFilter::default(),
+            max_messages: 1000,
+            rate_per_second: None,
+            dry_run: false,
+            again: false,
+            force: false,
+        }
+    }
+}
+
+/// Why a matched letter was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Skip {
+    /// Sent back by an earlier run (ask `again` to send it anyway).
+    AlreadyRedriven,
+    /// Its record was redriven the maximum number of times and failed each time (ask `force`).
+    MaxRedrives,
+    /// A reduced letter holds only the start of the payload: it cannot be replayed.
+    Reduced,
+    /// Its `originalTopic` is not one this redriver may publish to.
+    ForeignTopic,
+}
+
+/// What became of one matched letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome", content = "reason")]
+pub enum Outcome {
+    Republished,
+    /// A dry run's answer: it would have been republished.
+    WouldRepublish,
+    Skipped(Skip),
+    Failed(String),
+}
+
+/// One matched letter and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LetterOutcome {
+    pub dlq_partition: i32,
+    pub dlq_offset: i64,
+    pub original_topic: String,
+    pub original_key: Option<String>,
+    pub error_type: String,
+    /// The redrive count the republished record carries (or would).
+    pub redrive_count: u32,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Letters skipped, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skips {
+    pub already_redriven: u64,
+    pub max_redrives: u64,
+    pub reduced: u64,
+    pub foreign_topic: u64,
+}
+
+impl Skips {
+    fn count(&mut self, skip: Skip) {
+        let n = match skip {
+            Skip::AlreadyRedriven => &mut self.already_redriven,
+            Skip::MaxRedrives => &mut self.max_redrives,
+            Skip::Reduced => &mut self.reduced,
+            Skip::ForeignTopic => &mut self.foreign_topic,
+        };
+        *n += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.already_redriven + self.max_redrives + self.reduced + self.foreign_topic
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedriveReport {
+    pub dry_run: bool,
+    /// DLQ records read.
+    pub scanned: u64,
+    /// DLQ records that are not letters this codec reads (never matched).
+    pub unreadable: u64,
+    pub matched: u64,
+    pub republished: u64,
+    pub would_republish: u64,
+    pub skipped: u64,
+    pub skipped_by_reason: Skips,
+    /// Republishes that failed; their claims were taken back, so a later run sends them.
+    pub failed: u64,
+    /// Why the run stopped before its end, if it did (the broker or the ledger failed).
+    pub stopped: Option<String>,
+    /// The first matched letters, one by one.
+    pub letters: Vec<LetterOutcome>,
+}
+
+impl RedriveReport {
+    fn record(&mut self, letter: LetterOutcome) {
+        match &letter.outcome {
+            Outcome::Republished => self.republished += 1,
+            Outcome::WouldRepublish => self.would_republish += 1,
+            Outcome::Skipped(skip) => {
+                self.skipped += 1;
+                self.skipped_by_reason.count(*skip);
+            }
+            Outcome::Failed(_) => self.failed += 1,
+        }
+        if self.letters.len() < LISTED {
+            self.letters.push(letter);
+        }
+    }
+}
+
+/// A run that could not start: the DLQ could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the dead-letter topic could not be read: {0}")]
+pub struct RedriveError(#[from] pub KafkaError);
+
+impl RedriveError {
+    /// Worth trying again later (the broker is down or slow).
+    pub fn is_retryable(&self) -> bool {
+        self.0.is_retryable()
+    }
+}
+
+/// Totals over every run of one redriver, for metrics.
+#[derive(Debug, Default)]
+pub struct RedriveTotals {
+    pub republished: AtomicU64,
+    pub skipped: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Sends letters of one DLQ back. Cheap to share; runs may overlap (the ledger keeps them
+/// from sending one letter twice).
+pub struct Redriver {
+    producer: KafkaProducer,
+    bootstrap_servers: String,
+    dlq_topic: String,
+    topics: Vec<String>,
+    max_redrives: u32,
+    ledger: Arc<dyn RedriveLedger>,
+    codec: AvroCodec,
+    totals: Arc<RedriveTotals>,
+}
+
+impl Redriver {
+    /// A redriver of `dlq_topic` that republishes only to `topics` (a letter naming any other
+    /// topic is skipped) and stops at `max_redrives` redrives of a record.
+    pub fn new(
+        producer: KafkaProducer,
+        bootstrap_servers: impl Into<String>,
+        dlq_topic: impl Into<String>,
+        topics: Vec<String>,
+        max_redrives: u32,
+        ledger: Arc<dyn RedriveLedger>,
+    ) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer,
+            bootstrap_servers: bootstrap_servers.into(),
+            dlq_topic: dlq_topic.into(),
+            topics,
+            max_redrives,
+            ledger,
+            codec: AvroCodec::new()?,
+            totals: Arc::default(),
+        })
+    }
+
+    pub fn max_redrives(&self) -> u32 {
+        self.max_redrives
+    }
+
+    pub fn totals(&self) -> Arc<RedriveTotals> {
+        self.totals.clone()
+    }
+
+    /// Runs `request` over the DLQ as it is now. Fails only when the DLQ cannot be read at
+    /// the start; a failure later stops the run with what it did so far ([`RedriveReport::stopped`]).
+    pub async fn run(&self, request: &Redrive) -> Result<RedriveReport, RedriveError> {
+        let end = end_offsets(&self.bootstrap_servers, &self.dlq_topic, READ_TIMEOUT).await?;
+        let mut report = RedriveReport {
+            dry_run: request.dry_run,
+            ..RedriveReport::default()
+        };
+        let mut pace = Pace::new(request.rate_per_second);
+        let mut from = Cursor::default();
+        while (report.matched as usize) < request.max_messages && !from.reached(&end) {
+            let unreadable = Arc::new(AtomicU64::new(0));
+            let keep = {
+                let (filter, end, unreadable) =
+                    (request.filter.clone(), end.clone(), unreadable.clone());
+                move |record: &Record<DeadLetter>| {
+                    let before_end = end
+                        .get(record.meta.tp.partition)
+                        .is_some_and(|end| record.meta.offset < end);
+                    match &record.event {
+                        Ok(letter) => before_end && filter.accepts(letter),
+                        Err(_) => {
+                            unreadable.fetch_add(u64::from(before_end), Relaxed);
+                            false
+                        }
+                    }
+                }
+            };
+            let bounds = PageBounds {
+                keep: request.max_messages - report.matched as usize,
+                scan: PAGE_SCAN,
+                timeout: READ_TIMEOUT,
+            };
+            let page = match read_page(
+                &self.bootstrap_servers,
+                &self.dlq_topic,
+                self.codec,
+                from.clone(),
+                bounds,
+                keep,
+            )
+            .await
+            {
+                Ok(page) => page,
+                Err(error) if report.scanned == 0 => return Err(error.into()),
+                Err(error) => {
+                    report.stopped = Some(format!("reading the dead-letter topic: {error}"));
+                    break;
+                }
+            };
+            report.scanned += page.scanned as u64;
+            report.unreadable += unreadable.load(Relaxed);
+            report.matched += page.records.len() as u64;
+            let letters = page.records.into_iter().filter_map(|r| {
+                let letter = r.event.ok()?;
+                let id = LetterId {
+                    topic: r.meta.tp.topic.to_string(),
+                    partition: r.meta.tp.partition,
+                    offset: r.meta.offset,
+                };
+                Some((id, letter))
+            });
+            if let Err(stop) = self
+                .send_page(request, letters.collect(), &mut pace, &mut report)
+                .await
+            {
+                report.stopped = Some(stop);
+                break;
+            }
+            match page.next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Decides, claims and republishes one page's matched letters. `Err` stops the run.
+    async fn send_page(
+        &self,
+        request: &Redrive,
+        letters: Vec<(LetterId, DeadLetter)>,
+        pace: &mut Pace,
+        report: &mut RedriveReport,
+    ) -> Result<(), String> {
+        // What the letter itself rules out, whatever the ledger says.
+        let mut candidates = Vec::new();
+        for (id, letter) in letters {
+            let skip = if !letter.is_replayable() {
+                Some(Skip::Reduced)
+            } else if !self.topics.contains(&letter.original_topic) {
+                Some(Skip::ForeignTopic)
+            } else if letter.redrive_count >= self.max_redrives && !request.force {
+                Some(Skip::MaxRedrives)
+            } else {
+                None
+            };
+            match skip {
+                Some(skip) => self.record(report, &id, &letter, Outcome::Skipped(skip)),
+                None => candidates.push((id, letter)),
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<LetterId> = candidates.iter().map(|(id, _)| id.clone()).collect();
+        let ledger_failed = |e| format!("the redrive ledger failed: {e}");
+        if request.dry_run {
+            let known = self.ledger.lookup(&ids).await.map_err(ledger_failed)?;
+            for ((id, letter), known) in candidates.iter().zip(known) {
+                let outcome = match known {
+                    Some(_) if !request.again => Outcome::Skipped(Skip::AlreadyRedriven),
+                    _ => Outcome::WouldRepublish,
+                };
+                self.record(report, id, letter, outcome);
+            }
+            return Ok(());
+        }
+
+        let claims = self
+            .ledger
+            .claim(&ids, request.again, now_ms())
+            .await
+            .map_err(ledger_failed)?;
+        let mut claimed = Vec::new();
+        for ((id, letter), claim) in candidates.into_iter().zip(claims) {
+            match claim {
+                Claim::Claimed => claimed.push((id, letter)),
+                Claim::Already(_) => {
+                    self.record(
+                        report,
+                        &id,
+                        &letter,
+                        Outcome::Skipped(Skip::AlreadyRedriven),
+                    );
+                }
+            }
+        }
+        // In DLQ order: the producer keeps the order of sends to one partition, so a key's
+        // letters reach its partition in the order they failed.
+        let sends = futures::stream::iter(claimed)
+            .map(|(id, letter)| {
+                let at = pace.next();
+                async move {
+                    if let Some(at) = at {
+                        tokio::time::sleep_until(at).await;
+                    }
+                    let sent = self.republish(&id, &letter).await;
+                    (id, letter, sent)
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        let mut unsent = Vec::new();
+        let mut error = None;
+        for (id, letter, sent) in sends {
+            let outcome = match sent {
+                Ok(()) => Outcome::Republished,
+                Err(e) => {
+                    let message = e.to_string();
+                    error.get_or_insert_with(|| message.clone());
+                    unsent.push(id.clone());
+                    Outcome::Failed(message)
+                }
+            };
+            self.record(report, &id, &letter, outcome);
+        }
+        if let Some(error) = error {
+            // Taken back, so a later run sends them; a failed release leaves them marked as
+            // sent, which `again` overrides.
+            if let Err(e) = self.ledger.release(&unsent).await {
+                tracing::error!(error = %e, letters = unsent.len(), "releasing claims of unsent letters failed; redrive them with again");
+            }
+            return Err(format!("republishing failed: {error}"));
+        }
+        Ok(())
+    }
+
+    async fn republish(&self, id: &LetterId, letter: &DeadLetter) -> Result<(), KafkaError> {
+        let headers = [
+            (
+                REDRIVE_COUNT_HEADER,
+                letter.redrive_count.saturating_add(1).to_string(),
+            ),
+            (REDRIVE_DLQ_TOPIC_HEADER, id.topic.clone()),
+            (REDRIVE_DLQ_PARTITION_HEADER, id.partition.to_string()),
+            (REDRIVE_DLQ_OFFSET_HEADER, id.offset.to_string()),
+        ];
+        self.producer
+            .send(
+                &letter.original_topic,
+                letter.original_key.as_deref().map(str::as_bytes),
+                &letter.original_value,
+                &headers,
+            )
+            .await?;
+        tracing::info!(letter = %id, topic = %letter.original_topic, key = letter.original_key.as_deref().unwrap_or(""), "dead letter redriven");
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        report: &mut RedriveReport,
+        id: &LetterId,
+        letter: &DeadLetter,
+        outcome: Outcome,
+    ) {
+        let total = match outcome {
+            Outcome::Republished => Some(&self.totals.republished),
+            Outcome::Skipped(_) => Some(&self.totals.skipped),
+            Outcome::Failed(_) => Some(&self.totals.failed),
+            Outcome::WouldRepublish => None,
+        };
+        if let Some(total) = total {
+            total.fetch_add(1, Relaxed);
+        }
+        report.record(LetterOutcome {
+            dlq_partition: id.partition,
+            dlq_offset: id.offset,
+            original_topic: letter.original_topic.clone(),
+            original_key: letter.original_key.clone(),
+            error_type: letter.error_type.clone(),
+            redrive_count: letter.redrive_count.saturating_add(1),
+            outcome,
+        });
+    }
+}
+
+/// When each republish may go, for a rate limit: one every `1 / rate` seconds, never in a
+/// burst after a pause (a slow page read does not earn credit).
+struct Pace {
+    every: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pace {
+    fn new(rate: Option<NonZeroU32>) -> Self {
+        Self {
+            every: rate.map(|r| Duration::from_secs(1) / r.get()),
+            next: None,
+        }
+    }
+
+    /// When the next republish may go; `None` without a rate limit.
+    fn next(&mut self) -> Option<Instant> {
+        let every = self.every?;
+        let at = self
+            .next
+            .map_or_else(Instant::now, |next| next.max(Instant::now()));
+        self.next = Some(at + every);
+        Some(at)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_spaces_sends_and_earns_no_credit_while_idle() {
+        let mut pace = Pace::new(NonZeroU32::new(4));
+        let start = Instant::now();
+        let times: Vec<Duration> = (0..3).map(|_| pace.next().unwrap() - start).collect();
+        assert_eq!(times, [0, 250, 500].map(Duration::from_millis));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = pace.next().unwrap();
+        assert_eq!(after - start, Duration::from_secs(10));
+        assert_eq!(pace.next().unwrap() - after, Duration::from_millis(250));
+        assert_eq!(Pace::new(None).next(), None);
+    }
+}
