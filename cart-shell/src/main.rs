@@ -1,7 +1,8 @@
 //! cart-shell: takes orders and status updates over HTTP and publishes them as Avro events.
 //! It answers `201`/`202` only once the broker has the event (acks=all).
 //!
-//! Routes (CONTRACT.md): `POST /api/create-order`, `PUT /api/update-order`, `GET /health`.
+//! Routes (CONTRACT.md): `POST /api/create-order`, `PUT /api/update-order`, `GET /health`,
+//! `GET /metrics`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use ordering_kafka::{
 };
 use serde_json::json;
 use shell_http::env::Env;
+use shell_http::metrics::Metrics;
 use shell_http::settings::{KafkaSettings, listen_addr, max_connections};
 use shell_http::{
     ApiError, HttpRequest, Response, Stop, json, method_not_allowed, no_such_path, read_json,
@@ -26,7 +28,16 @@ use shell_http::{
 /// Request bodies above this get `413`.
 const BODY_LIMIT: usize = 64 * 1024;
 
+/// The paths served, for the HTTP metrics' `route` label.
+const ROUTES: &[&str] = &[
+    "/api/create-order",
+    "/api/update-order",
+    "/health",
+    "/metrics",
+];
+
 struct Cart {
+    metrics: Metrics,
     producer: KafkaProducer,
     orders: KafkaSink<Order, AvroCodec>,
     updates: KafkaSink<StatusUpdate, AvroCodec>,
@@ -53,7 +64,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cart = match Cart::new(&kafka) {
+    let metrics = match Metrics::install() {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!("cart-shell: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let cart = match Cart::new(&kafka, metrics) {
         Ok(cart) => Arc::new(cart),
         Err(error) => {
             eprintln!("cart-shell: {error}");
@@ -82,6 +100,7 @@ async fn main() -> ExitCode {
     serve(
         listener,
         max_connections,
+        ROUTES,
         move |request| {
             let cart = routes.clone();
             async move { cart.route(request).await }
@@ -99,7 +118,7 @@ async fn main() -> ExitCode {
 }
 
 impl Cart {
-    fn new(kafka: &KafkaSettings) -> Result<Self, ordering_kafka::KafkaError> {
+    fn new(kafka: &KafkaSettings, metrics: Metrics) -> Result<Self, ordering_kafka::KafkaError> {
         let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
         config.delivery_timeout = kafka.delivery_timeout;
         let producer = KafkaProducer::new(&config)?;
@@ -108,6 +127,7 @@ impl Cart {
             orders: producer.sink(&kafka.order_topic, codec),
             updates: producer.sink(&kafka.status_topic, codec),
             producer,
+            metrics,
         })
     }
 
@@ -120,6 +140,8 @@ impl Cart {
             (_, "/api/update-order") => return method_not_allowed("PUT"),
             (&Method::GET, "/health") => return self.health().await,
             (_, "/health") => return method_not_allowed("GET"),
+            (&Method::GET, "/metrics") => return self.metrics.response(),
+            (_, "/metrics") => return method_not_allowed("GET"),
             (_, path) => return no_such_path(path),
         };
         result.unwrap_or_else(ApiError::into_response)

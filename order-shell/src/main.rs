@@ -20,6 +20,7 @@ use ordering_kafka::{
 };
 use ordering_store::Store;
 use shell_http::env::Env;
+use shell_http::metrics::Metrics;
 use shell_http::{Stop, serve, shutdown_signal};
 use tokio::sync::watch;
 
@@ -35,6 +36,7 @@ const MAX_IN_FLIGHT_PER_PARTITION: NonZeroUsize = NonZeroUsize::new(8192).unwrap
 /// What the routes read.
 pub struct App {
     config: Config,
+    metrics: Metrics,
     store: Arc<dyn Store>,
     producer: KafkaProducer,
     codec: AvroCodec,
@@ -49,6 +51,13 @@ async fn main() -> ExitCode {
     let env = Env::process();
     let config = match shell_http::init_tracing(&env).and_then(|()| Config::from_env(&env)) {
         Ok(config) => config,
+        Err(error) => {
+            eprintln!("order-shell: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = match Metrics::install() {
+        Ok(metrics) => metrics,
         Err(error) => {
             eprintln!("order-shell: {error}");
             return ExitCode::from(2);
@@ -75,7 +84,7 @@ async fn main() -> ExitCode {
         },
         () = stopped(stopping.clone()) => return ExitCode::SUCCESS,
     };
-    let app = match App::new(config, store) {
+    let app = match App::new(config, store, metrics) {
         Ok(app) => Arc::new(app),
         Err(error) => {
             eprintln!("order-shell: {error}");
@@ -115,6 +124,7 @@ async fn main() -> ExitCode {
     serve(
         listener,
         app.config.max_connections,
+        routes::ROUTES,
         move |request| {
             let app = routes.clone();
             async move { app.route(request).await }
@@ -174,7 +184,11 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ExitCode> {
 }
 
 impl App {
-    fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ordering_kafka::KafkaError> {
+    fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+    ) -> Result<Self, ordering_kafka::KafkaError> {
         let mut producer = ProducerConfig::new(&config.kafka.bootstrap_servers);
         producer.delivery_timeout = config.kafka.delivery_timeout;
         let producer = KafkaProducer::new(&producer)?;
@@ -191,6 +205,7 @@ impl App {
             producer,
             codec: AvroCodec::new()?,
             redriver,
+            metrics,
             store,
             consumer: OnceLock::new(),
             config,

@@ -26,6 +26,18 @@ const IDS_SCAN: usize = 100_000;
 /// How long a read of a topic may take before the answer is `503`.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_LIMIT: usize = 100;
+
+/// The paths served, for the HTTP metrics' `route` label.
+pub const ROUTES: &[&str] = &[
+    "/api/order-details",
+    "/api/dlq/messages",
+    "/api/dlq/info",
+    "/api/dlq/redrive",
+    "/api/stats",
+    "/api/getAllOrderIdsFromTopic",
+    "/health",
+    "/metrics",
+];
 const MAX_LIMIT: usize = 1000;
 
 impl App {
@@ -47,7 +59,8 @@ impl App {
                 | "/api/dlq/info"
                 | "/api/stats"
                 | "/api/getAllOrderIdsFromTopic"
-                | "/health" => method_not_allowed("GET"),
+                | "/health"
+                | "/metrics" => method_not_allowed("GET"),
                 _ => no_such_path(path),
             };
         }
@@ -58,6 +71,7 @@ impl App {
             "/api/stats" => self.stats().await,
             "/api/getAllOrderIdsFromTopic" => self.order_ids_in_topic(&request).await,
             "/health" => Ok(self.health().await),
+            "/metrics" => Ok(self.metrics.response()),
             _ => return no_such_path(path),
         };
         result.unwrap_or_else(ApiError::into_response)

@@ -16,6 +16,7 @@ mod codec;
 mod convert;
 mod error;
 mod message;
+mod metrics;
 mod reader;
 mod redrive;
 mod sink;
@@ -29,8 +30,7 @@ pub use error::KafkaError;
 pub use message::Message;
 pub use reader::{Cursor, Page, PageBounds, end_offsets, read_page, read_topic};
 pub use redrive::{
-    LetterOutcome, Outcome, Redrive, RedriveError, RedriveReport, RedriveTotals, Redriver, Skip,
-    Skips,
+    LetterOutcome, Outcome, Redrive, RedriveError, RedriveReport, Redriver, Skip, Skips,
 };
 pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
 pub use source::{

@@ -182,14 +182,6 @@ impl RedriveError {
     }
 }
 
-/// Totals over every run of one redriver, for metrics.
-#[derive(Debug, Default)]
-pub struct RedriveTotals {
-    pub republished: AtomicU64,
-    pub skipped: AtomicU64,
-    pub failed: AtomicU64,
-}
-
 /// Sends letters of one DLQ back. Cheap to share; runs may overlap (the ledger keeps them
 /// from sending one letter twice).
 pub struct Redriver {
@@ -200,7 +192,6 @@ pub struct Redriver {
     max_redrives: u32,
     ledger: Arc<dyn RedriveLedger>,
     codec: AvroCodec,
-    totals: Arc<RedriveTotals>,
 }
 
 impl Redriver {
@@ -222,16 +213,11 @@ impl Redriver {
             max_redrives,
             ledger,
             codec: AvroCodec::new()?,
-            totals: Arc::default(),
         })
     }
 
     pub fn max_redrives(&self) -> u32 {
         self.max_redrives
-    }
-
-    pub fn totals(&self) -> Arc<RedriveTotals> {
-        self.totals.clone()
     }
 
     /// Runs `request` over the DLQ as it is now. Fails only when the DLQ cannot be read at
@@ -442,14 +428,11 @@ impl Redriver {
         letter: &DeadLetter,
         outcome: Outcome,
     ) {
-        let total = match outcome {
-            Outcome::Republished => Some(&self.totals.republished),
-            Outcome::Skipped(_) => Some(&self.totals.skipped),
-            Outcome::Failed(_) => Some(&self.totals.failed),
-            Outcome::WouldRepublish => None,
-        };
-        if let Some(total) = total {
-            total.fetch_add(1, Relaxed);
+        match outcome {
+            Outcome::Republished => crate::metrics::redriven("republished"),
+            Outcome::Skipped(_) => crate::metrics::redriven("skipped"),
+            Outcome::Failed(_) => crate::metrics::redriven("failed"),
+            Outcome::WouldRepublish => {} // a dry run changes nothing, metrics included
         }
         report.record(LetterOutcome {
             dlq_partition: id.partition,

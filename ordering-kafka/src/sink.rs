@@ -68,6 +68,7 @@ impl KafkaProducer {
         let producer = client
             .create()
             .map_err(KafkaError::client("creating the producer"))?;
+        crate::metrics::describe();
         Ok(Self {
             producer,
             delivery_timeout: config.delivery_timeout,
@@ -107,7 +108,10 @@ impl KafkaProducer {
             record = record.headers(owned);
         }
         // Waiting for room in librdkafka's queue counts against the same bound.
-        match self.producer.send(record, self.delivery_timeout).await {
+        let started = std::time::Instant::now();
+        let sent = self.producer.send(record, self.delivery_timeout).await;
+        crate::metrics::published(topic, started.elapsed(), sent.is_ok());
+        match sent {
             Ok(delivery) => Ok(Delivered {
                 partition: delivery.partition,
                 offset: delivery.offset,

@@ -72,6 +72,8 @@ const STORE_EVERY: Duration = Duration::from_millis(100);
 /// State shared with librdkafka's rebalance callbacks, which run inside `recv()`.
 #[derive(Default)]
 pub(crate) struct SourceContext {
+    /// The consumer group, for metrics.
+    group: String,
     /// Acknowledged positions not yet handed to librdkafka.
     acks: Mutex<HashMap<TopicPartition, i64>>,
     /// Partitions revoked since the dispatcher was last told.
@@ -124,7 +126,11 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        crate::metrics::consumer_lag(&self.group, &statistics);
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -236,12 +242,21 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             .set(
                 "fetch.wait.max.ms",
                 config.fetch_wait_max.as_millis().max(1).to_string(),
+            )
+            // Consumer lag per partition, for metrics.
+            .set(
+                "statistics.interval.ms",
+                crate::metrics::STATISTICS_INTERVAL_MS,
             );
+        crate::metrics::describe();
         for (key, value) in &config.overrides {
             client.set(key, value);
         }
         let consumer: StreamConsumer<SourceContext> = client
-            .create_with_context(SourceContext::default())
+            .create_with_context(SourceContext {
+                group: config.group_id.clone(),
+                ..SourceContext::default()
+            })
             .map_err(KafkaError::client("creating the consumer"))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer

@@ -25,6 +25,7 @@ mod postgres;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timed;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ use ordering_core::{MemoryStore, OrderId, OrderStore, RedriveLedger, StoreError}
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+use timed::Timed;
 
 /// What a service keeps in its store: orders, and the ledger of dead letters sent back
 /// (`ordering_core::redrive`). An `Arc<dyn Store>` converts to an `Arc<dyn OrderStore>`.
@@ -152,19 +154,23 @@ impl StoreUrl {
     /// Opens the store, creating and migrating its database as needed. PostgreSQL needs a
     /// running tokio runtime (its writer is a task).
     pub async fn open(&self) -> Result<Arc<dyn Store>, OpenError> {
+        let kind = self.kind();
         Ok(match self {
-            Self::Memory => Arc::new(MemoryStore::new()),
+            Self::Memory => Arc::new(Timed::new(MemoryStore::new(), kind)),
             Self::Sqlite(path) => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
                     .await
                     .map_err(|e| OpenError::Sqlite {
                         path: PathBuf::new(),
                         reason: e.to_string(),
-                    })?
-                    .map(Arc::new)?
+                    })??;
+                Arc::new(Timed::new(store, kind))
             }
-            Self::Postgres(config) => Arc::new(PostgresStore::open((**config).clone()).await?),
+            Self::Postgres(config) => {
+                let store = PostgresStore::open((**config).clone()).await?;
+                Arc::new(Timed::new(store, kind))
+            }
         })
     }
 }

@@ -6,9 +6,11 @@
 //! - [`query`]: query-string parameters;
 //! - [`mod@env`], [`settings`]: configuration from environment variables, naming the bad one;
 //! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
-//! - [`shutdown_signal`], [`init_tracing`].
+//! - [`shutdown_signal`], [`init_tracing`];
+//! - [`metrics::Metrics`]: Prometheus `/metrics`.
 
 pub mod env;
+pub mod metrics;
 mod serve;
 pub mod settings;
 #[cfg(feature = "testing")]

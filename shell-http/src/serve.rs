@@ -42,12 +42,16 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// Serves `handle` on `listener` until `shutdown` completes; then stops accepting and waits
 /// for the requests in flight (at most 10 s).
 ///
+/// Each answer is counted in the `http_requests_total` and `http_request_duration_seconds`
+/// metrics, labelled with its path if it is one of `routes`, else `other`.
+///
 /// At most `max_connections` connections are open at once: beyond, new ones wait in the
 /// listen backlog until one closes (an idle one closes after 10 s without a request), so the
 /// process never runs out of file descriptors.
 pub async fn serve<H, F>(
     listener: TcpListener,
     max_connections: usize,
+    routes: &'static [&'static str],
     handle: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -78,9 +82,26 @@ pub async fn serve<H, F>(
             },
         };
         let handle = handle.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: HttpRequest| {
+            let started = std::time::Instant::now();
+            let path = request.uri().path();
+            let route = routes
+                .iter()
+                .find(|r| **r == path)
+                .copied()
+                .unwrap_or("other");
+            let method = request.method().clone();
             let response = handle(request);
-            async move { Ok::<_, Infallible>(response.await) }
+            async move {
+                let response = response.await;
+                crate::metrics::request(
+                    route,
+                    method.as_str(),
+                    response.status(),
+                    started.elapsed(),
+                );
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -181,3 +181,49 @@ pub async fn get(url: &str) -> Reply {
 pub async fn send_json(method: &str, url: &str, body: &Value) -> Reply {
     call(method, url, Some(body.to_string().as_bytes())).await
 }
+
+/// Checks a Prometheus text exposition with the real `promtool check metrics` (Debian's
+/// `prometheus` package; `scripts/test` installs it): the format and Prometheus' naming rules
+/// (units, `_total` on counters, help text). Panics with promtool's complaints.
+pub fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool cannot run ({e}): install it with `apt-get install prometheus`, or run the tests with scripts/test")
+        });
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(exposition.as_bytes())
+        .expect("writing to promtool");
+    let output = child.wait_with_output().expect("promtool's answer");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- the exposition ---\n{exposition}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+/// The sum of the samples of `name` (exactly; `_bucket`/`_count` are names of their own) whose
+/// labels contain every one of `labels` (each `key="value"`), in a Prometheus text exposition.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|l| rest.contains(l)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}

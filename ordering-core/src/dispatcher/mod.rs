@@ -143,6 +143,7 @@ where
     pub fn new(source: S, handler: H, dead_letters: D, config: DispatcherConfig) -> Self {
         let consumer_group = source.consumer_group().to_owned();
         let max_in_flight = config.max_in_flight_per_partition.get();
+        let counters = Arc::new(Counters::new(&consumer_group));
         Self {
             source,
             shared: Arc::new(Shared {
@@ -151,7 +152,7 @@ where
                 policy: config.retry,
                 consumer_group,
                 reduced_letter_payload: config.reduced_letter_payload,
-                counters: Arc::new(Counters::default()),
+                counters,
                 stopping: watch::Sender::new(false),
             }),
             lanes: config.lanes,
@@ -191,6 +192,7 @@ where
                         self.launch_all(next, &running);
                     } else {
                         self.shared.counters.left(1);
+                        self.shared.counters.abandoned(1);
                     }
                 }
                 polled = self.source.next(), if intake => {
@@ -235,7 +237,10 @@ where
             while let Some(finished) = running.next().await {
                 match finished {
                     Finished::Done(done) => drop(self.complete(done, false)),
-                    Finished::Revoked => self.shared.counters.left(1),
+                    Finished::Revoked => {
+                        self.shared.counters.left(1);
+                        self.shared.counters.abandoned(1);
+                    }
                 }
             }
         };
@@ -252,6 +257,7 @@ where
                 .map(|p| p.lanes.queued())
                 .sum::<usize>();
         counters.left(unfinished as u64);
+        counters.abandoned(unfinished as u64);
 
         let committed = self.source.commit().await;
         if let Err(error) = self.shared.dead_letters.flush().await {
@@ -289,6 +295,7 @@ where
         }
         if !state.paused && state.watermark.len() >= self.max_in_flight {
             state.paused = true;
+            self.shared.counters.paused(true);
             self.source.pause(&meta.tp);
         }
         let lane = self.lanes.lane_of(meta);
@@ -307,7 +314,10 @@ where
         match done.outcome {
             Outcome::Applied => counters.applied(),
             Outcome::DeadLettered => counters.dead_lettered(),
-            Outcome::Abandoned => return None,
+            Outcome::Abandoned => {
+                counters.abandoned(1);
+                return None;
+            }
         }
         let state = self
             .partitions
@@ -318,6 +328,7 @@ where
         }
         if state.paused && state.watermark.len() <= self.resume_at {
             state.paused = false;
+            self.shared.counters.paused(false);
             self.source.resume(&done.tp);
         }
         if !start_next {
@@ -334,7 +345,12 @@ where
         for tp in tps {
             if let Some(state) = self.partitions.remove(tp) {
                 state.revoked.send_replace(true);
-                self.shared.counters.left(state.lanes.queued() as u64);
+                let queued = state.lanes.queued() as u64;
+                self.shared.counters.left(queued);
+                self.shared.counters.abandoned(queued);
+                if state.paused {
+                    self.shared.counters.paused(false);
+                }
             }
         }
     }

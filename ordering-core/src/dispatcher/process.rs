@@ -90,8 +90,11 @@ where
     let meta = &record.meta;
     let failure = match &record.event {
         Ok(event) => {
+            let started = std::time::Instant::now();
             let first = shared.handler.handle(event, meta);
-            match first.instrument(record_span!(debug_span, meta)).await {
+            let first = first.instrument(record_span!(debug_span, meta)).await;
+            shared.counters.handled(started.elapsed(), first.is_ok());
+            match first {
                 Ok(()) => return Outcome::Applied,
                 Err(error) => {
                     let retried = retry(shared, event, record, error);
@@ -183,7 +186,10 @@ where
                 }));
             }
         }
-        error = match shared.handler.handle(event, &record.meta).await {
+        let started = std::time::Instant::now();
+        let handled = shared.handler.handle(event, &record.meta).await;
+        shared.counters.handled(started.elapsed(), handled.is_ok());
+        error = match handled {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };

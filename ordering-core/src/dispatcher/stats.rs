@@ -1,13 +1,116 @@
-//! Live counters of a dispatcher, readable from other tasks (health and info endpoints).
+//! Live counters of a dispatcher, readable from other tasks (health and info endpoints), and
+//! the same numbers as metrics through the `metrics` facade: the recorder an application
+//! installs (Prometheus, in the shells) sees them; without one they cost next to nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
 
+use metrics::{Counter, Gauge, Histogram, Unit};
 use tokio::time::Instant;
 
 use serde::Serialize;
 
-#[derive(Debug, Default)]
+/// The dispatcher's metrics, labelled with its consumer group. Handles are made once, so
+/// recording is an atomic add, never a registry lookup.
+#[derive(Debug)]
+struct Metrics {
+    received: Counter,
+    applied: Counter,
+    dead_lettered: Counter,
+    retried: Counter,
+    abandoned: Counter,
+    unavailable_waits: Counter,
+    dead_letter_failures: Counter,
+    dead_letters_reduced: Counter,
+    in_flight: Gauge,
+    waiting_unavailable: Gauge,
+    paused_partitions: Gauge,
+    handled_ok: Histogram,
+    handled_error: Histogram,
+}
+
+/// Says what each metric means, once per process (for `# HELP` lines).
+fn describe() {
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(|| {
+        use metrics::{describe_counter, describe_gauge, describe_histogram};
+        describe_counter!(
+            "ordering_records_received_total",
+            "Records received from the source"
+        );
+        describe_counter!(
+            "ordering_records_applied_total",
+            "Records the handler applied"
+        );
+        describe_counter!(
+            "ordering_records_dead_lettered_total",
+            "Records whose dead letter was written"
+        );
+        describe_counter!(
+            "ordering_records_retried_total",
+            "Retries scheduled for records' own failures"
+        );
+        describe_counter!(
+            "ordering_records_abandoned_total",
+            "Records left uncommitted by a shutdown or a revoked partition, to be delivered again"
+        );
+        describe_counter!(
+            "ordering_unavailable_waits_total",
+            "Waits for something unavailable (a store outage); never dead-lettered"
+        );
+        describe_counter!(
+            "ordering_dead_letter_failures_total",
+            "Dead-letter writes that failed (each is tried again)"
+        );
+        describe_counter!(
+            "ordering_dead_letters_reduced_total",
+            "Dead letters refused for good (too large) and written reduced"
+        );
+        describe_gauge!(
+            "ordering_records_in_flight",
+            "Records received and not yet finished"
+        );
+        describe_gauge!(
+            "ordering_records_waiting_unavailable",
+            "Records waiting for something unavailable to come back"
+        );
+        describe_gauge!(
+            "ordering_partitions_paused",
+            "Partitions paused because too many of their records are in flight"
+        );
+        describe_histogram!(
+            "ordering_handler_duration_seconds",
+            Unit::Seconds,
+            "Time of one handler call (store writes included), by result"
+        );
+    });
+}
+
+impl Metrics {
+    fn new(group: &str) -> Self {
+        describe();
+        let group = group.to_owned();
+        let handled = |result: &'static str| metrics::histogram!("ordering_handler_duration_seconds", "group" => group.clone(), "result" => result);
+        Self {
+            received: metrics::counter!("ordering_records_received_total", "group" => group.clone()),
+            applied: metrics::counter!("ordering_records_applied_total", "group" => group.clone()),
+            dead_lettered: metrics::counter!("ordering_records_dead_lettered_total", "group" => group.clone()),
+            retried: metrics::counter!("ordering_records_retried_total", "group" => group.clone()),
+            abandoned: metrics::counter!("ordering_records_abandoned_total", "group" => group.clone()),
+            unavailable_waits: metrics::counter!("ordering_unavailable_waits_total", "group" => group.clone()),
+            dead_letter_failures: metrics::counter!("ordering_dead_letter_failures_total", "group" => group.clone()),
+            dead_letters_reduced: metrics::counter!("ordering_dead_letters_reduced_total", "group" => group.clone()),
+            in_flight: metrics::gauge!("ordering_records_in_flight", "group" => group.clone()),
+            waiting_unavailable: metrics::gauge!("ordering_records_waiting_unavailable", "group" => group.clone()),
+            paused_partitions: metrics::gauge!("ordering_partitions_paused", "group" => group.clone()),
+            handled_ok: handled("ok"),
+            handled_error: handled("error"),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct Counters {
     running: AtomicBool,
     received: AtomicU64,
@@ -21,9 +124,29 @@ pub(crate) struct Counters {
     /// Since when dead letters have failed with no success in between, if they do now.
     dead_letters_failing_since: Mutex<Option<Instant>>,
     in_flight: AtomicU64,
+    abandoned: AtomicU64,
+    metrics: Metrics,
 }
 
 impl Counters {
+    pub(crate) fn new(group: &str) -> Self {
+        Self {
+            running: AtomicBool::default(),
+            received: AtomicU64::default(),
+            applied: AtomicU64::default(),
+            dead_lettered: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            unavailable_waits: AtomicU64::default(),
+            waiting_unavailable: AtomicU64::default(),
+            dead_letter_failures: AtomicU64::default(),
+            dead_letters_reduced: AtomicU64::default(),
+            dead_letters_failing_since: Mutex::default(),
+            in_flight: AtomicU64::default(),
+            abandoned: AtomicU64::default(),
+            metrics: Metrics::new(group),
+        }
+    }
+
     pub(crate) fn set_running(&self, running: bool) {
         self.running.store(running, Relaxed);
     }
@@ -31,18 +154,49 @@ impl Counters {
     pub(crate) fn received(&self) {
         self.received.fetch_add(1, Relaxed);
         self.in_flight.fetch_add(1, Relaxed);
+        self.metrics.received.increment(1);
+        self.metrics.in_flight.increment(1.0);
     }
 
     pub(crate) fn applied(&self) {
         self.applied.fetch_add(1, Relaxed);
+        self.metrics.applied.increment(1);
     }
 
     pub(crate) fn dead_lettered(&self) {
         self.dead_lettered.fetch_add(1, Relaxed);
+        self.metrics.dead_lettered.increment(1);
     }
 
     pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Relaxed);
+        self.metrics.retried.increment(1);
+    }
+
+    /// `n` records were given up uncommitted (shutdown, revocation): delivered again later.
+    pub(crate) fn abandoned(&self, n: u64) {
+        self.abandoned.fetch_add(n, Relaxed);
+        self.metrics.abandoned.increment(n);
+    }
+
+    /// One handler call took `elapsed`.
+    pub(crate) fn handled(&self, elapsed: Duration, ok: bool) {
+        let histogram = if ok {
+            &self.metrics.handled_ok
+        } else {
+            &self.metrics.handled_error
+        };
+        histogram.record(elapsed);
+    }
+
+    /// A partition was paused (`true`) or resumed.
+    pub(crate) fn paused(&self, paused: bool) {
+        let gauge = &self.metrics.paused_partitions;
+        if paused {
+            gauge.increment(1.0);
+        } else {
+            gauge.decrement(1.0);
+        }
     }
 
     /// A record starts waiting out an outage (see [`ErrorClass::Unavailable`]).
@@ -52,17 +206,21 @@ impl Counters {
     pub(crate) fn outage_wait(&self) -> OutageWait<'_> {
         self.unavailable_waits.fetch_add(1, Relaxed);
         self.waiting_unavailable.fetch_add(1, Relaxed);
+        self.metrics.unavailable_waits.increment(1);
+        self.metrics.waiting_unavailable.increment(1.0);
         OutageWait(self)
     }
 
     pub(crate) fn dead_letter_failed(&self) {
         self.dead_letter_failures.fetch_add(1, Relaxed);
+        self.metrics.dead_letter_failures.increment(1);
         self.failing_since().get_or_insert_with(Instant::now);
     }
 
     /// A dead letter was refused for good and is written reduced.
     pub(crate) fn dead_letter_reduced(&self) {
         self.dead_letters_reduced.fetch_add(1, Relaxed);
+        self.metrics.dead_letters_reduced.increment(1);
     }
 
     /// A dead letter was written: the sink works (again).
@@ -81,6 +239,7 @@ impl Counters {
     /// `n` records left the dispatcher: finished, abandoned or dropped with their partition.
     pub(crate) fn left(&self, n: u64) {
         self.in_flight.fetch_sub(n, Relaxed);
+        self.metrics.in_flight.decrement(n as f64);
     }
 }
 
@@ -90,6 +249,7 @@ pub(crate) struct OutageWait<'a>(&'a Counters);
 impl Drop for OutageWait<'_> {
     fn drop(&mut self) {
         self.0.waiting_unavailable.fetch_sub(1, Relaxed);
+        self.0.metrics.waiting_unavailable.decrement(1.0);
     }
 }
 
@@ -114,6 +274,7 @@ impl Stats {
                 .failing_since()
                 .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
             in_flight: c.in_flight.load(Relaxed),
+            abandoned: c.abandoned.load(Relaxed),
         }
     }
 }
@@ -143,4 +304,6 @@ pub struct StatsSnapshot {
     pub dead_letters_failing_for_ms: Option<u64>,
     /// Received and not yet finished (queued, running or waiting to retry).
     pub in_flight: u64,
+    /// Given up uncommitted by a shutdown or a revoked partition: delivered again later.
+    pub abandoned: u64,
 }

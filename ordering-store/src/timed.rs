@@ -1,0 +1,136 @@
+//! Store latency as metrics (through the `metrics` facade): every store [`StoreUrl::open`]
+//! returns is wrapped, so each backend is measured the same way, in one place.
+//!
+//! [`StoreUrl::open`]: crate::StoreUrl::open
+
+use std::sync::Once;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use metrics::{Histogram, Unit};
+use ordering_core::{
+    Claim, LetterId, Order, OrderId, OrderStore, Position, RedriveLedger, Redriven, Status,
+    StatusWrite, StoreError, Written,
+};
+
+use crate::Store;
+
+/// The operations timed, each with its own pair of histograms.
+const OPERATIONS: [&str; 9] = [
+    "get",
+    "create",
+    "update_status",
+    "ids",
+    "count",
+    "ping",
+    "redrive_claim",
+    "redrive_release",
+    "redrive_lookup",
+];
+
+/// A store whose every operation is timed, by backend, operation and result.
+pub(crate) struct Timed<S> {
+    inner: S,
+    /// Per operation (in [`OPERATIONS`] order): the histograms of successes and of failures,
+    /// made once so that timing a write is an atomic add, not a registry lookup.
+    histograms: Vec<[Histogram; 2]>,
+}
+
+fn describe() {
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_histogram!(
+            "order_store_operation_duration_seconds",
+            Unit::Seconds,
+            "Time of one order-store operation (a write includes its wait for the group commit), by backend, operation and result"
+        );
+    });
+}
+
+impl<S: Store> Timed<S> {
+    pub(crate) fn new(inner: S, backend: &'static str) -> Self {
+        describe();
+        let histogram = |operation: &'static str, result: &'static str| {
+            metrics::histogram!(
+                "order_store_operation_duration_seconds",
+                "backend" => backend, "operation" => operation, "result" => result
+            )
+        };
+        let histograms = OPERATIONS
+            .iter()
+            .map(|op| [histogram(op, "ok"), histogram(op, "error")])
+            .collect();
+        Self { inner, histograms }
+    }
+
+    async fn time<T>(
+        &self,
+        operation: &'static str,
+        run: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = run.await;
+        let index = OPERATIONS.iter().position(|op| *op == operation);
+        if let Some([ok, error]) = index.and_then(|i| self.histograms.get(i)) {
+            let histogram = if result.is_ok() { ok } else { error };
+            histogram.record(started.elapsed());
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl<S: Store> OrderStore for Timed<S> {
+    async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.time("get", self.inner.get(id)).await
+    }
+
+    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+        self.time("create", self.inner.create(order, at)).await
+    }
+
+    async fn update_status(
+        &self,
+        id: &OrderId,
+        status: &Status,
+        at: Position,
+    ) -> Result<StatusWrite, StoreError> {
+        self.time("update_status", self.inner.update_status(id, status, at))
+            .await
+    }
+
+    async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
+        self.time("ids", self.inner.ids()).await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.time("count", self.inner.count()).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.time("ping", self.inner.ping()).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> RedriveLedger for Timed<S> {
+    async fn claim(
+        &self,
+        letters: &[LetterId],
+        again: bool,
+        at_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.time("redrive_claim", self.inner.claim(letters, again, at_ms))
+            .await
+    }
+
+    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
+        self.time("redrive_release", self.inner.release(letters))
+            .await
+    }
+
+    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        self.time("redrive_lookup", self.inner.lookup(letters))
+            .await
+    }
+}

@@ -1,0 +1,96 @@
+//! Prometheus `/metrics` for the shells: one recorder per process, installed at start-up,
+//! gathering what the libraries record through the `metrics` facade (the dispatcher, the
+//! producer and consumer, the store, redrives) and what [`serve`](crate::serve) records of
+//! each HTTP request.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use metrics::Unit;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::Response;
+
+/// Histogram buckets, in seconds: from half a millisecond (a store write in a group commit)
+/// to ten seconds (a publish at its delivery timeout).
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histograms are compacted (the exporter leaves it to its user).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The process's metrics, rendered in the Prometheus text format.
+#[derive(Clone)]
+pub struct Metrics(PrometheusHandle);
+
+/// Why the recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the metrics recorder: {0}")]
+pub struct MetricsError(String);
+
+impl Metrics {
+    /// Installs the process-wide recorder and starts its upkeep on the current runtime. Call
+    /// once, before the libraries are set up (what they record earlier is not seen).
+    pub fn install() -> Result<Self, MetricsError> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| MetricsError(e.to_string()))?;
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(UPKEEP_EVERY).await;
+                upkeep.run_upkeep();
+            }
+        });
+        describe();
+        Ok(Self(handle))
+    }
+
+    /// `GET /metrics`.
+    pub fn response(&self) -> Response {
+        let mut response = hyper::Response::new(Full::new(Bytes::from(self.0.render())));
+        *response.status_mut() = StatusCode::OK;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by route, method and status"
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route and method"
+    );
+}
+
+/// Records one answered request. `route` is one of the service's paths or `other`, so that
+/// clients cannot grow the metrics without bound by asking for made-up paths.
+pub(crate) fn request(route: &'static str, method: &str, status: StatusCode, elapsed: Duration) {
+    let method = match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        _ => "other",
+    };
+    metrics::counter!(
+        "http_requests_total",
+        "route" => route, "method" => method, "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
+        .record(elapsed);
+}
