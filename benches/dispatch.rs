@@ -74,9 +74,10 @@ fn records(fail_every: Option<u64>, keyed: bool) -> Vec<Record<Ev>> {
 }
 
 /// Runs `records` to the end and checks every one was applied, with the expected retries.
-async fn dispatch(records: Vec<Record<Ev>>, lanes: LaneMode, retries: u64) {
+async fn dispatch(records: Vec<Record<Ev>>, lanes: LaneMode, retries: u64, handler_latency: bool) {
     let config = DispatcherConfig {
         lanes,
+        handler_latency,
         max_in_flight_per_partition: std::num::NonZeroUsize::new(RECORDS as usize).unwrap(),
         ..DispatcherConfig::default()
     };
@@ -114,22 +115,31 @@ fn dispatch_path(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
+    // The last case, against the first: what timing each handler call for the latency
+    // histogram costs.
     let cases = [
-        ("noop_partition_lanes", None, LaneMode::Partition),
-        ("noop_key_lanes", None, LaneMode::Key),
+        ("noop_partition_lanes", None, LaneMode::Partition, true),
+        ("noop_key_lanes", None, LaneMode::Key, true),
         (
             "1pct_fail_once_partition_lanes",
             Some(100),
             LaneMode::Partition,
+            true,
+        ),
+        (
+            "noop_partition_lanes_untimed",
+            None,
+            LaneMode::Partition,
+            false,
         ),
     ];
-    for (name, fail_every, lanes) in cases {
+    for (name, fail_every, lanes, timed) in cases {
         let keyed = lanes == LaneMode::Key;
         let retries = fail_every.map_or(0, |n| RECORDS / n);
         group.bench_function(name, |b| {
             b.iter_batched(
                 || records(fail_every, keyed),
-                |records| rt.block_on(dispatch(records, lanes, retries)),
+                |records| rt.block_on(dispatch(records, lanes, retries, timed)),
                 BatchSize::PerIteration,
             )
         });

@@ -32,6 +32,7 @@ pub(crate) struct Shared<H, D> {
     pub(crate) policy: RetryPolicy,
     pub(crate) consumer_group: String,
     pub(crate) reduced_letter_payload: usize,
+    pub(crate) handler_latency: bool,
     pub(crate) counters: std::sync::Arc<Counters>,
     pub(crate) stopping: watch::Sender<bool>,
 }
@@ -58,6 +59,17 @@ impl<H, D> Shared<H, D> {
 
     fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
+    }
+
+    /// Runs one handler call, timing it when asked to (`DispatcherConfig::handler_latency`).
+    async fn timed<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        if !self.handler_latency {
+            return call.await;
+        }
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.counters.handled(started.elapsed(), result.is_ok());
+        result
     }
 }
 
@@ -90,10 +102,10 @@ where
     let meta = &record.meta;
     let failure = match &record.event {
         Ok(event) => {
-            let started = std::time::Instant::now();
             let first = shared.handler.handle(event, meta);
-            let first = first.instrument(record_span!(debug_span, meta)).await;
-            shared.counters.handled(started.elapsed(), first.is_ok());
+            let first = shared
+                .timed(first.instrument(record_span!(debug_span, meta)))
+                .await;
             match first {
                 Ok(()) => return Outcome::Applied,
                 Err(error) => {
@@ -186,9 +198,9 @@ where
                 }));
             }
         }
-        let started = std::time::Instant::now();
-        let handled = shared.handler.handle(event, &record.meta).await;
-        shared.counters.handled(started.elapsed(), handled.is_ok());
+        let handled = shared
+            .timed(shared.handler.handle(event, &record.meta))
+            .await;
         error = match handled {
             Ok(()) => return Ok(()),
             Err(error) => error,
