@@ -41,7 +41,7 @@ pub struct App {
     producer: KafkaProducer,
     codec: AvroCodec,
     /// Sends dead letters back to the service's own topics (`POST /api/dlq/redrive`).
-    redriver: Redriver,
+    redriver: Arc<Redriver>,
     /// Set once the consumer runs (after the topics exist).
     consumer: OnceLock<(Stats, SourceStatus)>,
 }
@@ -193,14 +193,14 @@ impl App {
         producer.delivery_timeout = config.kafka.delivery_timeout;
         let producer = KafkaProducer::new(&producer)?;
         let kafka = &config.kafka;
-        let redriver = Redriver::new(
+        let redriver = Arc::new(Redriver::new(
             producer.clone(),
             &kafka.bootstrap_servers,
             &config.dlq_topic,
             vec![kafka.order_topic.clone(), kafka.status_topic.clone()],
             config.max_redrives,
             store.clone(),
-        )?;
+        )?);
         Ok(Self {
             producer,
             codec: AvroCodec::new()?,

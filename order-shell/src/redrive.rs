@@ -112,10 +112,12 @@ impl App {
     pub(crate) async fn redrive(&self, request: HttpRequest) -> Result<Response, ApiError> {
         let body: RedriveBody = read_typed(request, BODY_LIMIT).await?;
         let request = body.into_request()?;
-        let report = self
-            .redriver
-            .run(&request)
+        // In a task of its own: a client that hangs up does not cut the run short (letters
+        // claimed but not yet sent).
+        let redriver = self.redriver.clone();
+        let report = tokio::spawn(async move { redriver.run(&request).await })
             .await
+            .map_err(|e| ApiError::unavailable(format!("the redrive task failed: {e}")))?
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let mut answer = serde_json::to_value(&report).unwrap_or_default();
         if let Value::Object(map) = &mut answer {

@@ -325,9 +325,8 @@ impl Redriver {
         if candidates.is_empty() {
             return Ok(());
         }
-        let ids: Vec<LetterId> = candidates.iter().map(|(id, _)| id.clone()).collect();
-        let ledger_failed = |e| format!("the redrive ledger failed: {e}");
         if request.dry_run {
+            let ids: Vec<LetterId> = candidates.iter().map(|(id, _)| id.clone()).collect();
             let known = self.ledger.lookup(&ids).await.map_err(ledger_failed)?;
             for ((id, letter), known) in candidates.iter().zip(known) {
                 let outcome = match known {
@@ -339,13 +338,32 @@ impl Redriver {
             return Ok(());
         }
 
+        // Claimed a few at a time, just before they are sent: if the run is cut short (the
+        // process stops), few letters are left claimed but unsent (`again` sends those).
+        let mut candidates = candidates.into_iter().peekable();
+        while candidates.peek().is_some() {
+            let chunk = candidates.by_ref().take(IN_FLIGHT).collect();
+            self.claim_and_send(request, chunk, pace, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims `letters` and republishes those claimed, in DLQ order. `Err` stops the run.
+    async fn claim_and_send(
+        &self,
+        request: &Redrive,
+        letters: Vec<(LetterId, DeadLetter)>,
+        pace: &mut Pace,
+        report: &mut RedriveReport,
+    ) -> Result<(), String> {
+        let ids: Vec<LetterId> = letters.iter().map(|(id, _)| id.clone()).collect();
         let claims = self
             .ledger
             .claim(&ids, request.again, now_ms())
             .await
             .map_err(ledger_failed)?;
         let mut claimed = Vec::new();
-        for ((id, letter), claim) in candidates.into_iter().zip(claims) {
+        for ((id, letter), claim) in letters.into_iter().zip(claims) {
             match claim {
                 Claim::Claimed => claimed.push((id, letter)),
                 Claim::Already(_) => {
@@ -358,8 +376,8 @@ impl Redriver {
                 }
             }
         }
-        // In DLQ order: the producer keeps the order of sends to one partition, so a key's
-        // letters reach its partition in the order they failed.
+        // The producer keeps the order of sends to one partition, so a key's letters reach
+        // its partition in the order they failed.
         let sends = futures::stream::iter(claimed)
             .map(|(id, letter)| {
                 let at = pace.next();
@@ -470,6 +488,10 @@ impl Pace {
         self.next = Some(at + every);
         Some(at)
     }
+}
+
+fn ledger_failed(error: ordering_core::StoreError) -> String {
+    format!("the redrive ledger failed: {error}")
 }
 
 fn now_ms() -> i64 {
