@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ordering_core::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
-use ordering_kafka::{AvroCodec, Codec};
+use ordering_kafka::{AvroCodec, Codec, SchemaFamily};
 use std::hint::black_box;
 
 fn order() -> Order {
@@ -22,6 +22,7 @@ fn order() -> Order {
         total_amount: 147.0,
         currency: "USD".into(),
         status: Status::parse("pending").unwrap(),
+        status_reason: None,
     }
 }
 
@@ -45,6 +46,16 @@ fn codec(c: &mut Criterion) {
     });
     group.bench_function("decode_status_update", |b| {
         b.iter(|| Codec::<OrderEvent>::decode(&codec, black_box(&update_bytes)).unwrap())
+    });
+    // A record of the first version: read through schema resolution into the current one
+    // (a `Value` first, then the type), against the direct path above.
+    let v1 = codec.pin(SchemaFamily::StatusUpdate, 1).unwrap();
+    let update_v1_bytes = v1.encode(&update).unwrap();
+    group.bench_function("decode_status_update_v1_resolved", |b| {
+        b.iter(|| Codec::<OrderEvent>::decode(&codec, black_box(&update_v1_bytes)).unwrap())
+    });
+    group.bench_function("encode_status_update_pinned_v1", |b| {
+        b.iter(|| v1.encode(black_box(&update)).unwrap())
     });
     group.bench_function("encode_order_3_items", |b| {
         b.iter(|| codec.encode(black_box(&order)).unwrap())

@@ -423,7 +423,12 @@ async fn direct() -> Result<(), Error> {
             let (store, id, status) = (store.clone(), ids[u % ids.len()].clone(), status.clone());
             in_flight.push(async move {
                 store
-                    .update_status(&id, &status, ordering_core::Position::new(1, u as i64))
+                    .update_status(
+                        &id,
+                        &status,
+                        None,
+                        ordering_core::Position::new(1, u as i64),
+                    )
                     .await
             });
             if in_flight.len() >= 8192 {

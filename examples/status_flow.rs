@@ -29,6 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         total_amount: 49.0,
         currency: "USD".into(),
         status: Status::parse("pending")?,
+        status_reason: None,
     };
     let shipped = Status::parse("shipped")?;
     let update = |id: &str| -> Result<OrderEvent, Box<dyn std::error::Error>> {

@@ -9,20 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
-use ordering_core::model::now_iso8601;
+use ordering_core::model::{now_iso8601, parse_reason};
 use ordering_core::{
     NumItems, Order, OrderId, Sink, SinkError, Status, StatusUpdate, generate_order,
 };
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSink, ProducerConfig, ensure_topics_when_ready,
+    AvroCodec, KafkaProducer, KafkaSink, ProducerConfig, SchemaFamily, ensure_topics_when_ready,
 };
 use serde_json::json;
 use shell_http::env::Env;
 use shell_http::metrics::Metrics;
-use shell_http::settings::{KafkaSettings, listen_addr, max_connections};
+use shell_http::settings::{KafkaSettings, avro_codec, listen_addr, max_connections};
 use shell_http::{
-    ApiError, HttpRequest, Response, Stop, json, method_not_allowed, no_such_path, read_json,
-    required_int, required_str, serve, stop_reason,
+    ApiError, HttpRequest, Response, Stop, json, method_not_allowed, no_such_path, optional_str,
+    read_json, required_int, required_str, serve, stop_reason,
 };
 
 /// Request bodies above this get `413`.
@@ -55,9 +55,10 @@ async fn main() -> ExitCode {
             KafkaSettings::from_env(&env)?,
             listen_addr(&env, 8000)?,
             max_connections(&env)?,
+            avro_codec(&env, &[SchemaFamily::Order, SchemaFamily::StatusUpdate])?,
         ))
     })();
-    let (kafka, addr, max_connections) = match settings {
+    let (kafka, addr, max_connections, codec) = match settings {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("cart-shell: {error}");
@@ -71,7 +72,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cart = match Cart::new(&kafka, metrics) {
+    let cart = match Cart::new(&kafka, codec, metrics) {
         Ok(cart) => Arc::new(cart),
         Err(error) => {
             eprintln!("cart-shell: {error}");
@@ -118,11 +119,14 @@ async fn main() -> ExitCode {
 }
 
 impl Cart {
-    fn new(kafka: &KafkaSettings, metrics: Metrics) -> Result<Self, ordering_kafka::KafkaError> {
+    fn new(
+        kafka: &KafkaSettings,
+        codec: AvroCodec,
+        metrics: Metrics,
+    ) -> Result<Self, ordering_kafka::KafkaError> {
         let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
         config.delivery_timeout = kafka.delivery_timeout;
         let producer = KafkaProducer::new(&config)?;
-        let codec = AvroCodec::new()?;
         Ok(Self {
             orders: producer.sink(&kafka.order_topic, codec),
             updates: producer.sink(&kafka.status_topic, codec),
@@ -167,7 +171,8 @@ impl Cart {
         let body = read_json(request, BODY_LIMIT).await?;
         let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
         let status = Status::parse(required_str(&body, "status")?).map_err(invalid)?;
-        let update = StatusUpdate::new(&id, &status, now_iso8601());
+        let reason = parse_reason(optional_str(&body, "reason")?).map_err(invalid)?;
+        let update = StatusUpdate::new(&id, &status, now_iso8601()).with_reason(reason);
         self.updates.publish(&update).await.map_err(unpublished)?;
         Ok(json(
             StatusCode::ACCEPTED,
@@ -181,6 +186,7 @@ impl Cart {
                     "status": update.status,
                     "message": "Status update event published. Processing asynchronously.",
                     "eventType": update.event_type,
+                    "reason": update.reason,
                 },
             }),
         ))

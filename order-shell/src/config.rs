@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordering_core::{PolicyError, RetryPolicy};
+use ordering_kafka::{AvroCodec, SchemaFamily};
 use ordering_store::StoreUrl;
 use shell_http::env::{Env, EnvError};
-use shell_http::settings::{KafkaSettings, listen_addr, max_connections};
+use shell_http::settings::{KafkaSettings, avro_codec, listen_addr, max_connections};
 
 pub struct Config {
     pub kafka: KafkaSettings,
@@ -30,6 +31,9 @@ pub struct Config {
     /// `DLQ_MAX_REDRIVES`, default 3: a record redriven this many times that failed again is
     /// not redriven any more unless the request forces it.
     pub max_redrives: u32,
+    /// `AVRO_SCHEMA_DIR` (more schema versions to read), `AVRO_DLQ_VERSION` (the version of
+    /// the dead letters written; default the newest).
+    pub codec: AvroCodec,
 }
 
 /// Where order-shell keeps orders unless told otherwise: a file under `data/`.
@@ -78,6 +82,7 @@ impl Config {
                 },
             )?),
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
+            codec: avro_codec(env, &[SchemaFamily::DeadLetter])?,
         })
     }
 }

@@ -193,17 +193,20 @@ impl App {
         producer.delivery_timeout = config.kafka.delivery_timeout;
         let producer = KafkaProducer::new(&producer)?;
         let kafka = &config.kafka;
-        let redriver = Arc::new(Redriver::new(
-            producer.clone(),
-            &kafka.bootstrap_servers,
-            &config.dlq_topic,
-            vec![kafka.order_topic.clone(), kafka.status_topic.clone()],
-            config.max_redrives,
-            store.clone(),
-        )?);
+        let redriver = Arc::new(
+            Redriver::new(
+                producer.clone(),
+                &kafka.bootstrap_servers,
+                &config.dlq_topic,
+                vec![kafka.order_topic.clone(), kafka.status_topic.clone()],
+                config.max_redrives,
+                store.clone(),
+            )?
+            .with_codec(config.codec),
+        );
         Ok(Self {
             producer,
-            codec: AvroCodec::new()?,
+            codec: config.codec,
             redriver,
             metrics,
             store,

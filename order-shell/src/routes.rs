@@ -89,6 +89,7 @@ impl App {
         let shipping_cost = order.shipping_cost();
         let mut data = serde_json::to_value(&order).unwrap_or_default();
         data["shippingCost"] = json!(shipping_cost);
+        data["statusReason"] = json!(order.status_reason);
         Ok(json(
             StatusCode::OK,
             &json!({"success": true, "message": format!("Order '{id}' found"), "data": data}),

@@ -64,6 +64,7 @@ pub fn generate_order(
         items,
         currency: CURRENCIES.choose(rng).copied().unwrap_or("USD").to_owned(),
         status: Status::pending(),
+        status_reason: None,
     }
 }
 

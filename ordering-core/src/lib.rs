@@ -38,7 +38,7 @@ pub use generate::{NumItems, generate_order};
 pub use handler::{Classify, ErrorClass, Handler};
 pub use model::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate, ValidationError};
 pub use orders::{OrderCreatedHandler, OrderError, OrderEventHandler, StatusUpdateHandler};
-pub use record::{DecodeError, Header, Record, RecordMeta, TopicPartition};
+pub use record::{DecodeError, DecodeErrorKind, Header, Record, RecordMeta, TopicPartition};
 pub use redrive::{
     BadInstant, Claim, LetterFilter, LetterId, MemoryLedger, RedriveLedger, Redriven, parse_instant,
 };

@@ -140,6 +140,10 @@ pub struct Order {
     pub total_amount: f64,
     pub currency: String,
     pub status: Status,
+    /// The reason given with the status update last applied, if any. Kept by the store with
+    /// the status; not part of the order event (nor of its schema).
+    #[serde(skip)]
+    pub status_reason: Option<String>,
 }
 
 impl Order {
@@ -214,6 +218,22 @@ pub struct StatusUpdate {
     pub update_timestamp: String,
     #[serde(default = "default_event_type")]
     pub event_type: String,
+    /// Why the status changed, when the client said (`status_update.avsc` version 2; a
+    /// version 1 update reads as `None`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The longest status reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+
+/// A status reason as a client sends it: trimmed, blank meaning none, at most
+/// [`MAX_REASON_CHARS`] characters.
+pub fn parse_reason(raw: Option<&str>) -> Result<Option<String>, ValidationError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(reason) => bounded("reason", reason, MAX_REASON_CHARS).map(Some),
+    }
 }
 
 fn default_event_type() -> String {
@@ -228,7 +248,14 @@ impl StatusUpdate {
             status: status.to_string(),
             update_timestamp,
             event_type: default_event_type(),
+            reason: None,
         }
+    }
+
+    /// This update with `reason`.
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
     }
 
     /// The order id and status, validated.
@@ -276,6 +303,7 @@ mod tests {
             total_amount: total,
             currency: "USD".into(),
             status: Status::parse("pending").unwrap(),
+            status_reason: None,
         }
     }
 

@@ -101,7 +101,7 @@ impl Handler<StatusUpdate> for StatusUpdateHandler {
         let (id, status) = update.validate()?;
         match self
             .store
-            .update_status(&id, &status, Position::from(meta))
+            .update_status(&id, &status, update.reason.clone(), Position::from(meta))
             .await?
         {
             StatusWrite::Written(_) => Ok(()),

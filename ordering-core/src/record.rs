@@ -83,10 +83,55 @@ impl RecordMeta {
 }
 
 /// A payload that could not be decoded. Such a record is *poison*: it is dead-lettered at
-/// once, with its raw bytes, and never retried.
+/// once, with its raw bytes, and never retried (a redrive can send it back later, once a
+/// reader that knows its schema runs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(pub String);
+#[error("{message}")]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+    message: String,
+}
+
+/// Why a payload could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// Not what its framing says: garbage, truncated, an invalid field.
+    Malformed,
+    /// Written with a schema this reader does not know (a newer writer): it decodes once the
+    /// reader knows that schema.
+    UnknownSchema,
+}
+
+impl DecodeError {
+    /// A malformed payload.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            kind: DecodeErrorKind::Malformed,
+            message: message.into(),
+        }
+    }
+
+    /// A payload written with a schema this reader does not know.
+    pub fn unknown_schema(message: impl Into<String>) -> Self {
+        Self {
+            kind: DecodeErrorKind::UnknownSchema,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> DecodeErrorKind {
+        self.kind
+    }
+
+    /// The dead letter's `errorType` for it: `DecodeError` or `UnknownSchema`.
+    pub fn error_type(&self) -> &'static str {
+        match self.kind {
+            DecodeErrorKind::Malformed => "DecodeError",
+            DecodeErrorKind::UnknownSchema => "UnknownSchema",
+        }
+    }
+}
 
 /// One record from a source.
 #[derive(Debug, Clone)]

@@ -95,12 +95,13 @@ pub trait OrderStore: Send + Sync {
     /// id unless `at` was already applied.
     async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError>;
 
-    /// Sets the status of an existing order, from the status update at `at`, unless `at`
-    /// was already applied.
+    /// Sets the status of an existing order, and the reason given for it (`None` clears an
+    /// earlier one), from the status update at `at`, unless `at` was already applied.
     async fn update_status(
         &self,
         id: &OrderId,
         status: &Status,
+        reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError>;
 
@@ -194,6 +195,7 @@ impl OrderStore for MemoryStore {
         &self,
         id: &OrderId,
         status: &Status,
+        reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
         let mut orders = self.write();
@@ -204,6 +206,7 @@ impl OrderStore for MemoryStore {
             return Ok(StatusWrite::Written(Written::AlreadyApplied));
         }
         stored.order.status = status.clone();
+        stored.order.status_reason = reason;
         stored.status_at = Some(at);
         Ok(StatusWrite::Written(Written::Applied))
     }

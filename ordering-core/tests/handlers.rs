@@ -16,7 +16,7 @@ mock! {
     impl OrderStore for Store {
         async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
         async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError>;
-        async fn update_status(&self, id: &OrderId, status: &Status, at: Position) -> Result<StatusWrite, StoreError>;
+        async fn update_status(&self, id: &OrderId, status: &Status, reason: Option<String>, at: Position) -> Result<StatusWrite, StoreError>;
         async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
         async fn count(&self) -> Result<u64, StoreError>;
         async fn ping(&self) -> Result<(), StoreError>;
@@ -41,6 +41,7 @@ fn update(order_id: &str, new_status: &str) -> StatusUpdate {
         status: new_status.into(),
         update_timestamp: "2026-01-30T12:00:00Z".into(),
         event_type: "STATUS_UPDATE".into(),
+        reason: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn order(order_id: &str) -> Order {
         total_amount: 2.5,
         currency: "EUR".into(),
         status: status("pending"),
+        status_reason: None,
     }
 }
 
@@ -68,10 +70,11 @@ async fn a_status_update_of_an_existing_order_is_applied() {
         .with(
             eq(id("ORD-1")),
             eq(status("shipped")),
+            eq(None),
             eq(Position::new(2, 17)),
         )
         .times(1)
-        .returning(|_, _, _| Ok(StatusWrite::Written(Written::Applied)));
+        .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::Applied)));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     handler
         .handle(&update(" ORD-1 ", " shipped "), &meta())
@@ -85,7 +88,7 @@ async fn an_unknown_order_is_a_retryable_order_not_found() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _, _| Ok(StatusWrite::NotFound));
+        .returning(|_, _, _, _| Ok(StatusWrite::NotFound));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("DOES-NOT-EXIST", "shipped"), &meta())
@@ -121,7 +124,7 @@ async fn a_store_outage_is_unavailable_not_the_records_fault() {
     let mut store = MockStore::new();
     store
         .expect_update_status()
-        .returning(|_, _, _| Err(StoreError::Unavailable("connection reset".into())));
+        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection reset".into())));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("ORD-1", "shipped"), &meta())
@@ -149,7 +152,7 @@ async fn a_redelivered_update_is_success_without_a_change() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _, _| Ok(StatusWrite::Written(Written::AlreadyApplied)));
+        .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::AlreadyApplied)));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     handler
         .handle(&update("ORD-1", "shipped"), &meta())
@@ -190,7 +193,7 @@ async fn the_event_handler_routes_each_event_to_its_handler() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _, _| Ok(StatusWrite::Written(Written::Applied)));
+        .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::Applied)));
     let handler = OrderEventHandler::new(Arc::new(store));
     handler
         .handle(&OrderEvent::Created(order("ORD-1")), &meta())

@@ -28,7 +28,13 @@ fn status_update_schema_is_the_specs() {
     assert_eq!(full_name(&schema), "com.ecommerce.order.OrderStatusUpdate");
     assert_eq!(
         field_names(&schema),
-        ["orderId", "status", "updateTimestamp", "eventType"]
+        [
+            "orderId",
+            "status",
+            "updateTimestamp",
+            "eventType",
+            "reason"
+        ]
     );
 }
 

@@ -53,7 +53,7 @@ pub(crate) fn to_record<E, C: Codec<E>>(
         Some(payload) => (payload.to_vec(), codec.decode(payload)),
         None => (
             Vec::new(),
-            Err(DecodeError("record without a value (a tombstone)".into())),
+            Err(DecodeError::new("record without a value (a tombstone)")),
         ),
     };
     Record::new(meta, payload, event)

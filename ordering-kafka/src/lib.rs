@@ -25,7 +25,10 @@ mod source;
 pub mod testing;
 
 pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
-pub use codec::{AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
+pub use codec::{
+    AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaError,
+    SchemaFamily,
+};
 pub use error::KafkaError;
 pub use message::Message;
 pub use reader::{Cursor, Page, PageBounds, end_offsets, read_page, read_topic};

@@ -216,6 +216,13 @@ impl Redriver {
         })
     }
 
+    /// Reads the DLQ with `codec` (one that knows more schema versions, say) instead of the
+    /// embedded schemas.
+    pub fn with_codec(mut self, codec: AvroCodec) -> Self {
+        self.codec = codec;
+        self
+    }
+
     pub fn max_redrives(&self) -> u32 {
         self.max_redrives
     }

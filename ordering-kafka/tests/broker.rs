@@ -34,6 +34,7 @@ fn order(id: &str) -> Order {
         total_amount: 49.0,
         currency: "USD".into(),
         status: Status::parse("pending").unwrap(),
+        status_reason: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn update(id: &str, status: &str) -> StatusUpdate {
         status: status.into(),
         update_timestamp: "2026-01-30T12:00:00Z".into(),
         event_type: "STATUS_UPDATE".into(),
+        reason: None,
     }
 }
 

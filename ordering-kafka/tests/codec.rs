@@ -4,27 +4,13 @@
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use ordering_core::{
-    DeadLetter, FailureClass, Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate,
+    DeadLetter, DecodeErrorKind, FailureClass, Order, OrderEvent, OrderId, OrderItem, Status,
+    StatusUpdate,
 };
 use ordering_kafka::{AvroCodec, Codec, MAGIC, STATUS_UPDATE_SCHEMA};
 
-/// CRC-64-AVRO, written from the Avro specification ("Schema Fingerprints"), independent of
-/// the codec's implementation.
-fn crc64_avro(bytes: &[u8]) -> u64 {
-    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
-    let table: Vec<u64> = (0..256u64)
-        .map(|i| {
-            let mut fp = i;
-            for _ in 0..8 {
-                fp = (fp >> 1) ^ (EMPTY & 0u64.wrapping_sub(fp & 1));
-            }
-            fp
-        })
-        .collect();
-    bytes.iter().fold(EMPTY, |fp, &b| {
-        (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
-    })
-}
+mod common;
+use common::crc64_avro;
 
 fn order() -> Order {
     Order {
@@ -46,6 +32,7 @@ fn order() -> Order {
         total_amount: 58.95,
         currency: "EUR".into(),
         status: Status::parse("pending").unwrap(),
+        status_reason: None,
     }
 }
 
@@ -86,7 +73,8 @@ fn the_fingerprint_is_crc64_avro_of_the_canonical_form() {
     let canonical = concat!(
         r#"{"name":"com.ecommerce.order.OrderStatusUpdate","type":"record","fields":["#,
         r#"{"name":"orderId","type":"string"},{"name":"status","type":"string"},"#,
-        r#"{"name":"updateTimestamp","type":"string"},{"name":"eventType","type":"string"}]}"#
+        r#"{"name":"updateTimestamp","type":"string"},{"name":"eventType","type":"string"},"#,
+        r#"{"name":"reason","type":["null","string"]}]}"#
     );
     let schema = Schema::parse_str(STATUS_UPDATE_SCHEMA).unwrap();
     assert_eq!(schema.canonical_form(), canonical);
@@ -212,13 +200,20 @@ fn order_events_are_told_apart_by_fingerprint() {
 fn bad_payloads_are_decode_errors() {
     let codec = AvroCodec::new().unwrap();
     let good = codec.encode(&update()).unwrap();
-    let decode = |bytes: &[u8]| Codec::<OrderEvent>::decode(&codec, bytes).unwrap_err().0;
+    let decode = |bytes: &[u8]| {
+        Codec::<OrderEvent>::decode(&codec, bytes)
+            .unwrap_err()
+            .to_string()
+    };
 
     assert!(decode(b"").contains("too short"));
     assert!(decode(b"{\"orderId\": \"ORD-1\"}").contains("not Avro single-object"));
     let mut unknown = good.clone();
     unknown[2..10].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
     assert!(decode(&unknown).contains("unknown schema fingerprint 0807060504030201"));
+    let unknown = Codec::<OrderEvent>::decode(&codec, &unknown).unwrap_err();
+    assert_eq!(unknown.kind(), DecodeErrorKind::UnknownSchema);
+    assert_eq!(unknown.error_type(), "UnknownSchema");
     let truncated = decode(&good[..good.len() - 3]);
     assert!(truncated.contains("OrderStatusUpdate"), "{truncated}");
     let mut trailing = good.clone();
@@ -242,7 +237,8 @@ fn a_blank_order_id_in_an_order_is_a_decode_error() {
         .unwrap();
     let payload = [&codec.encode(&order()).unwrap()[..10], &datum[..]].concat();
     let error = Codec::<Order>::decode(&codec, &payload).unwrap_err();
-    assert!(error.0.contains("orderId"), "{error}");
+    assert!(error.to_string().contains("orderId"), "{error}");
+    assert_eq!(error.error_type(), "DecodeError");
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub(crate) enum Op {
     Status {
         order_id: String,
         status: String,
+        reason: Option<String>,
         at: Position,
     },
 }
@@ -92,11 +93,13 @@ impl Queue {
         &self,
         id: &OrderId,
         status: &ordering_core::Status,
+        reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
         let op = Op::Status {
             order_id: id.to_string(),
             status: status.to_string(),
+            reason,
             at,
         };
         match self.submit(op).await? {
@@ -134,11 +137,16 @@ fn drain_after(first: Write, batches: &mut Batches) -> Vec<Write> {
     batch
 }
 
-/// Reads a stored order back: the body as created, with its current status.
-pub(crate) fn order_from_row(body: &str, status: &str) -> Result<ordering_core::Order, StoreError> {
+/// Reads a stored order back: the body as created, with its current status and its reason.
+pub(crate) fn order_from_row(
+    body: &str,
+    status: &str,
+    reason: Option<String>,
+) -> Result<ordering_core::Order, StoreError> {
     let mut order: ordering_core::Order = serde_json::from_str(body)
         .map_err(|e| StoreError::Rejected(format!("a stored order does not parse: {e}")))?;
     order.status = ordering_core::Status::parse(status)
         .map_err(|e| StoreError::Rejected(format!("a stored status is invalid: {e}")))?;
+    order.status_reason = reason;
     Ok(order)
 }

@@ -50,18 +50,18 @@ const CREATE_MANY: &str = "
     ), statuses AS (
         INSERT INTO order_status AS s (order_id, status)
         SELECT input.order_id, input.status FROM input JOIN created USING (order_id)
-        ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status
+        ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, status_reason = NULL
     )
     SELECT order_id FROM created";
 
 // Per input row: applied, and whether the order exists (the outer query sees the table as it
 // was before this statement), which tells applied, already applied and not found apart.
 const UPDATE_MANY: &str = "
-    WITH input (order_id, status, part, off) AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[])
+    WITH input (order_id, status, part, off, reason) AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[])
     ), updated AS (
         UPDATE order_status AS s SET status = input.status, status_partition = input.part,
-                                     status_offset = input.off
+                                     status_offset = input.off, status_reason = input.reason
         FROM input
         WHERE s.order_id = input.order_id
           AND (s.status_partition IS NULL OR s.status_partition <> input.part
@@ -74,7 +74,7 @@ const UPDATE_MANY: &str = "
     LEFT JOIN order_status AS existing ON existing.order_id = input.order_id";
 
 const GET: &str = "
-    SELECT orders.body, order_status.status
+    SELECT orders.body, order_status.status, order_status.status_reason
     FROM orders JOIN order_status USING (order_id)
     WHERE orders.order_id = $1";
 
@@ -282,8 +282,12 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                 Op::Status {
                     order_id,
                     status,
+                    reason,
                     at,
-                } => updates.push(i, order_id, None, status, *at),
+                } => {
+                    updates.push(i, order_id, None, status, *at);
+                    updates.reasons.push(reason.as_deref());
+                }
             }
         }
         if !creates.index.is_empty() {
@@ -307,7 +311,10 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
         if !updates.index.is_empty() {
             let u = &updates;
             let rows = tx
-                .query(&update, &[&u.ids, &u.statuses, &u.partitions, &u.offsets])
+                .query(
+                    &update,
+                    &[&u.ids, &u.statuses, &u.partitions, &u.offsets, &u.reasons],
+                )
                 .await
                 .map_err(failed)?;
             let outcome: HashMap<&str, (bool, bool)> = rows
@@ -339,6 +346,8 @@ struct Columns<'a> {
     statuses: Vec<&'a str>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
+    /// Status updates only.
+    reasons: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -393,7 +402,7 @@ impl OrderStore for PostgresStore {
                 .map_err(|e| classify(&e))
         })
         .await?;
-        row.map(|row| batch::order_from_row(row.get(0), row.get(1)))
+        row.map(|row| batch::order_from_row(row.get(0), row.get(1), row.get(2)))
             .transpose()
     }
 
@@ -405,9 +414,10 @@ impl OrderStore for PostgresStore {
         &self,
         id: &OrderId,
         status: &Status,
+        reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
-        self.writes.update_status(id, status, at).await
+        self.writes.update_status(id, status, reason, at).await
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {

@@ -33,17 +33,18 @@ const CREATE: &str = "
 // update stays, so that update's redeliveries still change nothing.
 const SET_CREATED_STATUS: &str = "
     INSERT INTO order_status (order_id, status) VALUES (?1, ?2)
-    ON CONFLICT (order_id) DO UPDATE SET status = excluded.status";
+    ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, status_reason = NULL";
 
 const UPDATE_STATUS: &str = "
-    UPDATE order_status SET status = ?2, status_partition = ?3, status_offset = ?4
+    UPDATE order_status SET status = ?2, status_partition = ?3, status_offset = ?4,
+        status_reason = ?5
     WHERE order_id = ?1
       AND (status_partition IS NULL OR status_partition <> ?3 OR status_offset < ?4)";
 
 const EXISTS: &str = "SELECT 1 FROM order_status WHERE order_id = ?1";
 
 const GET: &str = "
-    SELECT orders.body, order_status.status
+    SELECT orders.body, order_status.status, order_status.status_reason
     FROM orders JOIN order_status USING (order_id)
     WHERE orders.order_id = ?1";
 
@@ -280,13 +281,15 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
         Op::Status {
             order_id,
             status,
+            reason,
             at,
         } => {
             let changed = conn.prepare_cached(UPDATE_STATUS)?.execute(params![
                 order_id,
                 status,
                 at.partition,
-                at.offset
+                at.offset,
+                reason
             ])?;
             if changed > 0 {
                 return Ok(Done::Status(StatusWrite::Written(Written::Applied)));
@@ -340,12 +343,16 @@ impl OrderStore for SqliteStore {
             .read(move |conn| {
                 conn.prepare_cached(GET)?
                     .query_row(params![id], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                        ))
                     })
                     .optional()
             })
             .await?;
-        row.map(|(body, status)| batch::order_from_row(&body, &status))
+        row.map(|(body, status, reason)| batch::order_from_row(&body, &status, reason))
             .transpose()
     }
 
@@ -357,9 +364,10 @@ impl OrderStore for SqliteStore {
         &self,
         id: &OrderId,
         status: &Status,
+        reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
-        self.writes.update_status(id, status, at).await
+        self.writes.update_status(id, status, reason, at).await
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {

@@ -93,10 +93,14 @@ impl<S: Store> OrderStore for Timed<S> {
         &self,
         id: &OrderId,
         status: &Status,
+        reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
-        self.time("update_status", self.inner.update_status(id, status, at))
-            .await
+        self.time(
+            "update_status",
+            self.inner.update_status(id, status, reason, at),
+        )
+        .await
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {

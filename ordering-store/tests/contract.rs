@@ -37,6 +37,7 @@ fn order(order_id: &str, items: i32) -> Order {
         total_amount: 2.5 * f64::from(items),
         currency: "EUR".into(),
         status: status("pending"),
+        status_reason: None,
     }
 }
 
@@ -52,7 +53,7 @@ async fn current_status(store: &dyn OrderStore, order_id: &str) -> String {
 
 /// A status update that must be answered.
 async fn set(s: &dyn OrderStore, order_id: &str, new_status: &str, at: Position) -> StatusWrite {
-    s.update_status(&id(order_id), &status(new_status), at)
+    s.update_status(&id(order_id), &status(new_status), None, at)
         .await
         .unwrap()
 }
@@ -80,7 +81,7 @@ async fn contract(store: Arc<dyn Store>) {
 
     // A status update of an unknown order finds nothing and changes nothing.
     let unknown = s
-        .update_status(&id("NOPE"), &status("shipped"), at(0, 1))
+        .update_status(&id("NOPE"), &status("shipped"), None, at(0, 1))
         .await;
     assert_eq!(unknown.unwrap(), StatusWrite::NotFound);
     assert_eq!(s.get(&id("NOPE")).await.unwrap(), None);
@@ -124,10 +125,10 @@ async fn contract(store: Arc<dyn Store>) {
             let name = format!("ORD-C{n:03}");
             let created = store.create(&order(&name, 1), at(0, 100 + n)).await?;
             let updated = store
-                .update_status(&id(&name), &status("shipped"), at(1, 100 + n))
+                .update_status(&id(&name), &status("shipped"), None, at(1, 100 + n))
                 .await?;
             let again = store
-                .update_status(&id(&name), &status("paid"), at(1, 100 + n))
+                .update_status(&id(&name), &status("paid"), None, at(1, 100 + n))
                 .await?;
             Ok::<_, StoreError>((created, updated, again))
         }
@@ -146,8 +147,8 @@ async fn contract(store: Arc<dyn Store>) {
     // is answered, and the later position wins whatever the order they are applied in.
     let (c000, packed, delivered) = (id("ORD-C000"), status("packed"), status("delivered"));
     let (first, second) = tokio::join!(
-        s.update_status(&c000, &packed, at(1, 5000)),
-        s.update_status(&c000, &delivered, at(1, 5001)),
+        s.update_status(&c000, &packed, None, at(1, 5000)),
+        s.update_status(&c000, &delivered, None, at(1, 5001)),
     );
     assert!(matches!(first.unwrap(), StatusWrite::Written(_)));
     assert_eq!(second.unwrap(), APPLIED);
@@ -218,14 +219,14 @@ async fn survives_a_reopen(url: &StoreUrl) {
         let store = url.open().await.unwrap();
         store.create(&order("ORD-KEEP", 1), at(0, 1)).await.unwrap();
         store
-            .update_status(&id("ORD-KEEP"), &status("shipped"), at(0, 7))
+            .update_status(&id("ORD-KEEP"), &status("shipped"), None, at(0, 7))
             .await
             .unwrap();
     }
     let store = url.open().await.unwrap();
     assert_eq!(current_status(store.as_ref(), "ORD-KEEP").await, "shipped");
     let again = store
-        .update_status(&id("ORD-KEEP"), &status("paid"), at(0, 7))
+        .update_status(&id("ORD-KEEP"), &status("paid"), None, at(0, 7))
         .await;
     assert_eq!(again.unwrap(), ALREADY, "positions are durable too");
     let claims = store.claim(&[letter(99)], false, 1).await.unwrap();
@@ -277,13 +278,13 @@ async fn two_postgres_stores_on_one_database_see_each_others_writes() {
     let (a, b) = (a.unwrap(), b.unwrap());
     a.create(&order("ORD-A", 1), at(0, 1)).await.unwrap();
     assert_eq!(
-        b.update_status(&id("ORD-A"), &status("shipped"), at(0, 2))
+        b.update_status(&id("ORD-A"), &status("shipped"), None, at(0, 2))
             .await
             .unwrap(),
         APPLIED
     );
     assert_eq!(
-        a.update_status(&id("ORD-A"), &status("paid"), at(0, 2))
+        a.update_status(&id("ORD-A"), &status("paid"), None, at(0, 2))
             .await
             .unwrap(),
         ALREADY
@@ -339,7 +340,7 @@ async fn a_stopped_postgres_is_unavailable_then_serves_again() {
 
     pg.stop();
     let down = store
-        .update_status(&id("ORD-1"), &status("shipped"), at(0, 2))
+        .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
         .await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
     assert!(matches!(
@@ -355,7 +356,7 @@ async fn a_stopped_postgres_is_unavailable_then_serves_again() {
     let mut result = Err(StoreError::Unavailable("not tried".into()));
     for _ in 0..50 {
         result = store
-            .update_status(&id("ORD-1"), &status("shipped"), at(0, 2))
+            .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
             .await;
         if result.is_ok() {
             break;

@@ -185,6 +185,19 @@ pub fn required_str<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError
     }
 }
 
+/// The optional string field `name` of a JSON object: `None` if missing or null, `400`
+/// naming the field if not a string.
+pub fn optional_str<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match object(body)?.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be a string, got {}",
+            kind(other)
+        ))),
+    }
+}
+
 /// The integer field `name` of a JSON object: `400` naming the field if missing or not an
 /// integer.
 pub fn required_int(body: &Value, name: &str) -> Result<i64, ApiError> {

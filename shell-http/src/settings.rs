@@ -1,9 +1,10 @@
 //! The settings both shells read (CONTRACT.md, "Configuration").
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
-use ordering_kafka::TopicSettings;
+use ordering_kafka::{AvroCodec, SchemaFamily, TopicSettings};
 
 use crate::env::{Env, EnvError};
 
@@ -91,6 +92,47 @@ pub fn listen_addr(env: &Env, default_port: u16) -> Result<SocketAddr, EnvError>
     Ok(SocketAddr::new(host, port))
 }
 
+/// The variable that pins the version a shell writes of `family`.
+pub fn version_variable(family: SchemaFamily) -> &'static str {
+    match family {
+        SchemaFamily::Order => "AVRO_ORDER_VERSION",
+        SchemaFamily::StatusUpdate => "AVRO_STATUS_UPDATE_VERSION",
+        SchemaFamily::DeadLetter => "AVRO_DLQ_VERSION",
+    }
+}
+
+/// The Avro codec the settings ask for. `AVRO_SCHEMA_DIR`: a directory of `.avsc` files,
+/// schema versions published after this build, to read as well. `AVRO_<FAMILY>_VERSION` for
+/// each family in `writes`: the published version to write instead of the newest, for a
+/// rollout that upgrades the readers first (README, "Changing a schema").
+pub fn avro_codec(env: &Env, writes: &[SchemaFamily]) -> Result<AvroCodec, EnvError> {
+    let dir = env.text("AVRO_SCHEMA_DIR", "");
+    let mut codec = if dir.is_empty() {
+        AvroCodec::new().map_err(|e| EnvError {
+            name: "AVRO_SCHEMA_DIR",
+            value: String::new(),
+            reason: e.to_string(),
+        })?
+    } else {
+        AvroCodec::with_schema_dir(Path::new(&dir)).map_err(|e| EnvError {
+            name: "AVRO_SCHEMA_DIR",
+            value: dir.clone(),
+            reason: e.to_string(),
+        })?
+    };
+    for &family in writes {
+        let name = version_variable(family);
+        if let Some(version) = env.optional::<u32>(name, |_| Ok(()))? {
+            codec = codec.pin(family, version).map_err(|e| EnvError {
+                name,
+                value: version.to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    Ok(codec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +196,26 @@ mod tests {
                 .name,
             "API_HOST"
         );
+    }
+
+    #[test]
+    fn schema_settings_pin_versions_and_name_the_bad_one() {
+        let writes = [SchemaFamily::StatusUpdate];
+        let codec = avro_codec(&Env::from_pairs(&[]), &writes).unwrap();
+        assert_eq!(codec.writes(SchemaFamily::StatusUpdate), 2);
+        let env = Env::from_pairs(&[("AVRO_STATUS_UPDATE_VERSION", "1")]);
+        let codec = avro_codec(&env, &writes).unwrap();
+        assert_eq!(codec.writes(SchemaFamily::StatusUpdate), 1);
+        // Only the families a shell writes are read from the environment.
+        let env = Env::from_pairs(&[("AVRO_ORDER_VERSION", "7")]);
+        assert!(avro_codec(&env, &writes).is_ok());
+        for (name, value) in [
+            ("AVRO_STATUS_UPDATE_VERSION", "3"),
+            ("AVRO_STATUS_UPDATE_VERSION", "v2"),
+            ("AVRO_SCHEMA_DIR", "/no/such/directory"),
+        ] {
+            let error = avro_codec(&Env::from_pairs(&[(name, value)]), &writes).unwrap_err();
+            assert_eq!(error.name, name, "{error}");
+        }
     }
 }

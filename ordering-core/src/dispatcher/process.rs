@@ -121,7 +121,7 @@ where
         Err(decode) => {
             let now = now_iso8601();
             Failure {
-                error_type: "DecodeError".into(),
+                error_type: decode.error_type().into(),
                 class: FailureClass::Poison,
                 message: decode.to_string(),
                 failed_attempts: 0,

@@ -174,6 +174,6 @@ pub fn poison(partition: i32, offset: i64, payload: &[u8]) -> Record<Ev> {
     Record::new(
         RecordMeta::new(tp(partition), offset),
         payload.to_vec(),
-        Err(DecodeError("not an event".into())),
+        Err(DecodeError::new("not an event")),
     )
 }

@@ -1,0 +1,196 @@
+//! Avro single-object encoding over the schemas in `schemas/`.
+//!
+//! A value on the wire is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+//! writer schema's canonical form, then the Avro binary datum. Any Avro implementation can
+//! read it without a registry. A reader finds the writer's schema by its fingerprint among
+//! every published version ([`schemas`]) and resolves it into the current one, so producers
+//! and consumers can be upgraded in either order. An unknown fingerprint is a [`DecodeError`]
+//! of kind `UnknownSchema`; a truncated or garbage payload one of kind `Malformed` (the
+//! dispatcher dead-letters either as poison).
+
+mod dead_letter;
+mod schemas;
+
+use std::path::Path;
+
+use ordering_core::{DeadLetter, DecodeError, Order, OrderEvent, StatusUpdate};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::KafkaError;
+use dead_letter::{dead_letter_from, dead_letter_value};
+use schemas::{Family, Schemas, split, unknown};
+
+pub use schemas::{MAGIC, SchemaError, SchemaFamily};
+
+/// Encodes messages of type `M` for the wire and decodes them back. Implement it for another
+/// framing (a Confluent schema-registry codec, say) without touching any handler.
+pub trait Codec<M>: Send + Sync {
+    fn encode(&self, message: &M) -> Result<Vec<u8>, KafkaError>;
+    fn decode(&self, payload: &[u8]) -> Result<M, DecodeError>;
+}
+
+/// The current schemas, embedded from `schemas/`: never re-typed. Each is the same text as
+/// the newest version in `schemas/history/`.
+pub const ORDER_SCHEMA: &str = include_str!("../../../schemas/order.avsc");
+pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../../schemas/status_update.avsc");
+pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dlq.avsc");
+
+/// The Avro codec of the order flow. Cheap to copy: the schemas are parsed once per process.
+#[derive(Clone, Copy)]
+pub struct AvroCodec {
+    schemas: &'static Schemas,
+    /// Per family (in [`SchemaFamily::ALL`] order), the published version to write, if not
+    /// the current one.
+    pins: [Option<u32>; 3],
+}
+
+impl std::fmt::Debug for AvroCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroCodec")
+            .field("pins", &self.pins)
+            .finish()
+    }
+}
+
+impl AvroCodec {
+    /// Reads every published version, writes the current ones.
+    pub fn new() -> Result<Self, KafkaError> {
+        Ok(Self {
+            schemas: Schemas::embedded()?,
+            pins: [None; 3],
+        })
+    }
+
+    /// Also reads the versions in `dir` (`.avsc` files, each told apart by its record name):
+    /// versions published after this binary was built, so that records a newer producer
+    /// wrote decode without a new release. Each must resolve into the current version.
+    pub fn with_schema_dir(dir: &Path) -> Result<Self, SchemaError> {
+        Ok(Self {
+            schemas: Schemas::with_dir(dir)?,
+            pins: [None; 3],
+        })
+    }
+
+    /// Writes `family` with its published version `version` instead of the current one: for
+    /// a rollout where the readers are upgraded first (README, "Changing a schema").
+    pub fn pin(mut self, family: SchemaFamily, version: u32) -> Result<Self, SchemaError> {
+        let known = self.family(family);
+        if !known.has_version(version) {
+            return Err(SchemaError::NoSuchVersion {
+                family,
+                version,
+                latest: known.latest(),
+            });
+        }
+        let latest = version == known.latest();
+        self.pins[family.index()] = (!latest).then_some(version);
+        Ok(self)
+    }
+
+    /// The version this codec writes for `family`.
+    pub fn writes(&self, family: SchemaFamily) -> u32 {
+        self.pins[family.index()].unwrap_or_else(|| self.family(family).latest())
+    }
+
+    /// The fingerprints of the current versions: order, status update, dead letter.
+    pub fn fingerprints(&self) -> [[u8; 8]; 3] {
+        SchemaFamily::ALL.map(|f| self.family(f).current.fingerprint)
+    }
+
+    fn family(&self, family: SchemaFamily) -> &'static Family {
+        self.schemas.family(family)
+    }
+
+    /// The current version straight from the type; a pinned one through a `Value`.
+    fn encode_serde<M: Serialize>(
+        &self,
+        family: SchemaFamily,
+        message: &M,
+    ) -> Result<Vec<u8>, KafkaError> {
+        let known = self.family(family);
+        match self.pins[family.index()] {
+            None => known.current.encode_serde(message),
+            Some(version) => {
+                let value = apache_avro::to_value(message)
+                    .map_err(|e| KafkaError::Encode(e.to_string()))?;
+                known.encode_as(version, value)
+            }
+        }
+    }
+
+    /// The current version straight into the type (the fast path); any other known version
+    /// through a resolved `Value`.
+    fn decode_serde<M: DeserializeOwned>(
+        &self,
+        family: SchemaFamily,
+        payload: &[u8],
+    ) -> Result<M, DecodeError> {
+        let known = self.family(family);
+        let (fingerprint, datum) = split(payload)?;
+        if fingerprint == known.current.fingerprint {
+            return known.current.decode_serde(datum);
+        }
+        let value = known.read(payload)?.ok_or_else(|| unknown(fingerprint))?;
+        apache_avro::from_value(&value)
+            .map_err(|e| DecodeError::new(format!("not a valid {family} after resolution: {e}")))
+    }
+}
+
+impl Codec<Order> for AvroCodec {
+    fn encode(&self, order: &Order) -> Result<Vec<u8>, KafkaError> {
+        self.encode_serde(SchemaFamily::Order, order)
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Order, DecodeError> {
+        self.decode_serde(SchemaFamily::Order, payload)
+    }
+}
+
+impl Codec<StatusUpdate> for AvroCodec {
+    fn encode(&self, update: &StatusUpdate) -> Result<Vec<u8>, KafkaError> {
+        self.encode_serde(SchemaFamily::StatusUpdate, update)
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<StatusUpdate, DecodeError> {
+        self.decode_serde(SchemaFamily::StatusUpdate, payload)
+    }
+}
+
+/// Either event, told apart by the fingerprint: one consumer can read both topics.
+impl Codec<OrderEvent> for AvroCodec {
+    fn encode(&self, event: &OrderEvent) -> Result<Vec<u8>, KafkaError> {
+        match event {
+            OrderEvent::Created(order) => self.encode(order),
+            OrderEvent::StatusUpdated(update) => self.encode(update),
+        }
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<OrderEvent, DecodeError> {
+        let (fingerprint, _) = split(payload)?;
+        if self.family(SchemaFamily::Order).knows(fingerprint) {
+            self.decode(payload).map(OrderEvent::Created)
+        } else if self.family(SchemaFamily::StatusUpdate).knows(fingerprint) {
+            self.decode(payload).map(OrderEvent::StatusUpdated)
+        } else {
+            Err(unknown(fingerprint))
+        }
+    }
+}
+
+impl Codec<DeadLetter> for AvroCodec {
+    fn encode(&self, letter: &DeadLetter) -> Result<Vec<u8>, KafkaError> {
+        let family = SchemaFamily::DeadLetter;
+        self.family(family)
+            .encode_as(self.writes(family), dead_letter_value(letter))
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<DeadLetter, DecodeError> {
+        let (fingerprint, _) = split(payload)?;
+        let value = self
+            .family(SchemaFamily::DeadLetter)
+            .read(payload)?
+            .ok_or_else(|| unknown(fingerprint))?;
+        dead_letter_from(value)
+    }
+}

@@ -1,0 +1,455 @@
+//! The schemas a codec knows: every published version of each (embedded from
+//! `schemas/history/`), plus any a deployment adds at run time (`AvroCodec::with_schema_dir`).
+//! Each is known by its fingerprint. The current version reads and writes straight from and
+//! to the Rust types; an older (or newer, added) one is read through Avro schema resolution
+//! into the current version, and a writer can be pinned to an older one for a rollout.
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+use ordering_core::DecodeError;
+
+use crate::error::KafkaError;
+
+/// The two bytes that open a single-object encoded value.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// The largest block a decoder may allocate for one field. Kafka records are small (1 MiB by
+/// default); without a bound, a garbage length prefix could make the decoder allocate
+/// hundreds of megabytes before failing.
+const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
+
+/// A kind of message, with its schema's versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaFamily {
+    /// `order.avsc`, record `com.ecommerce.order.Order`.
+    Order,
+    /// `status_update.avsc`, record `com.ecommerce.order.OrderStatusUpdate`.
+    StatusUpdate,
+    /// `dlq.avsc`, record `com.ecommerce.dlq.DeadLetter`.
+    DeadLetter,
+}
+
+impl SchemaFamily {
+    pub const ALL: [SchemaFamily; 3] = [Self::Order, Self::StatusUpdate, Self::DeadLetter];
+
+    /// The file name stem in `schemas/`.
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::StatusUpdate => "status_update",
+            Self::DeadLetter => "dlq",
+        }
+    }
+
+    fn record_name(self) -> &'static str {
+        match self {
+            Self::Order => "com.ecommerce.order.Order",
+            Self::StatusUpdate => "com.ecommerce.order.OrderStatusUpdate",
+            Self::DeadLetter => "com.ecommerce.dlq.DeadLetter",
+        }
+    }
+
+    /// Every published version, oldest first, as embedded: `schemas/history/<stem>.vN.avsc`.
+    /// Published versions are never edited; a change is a new version (README, "Changing a
+    /// schema").
+    pub fn published(self) -> &'static [&'static str] {
+        match self {
+            Self::Order => &[include_str!("../../../schemas/history/order.v1.avsc")],
+            Self::StatusUpdate => &[
+                include_str!("../../../schemas/history/status_update.v1.avsc"),
+                include_str!("../../../schemas/history/status_update.v2.avsc"),
+            ],
+            Self::DeadLetter => &[
+                include_str!("../../../schemas/history/dlq.v1.avsc"),
+                include_str!("../../../schemas/history/dlq.v2.avsc"),
+            ],
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        match self {
+            Self::Order => 0,
+            Self::StatusUpdate => 1,
+            Self::DeadLetter => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for SchemaFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.file_stem())
+    }
+}
+
+/// A schema that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    #[error("embedded schema {name} is invalid: {reason}")]
+    Embedded { name: String, reason: String },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid Avro schema: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{} is record {name:?}, none of {known}", path.display())]
+    UnknownRecord {
+        path: PathBuf,
+        name: String,
+        known: String,
+    },
+    #[error("{} cannot be read into the current {family} schema: {reason}", path.display())]
+    Incompatible {
+        path: PathBuf,
+        family: SchemaFamily,
+        reason: String,
+    },
+    #[error("{family} has no version {version} (published: 1 to {latest})")]
+    NoSuchVersion {
+        family: SchemaFamily,
+        version: u32,
+        latest: u32,
+    },
+}
+
+/// The current version of a family: writes and reads straight from and to the Rust types.
+pub(super) struct Current {
+    pub(super) fingerprint: [u8; 8],
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
+    name: String,
+}
+
+/// A version other than the current one, read through resolution into the current one.
+struct Resolving {
+    fingerprint: [u8; 8],
+    reader: GenericDatumReader<'static>,
+}
+
+/// A published version a writer can be pinned to.
+struct Pinnable {
+    schema: &'static Schema,
+    fingerprint: [u8; 8],
+    writer: GenericDatumWriter<'static>,
+}
+
+/// One family's schemas.
+pub(super) struct Family {
+    pub(super) current: Current,
+    current_schema: &'static Schema,
+    others: Vec<Resolving>,
+    /// Published versions by number (index 0 is version 1).
+    published: Vec<Pinnable>,
+}
+
+/// Everything a codec knows, for its lifetime: parsed once per process (and once more per
+/// schema directory), so codecs can be `Copy`.
+pub(super) struct Schemas {
+    families: [Family; 3],
+}
+
+fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut out = [0; 8];
+    // Rabin fingerprints are 8 bytes; a shorter one would stay zero-padded.
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b;
+    }
+    out
+}
+
+fn leak(schema: Schema) -> &'static Schema {
+    Box::leak(Box::new(schema))
+}
+
+fn full_name(schema: &Schema) -> Option<String> {
+    match schema {
+        Schema::Record(record) => Some(record.name.fullname(None)),
+        _ => None,
+    }
+}
+
+static EMBEDDED: LazyLock<Result<&'static Schemas, String>> = LazyLock::new(|| {
+    apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
+    Schemas::build(Vec::new())
+        .map(|schemas| &*Box::leak(Box::new(schemas)))
+        .map_err(|e| e.to_string())
+});
+
+impl Schemas {
+    /// The embedded versions, parsed once per process.
+    pub(super) fn embedded() -> Result<&'static Schemas, KafkaError> {
+        EMBEDDED.clone().map_err(KafkaError::Config)
+    }
+
+    /// The embedded versions plus the `.avsc` files of `dir` (each a version of one family,
+    /// told by its record name, that resolves into the current version).
+    pub(super) fn with_dir(dir: &Path) -> Result<&'static Schemas, SchemaError> {
+        let io = |source| SchemaError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
+            .collect();
+        paths.sort();
+        let mut extra = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let schema = Schema::parse_str(&text).map_err(|e| SchemaError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let name = full_name(&schema).unwrap_or_default();
+            let family = SchemaFamily::ALL
+                .into_iter()
+                .find(|f| f.record_name() == name)
+                .ok_or_else(|| SchemaError::UnknownRecord {
+                    path: path.clone(),
+                    name: name.clone(),
+                    known: SchemaFamily::ALL.map(SchemaFamily::record_name).join(", "),
+                })?;
+            extra.push((family, path, leak(schema)));
+        }
+        Schemas::build(extra).map(|schemas| &*Box::leak(Box::new(schemas)))
+    }
+
+    fn build(extra: Vec<(SchemaFamily, PathBuf, &'static Schema)>) -> Result<Self, SchemaError> {
+        let family = |f: SchemaFamily| {
+            let extra = extra
+                .iter()
+                .filter(|(of, _, _)| *of == f)
+                .map(|(_, path, schema)| (path.clone(), *schema));
+            Family::build(f, extra.collect())
+        };
+        Ok(Self {
+            families: [
+                family(SchemaFamily::Order)?,
+                family(SchemaFamily::StatusUpdate)?,
+                family(SchemaFamily::DeadLetter)?,
+            ],
+        })
+    }
+
+    pub(super) fn family(&self, family: SchemaFamily) -> &Family {
+        &self.families[family.index()]
+    }
+}
+
+impl Family {
+    fn build(
+        family: SchemaFamily,
+        extra: Vec<(PathBuf, &'static Schema)>,
+    ) -> Result<Self, SchemaError> {
+        let embedded = |reason: String, n: usize| SchemaError::Embedded {
+            name: format!("history/{}.v{}.avsc", family.file_stem(), n + 1),
+            reason,
+        };
+        let mut published = Vec::new();
+        for (n, text) in family.published().iter().enumerate() {
+            let schema = leak(Schema::parse_str(text).map_err(|e| embedded(e.to_string(), n))?);
+            let writer = GenericDatumWriter::builder(schema)
+                .build()
+                .map_err(|e| embedded(e.to_string(), n))?;
+            published.push(Pinnable {
+                schema,
+                fingerprint: fingerprint(schema),
+                writer,
+            });
+        }
+        let Some(latest) = published.last() else {
+            return Err(embedded("no published version".into(), 0));
+        };
+        let current_schema = latest.schema;
+        let current = Current {
+            fingerprint: latest.fingerprint,
+            writer: GenericDatumWriter::builder(current_schema)
+                .build()
+                .map_err(|e| embedded(e.to_string(), published.len() - 1))?,
+            reader: GenericDatumReader::builder(current_schema)
+                .build()
+                .map_err(|e| embedded(e.to_string(), published.len() - 1))?,
+            name: full_name(current_schema).unwrap_or_else(|| "value".into()),
+        };
+        let resolving = |writer: &'static Schema| {
+            SchemaCompatibility::can_read(writer, current_schema).map_err(|e| e.to_string())?;
+            GenericDatumReader::builder(writer)
+                .reader_schema(current_schema)
+                .build()
+                .map(|reader| Resolving {
+                    fingerprint: fingerprint(writer),
+                    reader,
+                })
+                .map_err(|e| e.to_string())
+        };
+        let mut others = Vec::new();
+        for (n, version) in published.iter().enumerate().rev().skip(1) {
+            others.push(resolving(version.schema).map_err(|e| embedded(e, n))?);
+        }
+        for (path, schema) in extra {
+            let fp = fingerprint(schema);
+            if fp == current.fingerprint || others.iter().any(|o| o.fingerprint == fp) {
+                continue; // already known
+            }
+            others.push(
+                resolving(schema).map_err(|reason| SchemaError::Incompatible {
+                    path,
+                    family,
+                    reason,
+                })?,
+            );
+        }
+        Ok(Self {
+            current,
+            current_schema,
+            others,
+            published,
+        })
+    }
+
+    /// The number of the newest published version.
+    pub(super) fn latest(&self) -> u32 {
+        u32::try_from(self.published.len()).unwrap_or(u32::MAX)
+    }
+
+    pub(super) fn has_version(&self, version: u32) -> bool {
+        (1..=self.latest()).contains(&version)
+    }
+
+    /// Encodes `value` (a value of the current version) with published version `version`:
+    /// fields it does not have are dropped, fields it has and the value lacks take its
+    /// defaults.
+    pub(super) fn encode_as(&self, version: u32, value: Value) -> Result<Vec<u8>, KafkaError> {
+        let encode = |e: apache_avro::Error| KafkaError::Encode(e.to_string());
+        let pinned = usize::try_from(version.saturating_sub(1))
+            .ok()
+            .and_then(|i| self.published.get(i))
+            .ok_or_else(|| KafkaError::Encode(format!("no published version {version}")))?;
+        let value = if std::ptr::eq(pinned.schema, self.current_schema) {
+            value
+        } else {
+            value.resolve(pinned.schema).map_err(encode)?
+        };
+        let mut out = header(pinned.fingerprint);
+        pinned.writer.write_value(&mut out, value).map_err(encode)?;
+        Ok(out)
+    }
+
+    /// The value of a payload this family knows the fingerprint of, as the current version;
+    /// `None` if it knows none.
+    pub(super) fn read(&self, payload: &[u8]) -> Result<Option<Value>, DecodeError> {
+        let (fp, datum) = split(payload)?;
+        if fp == self.current.fingerprint {
+            return self
+                .current
+                .whole(&self.current.reader, datum, |r, b| r.read_value(b))
+                .map(Some);
+        }
+        match self.others.iter().find(|o| o.fingerprint == fp) {
+            Some(other) => self
+                .current
+                .whole(&other.reader, datum, |r, b| r.read_value(b))
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether this family knows the fingerprint of `payload`'s writer.
+    pub(super) fn knows(&self, fp: [u8; 8]) -> bool {
+        fp == self.current.fingerprint || self.others.iter().any(|o| o.fingerprint == fp)
+    }
+}
+
+impl Current {
+    pub(super) fn encode_serde(
+        &self,
+        message: &impl serde::Serialize,
+    ) -> Result<Vec<u8>, KafkaError> {
+        let mut out = header(self.fingerprint);
+        self.writer
+            .write_ser(&mut out, message)
+            .map_err(|e| KafkaError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Deserializes straight from the bytes (no intermediate `Value`: half the cost).
+    pub(super) fn decode_serde<M: serde::de::DeserializeOwned>(
+        &self,
+        datum: &[u8],
+    ) -> Result<M, DecodeError> {
+        self.whole(&self.reader, datum, |reader, bytes| {
+            reader.read_deser(bytes)
+        })
+    }
+
+    /// Runs `read` over `datum`, which must be exactly one datum: trailing bytes mean the
+    /// payload is not what its header says.
+    fn whole<T>(
+        &self,
+        reader: &GenericDatumReader<'static>,
+        mut datum: &[u8],
+        read: impl FnOnce(&GenericDatumReader<'static>, &mut &[u8]) -> apache_avro::AvroResult<T>,
+    ) -> Result<T, DecodeError> {
+        let value = read(reader, &mut datum)
+            .map_err(|e| DecodeError::new(format!("not a valid {}: {e}", self.name)))?;
+        if !datum.is_empty() {
+            return Err(DecodeError::new(format!(
+                "{} trailing bytes after a {}",
+                datum.len(),
+                self.name
+            )));
+        }
+        Ok(value)
+    }
+}
+
+fn header(fingerprint: [u8; 8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&fingerprint);
+    out
+}
+
+/// Splits a payload into its fingerprint and datum.
+pub(super) fn split(payload: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
+    if payload.len() < HEADER_LEN {
+        return Err(DecodeError::new(format!(
+            "{} bytes is too short for Avro single-object encoding",
+            payload.len()
+        )));
+    }
+    let (header, datum) = payload.split_at(HEADER_LEN);
+    if header[..2] != MAGIC {
+        return Err(DecodeError::new(format!(
+            "not Avro single-object encoding (starts {:02X} {:02X}, expected C3 01)",
+            header[0], header[1]
+        )));
+    }
+    let mut fingerprint = [0; 8];
+    fingerprint.copy_from_slice(&header[2..]);
+    Ok((fingerprint, datum))
+}
+
+/// A payload whose writer schema this codec does not know: a newer writer, most likely.
+pub(super) fn unknown(fingerprint: [u8; 8]) -> DecodeError {
+    DecodeError::unknown_schema(format!(
+        "unknown schema fingerprint {:016X}",
+        u64::from_le_bytes(fingerprint)
+    ))
+}
