@@ -8,12 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use apache_avro::Schema;
-use apache_avro::types::{Record, Value};
-use apache_avro::writer::datum::GenericDatumWriter;
 use common::{System, eventually};
-use ordering_kafka::testing::{Storage, TestBroker};
-use ordering_kafka::{KafkaProducer, MAGIC, ProducerConfig};
+use ordering_kafka::testing::{STATUS_UPDATE_V3, Storage, TestBroker, status_update_v3};
+use ordering_kafka::{KafkaProducer, ProducerConfig};
 use serde_json::{Value as Json, json};
 use shell_http::testing::{ShellProcess, send_json};
 
@@ -156,42 +153,6 @@ fn cart_binary() -> std::path::PathBuf {
     Path::new(env!("CARGO_BIN_EXE_order-shell")).with_file_name("cart-shell")
 }
 
-/// A third version of the status update, as a producer upgraded before order-shell writes it.
-const STATUS_UPDATE_V3: &str = r#"{
-  "type": "record", "name": "OrderStatusUpdate", "namespace": "com.ecommerce.order",
-  "fields": [
-    {"name": "orderId", "type": "string"},
-    {"name": "status", "type": "string"},
-    {"name": "updateTimestamp", "type": "string"},
-    {"name": "eventType", "type": "string", "default": "STATUS_UPDATE"},
-    {"name": "reason", "type": ["null", "string"], "default": null},
-    {"name": "channel", "type": "string", "default": "web"}
-  ]
-}"#;
-
-fn v3_update(id: &str) -> Vec<u8> {
-    let schema = Schema::parse_str(STATUS_UPDATE_V3).unwrap();
-    let mut record = Record::new(&schema).unwrap();
-    record.put("orderId", id);
-    record.put("status", "shipped");
-    record.put("updateTimestamp", "2026-11-25T10:00:00Z");
-    record.put("eventType", "STATUS_UPDATE");
-    record.put(
-        "reason",
-        Value::Union(1, Box::new(Value::String("late".into()))),
-    );
-    record.put("channel", "phone");
-    let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
-    let mut payload = MAGIC.to_vec();
-    payload.extend_from_slice(&fingerprint);
-    GenericDatumWriter::builder(&schema)
-        .build()
-        .unwrap()
-        .write_value(&mut payload, Value::from(record))
-        .unwrap();
-    payload
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_version_is_dead_lettered_then_redriven_once_order_shell_knows_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,7 +165,7 @@ async fn an_unknown_version_is_dead_lettered_then_redriven_once_order_shell_know
     assert_eq!(system.create("ORD-V3", 1).await.status, 201);
     status_of(&system, "ORD-V3").await;
 
-    publish(&system, 1, "ORD-V3", &v3_update("ORD-V3")).await;
+    publish(&system, 1, "ORD-V3", &status_update_v3("ORD-V3", "late")).await;
     let letter = eventually("the UnknownSchema letter", || async {
         system.dead_letters().await.into_iter().next()
     })

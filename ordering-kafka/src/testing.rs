@@ -190,3 +190,43 @@ pub fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i3
             _ => None,
         })
 }
+
+/// A third version of the status update, as a producer upgraded before its consumers would
+/// write it: version 2 plus a `channel` string (default `web`). For schema-evolution tests.
+pub const STATUS_UPDATE_V3: &str = r#"{
+  "type": "record", "name": "OrderStatusUpdate", "namespace": "com.ecommerce.order",
+  "fields": [
+    {"name": "orderId", "type": "string"},
+    {"name": "status", "type": "string"},
+    {"name": "updateTimestamp", "type": "string"},
+    {"name": "eventType", "type": "string", "default": "STATUS_UPDATE"},
+    {"name": "reason", "type": ["null", "string"], "default": null},
+    {"name": "channel", "type": "string", "default": "web"}
+  ]
+}"#;
+
+/// A status update "shipped" of `order_id` with `reason`, in single-object encoding with
+/// [`STATUS_UPDATE_V3`], written by apache-avro directly (not through the codec).
+pub fn status_update_v3(order_id: &str, reason: &str) -> Vec<u8> {
+    use apache_avro::types::{Record, Value};
+    let schema = apache_avro::Schema::parse_str(STATUS_UPDATE_V3).expect("a valid schema");
+    let mut record = Record::new(&schema).expect("a record schema");
+    record.put("orderId", order_id);
+    record.put("status", "shipped");
+    record.put("updateTimestamp", "2026-11-25T10:00:00Z");
+    record.put("eventType", "STATUS_UPDATE");
+    record.put(
+        "reason",
+        Value::Union(1, Box::new(Value::String(reason.into()))),
+    );
+    record.put("channel", "phone");
+    let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let mut payload = crate::MAGIC.to_vec();
+    payload.extend_from_slice(&fingerprint);
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .expect("a writer")
+        .write_value(&mut payload, Value::from(record))
+        .expect("a record that matches its schema");
+    payload
+}

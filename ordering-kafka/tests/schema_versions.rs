@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
-use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
 use common::crc64_avro;
 use ordering_core::{
     DeadLetter, DecodeErrorKind, FailureClass, OrderEvent, OrderId, Status, StatusUpdate,
 };
-use ordering_kafka::{AvroCodec, Codec, MAGIC, SchemaError, SchemaFamily};
+use ordering_kafka::testing::{STATUS_UPDATE_V3, status_update_v3};
+use ordering_kafka::{AvroCodec, Codec, SchemaError, SchemaFamily};
 
 fn history() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/history")
@@ -189,45 +188,9 @@ fn a_writer_pinned_to_version_1_is_read_by_the_current_reader() {
     );
 }
 
-/// A third version of the status update, as a newer producer would publish it.
-const STATUS_UPDATE_V3: &str = r#"{
-  "type": "record", "name": "OrderStatusUpdate", "namespace": "com.ecommerce.order",
-  "fields": [
-    {"name": "orderId", "type": "string"},
-    {"name": "status", "type": "string"},
-    {"name": "updateTimestamp", "type": "string"},
-    {"name": "eventType", "type": "string", "default": "STATUS_UPDATE"},
-    {"name": "reason", "type": ["null", "string"], "default": null},
-    {"name": "channel", "type": "string", "default": "web"}
-  ]
-}"#;
-
-/// `record` in single-object encoding with `schema`, written by apache-avro directly.
-fn single_object(schema: &Schema, record: Value) -> Vec<u8> {
-    let mut payload = MAGIC.to_vec();
-    payload.extend_from_slice(&crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes());
-    GenericDatumWriter::builder(schema)
-        .build()
-        .unwrap()
-        .write_value(&mut payload, record)
-        .unwrap();
-    payload
-}
-
 #[test]
 fn a_newer_version_is_unknown_until_the_reader_is_given_it() {
-    let v3 = Schema::parse_str(STATUS_UPDATE_V3).unwrap();
-    let mut record = apache_avro::types::Record::new(&v3).unwrap();
-    record.put("orderId", "ORD-7");
-    record.put("status", "shipped");
-    record.put("updateTimestamp", "2026-11-25T10:00:00Z");
-    record.put("eventType", "STATUS_UPDATE");
-    record.put(
-        "reason",
-        Value::Union(1, Box::new(Value::String("late".into()))),
-    );
-    record.put("channel", "phone");
-    let payload = single_object(&v3, record.into());
+    let payload = status_update_v3("ORD-7", "late");
 
     let error = Codec::<OrderEvent>::decode(&AvroCodec::new().unwrap(), &payload).unwrap_err();
     assert_eq!(error.kind(), DecodeErrorKind::UnknownSchema, "{error}");
