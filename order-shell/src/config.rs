@@ -6,6 +6,7 @@ use std::time::Duration;
 use ordering_core::{PolicyError, RetryPolicy};
 use ordering_kafka::{AvroCodec, SchemaFamily};
 use ordering_store::StoreUrl;
+use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};
 use shell_http::settings::{KafkaSettings, avro_codec, listen_addr, max_connections};
 
@@ -34,6 +35,10 @@ pub struct Config {
     /// `AVRO_SCHEMA_DIR` (more schema versions to read), `AVRO_DLQ_VERSION` (the version of
     /// the dead letters written; default the newest).
     pub codec: AvroCodec,
+    /// `OPERATOR_TOKEN` or `OPERATOR_TOKEN_FILE`: the bearer token of the operator endpoints
+    /// (redrive, dead letters with their contents). Without one, redrive is refused and dead
+    /// letters are listed without their contents.
+    pub operator_token: Option<OperatorToken>,
 }
 
 /// Where order-shell keeps orders unless told otherwise: a file under `data/`.
@@ -83,6 +88,7 @@ impl Config {
             )?),
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
             codec: avro_codec(env, &[SchemaFamily::DeadLetter])?,
+            operator_token: OperatorToken::from_env(env)?,
         })
     }
 }

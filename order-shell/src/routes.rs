@@ -47,10 +47,17 @@ impl App {
             if request.method() != Method::POST {
                 return method_not_allowed("POST");
             }
-            return self
-                .redrive(request)
-                .await
-                .unwrap_or_else(ApiError::into_response);
+            let allowed = match &self.config.operator_token {
+                None => Err(ApiError::forbidden(
+                    "redrive is disabled: start order-shell with OPERATOR_TOKEN (or OPERATOR_TOKEN_FILE) set, and send Authorization: Bearer <token>",
+                )),
+                Some(token) => token.check(&request),
+            };
+            let answer = match allowed {
+                Ok(()) => self.redrive(request).await,
+                Err(refused) => Err(refused),
+            };
+            return answer.unwrap_or_else(ApiError::into_response);
         }
         if request.method() != Method::GET {
             return match path {
@@ -98,7 +105,18 @@ impl App {
 
     /// A page of dead letters, filtered. A page reads at most [`PAGE_SCAN`] records of the
     /// topic (more only to skip `offset` matches): follow `nextCursor` for the next one.
+    ///
+    /// Dead letters hold what customers sent (ids, amounts): with an operator token
+    /// configured, only a caller presenting it gets them, contents included; without one,
+    /// anyone gets them without their contents (`originalValue`, `originalMessage`).
     async fn dlq_messages(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        let redacted = match &self.config.operator_token {
+            Some(token) => {
+                token.check(request)?;
+                false
+            }
+            None => true,
+        };
         let params = query(request);
         let limit = number(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
         let offset = number(params.get("offset"), "offset", 0, 0, MAX_SKIP)?;
@@ -122,7 +140,12 @@ impl App {
                 Err(_) => filter.is_empty(),
             })
             .await?;
-        let messages: Vec<Value> = page.records.iter().skip(offset).map(letter_json).collect();
+        let messages: Vec<Value> = page
+            .records
+            .iter()
+            .skip(offset)
+            .map(|record| letter_json(record, redacted))
+            .collect();
         Ok(json(
             StatusCode::OK,
             &json!({
@@ -134,6 +157,7 @@ impl App {
                 "limit": limit,
                 "scanned": page.scanned,
                 "nextCursor": page.next.map(|c| c.to_string()),
+                "redacted": redacted,
                 "messages": messages,
             }),
         ))
@@ -380,8 +404,8 @@ fn letter_filter(params: &HashMap<String, String>) -> Result<LetterFilter, ApiEr
 }
 
 /// A dead letter as JSON: the schema's field names, the bytes as base64, and where the letter
-/// itself sits in the DLQ topic.
-fn letter_json(record: &Record<DeadLetter>) -> Value {
+/// itself sits in the DLQ topic. `redacted`: without what the original record said.
+fn letter_json(record: &Record<DeadLetter>, redacted: bool) -> Value {
     let position =
         json!({"dlqPartition": record.meta.tp.partition, "dlqOffset": record.meta.offset});
     let mut value = match &record.event {
@@ -413,6 +437,11 @@ fn letter_json(record: &Record<DeadLetter>) -> Value {
     };
     if let (Value::Object(map), Value::Object(extra)) = (&mut value, position) {
         map.extend(extra);
+        if redacted {
+            for contents in ["originalValue", "originalMessage", "rawValue"] {
+                map.remove(contents);
+            }
+        }
     }
     value
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{System, eventually};
+use common::{System, eventually, operator_get};
 use ordering_core::REDUCED_LETTER_PAYLOAD;
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
@@ -174,7 +174,7 @@ async fn order_shell_refuses_bad_queries_with_4xx() {
         ("/api/unknown", 404, "no endpoint"),
     ];
     for (path, status, details) in cases {
-        let reply = get(&url(path)).await;
+        let reply = operator_get(&url(path)).await;
         assert_eq!(reply.status, status, "{path}: {}", reply.text);
         let got = reply.json["details"].as_str().unwrap_or_default();
         assert!(
@@ -204,7 +204,9 @@ async fn both_shells_ride_out_a_broker_restart() {
     assert_eq!(health.status, 503, "{}", health.text);
     assert_eq!(health.json["broker"], "unavailable");
     assert_eq!(
-        get(&system.order.url("/api/dlq/messages")).await.status,
+        operator_get(&system.order.url("/api/dlq/messages"))
+            .await
+            .status,
         503
     );
     // What is already known is still served.
@@ -436,7 +438,7 @@ async fn dead_letters_are_browsed_page_by_page_with_filters_and_a_cursor() {
     let page = |query: String| {
         let url = system.order.url(&format!("/api/dlq/messages?{query}"));
         async move {
-            let reply = get(&url).await;
+            let reply = operator_get(&url).await;
             assert_eq!(reply.status, 200, "{}", reply.text);
             reply.json
         }

@@ -6,7 +6,7 @@ mod common;
 use common::{System, eventually};
 use ordering_kafka::testing::{Storage, TestBroker};
 use serde_json::json;
-use shell_http::testing::{get, metric_sum, promtool_check, send_json};
+use shell_http::testing::{get, metric_sum, promtool_check};
 
 async fn scrape(url: String) -> String {
     let reply = get(&url).await;
@@ -100,7 +100,7 @@ async fn metrics_pass_promtool_and_move_as_records_flow() {
     }
 
     // Redrives are counted, and made-up paths all share one label.
-    let redrive = send_json("POST", &system.order.url("/api/dlq/redrive"), &json!({})).await;
+    let redrive = common::operator_post(&system.order.url("/api/dlq/redrive"), &json!({})).await;
     assert_eq!(redrive.status, 200, "{}", redrive.text);
     assert_eq!(get(&system.order.url("/no/such/path")).await.status, 404);
     let later = order_metrics().await;

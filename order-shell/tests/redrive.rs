@@ -6,15 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{System, eventually};
+use common::{System, eventually, operator_post};
 use ordering_core::OrderEvent;
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{AvroCodec, read_topic};
 use serde_json::{Value, json};
-use shell_http::testing::{Reply, send_json};
+use shell_http::testing::Reply;
 
 async fn redrive(system: &System, body: Value) -> Reply {
-    send_json("POST", &system.order.url("/api/dlq/redrive"), &body).await
+    operator_post(&system.order.url("/api/dlq/redrive"), &body).await
 }
 
 fn header(record: &ordering_core::Record<OrderEvent>, name: &str) -> Option<String> {

@@ -187,8 +187,7 @@ async fn an_unknown_version_is_dead_lettered_then_redriven_once_order_shell_know
     system.start_order_shell();
     system.wait_until_consuming().await;
 
-    let reply = send_json(
-        "POST",
+    let reply = common::operator_post(
         &system.order.url("/api/dlq/redrive"),
         &json!({"errorType": "UnknownSchema"}),
     )

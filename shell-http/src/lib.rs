@@ -7,8 +7,10 @@
 //! - [`mod@env`], [`settings`]: configuration from environment variables, naming the bad one;
 //! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
 //! - [`shutdown_signal`], [`init_tracing`];
-//! - [`metrics::Metrics`]: Prometheus `/metrics`.
+//! - [`metrics::Metrics`]: Prometheus `/metrics`;
+//! - [`auth::OperatorToken`]: the bearer token of operator endpoints.
 
+pub mod auth;
 pub mod env;
 pub mod metrics;
 mod serve;
@@ -75,10 +77,18 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        json(
+        let mut response = json(
             self.status,
             &json!({"success": false, "error": self.title, "details": self.details}),
-        )
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: which scheme to answer with.
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"operator\""),
+            );
+        }
+        response
     }
 }
 

@@ -145,11 +145,25 @@ pub struct Reply {
 
 /// Sends one request; `body` is sent as is with `Content-Type: application/json`.
 pub async fn call(method: &str, url: &str, body: Option<&[u8]>) -> Reply {
+    call_with(method, url, body, &[]).await
+}
+
+/// [`call`] with more request headers.
+pub async fn call_with(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
         .expect("a valid request");
     let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))

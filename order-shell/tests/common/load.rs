@@ -100,7 +100,7 @@ pub async fn converge(order_shell: &ShellProcess, accepted: &Accepted) {
 
 /// The DLQ, as `order_shell` reads it, is empty.
 pub async fn assert_nothing_dead_lettered(order_shell: &ShellProcess) {
-    let reply = get(&order_shell.url("/api/dlq/messages")).await;
+    let reply = super::operator_get(&order_shell.url("/api/dlq/messages")).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let letters = reply.json["messages"]
         .as_array()

@@ -8,9 +8,31 @@ use std::time::{Duration, Instant};
 
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use serde_json::{Value, json};
-use shell_http::testing::{Reply, ShellProcess, get, send_json};
+use shell_http::testing::{Reply, ShellProcess, call_with, get, send_json};
 
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The operator token every test system starts order-shell with.
+pub const OPERATOR_TOKEN: &str = "test-operator-token-5b1f0c2e";
+
+/// `GET url` with the operator token.
+pub async fn operator_get(url: &str) -> Reply {
+    let bearer = format!("Bearer {OPERATOR_TOKEN}");
+    call_with("GET", url, None, &[("authorization", &bearer)]).await
+}
+
+/// `POST url` of `body` with the operator token.
+pub async fn operator_post(url: &str, body: &Value) -> Reply {
+    let bearer = format!("Bearer {OPERATOR_TOKEN}");
+    let body = body.to_string();
+    call_with(
+        "POST",
+        url,
+        Some(body.as_bytes()),
+        &[("authorization", &bearer)],
+    )
+    .await
+}
 
 /// cart-shell is built by `cargo test --workspace` (its own tests need it) next to this one.
 fn cart_binary() -> PathBuf {
@@ -65,6 +87,7 @@ impl System {
             ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
             // The spec's 1 s, 2 s, 4 s, ten times faster.
             ("DLQ_RETRY_BACKOFF_MS", "100".into()),
+            ("OPERATOR_TOKEN", OPERATOR_TOKEN.into()),
         ];
         let mut env: Vec<(&'static str, String)> = env
             .into_iter()
@@ -128,7 +151,7 @@ impl System {
     }
 
     pub async fn dead_letters(&self) -> Vec<Value> {
-        let reply = get(&self.order.url("/api/dlq/messages")).await;
+        let reply = operator_get(&self.order.url("/api/dlq/messages")).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json["messages"]
             .as_array()
