@@ -174,22 +174,23 @@ impl Cart {
         let reason = parse_reason(optional_str(&body, "reason")?).map_err(invalid)?;
         let update = StatusUpdate::new(&id, &status, now_iso8601()).with_reason(reason);
         self.updates.publish(&update).await.map_err(unpublished)?;
-        Ok(json(
-            StatusCode::ACCEPTED,
-            &json!({
-                "success": true,
-                "message": format!(
-                    "Status update event published for order '{id}'. Processing asynchronously."
-                ),
-                "data": {
-                    "orderId": update.order_id,
-                    "status": update.status,
-                    "message": "Status update event published. Processing asynchronously.",
-                    "eventType": update.event_type,
-                    "reason": update.reason,
-                },
-            }),
-        ))
+        let mut body = json!({
+            "success": true,
+            "message": format!(
+                "Status update event published for order '{id}'. Processing asynchronously."
+            ),
+            "data": {
+                "orderId": update.order_id,
+                "status": update.status,
+                "message": "Status update event published. Processing asynchronously.",
+                "eventType": update.event_type,
+            },
+        });
+        // The spec's body exactly, unless the client gave a reason.
+        if let Some(reason) = &update.reason {
+            body["data"]["reason"] = json!(reason);
+        }
+        Ok(json(StatusCode::ACCEPTED, &body))
     }
 
     async fn health(&self) -> Response {

@@ -388,7 +388,8 @@ mod tests {
                 "orderId": "ORD-123",
                 "status": "shipped",
                 "updateTimestamp": "2026-01-30T12:00:00Z",
-                "eventType": "STATUS_UPDATE"
+                "eventType": "STATUS_UPDATE",
+                "reason": null
             })
         );
     }
