@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordering_core::{PolicyError, RetryPolicy};
-use ordering_kafka::{AvroCodec, SchemaFamily};
+use ordering_kafka::{AvroCodec, DEFAULT_FETCH_WAIT_MAX, SchemaFamily};
 use ordering_store::StoreUrl;
 use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};
@@ -26,6 +26,9 @@ pub struct Config {
     /// `KAFKA_SESSION_TIMEOUT_MS`, default librdkafka's (45 s): how long the group waits for a
     /// member that stopped answering (a crashed instance) before moving its partitions.
     pub session_timeout: Option<Duration>,
+    /// `KAFKA_FETCH_WAIT_MAX_MS`, default `ordering_kafka::DEFAULT_FETCH_WAIT_MAX`: the
+    /// longest the broker may hold a fetch that finds nothing new (README, "Latency").
+    pub fetch_wait_max: Duration,
     /// `DLQ_UNHEALTHY_AFTER_MS`, default 30000: dead letters failing (none written) for longer
     /// than this make `/health` answer `503`.
     pub dlq_unhealthy_after: Duration,
@@ -75,6 +78,15 @@ impl Config {
             max_connections: max_connections(env)?,
             store: store_url(env)?,
             session_timeout: session_timeout(env)?,
+            fetch_wait_max: Duration::from_millis(env.check(
+                "KAFKA_FETCH_WAIT_MAX_MS",
+                u64::try_from(DEFAULT_FETCH_WAIT_MAX.as_millis()).unwrap_or(u64::MAX),
+                |ms| match ms {
+                    // librdkafka's bounds for fetch.wait.max.ms.
+                    1..=300_000 => Ok(()),
+                    _ => Err("must be from 1 to 300000 milliseconds".into()),
+                },
+            )?),
             dlq_unhealthy_after: Duration::from_millis(env.check(
                 "DLQ_UNHEALTHY_AFTER_MS",
                 30_000u64,
@@ -124,6 +136,10 @@ mod tests {
         assert_eq!(config.listen.port(), 8001);
         assert_eq!(config.store, StoreUrl::Sqlite("data/orders.db".into()));
         assert_eq!(config.session_timeout, None);
+        assert_eq!(config.fetch_wait_max, DEFAULT_FETCH_WAIT_MAX);
+        let env = Env::from_pairs(&[("KAFKA_FETCH_WAIT_MAX_MS", "5")]);
+        let config = Config::from_env(&env).unwrap();
+        assert_eq!(config.fetch_wait_max, Duration::from_millis(5));
     }
 
     #[test]
@@ -158,6 +174,7 @@ mod tests {
                 ("KAFKA_SESSION_TIMEOUT_MS", "10"),
                 "KAFKA_SESSION_TIMEOUT_MS",
             ),
+            (("KAFKA_FETCH_WAIT_MAX_MS", "0"), "KAFKA_FETCH_WAIT_MAX_MS"),
         ];
         for ((name, value), expected) in cases {
             let error = Config::from_env(&Env::from_pairs(&[(name, value)]))

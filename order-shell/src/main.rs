@@ -239,6 +239,7 @@ async fn consume(app: Arc<App>, shutdown: impl Future<Output = ()> + Send) -> Re
         &app.config.consumer_group,
         [&kafka.order_topic, &kafka.status_topic],
     );
+    source_config.fetch_wait_max = app.config.fetch_wait_max;
     if let Some(timeout) = app.config.session_timeout {
         source_config
             .overrides
