@@ -1,0 +1,194 @@
+//! Ingest: requests/s of cart-shell's `PUT /api/update-order` (which answers `202` once the
+//! broker acknowledged the event) against bare rdkafka publishing the same events and
+//! awaiting each acknowledgement, at the same concurrency, on the same broker, in one run.
+//! The ratio of the first to the second is the figure that matters.
+//!
+//! ```text
+//! cargo build --release -p cart-shell
+//! cargo run --release -p ordering-benches --bin ingest -- [CONCURRENCY] [SECONDS] [ROUNDS]
+//! ```
+//! (defaults 16, 10, 2). Starts its own Nisshi broker (`scripts/broker install`) and runs
+//! `target/release/cart-shell`; the HTTP load comes from this binary (keep-alive connections,
+//! one request at a time on each).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use ordering_core::{OrderId, Status, StatusUpdate};
+use ordering_kafka::testing::{TestBroker, unique_topic};
+use ordering_kafka::{AvroCodec, Codec, TopicSettings, ensure_topics};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shell_http::testing::ShellProcess;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
+    let concurrency: usize = arg(0, "16").parse()?;
+    let seconds: u64 = arg(1, "10").parse()?;
+    let rounds: usize = arg(2, "2").parse()?;
+    let cart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/cart-shell");
+    if !cart.is_file() {
+        return Err(format!(
+            "{} is missing: cargo build --release -p cart-shell",
+            cart.display()
+        )
+        .into());
+    }
+
+    let broker = TestBroker::start();
+    let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
+    ensure_topics(
+        &broker.bootstrap(),
+        &[&orders, &updates],
+        &TopicSettings::new(3),
+        Duration::from_secs(20),
+    )
+    .await?;
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC", orders.clone()),
+        ("KAFKA_STATUS_UPDATE_TOPIC", updates.clone()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let shell = ShellProcess::start(&cart, &env);
+    println!("{concurrency} at a time, {seconds} s per measurement, {rounds} rounds");
+
+    let mut bare = Vec::new();
+    let mut http = Vec::new();
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always meets a warmer broker.
+        let (b, h) = if round % 2 == 0 {
+            let b = bare_rdkafka(&broker, &updates, concurrency, seconds).await?;
+            (b, cart_shell(&shell, concurrency, seconds).await?)
+        } else {
+            let h = cart_shell(&shell, concurrency, seconds).await?;
+            (
+                bare_rdkafka(&broker, &updates, concurrency, seconds).await?,
+                h,
+            )
+        };
+        println!(
+            "round {round}: bare rdkafka {b:>8.0}/s  cart-shell {h:>8.0}/s  ratio {:.2}",
+            h / b
+        );
+        bare.push(b);
+        http.push(h);
+    }
+    let (b, h) = (median(&mut bare), median(&mut http));
+    println!(
+        "median: bare rdkafka {b:.0}/s, cart-shell {h:.0}/s, ratio {:.2}",
+        h / b
+    );
+    Ok(())
+}
+
+/// Runs `concurrency` loops of `one` for `seconds`; completions per second.
+async fn load<F, Fut>(concurrency: usize, seconds: u64, one: F) -> Result<f64, Error>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send,
+{
+    let one = Arc::new(one);
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency as u64)
+        .map(|w| {
+            let (one, done, stop) = (one.clone(), done.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = w;
+                while !stop.load(Ordering::Relaxed) {
+                    one(n).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    n += concurrency as u64;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let count = done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Publishes status updates with a bare rdkafka producer set up as cart-shell's (acks=all,
+/// idempotence, linger 2 ms), awaiting each acknowledgement.
+async fn bare_rdkafka(
+    broker: &TestBroker,
+    topic: &str,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<f64, Error> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .create()?;
+    let codec = AvroCodec::new()?;
+    let topic = topic.to_owned();
+    load(concurrency, seconds, move |n| {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        async move {
+            let id = format!("ORD-{}", n % 1000);
+            let update = StatusUpdate::new(
+                &OrderId::parse(&id)?,
+                &Status::parse("shipped")?,
+                ordering_core::model::now_iso8601(),
+            );
+            let payload = codec.encode(&update)?;
+            let record = FutureRecord::to(&topic).key(&id).payload(&payload);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// `PUT /api/update-order` on cart-shell over keep-alive connections, each answer a `202`.
+async fn cart_shell(shell: &ShellProcess, concurrency: usize, seconds: u64) -> Result<f64, Error> {
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build_http::<Full<Bytes>>();
+    let url = shell.url("/api/update-order");
+    load(concurrency, seconds, move |n| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body = format!(r#"{{"orderId": "ORD-{}", "status": "shipped"}}"#, n % 1000);
+            let request = hyper::Request::put(url)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))?;
+            let response = client.request(request).await?;
+            let status = response.status();
+            response.into_body().collect().await?;
+            if status != hyper::StatusCode::ACCEPTED {
+                return Err(format!("cart-shell answered {status}").into());
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
