@@ -16,24 +16,54 @@ use ordering_core::{
 use crate::Store;
 
 /// The operations timed, each with its own pair of histograms.
-const OPERATIONS: [&str; 9] = [
-    "get",
-    "create",
-    "update_status",
-    "ids",
-    "count",
-    "ping",
-    "redrive_claim",
-    "redrive_release",
-    "redrive_lookup",
-];
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get,
+    Create,
+    UpdateStatus,
+    Ids,
+    Count,
+    Ping,
+    RedriveClaim,
+    RedriveRelease,
+    RedriveLookup,
+}
+
+impl Op {
+    const ALL: [Op; 9] = [
+        Op::Get,
+        Op::Create,
+        Op::UpdateStatus,
+        Op::Ids,
+        Op::Count,
+        Op::Ping,
+        Op::RedriveClaim,
+        Op::RedriveRelease,
+        Op::RedriveLookup,
+    ];
+
+    /// The `operation` label.
+    fn label(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Create => "create",
+            Op::UpdateStatus => "update_status",
+            Op::Ids => "ids",
+            Op::Count => "count",
+            Op::Ping => "ping",
+            Op::RedriveClaim => "redrive_claim",
+            Op::RedriveRelease => "redrive_release",
+            Op::RedriveLookup => "redrive_lookup",
+        }
+    }
+}
 
 /// A store whose every operation is timed, by backend, operation and result.
 pub(crate) struct Timed<S> {
     inner: S,
-    /// Per operation (in [`OPERATIONS`] order): the histograms of successes and of failures,
-    /// made once so that timing a write is an atomic add, not a registry lookup.
-    histograms: Vec<[Histogram; 2]>,
+    /// Per operation (indexed by [`Op`]): the histograms of successes and of failures, made
+    /// once so that timing a write is an atomic add, not a registry lookup.
+    histograms: [[Histogram; 2]; 9],
 }
 
 fn describe() {
@@ -56,25 +86,21 @@ impl<S: Store> Timed<S> {
                 "backend" => backend, "operation" => operation, "result" => result
             )
         };
-        let histograms = OPERATIONS
-            .iter()
-            .map(|op| [histogram(op, "ok"), histogram(op, "error")])
-            .collect();
+        let histograms =
+            Op::ALL.map(|op| [histogram(op.label(), "ok"), histogram(op.label(), "error")]);
         Self { inner, histograms }
     }
 
     async fn time<T>(
         &self,
-        operation: &'static str,
+        op: Op,
         run: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let result = run.await;
-        let index = OPERATIONS.iter().position(|op| *op == operation);
-        if let Some([ok, error]) = index.and_then(|i| self.histograms.get(i)) {
-            let histogram = if result.is_ok() { ok } else { error };
-            histogram.record(started.elapsed());
-        }
+        let [ok, error] = &self.histograms[op as usize];
+        let histogram = if result.is_ok() { ok } else { error };
+        histogram.record(started.elapsed());
         result
     }
 }
@@ -82,11 +108,11 @@ impl<S: Store> Timed<S> {
 #[async_trait]
 impl<S: Store> OrderStore for Timed<S> {
     async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        self.time("get", self.inner.get(id)).await
+        self.time(Op::Get, self.inner.get(id)).await
     }
 
     async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
-        self.time("create", self.inner.create(order, at)).await
+        self.time(Op::Create, self.inner.create(order, at)).await
     }
 
     async fn update_status(
@@ -97,22 +123,22 @@ impl<S: Store> OrderStore for Timed<S> {
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
         self.time(
-            "update_status",
+            Op::UpdateStatus,
             self.inner.update_status(id, status, reason, at),
         )
         .await
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
-        self.time("ids", self.inner.ids()).await
+        self.time(Op::Ids, self.inner.ids()).await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        self.time("count", self.inner.count()).await
+        self.time(Op::Count, self.inner.count()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.time("ping", self.inner.ping()).await
+        self.time(Op::Ping, self.inner.ping()).await
     }
 }
 
@@ -124,17 +150,17 @@ impl<S: Store> RedriveLedger for Timed<S> {
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError> {
-        self.time("redrive_claim", self.inner.claim(letters, again, at_ms))
+        self.time(Op::RedriveClaim, self.inner.claim(letters, again, at_ms))
             .await
     }
 
     async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
-        self.time("redrive_release", self.inner.release(letters))
+        self.time(Op::RedriveRelease, self.inner.release(letters))
             .await
     }
 
     async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
-        self.time("redrive_lookup", self.inner.lookup(letters))
+        self.time(Op::RedriveLookup, self.inner.lookup(letters))
             .await
     }
 }
