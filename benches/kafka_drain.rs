@@ -1,7 +1,9 @@
-//! Records/s of draining a pre-filled topic, three ways, on the same broker in the same run:
-//! a bare rdkafka `StreamConsumer` (receive and count), `KafkaSource` alone (receive, decode,
-//! acknowledge), and `KafkaSource` + `Dispatcher` + `AvroCodec` with a no-op handler. The
-//! ratio of the last to the first is the figure that matters.
+//! Records/s of draining a pre-filled topic, four ways, on the same broker in the same run,
+//! each adding one step to the one before: a bare rdkafka `StreamConsumer` (receive and
+//! count); `KafkaSource` with a codec that does not decode (receive, copy into a record,
+//! acknowledge); `KafkaSource` with `AvroCodec` (and decode); and `KafkaSource` + `Dispatcher`
+//! with a no-op handler (and dispatch). The ratio of the last to the first is the figure that
+//! matters; the steps say where the time goes.
 //!
 //! `cargo run --release -p ordering-benches --bin kafka_drain -- [RECORDS] [ROUNDS]`
 //! (defaults 200000 and 3). Starts its own Nisshi broker (`scripts/broker install`).
@@ -12,13 +14,13 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordering_core::testing::MemorySink;
 use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, Handler, OrderError, OrderEvent, OrderId, Polled,
-    RecordMeta, Source, Status, StatusUpdate,
+    DeadLetter, DecodeError, Dispatcher, DispatcherConfig, Handler, OrderError, OrderEvent,
+    OrderId, Polled, RecordMeta, Source, Status, StatusUpdate,
 };
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    AvroCodec, Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaProducer, KafkaSource,
-    ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
+    AvroCodec, Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaError, KafkaProducer,
+    KafkaSource, ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -49,36 +51,46 @@ async fn main() -> Result<(), Error> {
     fill(&broker, &topic, records).await?;
     println!("{records} status updates in {topic} ({PARTITIONS} partitions)");
 
-    let mut results: [Vec<f64>; 3] = Default::default();
+    let mut results: [Vec<f64>; 4] = Default::default();
     for round in 0..rounds {
         // Rotate the order, so none always meets a warmer broker.
-        let mut rates = [0.0; 3];
-        for i in 0..3 {
-            let which = (i + round) % 3;
+        let mut rates = [0.0; 4];
+        for i in 0..4 {
+            let which = (i + round) % 4;
             let group = format!("drain-{round}-{which}");
             rates[which] = match which {
                 0 => drain_bare(&broker, &topic, records, &group).await?,
-                1 => drain_source(&broker, &topic, records, &group).await?,
+                1 => drain_source(source(&broker, &topic, &group, NoDecode)?, records).await?,
+                2 => {
+                    drain_source(
+                        source::<OrderEvent, _>(&broker, &topic, &group, AvroCodec::new()?)?,
+                        records,
+                    )
+                    .await?
+                }
                 _ => drain_engine(&broker, &topic, records, &group).await?,
             };
         }
-        println!(
-            "round {round}: bare rdkafka {:>9.0}/s  source {:>9.0}/s  source+dispatcher {:>9.0}/s  ratio {:.2}",
-            rates[0],
-            rates[1],
-            rates[2],
-            rates[2] / rates[0]
-        );
+        report(&format!("round {round}"), rates);
         for (all, rate) in results.iter_mut().zip(rates) {
             all.push(rate);
         }
     }
-    let [bare, source, engine] = results.map(|mut r| median(&mut r));
+    report("median", results.map(|mut r| median(&mut r)));
+    Ok(())
+}
+
+/// One line of rates, with each step's cost per record over the step before.
+fn report(what: &str, [bare, copied, decoded, engine]: [f64; 4]) {
+    let ns = |rate: f64| 1e9 / rate;
     println!(
-        "median: bare rdkafka {bare:.0}/s, source {source:.0}/s, source+dispatcher {engine:.0}/s, ratio {:.2}",
+        "{what}: bare rdkafka {bare:.0}/s | source, no decoding {copied:.0}/s (+{:.0} ns) | \
+         source {decoded:.0}/s (+{:.0} ns) | source+dispatcher {engine:.0}/s (+{:.0} ns) | ratio {:.2}",
+        ns(copied) - ns(bare),
+        ns(decoded) - ns(copied),
+        ns(engine) - ns(decoded),
         engine / bare
     );
-    Ok(())
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -145,23 +157,35 @@ async fn drain_bare(
     Ok(rate(records, started))
 }
 
-fn source(
+fn source<E, C: Codec<E>>(
     broker: &TestBroker,
     topic: &str,
     group: &str,
-) -> Result<KafkaSource<OrderEvent, AvroCodec>, Error> {
+    codec: C,
+) -> Result<KafkaSource<E, C>, Error> {
     let config = SourceConfig::new(broker.bootstrap(), group, [topic]);
-    Ok(KafkaSource::new(&config, AvroCodec::new()?)?)
+    Ok(KafkaSource::new(&config, codec)?)
+}
+
+/// A codec that does not decode: the source's cost without the codec's.
+struct NoDecode;
+
+impl Codec<()> for NoDecode {
+    fn encode(&self, (): &()) -> Result<Vec<u8>, KafkaError> {
+        Ok(Vec::new())
+    }
+
+    fn decode(&self, _payload: &[u8]) -> Result<(), DecodeError> {
+        Ok(())
+    }
 }
 
 /// `KafkaSource` alone: receive, decode, acknowledge.
-async fn drain_source(
-    broker: &TestBroker,
-    topic: &str,
-    records: usize,
-    group: &str,
-) -> Result<f64, Error> {
-    let mut source = source(broker, topic, group)?;
+async fn drain_source<E, C>(mut source: KafkaSource<E, C>, records: usize) -> Result<f64, Error>
+where
+    E: Send + Sync + 'static,
+    C: Codec<E> + 'static,
+{
     let mut started = Instant::now();
     let mut seen = 0;
     while seen < records {
@@ -194,7 +218,7 @@ async fn drain_engine(
     records: usize,
     group: &str,
 ) -> Result<f64, Error> {
-    let source = source(broker, topic, group)?;
+    let source = source(broker, topic, group, AvroCodec::new()?)?;
     let dispatcher = Dispatcher::new(
         source,
         NoOp,

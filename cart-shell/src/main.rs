@@ -1,7 +1,7 @@
 //! cart-shell: takes orders and status updates over HTTP and publishes them as Avro events.
 //! It answers `201`/`202` only once the broker has the event (acks=all).
 //!
-//! Routes (CONTRACT.md): `POST /api/create-order`, `PUT /api/update-order`, `GET /health`,
+//! Routes (README, "The services"): `POST /api/create-order`, `PUT /api/update-order`, `GET /health`,
 //! `GET /metrics`.
 
 use std::process::ExitCode;

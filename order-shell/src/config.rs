@@ -1,4 +1,4 @@
-//! order-shell's configuration (CONTRACT.md, "Configuration").
+//! order-shell's configuration (README, "Configuration").
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,10 +1,11 @@
 //! In-memory [`Source`] and [`Sink`] for tests, examples and benchmarks (feature `testing`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::mpsc;
 
 use crate::record::{Record, TopicPartition};
@@ -18,9 +19,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a [`MemorySource`] was told, shared with its [`MemorySourceHandle`].
 #[derive(Debug, Default)]
 struct Offsets {
-    acked: HashMap<TopicPartition, i64>,
-    committed: HashMap<TopicPartition, i64>,
-    paused: HashSet<TopicPartition>,
+    acked: FxHashMap<TopicPartition, i64>,
+    committed: FxHashMap<TopicPartition, i64>,
+    paused: FxHashSet<TopicPartition>,
     pauses: usize,
 }
 
@@ -29,8 +30,8 @@ struct Offsets {
 pub struct MemorySource<E> {
     queue: VecDeque<Polled<E>>,
     feed: Option<mpsc::UnboundedReceiver<Polled<E>>>,
-    paused: HashSet<TopicPartition>,
-    held: HashMap<TopicPartition, VecDeque<Record<E>>>,
+    paused: FxHashSet<TopicPartition>,
+    held: FxHashMap<TopicPartition, VecDeque<Record<E>>>,
     resumed: VecDeque<Record<E>>,
     offsets: Arc<Mutex<Offsets>>,
     group: String,
@@ -67,8 +68,8 @@ impl<E> MemorySource<E> {
         Self {
             queue,
             feed,
-            paused: HashSet::new(),
-            held: HashMap::new(),
+            paused: FxHashSet::default(),
+            held: FxHashMap::default(),
             resumed: VecDeque::new(),
             offsets: Arc::default(),
             group: "memory".into(),

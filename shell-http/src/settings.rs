@@ -1,4 +1,4 @@
-//! The settings both shells read (CONTRACT.md, "Configuration").
+//! The settings both shells read (README, "Configuration").
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -33,7 +33,7 @@ pub use stats::{Stats, StatsSnapshot};
 
 use lanes::{LaneId, Lanes};
 use process::{Outcome, Shared, process};
-use stats::Counters;
+use stats::{Counters, Tally};
 use watermark::Watermark;
 
 /// Records taken from a source in one go when it has them ready.
@@ -90,8 +90,10 @@ pub enum DispatchError {
 
 /// One partition's bookkeeping.
 struct PartitionState<E> {
-    /// Distinguishes this assignment of the partition from earlier ones, so a record that
-    /// finishes after its partition was revoked (and maybe assigned again) is ignored.
+    tp: TopicPartition,
+    /// Distinguishes this assignment of the partition from earlier ones (and from other
+    /// partitions that held its slot), so a record that finishes after its partition was
+    /// revoked is ignored.
     epoch: u64,
     watermark: Watermark,
     lanes: Lanes<Record<E>>,
@@ -101,17 +103,21 @@ struct PartitionState<E> {
     revoked: watch::Sender<bool>,
 }
 
+/// Where a partition's state is kept in [`Dispatcher::slots`].
+type Slot = usize;
+
 /// What a finished record reports back.
 struct Done {
-    tp: TopicPartition,
+    slot: Slot,
     epoch: u64,
     lane: LaneId,
     offset: i64,
     outcome: Outcome,
 }
 
-/// A record whose lane is free, with its partition's epoch and its lane: ready to start.
-type Ready<E> = (Record<E>, u64, LaneId);
+/// A record whose lane is free, with its partition's slot and epoch and its lane: ready to
+/// start.
+type Ready<E> = (Record<E>, Slot, u64, LaneId);
 
 /// A record's processing, as first started.
 type Work = Pin<Box<dyn Future<Output = Done> + Send>>;
@@ -134,9 +140,13 @@ pub struct Dispatcher<S: Source, H, D> {
     max_in_flight: usize,
     resume_at: usize,
     shutdown_grace: Duration,
+    /// The partitions held, in slots: a finished record names its slot, so booking it costs
+    /// no hash lookup and no reference count. A revoked partition's slot is reused.
+    slots: Vec<Option<PartitionState<S::Event>>>,
     // Keyed by what the source yields, not by anything a producer controls: a fast hasher.
-    partitions: FxHashMap<TopicPartition, PartitionState<S::Event>>,
+    slot_of: FxHashMap<TopicPartition, Slot>,
     next_epoch: u64,
+    tally: Tally,
 }
 
 impl<S, H, D> Dispatcher<S, H, D>
@@ -166,8 +176,10 @@ where
             max_in_flight,
             resume_at: max_in_flight / 2,
             shutdown_grace: config.shutdown_grace,
-            partitions: FxHashMap::default(),
+            slots: Vec::new(),
+            slot_of: FxHashMap::default(),
             next_epoch: 0,
+            tally: Tally::default(),
         }
     }
 
@@ -224,17 +236,21 @@ where
                         if taken == INTAKE_BATCH {
                             break;
                         }
-                        match self.source.next().now_or_never() {
-                            Some(ready) => polled = ready,
-                            None => break,
+                        // Polled where it is made (`now_or_never` would move it first).
+                        let next = pin!(self.source.next());
+                        match next.poll(&mut Context::from_waker(Waker::noop())) {
+                            Poll::Ready(ready) => polled = ready,
+                            Poll::Pending => break,
                         }
                     }
                 }
             }
+            counters.publish(&mut self.tally);
             if !intake && running.is_empty() {
                 break Ok(()); // exhausted and drained
             }
         };
+        counters.publish(&mut self.tally);
         counters.set_running(false);
 
         // Stop: waiting retries give up, running handler calls get the grace period.
@@ -251,7 +267,9 @@ where
                 }
             }
         };
-        if tokio::time::timeout(grace, drain).await.is_err() {
+        let drained = tokio::time::timeout(grace, drain).await;
+        counters.publish(&mut self.tally);
+        if drained.is_err() {
             tracing::warn!(
                 abandoned = running.len(),
                 "handlers still running after the shutdown grace period; left uncommitted"
@@ -259,8 +277,9 @@ where
         }
         let unfinished = running.len()
             + self
-                .partitions
-                .values()
+                .slots
+                .iter()
+                .flatten()
                 .map(|p| p.lanes.queued())
                 .sum::<usize>();
         counters.left(unfinished as u64);
@@ -277,27 +296,18 @@ where
 
     /// Takes a new record in. Returns it if its lane is idle and it should start now.
     fn accept(&mut self, record: Record<S::Event>) -> Option<Ready<S::Event>> {
-        self.shared.counters.received();
+        self.tally.received += 1;
         let meta = &record.meta;
-        if !self.partitions.contains_key(&meta.tp) {
-            self.partitions.insert(
-                meta.tp.clone(),
-                PartitionState {
-                    epoch: self.next_epoch,
-                    watermark: Watermark::default(),
-                    lanes: Lanes::default(),
-                    paused: false,
-                    revoked: watch::Sender::new(false),
-                },
-            );
-            self.next_epoch += 1;
-        }
-        let state = self.partitions.get_mut(&meta.tp)?;
+        let slot = match self.slot_of.get(&meta.tp) {
+            Some(&slot) => slot,
+            None => self.hold(meta.tp.clone()),
+        };
+        let state = self.slots.get_mut(slot)?.as_mut()?;
         if !state.watermark.track(meta.offset) {
             // The source broke its contract (a rewind without a revocation). Everything at or
             // below the last tracked offset is already being processed or committed.
             tracing::error!(tp = %meta.tp, offset = meta.offset, "record received twice; skipped");
-            self.shared.counters.left(1);
+            self.tally.left += 1;
             return None;
         }
         if !state.paused && state.watermark.len() >= self.max_in_flight {
@@ -310,39 +320,64 @@ where
         state
             .lanes
             .admit(lane, record)
-            .map(|record| (record, epoch, lane))
+            .map(|record| (record, slot, epoch, lane))
+    }
+
+    /// Starts bookkeeping for a partition seen for the first time (since its last revocation).
+    fn hold(&mut self, tp: TopicPartition) -> Slot {
+        self.next_epoch += 1;
+        let state = PartitionState {
+            tp: tp.clone(),
+            epoch: self.next_epoch,
+            watermark: Watermark::default(),
+            lanes: Lanes::default(),
+            paused: false,
+            revoked: watch::Sender::new(false),
+        };
+        let slot = match self.slots.iter().position(Option::is_none) {
+            Some(free) => {
+                self.slots[free] = Some(state);
+                free
+            }
+            None => {
+                self.slots.push(Some(state));
+                self.slots.len() - 1
+            }
+        };
+        self.slot_of.insert(tp, slot);
+        slot
     }
 
     /// Books a finished record. Returns the next record of its lane to start, if any and if
     /// `start_next`.
     fn complete(&mut self, done: Done, start_next: bool) -> Option<Ready<S::Event>> {
-        let counters = &self.shared.counters;
-        counters.left(1);
+        self.tally.left += 1;
         match done.outcome {
-            Outcome::Applied => counters.applied(),
-            Outcome::DeadLettered => counters.dead_lettered(),
+            Outcome::Applied => self.tally.applied += 1,
+            Outcome::DeadLettered => self.shared.counters.dead_lettered(),
             Outcome::Abandoned => {
-                counters.abandoned(1);
+                self.shared.counters.abandoned(1);
                 return None;
             }
         }
         let state = self
-            .partitions
-            .get_mut(&done.tp)
+            .slots
+            .get_mut(done.slot)?
+            .as_mut()
             .filter(|state| state.epoch == done.epoch)?; // revoked meanwhile: not ours to commit
         if let Some(next_offset) = state.watermark.complete(done.offset) {
-            self.source.ack(&done.tp, next_offset);
+            self.source.ack(&state.tp, next_offset);
         }
         if state.paused && state.watermark.len() <= self.resume_at {
             state.paused = false;
             self.shared.counters.paused(false);
-            self.source.resume(&done.tp);
+            self.source.resume(&state.tp);
         }
         if !start_next {
             return None; // stopping: what waits in the lane stays queued, uncommitted
         }
         let next = state.lanes.finish(done.lane)?;
-        Some((next, done.epoch, done.lane))
+        Some((next, done.slot, done.epoch, done.lane))
     }
 
     /// Forgets revoked partitions: queued records are dropped uncommitted, running ones
@@ -350,7 +385,11 @@ where
     /// are delivered again to whoever holds the partition next.
     fn revoke(&mut self, tps: &[TopicPartition]) {
         for tp in tps {
-            if let Some(state) = self.partitions.remove(tp) {
+            let state = self
+                .slot_of
+                .remove(tp)
+                .and_then(|slot| self.slots.get_mut(slot)?.take());
+            if let Some(state) = state {
                 state.revoked.send_replace(true);
                 let queued = state.lanes.queued() as u64;
                 self.shared.counters.left(queued);
@@ -378,15 +417,14 @@ where
     /// joins `running`.
     fn launch(
         &mut self,
-        (record, epoch, lane): Ready<S::Event>,
+        (record, slot, epoch, lane): Ready<S::Event>,
         running: &FuturesUnordered<Running>,
     ) -> Option<Ready<S::Event>> {
         let shared = self.shared.clone();
-        let tp = record.meta.tp.clone();
         let mut work: Work = Box::pin(async move {
             let outcome = process(&shared, &record).await;
             Done {
-                tp: record.meta.tp,
+                slot,
                 epoch,
                 lane,
                 offset: record.meta.offset,
@@ -400,7 +438,7 @@ where
             Poll::Pending => {
                 // Only work that waits can outlive a revocation; what finished inline never
                 // pays for the watch.
-                match self.partitions.get(&tp) {
+                match self.slots.get(slot).and_then(Option::as_ref) {
                     Some(state) => {
                         let mut revoked = state.revoked.subscribe();
                         running.push(Box::pin(async move {
