@@ -3,7 +3,7 @@
 //! `cargo bench -p ordering-benches --bench codec`
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ordering_core::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
+use ordering_core::order::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
 use ordering_kafka::{AvroCodec, Codec, SchemaFamily};
 use std::hint::black_box;
 

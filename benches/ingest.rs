@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ordering_core::{OrderId, Status, StatusUpdate};
+use ordering_core::order::{OrderId, Status, StatusUpdate};
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{AvroCodec, Codec, TopicSettings, ensure_topics};
 use rdkafka::ClientConfig;
@@ -149,7 +149,7 @@ async fn bare_rdkafka(
             let update = StatusUpdate::new(
                 &OrderId::parse(&id)?,
                 &Status::parse("shipped")?,
-                ordering_core::model::now_iso8601(),
+                ordering_core::now_iso8601(),
             );
             let payload = codec.encode(&update)?;
             let record = FutureRecord::to(&topic).key(&id).payload(&payload);

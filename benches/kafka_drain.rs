@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use ordering_core::order::{OrderError, OrderEvent, OrderId, Status, StatusUpdate};
 use ordering_core::testing::MemorySink;
 use ordering_core::{
-    DeadLetter, DecodeError, Dispatcher, DispatcherConfig, Handler, OrderError, OrderEvent,
-    OrderId, Polled, RecordMeta, Source, Status, StatusUpdate,
+    DeadLetter, DecodeError, Dispatcher, DispatcherConfig, Handler, Polled, RecordMeta, Source,
 };
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{

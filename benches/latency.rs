@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use ordering_core::order::{
+    Order, OrderEvent, OrderEventHandler, OrderId, OrderStore, Status, StatusUpdate, StatusWrite,
+    generate_order,
+};
 use ordering_core::testing::MemorySink;
 use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, LaneMode, Order, OrderEvent, OrderEventHandler,
-    OrderId, OrderStore, Position, Status, StatusUpdate, StatusWrite, StoreError, Written,
-    generate_order,
+    DeadLetter, Dispatcher, DispatcherConfig, LaneMode, Position, StoreError, Written,
 };
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
@@ -119,7 +121,7 @@ async fn run(
     for (n, id) in ids.iter().enumerate() {
         let order = generate_order(
             id.clone(),
-            ordering_core::NumItems::new(1)?,
+            ordering_core::order::NumItems::new(1)?,
             "2026-11-25T10:00:00Z".into(),
             &mut rand::rng(),
         );

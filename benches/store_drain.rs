@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use ordering_core::{NumItems, OrderEvent, OrderId, Status, StatusUpdate, generate_order};
+use ordering_core::order::{NumItems, OrderEvent, OrderId, Status, StatusUpdate, generate_order};
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
     AvroCodec, Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure_topics,

@@ -7,9 +7,8 @@
 //! Ctrl-C stops it after committing.
 
 use async_trait::async_trait;
-use ordering_core::{
-    Classify, Dispatcher, DispatcherConfig, ErrorClass, Handler, OrderEvent, RecordMeta,
-};
+use ordering_core::order::OrderEvent;
+use ordering_core::{Classify, Dispatcher, DispatcherConfig, ErrorClass, Handler, RecordMeta};
 use std::time::Duration;
 
 use ordering_kafka::{

@@ -6,11 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ordering_core::order::{
+    MemoryStore, Order, OrderEvent, OrderEventHandler, OrderId, OrderItem, OrderStore, Status,
+    StatusUpdate,
+};
 use ordering_core::testing::{MemorySink, MemorySource};
 use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, MemoryStore, Order, OrderEvent, OrderEventHandler,
-    OrderId, OrderItem, OrderStore, Record, RecordMeta, RetryPolicy, Status, StatusUpdate,
-    TopicPartition, model,
+    DeadLetter, Dispatcher, DispatcherConfig, Record, RecordMeta, RetryPolicy, TopicPartition,
+    now_iso8601,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -20,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let order = Order {
         order_id: OrderId::parse("ORD-TEST-001")?,
         customer_id: "CUST-0042".into(),
-        order_date: model::now_iso8601(),
+        order_date: now_iso8601(),
         items: vec![OrderItem {
             item_id: "ITEM-LAMP-007".into(),
             quantity: 2,
@@ -36,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(OrderEvent::StatusUpdated(StatusUpdate::new(
             &OrderId::parse(id)?,
             &shipped,
-            model::now_iso8601(),
+            now_iso8601(),
         )))
     };
 

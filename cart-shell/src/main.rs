@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
-use ordering_core::model::{now_iso8601, parse_reason};
-use ordering_core::{
-    NumItems, Order, OrderId, Sink, SinkError, Status, StatusUpdate, generate_order,
-};
+use ordering_core::now_iso8601;
+use ordering_core::order::parse_reason;
+use ordering_core::order::{NumItems, Order, OrderId, Status, StatusUpdate, generate_order};
+use ordering_core::{Sink, SinkError};
 use ordering_kafka::{
     AvroCodec, KafkaProducer, KafkaSink, ProducerConfig, SchemaFamily, ensure_topics_when_ready,
 };
@@ -223,7 +223,7 @@ impl Cart {
     }
 }
 
-fn invalid(error: ordering_core::ValidationError) -> ApiError {
+fn invalid(error: ordering_core::order::ValidationError) -> ApiError {
     ApiError::bad_request(error.to_string())
 }
 

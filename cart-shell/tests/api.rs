@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ordering_core::{Order, OrderEvent, StatusUpdate};
+use ordering_core::order::{Order, OrderEvent, StatusUpdate};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{AvroCodec, read_topic};
 use serde_json::json;

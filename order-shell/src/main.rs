@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, OrderEvent, OrderEventHandler, Stats};
+use ordering_core::order::{OrderEvent, OrderEventHandler};
+use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, Stats};
 use ordering_kafka::{
     AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
     ensure_topics_when_ready,

@@ -6,9 +6,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
-use ordering_core::{
-    DeadLetter, FailureClass, LetterFilter, OrderEvent, OrderId, Record, StoreError,
-};
+use ordering_core::order::{OrderEvent, OrderId};
+use ordering_core::{DeadLetter, FailureClass, LetterFilter, Record, StoreError};
 use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page};
 use serde_json::{Value, json};
 use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};

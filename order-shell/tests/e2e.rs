@@ -33,7 +33,7 @@ async fn spec_case_1_an_existing_order_is_updated() {
     assert_eq!(order["success"], true);
     assert_eq!(order["data"]["items"].as_array().unwrap().len(), 2);
     let shipping = order["data"]["shippingCost"].as_f64().unwrap();
-    assert_eq!(shipping, ordering_core::model::shipping_cost(total));
+    assert_eq!(shipping, ordering_core::order::shipping_cost(total));
 
     let stats = get(&system.order.url("/api/stats")).await.json;
     assert_eq!(stats["totalOrders"], 1);

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{System, eventually, operator_post};
-use ordering_core::OrderEvent;
+use ordering_core::order::OrderEvent;
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{AvroCodec, read_topic};
 use serde_json::{Value, json};

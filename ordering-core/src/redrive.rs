@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::dead_letter::{DeadLetter, FailureClass};
-use crate::store::StoreError;
+use crate::storage::StoreError;
 
 /// Which dead letters an operation takes; every criterion is optional and all must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mockall::{mock, predicate::eq};
+use ordering_core::order::{
+    Order, OrderCreatedHandler, OrderError, OrderEvent, OrderEventHandler, OrderId, OrderItem,
+    OrderStore, Status, StatusUpdate, StatusUpdateHandler, StatusWrite,
+};
 use ordering_core::{
-    Classify, ErrorClass, Handler, Order, OrderCreatedHandler, OrderError, OrderEvent,
-    OrderEventHandler, OrderId, OrderItem, OrderStore, Position, RecordMeta, Status, StatusUpdate,
-    StatusUpdateHandler, StatusWrite, StoreError, TopicPartition, Written,
+    Classify, ErrorClass, Handler, Position, RecordMeta, StoreError, TopicPartition, Written,
 };
 
 mock! {

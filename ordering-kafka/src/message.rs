@@ -1,6 +1,7 @@
 //! What a message carries besides its value: its key and headers.
 
-use ordering_core::{DeadLetter, Order, OrderEvent, StatusUpdate};
+use ordering_core::DeadLetter;
+use ordering_core::order::{Order, OrderEvent, StatusUpdate};
 
 /// The Kafka key and headers of a message.
 pub trait Message: Send + Sync {

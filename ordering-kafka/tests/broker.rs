@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordering_core::order::{
+    MemoryStore, Order, OrderEvent, OrderEventHandler, OrderId, OrderItem, Status, StatusUpdate,
+};
 use ordering_core::testing::{Running, spawn};
 use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, Handler, MemoryStore, Order,
-    OrderEvent, OrderEventHandler, OrderId, OrderItem, Polled, RecordMeta, RetryPolicy, Sink,
-    Source, Status, StatusUpdate,
+    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, Handler, Polled, RecordMeta,
+    RetryPolicy, Sink, Source,
 };
 use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
@@ -338,7 +340,7 @@ struct Recorder(Arc<Mutex<Vec<(String, i32, i64)>>>);
 
 #[async_trait]
 impl Handler<OrderEvent> for Recorder {
-    type Error = ordering_core::OrderError;
+    type Error = ordering_core::order::OrderError;
     async fn handle(&self, _event: &OrderEvent, meta: &RecordMeta) -> Result<(), Self::Error> {
         self.0
             .lock()
@@ -475,7 +477,7 @@ impl SlowRecorder {
 
 #[async_trait]
 impl Handler<OrderEvent> for SlowRecorder {
-    type Error = ordering_core::OrderError;
+    type Error = ordering_core::order::OrderError;
     async fn handle(&self, _event: &OrderEvent, meta: &RecordMeta) -> Result<(), Self::Error> {
         sleep(self.delay).await;
         self.seen

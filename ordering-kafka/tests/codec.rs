@@ -3,10 +3,8 @@
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
-use ordering_core::{
-    DeadLetter, DecodeErrorKind, FailureClass, Order, OrderEvent, OrderId, OrderItem, Status,
-    StatusUpdate,
-};
+use ordering_core::order::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
+use ordering_core::{DeadLetter, DecodeErrorKind, FailureClass};
 use ordering_kafka::{AvroCodec, Codec, MAGIC, STATUS_UPDATE_SCHEMA};
 
 mod common;

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordering_core::{DeadLetter, FailureClass, MemoryLedger, OrderEvent, Sink};
+use ordering_core::order::OrderEvent;
+use ordering_core::{DeadLetter, FailureClass, MemoryLedger, Sink};
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
     AvroCodec, KafkaProducer, ProducerConfig, Redrive, Redriver, TopicSettings, ensure_topics,

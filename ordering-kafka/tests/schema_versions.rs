@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use common::crc64_avro;
-use ordering_core::{
-    DeadLetter, DecodeErrorKind, FailureClass, OrderEvent, OrderId, Status, StatusUpdate,
-};
+use ordering_core::order::{OrderEvent, OrderId, Status, StatusUpdate};
+use ordering_core::{DeadLetter, DecodeErrorKind, FailureClass};
 use ordering_kafka::testing::{STATUS_UPDATE_V3, status_update_v3};
 use ordering_kafka::{AvroCodec, Codec, SchemaError, SchemaFamily};
 

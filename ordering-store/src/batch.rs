@@ -3,7 +3,8 @@
 //! write only after that transaction is durable. Under load many records share one commit;
 //! alone, a write is committed at once (no timer, no added latency).
 
-use ordering_core::{OrderId, Position, StatusWrite, StoreError, Written};
+use ordering_core::order::{OrderId, StatusWrite};
+use ordering_core::{Position, StoreError, Written};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes taken into one transaction, at most. Larger batches amortize a commit and a
@@ -72,7 +73,7 @@ impl Queue {
 
     pub(crate) async fn create(
         &self,
-        order: &ordering_core::Order,
+        order: &ordering_core::order::Order,
         at: Position,
     ) -> Result<Written, StoreError> {
         let body = serde_json::to_string(order)
@@ -92,7 +93,7 @@ impl Queue {
     pub(crate) async fn update_status(
         &self,
         id: &OrderId,
-        status: &ordering_core::Status,
+        status: &ordering_core::order::Status,
         reason: Option<String>,
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
@@ -142,10 +143,10 @@ pub(crate) fn order_from_row(
     body: &str,
     status: &str,
     reason: Option<String>,
-) -> Result<ordering_core::Order, StoreError> {
-    let mut order: ordering_core::Order = serde_json::from_str(body)
+) -> Result<ordering_core::order::Order, StoreError> {
+    let mut order: ordering_core::order::Order = serde_json::from_str(body)
         .map_err(|e| StoreError::Rejected(format!("a stored order does not parse: {e}")))?;
-    order.status = ordering_core::Status::parse(status)
+    order.status = ordering_core::order::Status::parse(status)
         .map_err(|e| StoreError::Rejected(format!("a stored status is invalid: {e}")))?;
     order.status_reason = reason;
     Ok(order)

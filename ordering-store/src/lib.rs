@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `sqlite://PATH` | [`SqliteStore`]: one file, WAL, `synchronous=FULL`; embedded, for one instance |
 //! | `postgres://USER@HOST:PORT/DB` | [`PostgresStore`]: pooled, bounded timeouts; shared by several instances |
-//! | `memory://` | `ordering_core::MemoryStore`: gone with the process; for tests and demos |
+//! | `memory://` | `ordering_core::order::MemoryStore`: gone with the process; for tests and demos |
 //!
 //! Every durable write is group-committed: writes queued while a transaction commits share the
 //! next one, and each is answered only once its own transaction is durable. Migrations ship
@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = ordering_store::StoreUrl::parse("sqlite://data/orders.db")?.open().await?;
-//! let handler = ordering_core::OrderEventHandler::new(store);
+//! let handler = ordering_core::order::OrderEventHandler::new(store);
 //! # Ok(()) }
 //! ```
 
@@ -31,7 +31,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use ordering_core::{MemoryStore, OrderId, OrderStore, RedriveLedger, StoreError};
+use ordering_core::order::{MemoryStore, OrderId, OrderStore};
+use ordering_core::{RedriveLedger, StoreError};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

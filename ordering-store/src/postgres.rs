@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use ordering_core::{
-    Claim, LetterId, Order, OrderId, OrderStore, Position, RedriveLedger, Redriven, Status,
-    StatusWrite, StoreError, Written,
-};
+use ordering_core::order::{Order, OrderId, OrderStore, Status, StatusWrite};
+use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;

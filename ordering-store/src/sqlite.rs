@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordering_core::{
-    Claim, LetterId, Order, OrderId, OrderStore, Position, RedriveLedger, Redriven, Status,
-    StatusWrite, StoreError, Written,
-};
+use ordering_core::order::{Order, OrderId, OrderStore, Status, StatusWrite};
+use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};

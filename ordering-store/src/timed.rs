@@ -8,10 +8,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use metrics::{Histogram, Unit};
-use ordering_core::{
-    Claim, LetterId, Order, OrderId, OrderStore, Position, RedriveLedger, Redriven, Status,
-    StatusWrite, StoreError, Written,
-};
+use ordering_core::order::{Order, OrderId, OrderStore, Status, StatusWrite};
+use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
 
 use crate::Store;
 

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use ordering_core::{
-    Claim, LetterId, Order, OrderId, OrderItem, OrderStore, Position, RedriveLedger, Redriven,
-    Status, StatusWrite, StoreError, Written,
-};
+use ordering_core::order::{Order, OrderId, OrderItem, OrderStore, Status, StatusWrite};
+use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
 use ordering_store::testing::TestPostgres;
 use ordering_store::{OpenError, Store, StoreUrl};
 

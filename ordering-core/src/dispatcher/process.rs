@@ -9,10 +9,10 @@ use tracing::Instrument;
 
 use crate::dead_letter::{DeadLetter, FailureClass, redrive_count};
 use crate::handler::{Classify, ErrorClass, Handler};
-use crate::model::now_iso8601;
 use crate::record::Record;
 use crate::retry::{Decision, RetryPolicy};
 use crate::sink::{DeadLetterSink, SinkError};
+use crate::time::now_iso8601;
 
 use super::stats::Counters;
 

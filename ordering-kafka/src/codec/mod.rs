@@ -13,7 +13,8 @@ mod schemas;
 
 use std::path::Path;
 
-use ordering_core::{DeadLetter, DecodeError, Order, OrderEvent, StatusUpdate};
+use ordering_core::order::{Order, OrderEvent, StatusUpdate};
+use ordering_core::{DeadLetter, DecodeError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

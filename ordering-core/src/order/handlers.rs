@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::model::{Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
+use super::store::{OrderStore, StatusWrite};
 use crate::handler::{Classify, ErrorClass, Handler};
-use crate::model::{Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
 use crate::record::RecordMeta;
-use crate::store::{OrderStore, Position, StatusWrite, StoreError};
+use crate::storage::{Position, StoreError};
 
 /// Why an order event was not applied.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -11,69 +11,9 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 
-use crate::handler::ErrorClass;
-use crate::model::{Order, OrderId, Status};
-use crate::record::RecordMeta;
+use super::model::{Order, OrderId, Status};
 use crate::redrive::{Claim, LetterId, MemoryLedger, RedriveLedger, Redriven};
-
-/// Why a store call failed, and so whether waiting can help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot be reached, is busy, or did not answer in time. Not the record's
-    /// fault: the record waits for the store ([`ErrorClass::Unavailable`]).
-    #[error("order store unavailable: {0}")]
-    Unavailable(String),
-    /// The store refused this particular write (a value it cannot hold): trying the same
-    /// write again cannot help.
-    #[error("order store refused the write: {0}")]
-    Rejected(String),
-}
-
-impl StoreError {
-    /// How the dispatcher should treat a record that met this error.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            Self::Unavailable(_) => ErrorClass::Unavailable,
-            Self::Rejected(_) => ErrorClass::Permanent,
-        }
-    }
-}
-
-/// Where a record sits in its topic: what makes a write idempotent.
-///
-/// Positions are compared within one partition only: a record at or below the last applied
-/// offset of the same partition is a redelivery. A record from another partition (the topic
-/// was repartitioned) is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Position {
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl Position {
-    pub fn new(partition: i32, offset: i64) -> Self {
-        Self { partition, offset }
-    }
-
-    /// `true` when `self` was already covered by `last`, the position last applied.
-    pub fn is_covered_by(self, last: Option<Position>) -> bool {
-        last.is_some_and(|last| last.partition == self.partition && self.offset <= last.offset)
-    }
-}
-
-impl From<&RecordMeta> for Position {
-    fn from(meta: &RecordMeta) -> Self {
-        Self::new(meta.tp.partition, meta.offset)
-    }
-}
-
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    Applied,
-    /// The position was already applied (a redelivery): nothing changed.
-    AlreadyApplied,
-}
+use crate::storage::{Position, StoreError, Written};
 
 /// What a status update did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

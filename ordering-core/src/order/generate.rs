@@ -3,7 +3,7 @@
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use crate::model::{Order, OrderId, OrderItem, Status, ValidationError, round_cents, total_amount};
+use super::model::{Order, OrderId, OrderItem, Status, ValidationError, round_cents, total_amount};
 
 /// The most items one generated order may have.
 pub const MAX_ITEMS: u8 = 100;

@@ -1,0 +1,6 @@
+//! Timestamps as dead letters and events carry them.
+
+/// Now, in ISO 8601 UTC with milliseconds, e.g. `2026-01-30T12:00:00.000Z`.
+pub fn now_iso8601() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
