@@ -10,7 +10,8 @@ use ordering_core::order::{OrderEvent, OrderId};
 use ordering_core::{DeadLetter, FailureClass, LetterFilter, Record, StoreError};
 use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page};
 use serde_json::{Value, json};
-use shell_http::{ApiError, HttpRequest, Response, json, method_not_allowed, no_such_path, query};
+use shell_http::router::{Route, Routes};
+use shell_http::{ApiError, HttpRequest, Response, json, query};
 
 use crate::App;
 
@@ -26,61 +27,70 @@ const IDS_SCAN: usize = 100_000;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_LIMIT: usize = 100;
 
-/// The paths served, for the HTTP metrics' `route` label.
-pub const ROUTES: &[&str] = &[
-    "/api/order-details",
-    "/api/dlq/messages",
-    "/api/dlq/info",
-    "/api/dlq/redrive",
-    "/api/stats",
-    "/api/getAllOrderIdsFromTopic",
-    "/health",
-    "/metrics",
-];
+/// What serves a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    OrderDetails,
+    DlqMessages,
+    DlqInfo,
+    DlqRedrive,
+    Stats,
+    OrderIdsInTopic,
+    Health,
+    Metrics,
+    OpenApi,
+}
+
+/// Every endpoint, once.
+pub static ROUTES: Routes<Endpoint> = Routes(&[
+    Route::new(Method::GET, "/api/order-details", Endpoint::OrderDetails),
+    Route::new(Method::GET, "/api/dlq/messages", Endpoint::DlqMessages),
+    Route::new(Method::GET, "/api/dlq/info", Endpoint::DlqInfo),
+    Route::new(Method::POST, "/api/dlq/redrive", Endpoint::DlqRedrive),
+    Route::new(Method::GET, "/api/stats", Endpoint::Stats),
+    Route::new(
+        Method::GET,
+        "/api/getAllOrderIdsFromTopic",
+        Endpoint::OrderIdsInTopic,
+    ),
+    Route::new(Method::GET, "/health", Endpoint::Health),
+    Route::new(Method::GET, "/metrics", Endpoint::Metrics),
+    Route::new(Method::GET, "/openapi.json", Endpoint::OpenApi),
+]);
 const MAX_LIMIT: usize = 1000;
 
 impl App {
-    pub async fn route(&self, request: HttpRequest) -> Response {
-        let path = request.uri().path();
-        if path == "/api/dlq/redrive" {
-            if request.method() != Method::POST {
-                return method_not_allowed("POST");
-            }
-            let allowed = match &self.config.operator_token {
-                None => Err(ApiError::forbidden(
-                    "redrive is disabled: start order-shell with OPERATOR_TOKEN (or OPERATOR_TOKEN_FILE) set, and send Authorization: Bearer <token>",
-                )),
-                Some(token) => token.check(&request),
-            };
-            let answer = match allowed {
-                Ok(()) => self.redrive(request).await,
-                Err(refused) => Err(refused),
-            };
-            return answer.unwrap_or_else(ApiError::into_response);
-        }
-        if request.method() != Method::GET {
-            return match path {
-                "/api/order-details"
-                | "/api/dlq/messages"
-                | "/api/dlq/info"
-                | "/api/stats"
-                | "/api/getAllOrderIdsFromTopic"
-                | "/health"
-                | "/metrics" => method_not_allowed("GET"),
-                _ => no_such_path(path),
-            };
-        }
-        let result = match path {
-            "/api/order-details" => self.order_details(&request).await,
-            "/api/dlq/messages" => self.dlq_messages(&request).await,
-            "/api/dlq/info" => Ok(self.dlq_info()),
-            "/api/stats" => self.stats().await,
-            "/api/getAllOrderIdsFromTopic" => self.order_ids_in_topic(&request).await,
-            "/health" => Ok(self.health().await),
-            "/metrics" => Ok(self.metrics.response()),
-            _ => return no_such_path(path),
+    /// Answers one request.
+    pub async fn handle(&self, request: HttpRequest) -> Response {
+        let endpoint = match ROUTES.find(request.method(), request.uri().path()) {
+            Ok(endpoint) => endpoint,
+            Err(unrouted) => return unrouted.into_response(),
+        };
+        let result = match endpoint {
+            Endpoint::OrderDetails => self.order_details(&request).await,
+            Endpoint::DlqMessages => self.dlq_messages(&request).await,
+            Endpoint::DlqInfo => Ok(self.dlq_info()),
+            Endpoint::DlqRedrive => self.operator_redrive(request).await,
+            Endpoint::Stats => self.stats().await,
+            Endpoint::OrderIdsInTopic => self.order_ids_in_topic(&request).await,
+            Endpoint::Health => Ok(self.health().await),
+            Endpoint::Metrics => Ok(self.metrics.response()),
+            Endpoint::OpenApi => Ok(self.openapi.response()),
         };
         result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// A redrive, for the operator only: refused outright without a token configured.
+    async fn operator_redrive(&self, request: HttpRequest) -> Result<Response, ApiError> {
+        match &self.config.operator_token {
+            None => Err(ApiError::forbidden(
+                "redrive is disabled: start order-shell with OPERATOR_TOKEN (or OPERATOR_TOKEN_FILE) set, and send Authorization: Bearer <token>",
+            )),
+            Some(token) => {
+                token.check(&request)?;
+                self.redrive(request).await
+            }
+        }
     }
 
     async fn order_details(&self, request: &HttpRequest) -> Result<Response, ApiError> {

@@ -8,11 +8,15 @@
 //! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
 //! - [`shutdown_signal`], [`init_tracing`];
 //! - [`metrics::Metrics`]: Prometheus `/metrics`;
-//! - [`auth::OperatorToken`]: the bearer token of operator endpoints.
+//! - [`auth::OperatorToken`]: the bearer token of operator endpoints;
+//! - [`router::Routes`]: a shell's routing table, written once;
+//! - [`openapi`]: the HTTP contract (`docs/openapi.yaml`), served as JSON.
 
 pub mod auth;
 pub mod env;
 pub mod metrics;
+pub mod openapi;
+pub mod router;
 mod serve;
 pub mod settings;
 #[cfg(feature = "testing")]
@@ -92,17 +96,18 @@ impl ApiError {
     }
 }
 
-/// The answer to a known path with the wrong method.
-pub fn method_not_allowed(allow: &'static str) -> Response {
+/// The answer to a known path with the wrong method; `allow` lists the methods it has.
+pub fn method_not_allowed(allow: &str) -> Response {
     let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method not allowed",
         format!("use {allow}"),
     )
     .into_response();
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
+    // Method names are tokens, always a valid header value.
+    if let Ok(allow) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
     response
 }
 

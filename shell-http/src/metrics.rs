@@ -51,6 +51,13 @@ impl Metrics {
         Ok(Self(handle))
     }
 
+    /// A recorder of its own, not installed for the process: for in-process tests of a
+    /// shell's routes, where several shells share one process. Renders only what is recorded
+    /// through it, which is nothing.
+    pub fn detached() -> Self {
+        Self(PrometheusBuilder::new().build_recorder().handle())
+    }
+
     /// `GET /metrics`.
     pub fn response(&self) -> Response {
         let mut response = hyper::Response::new(Full::new(Bytes::from(self.0.render())));

@@ -43,7 +43,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// for the requests in flight (at most 10 s).
 ///
 /// Each answer is counted in the `http_requests_total` and `http_request_duration_seconds`
-/// metrics, labelled with its path if it is one of `routes`, else `other`.
+/// metrics, labelled with `route(path)` (a shell's [`Routes::label`](crate::router::Routes::label)).
 ///
 /// At most `max_connections` connections are open at once: beyond, new ones wait in the
 /// listen backlog until one closes (an idle one closes after 10 s without a request), so the
@@ -51,7 +51,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 pub async fn serve<H, F>(
     listener: TcpListener,
     max_connections: usize,
-    routes: &'static [&'static str],
+    route: fn(&str) -> &'static str,
     handle: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -85,11 +85,7 @@ pub async fn serve<H, F>(
         let service = service_fn(move |request: HttpRequest| {
             let started = std::time::Instant::now();
             let path = request.uri().path();
-            let route = routes
-                .iter()
-                .find(|r| **r == path)
-                .copied()
-                .unwrap_or("other");
+            let route = route(path);
             let method = request.method().clone();
             let response = handle(request);
             async move {

@@ -241,3 +241,104 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
         })
         .sum()
 }
+
+/// Checks `docs/openapi.yaml` against a shell serving `service` at `base` (e.g.
+/// `http://127.0.0.1:PORT`) with the routing table `routes`:
+/// - every route is documented for `service`, with its method, and every documented
+///   operation is a route;
+/// - every documented operation, called with what the document gives (its example body, no
+///   parameters), answers with one of its documented statuses, and an error answer has the
+///   error body when the document says so;
+/// - `GET /openapi.json` serves the document of `service`.
+pub async fn check_openapi<E>(service: &str, routes: &crate::router::Routes<E>, base: &str) {
+    let document = crate::openapi::document(service).expect("docs/openapi.yaml parses");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flat_map(|ops| ops.keys())
+                .filter(|key| crate::openapi::METHODS.contains(&key.as_str()))
+                .map(move |method| (method.to_ascii_uppercase(), path.clone()))
+        })
+        .collect();
+    let mut served: Vec<(String, String)> = routes
+        .endpoints()
+        .map(|(method, path)| (method.as_str().to_owned(), path.to_owned()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(
+        served, documented,
+        "the routes of {service} (left) and docs/openapi.yaml (right) differ"
+    );
+
+    for (method, path) in &documented {
+        let operation = &paths[path][method.to_ascii_lowercase()];
+        let example = &operation["requestBody"]["content"]["application/json"]["example"];
+        let body = (!example.is_null()).then(|| example.to_string());
+        let reply = call(
+            method,
+            &format!("{base}{path}"),
+            body.as_deref().map(str::as_bytes),
+        )
+        .await;
+        let status = reply.status.to_string();
+        let responses = operation["responses"].as_object().expect("responses");
+        assert!(
+            responses.contains_key(&status),
+            "{method} {path} answered {status}, documented: {:?}; body {}",
+            responses.keys().collect::<Vec<_>>(),
+            reply.text
+        );
+        // The shared responses (`components/responses`) are all the error body.
+        if responses[&status].get("$ref").is_some() {
+            assert_eq!(
+                reply.json["success"], false,
+                "{method} {path}: {}",
+                reply.text
+            );
+            assert!(
+                reply.json["error"].is_string(),
+                "{method} {path}: {}",
+                reply.text
+            );
+            assert!(
+                reply.json["details"].is_string(),
+                "{method} {path}: {}",
+                reply.text
+            );
+        }
+    }
+
+    let served_document = get(&format!("{base}/openapi.json")).await;
+    assert_eq!(served_document.status, 200);
+    assert_eq!(
+        served_document.json, document,
+        "GET /openapi.json of {service}"
+    );
+}
+
+/// [`call_with`] on `base` + `path` (a route of `service`, with any query), asserting that the
+/// answer's status is one `docs/openapi.yaml` documents for that operation.
+pub async fn call_documented(
+    service: &str,
+    method: &str,
+    base: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let reply = call_with(method, &format!("{base}{path}"), body, headers).await;
+    let document = crate::openapi::document(service).expect("docs/openapi.yaml parses");
+    let route = path.split('?').next().unwrap_or(path);
+    let responses = &document["paths"][route][method.to_ascii_lowercase()]["responses"];
+    let status = reply.status.to_string();
+    assert!(
+        responses.get(&status).is_some(),
+        "{method} {path} answered {status}, which docs/openapi.yaml does not document for {service}: {}",
+        reply.text
+    );
+    reply
+}

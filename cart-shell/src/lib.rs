@@ -1,0 +1,220 @@
+//! cart-shell as a library: the service, its routing table and its HTTP translation, built
+//! from any sinks and broker check (Kafka in `main.rs`, in-memory ones in the route tests).
+//! It answers `201`/`202` only once the sink has the event (for Kafka: acks=all).
+//!
+//! Endpoints: [`ROUTES`], documented in `docs/openapi.yaml`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hyper::{Method, StatusCode};
+use ordering_core::order::{
+    NumItems, Order, OrderId, Status, StatusUpdate, ValidationError, generate_order, parse_reason,
+};
+use ordering_core::{Sink, SinkError, now_iso8601};
+use ordering_kafka::KafkaProducer;
+use serde_json::json;
+use shell_http::metrics::Metrics;
+use shell_http::openapi::{OpenApi, OpenApiError};
+use shell_http::router::{Route, Routes};
+use shell_http::{
+    ApiError, HttpRequest, Response, json, optional_str, read_json, required_int, required_str,
+};
+use tokio::net::TcpListener;
+
+/// The service's name, in logs, health answers and the OpenAPI tags.
+pub const SERVICE: &str = "cart-shell";
+
+/// Request bodies above this get `413`.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long `/health` waits for the broker.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What serves a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    CreateOrder,
+    UpdateOrder,
+    Health,
+    Metrics,
+    OpenApi,
+}
+
+/// Every endpoint, once.
+pub static ROUTES: Routes<Endpoint> = Routes(&[
+    Route::new(Method::POST, "/api/create-order", Endpoint::CreateOrder),
+    Route::new(Method::PUT, "/api/update-order", Endpoint::UpdateOrder),
+    Route::new(Method::GET, "/health", Endpoint::Health),
+    Route::new(Method::GET, "/metrics", Endpoint::Metrics),
+    Route::new(Method::GET, "/openapi.json", Endpoint::OpenApi),
+]);
+
+/// What `/health` asks of the connection to the broker.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// A failure that will not go away (librdkafka's fatal state), if there is one.
+    fn fatal_error(&self) -> Option<String>;
+
+    /// Whether the broker answers within `timeout`.
+    async fn ping(&self, timeout: Duration) -> Result<(), String>;
+}
+
+#[async_trait]
+impl Broker for KafkaProducer {
+    fn fatal_error(&self) -> Option<String> {
+        KafkaProducer::fatal_error(self)
+    }
+
+    async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        KafkaProducer::ping(self, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The service.
+pub struct Cart {
+    orders: Arc<dyn Sink<Order>>,
+    updates: Arc<dyn Sink<StatusUpdate>>,
+    broker: Arc<dyn Broker>,
+    metrics: Metrics,
+    openapi: OpenApi,
+}
+
+impl Cart {
+    /// Orders go to `orders`, status updates to `updates`.
+    pub fn new(
+        orders: Arc<dyn Sink<Order>>,
+        updates: Arc<dyn Sink<StatusUpdate>>,
+        broker: Arc<dyn Broker>,
+        metrics: Metrics,
+    ) -> Result<Self, OpenApiError> {
+        Ok(Self {
+            orders,
+            updates,
+            broker,
+            metrics,
+            openapi: OpenApi::for_service(SERVICE)?,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        max_connections: usize,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        shell_http::serve(
+            listener,
+            max_connections,
+            |path| ROUTES.label(path),
+            move |request| {
+                let cart = self.clone();
+                async move { cart.handle(request).await }
+            },
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: HttpRequest) -> Response {
+        let endpoint = match ROUTES.find(request.method(), request.uri().path()) {
+            Ok(endpoint) => endpoint,
+            Err(unrouted) => return unrouted.into_response(),
+        };
+        let result = match endpoint {
+            Endpoint::CreateOrder => self.create_order(request).await,
+            Endpoint::UpdateOrder => self.update_order(request).await,
+            Endpoint::Health => Ok(self.health().await),
+            Endpoint::Metrics => Ok(self.metrics.response()),
+            Endpoint::OpenApi => Ok(self.openapi.response()),
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn create_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
+        let body = read_json(request, BODY_LIMIT).await?;
+        let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
+        let num_items = NumItems::new(required_int(&body, "numItems")?).map_err(invalid)?;
+        let order = generate_order(id, num_items, now_iso8601(), &mut rand::rng());
+        self.orders.publish(&order).await.map_err(unpublished)?;
+        Ok(json(
+            StatusCode::CREATED,
+            &json!({
+                "success": true,
+                "message": format!("Order '{}' created and published.", order.order_id),
+                "data": order,
+            }),
+        ))
+    }
+
+    async fn update_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
+        let body = read_json(request, BODY_LIMIT).await?;
+        let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
+        let status = Status::parse(required_str(&body, "status")?).map_err(invalid)?;
+        let reason = parse_reason(optional_str(&body, "reason")?).map_err(invalid)?;
+        let update = StatusUpdate::new(&id, &status, now_iso8601()).with_reason(reason);
+        self.updates.publish(&update).await.map_err(unpublished)?;
+        let mut body = json!({
+            "success": true,
+            "message": format!(
+                "Status update event published for order '{id}'. Processing asynchronously."
+            ),
+            "data": {
+                "orderId": update.order_id,
+                "status": update.status,
+                "message": "Status update event published. Processing asynchronously.",
+                "eventType": update.event_type,
+            },
+        });
+        // The spec's body exactly, unless the client gave a reason.
+        if let Some(reason) = &update.reason {
+            body["data"]["reason"] = json!(reason);
+        }
+        Ok(json(StatusCode::ACCEPTED, &body))
+    }
+
+    async fn health(&self) -> Response {
+        if let Some(error) = self.broker.fatal_error() {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "unhealthy",
+                    "service": SERVICE,
+                    "producer": "failed",
+                    "details": error,
+                }),
+            );
+        }
+        match self.broker.ping(HEALTH_TIMEOUT).await {
+            Ok(()) => json(
+                StatusCode::OK,
+                &json!({"status": "healthy", "service": SERVICE}),
+            ),
+            Err(error) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "unhealthy",
+                    "service": SERVICE,
+                    "broker": "unavailable",
+                    "details": error,
+                }),
+            ),
+        }
+    }
+}
+
+fn invalid(error: ValidationError) -> ApiError {
+    ApiError::bad_request(error.to_string())
+}
+
+/// Nothing was published, whatever the reason: the client may try again.
+fn unpublished(error: SinkError) -> ApiError {
+    tracing::warn!(%error, "publish failed");
+    ApiError::unavailable(format!("the event was not published: {error}"))
+}

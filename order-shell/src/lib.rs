@@ -1,0 +1,197 @@
+//! order-shell as a library: consumes `order-events` and `order-status-updates` through the
+//! `ordering-core` dispatcher (retries, dead letters to `order-events-dlq`), keeps orders in
+//! the store `ORDER_STORE_URL` names (SQLite by default) and answers queries over HTTP.
+//!
+//! [`App`] is the service, built from its settings, a store and a metrics handle; `main.rs`
+//! only reads settings, wires and serves. `routes` translates HTTP (endpoints: [`ROUTES`],
+//! documented in `docs/openapi.yaml`); every rule lives in the libraries.
+
+pub mod config;
+mod redrive;
+mod routes;
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ordering_core::order::{OrderEvent, OrderEventHandler};
+use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, Stats};
+use ordering_kafka::{
+    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
+    ensure_topics_when_ready,
+};
+use ordering_store::Store;
+use shell_http::metrics::Metrics;
+use shell_http::openapi::OpenApi;
+use tokio::net::TcpListener;
+
+use config::Config;
+
+pub use routes::{Endpoint, ROUTES};
+
+/// The service's name, in logs, health answers and the OpenAPI tags.
+pub const SERVICE: &str = "order-shell";
+
+/// Records of one partition received and not yet committed, at most. Store writes wait for
+/// their group commit, so many must be in flight to fill a commit: at the library's 1024 a
+/// SQLite-backed drain ran at 250 k/s, at 8192 at 300 k/s, beyond that no faster
+/// (BENCHMARKS.md); 8192 small records are a few MB per partition.
+// In a const: checked when compiling.
+const MAX_IN_FLIGHT_PER_PARTITION: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
+
+/// What the routes read.
+pub struct App {
+    config: Config,
+    metrics: Metrics,
+    store: Arc<dyn Store>,
+    producer: KafkaProducer,
+    codec: AvroCodec,
+    /// Sends dead letters back to the service's own topics (`POST /api/dlq/redrive`).
+    redriver: Arc<Redriver>,
+    /// Set once the consumer runs (after the topics exist).
+    consumer: OnceLock<(Stats, SourceStatus)>,
+    openapi: OpenApi,
+}
+
+/// Opens (and migrates) the order store. A server that is not up yet is waited for; a bad
+/// database (or one a newer version wrote) is an error naming the setting.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    let url = &config.store;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match url.open().await {
+            Ok(store) => {
+                tracing::info!(store = %url.describe(), "order store open");
+                return Ok(store);
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(store = %url.describe(), %error, ?delay, "waiting for the order store");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(format!("ORDER_STORE_URL={}: {error}", url.describe())),
+        }
+    }
+}
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Kafka(#[from] ordering_kafka::KafkaError),
+    #[error(transparent)]
+    OpenApi(#[from] shell_http::openapi::OpenApiError),
+}
+
+impl App {
+    /// The service over `store`. Nothing is contacted yet: the producer connects when it
+    /// first sends, the consumer starts with [`consume`].
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+    ) -> Result<Self, BuildError> {
+        let mut producer = ProducerConfig::new(&config.kafka.bootstrap_servers);
+        producer.delivery_timeout = config.kafka.delivery_timeout;
+        let producer = KafkaProducer::new(&producer)?;
+        let kafka = &config.kafka;
+        let redriver = Arc::new(
+            Redriver::new(
+                producer.clone(),
+                &kafka.bootstrap_servers,
+                &config.dlq_topic,
+                vec![kafka.order_topic.clone(), kafka.status_topic.clone()],
+                config.max_redrives,
+                store.clone(),
+            )?
+            .with_codec(config.codec),
+        );
+        Ok(Self {
+            producer,
+            codec: config.codec,
+            redriver,
+            metrics,
+            store,
+            consumer: OnceLock::new(),
+            openapi: OpenApi::for_service(SERVICE)?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn producer(&self) -> &KafkaProducer {
+        &self.producer
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let max_connections = self.config.max_connections;
+        shell_http::serve(
+            listener,
+            max_connections,
+            |path| ROUTES.label(path),
+            move |request| {
+                let app = self.clone();
+                async move { app.handle(request).await }
+            },
+            shutdown,
+        )
+        .await;
+    }
+}
+
+/// Waits for the broker and the topics, then runs the dispatcher until `shutdown`.
+pub async fn consume(
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let kafka = &app.config.kafka;
+    let topics = [
+        kafka.order_topic.as_str(),
+        kafka.status_topic.as_str(),
+        app.config.dlq_topic.as_str(),
+    ];
+    let settings = kafka.topics();
+    let ready = ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, &settings);
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        // Topics that exist with other settings were logged as warnings: left as they are.
+        ready = ready => drop(ready.map_err(|e| format!(
+            "the topics could not be created (KAFKA_TOPIC_PARTITIONS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS): {e}"
+        ))?),
+        () = &mut shutdown => return Ok(()),
+    }
+    let mut source_config = SourceConfig::new(
+        &kafka.bootstrap_servers,
+        &app.config.consumer_group,
+        [&kafka.order_topic, &kafka.status_topic],
+    );
+    source_config.fetch_wait_max = app.config.fetch_wait_max;
+    if let Some(timeout) = app.config.session_timeout {
+        source_config
+            .overrides
+            .push(("session.timeout.ms".into(), timeout.as_millis().to_string()));
+    }
+    let source =
+        KafkaSource::<OrderEvent, _>::new(&source_config, app.codec).map_err(|e| e.to_string())?;
+    let status = source.status();
+    let dispatcher = Dispatcher::new(
+        source,
+        OrderEventHandler::new(app.store.clone()),
+        app.producer.sink(&app.config.dlq_topic, app.codec),
+        DispatcherConfig {
+            retry: app.config.retry.clone(),
+            // Per order: a retrying update (an order not there yet) holds back only its own
+            // order, and many orders' writes can share one store commit.
+            lanes: LaneMode::Key,
+            max_in_flight_per_partition: MAX_IN_FLIGHT_PER_PARTITION,
+            ..DispatcherConfig::default()
+        },
+    );
+    let _ = app.consumer.set((dispatcher.stats(), status));
+    tracing::info!(group = %app.config.consumer_group, "consumer running");
+    dispatcher.run(shutdown).await.map_err(|e| e.to_string())
+}

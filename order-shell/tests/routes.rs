@@ -1,0 +1,211 @@
+//! order-shell's routes in-process: the service from `lib.rs` on an in-memory store, served on
+//! a local port, with no broker (its address answers nothing) and no child process: routing,
+//! validation, the operator token, error bodies and the OpenAPI document. The real flow is in
+//! `e2e.rs` and the other process-level tests.
+
+use std::sync::Arc;
+
+use order_shell::config::Config;
+use order_shell::{App, ROUTES, SERVICE};
+use ordering_core::Position;
+use ordering_core::order::{MemoryStore, Order, OrderId, OrderItem, OrderStore, Status};
+use serde_json::json;
+use shell_http::env::Env;
+use shell_http::metrics::Metrics;
+use shell_http::testing::{Reply, call, call_documented, check_openapi, get};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "in-process-operator-token-7d2a";
+
+struct Served {
+    base: String,
+    store: Arc<MemoryStore>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Served {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A call to one of the routes, whose answer must be documented.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        call_documented(SERVICE, method, &self.base, path, body, headers).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None, &[]).await
+    }
+}
+
+/// The service with `settings` on top of a broker address where nothing listens.
+async fn serve(settings: &[(&str, &str)]) -> Served {
+    let mut pairs = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9"),
+        ("LOG_FORMAT", "text"),
+    ];
+    pairs.extend_from_slice(settings);
+    let config = Config::from_env(&Env::from_pairs(&pairs)).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let app = Arc::new(App::new(config, store.clone(), Metrics::detached()).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Served {
+        base,
+        store,
+        _stop: stop,
+    }
+}
+
+fn details(reply: &Reply) -> &str {
+    reply.json["details"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_are_refused_with_the_error_body() {
+    let shell = serve(&[]).await;
+    let reply = get(&shell.url("/api/nothing-here")).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json["success"], false);
+    assert!(
+        details(&reply).contains("/api/nothing-here"),
+        "{}",
+        reply.text
+    );
+    for (method, path, allow) in [
+        ("GET", "/api/dlq/redrive", "POST"),
+        ("POST", "/api/stats", "GET"),
+        ("DELETE", "/api/order-details", "GET"),
+        ("PUT", "/health", "GET"),
+        ("POST", "/openapi.json", "GET"),
+    ] {
+        let reply = call(method, &shell.url(path), None).await;
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+        assert_eq!(reply.json["success"], false);
+    }
+}
+
+#[tokio::test]
+async fn order_queries_validate_and_read_the_store() {
+    let shell = serve(&[]).await;
+    let reply = shell.get("/api/order-details").await;
+    assert_eq!(reply.status, 400);
+    assert!(details(&reply).contains("orderId"), "{}", reply.text);
+    let reply = shell.get("/api/order-details?orderId=ORD-404").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(details(&reply), "Order ORD-404 not found");
+
+    let order = Order {
+        order_id: OrderId::parse("ORD-1").unwrap(),
+        customer_id: "CUST-1".into(),
+        order_date: "2026-11-25T12:00:00Z".into(),
+        items: vec![OrderItem {
+            item_id: "ITEM-1".into(),
+            quantity: 2,
+            price: 10.0,
+        }],
+        total_amount: 20.0,
+        currency: "USD".into(),
+        status: Status::parse("pending").unwrap(),
+        status_reason: None,
+    };
+    shell
+        .store
+        .create(&order, Position::new(0, 0))
+        .await
+        .unwrap();
+    let reply = shell.get("/api/order-details?orderId=ORD-1").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["data"]["orderId"], "ORD-1");
+    assert_eq!(reply.json["data"]["status"], "pending");
+    assert!(reply.json["data"]["shippingCost"].is_number());
+    let reply = shell.get("/api/stats").await;
+    assert_eq!(reply.json["totalOrders"], 1);
+    assert_eq!(reply.json["orderIds"], json!(["ORD-1"]));
+
+    let reply = shell.get("/api/getAllOrderIdsFromTopic").await;
+    assert_eq!(reply.status, 400);
+    assert!(details(&reply).contains("topicName"), "{}", reply.text);
+    let reply = shell
+        .get("/api/getAllOrderIdsFromTopic?topicName=elsewhere")
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(details(&reply).contains("order-events"), "{}", reply.text);
+    for (query, named) in [
+        ("limit=0", "limit"),
+        ("limit=many", "limit"),
+        ("offset=-1", "offset"),
+        ("errorClass=sometimes", "errorClass"),
+        ("cursor=nonsense", "cursor"),
+    ] {
+        let reply = shell.get(&format!("/api/dlq/messages?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.text);
+        assert!(details(&reply).contains(named), "{query}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn operator_endpoints_need_the_token() {
+    let open = serve(&[]).await;
+    let reply = open
+        .call("POST", "/api/dlq/redrive", Some(b"{}"), &[])
+        .await;
+    assert_eq!(reply.status, 403);
+    assert!(details(&reply).contains("OPERATOR_TOKEN"), "{}", reply.text);
+
+    let guarded = serve(&[("OPERATOR_TOKEN", TOKEN)]).await;
+    for (method, path) in [("POST", "/api/dlq/redrive"), ("GET", "/api/dlq/messages")] {
+        let reply = guarded.call(method, path, None, &[]).await;
+        assert_eq!(reply.status, 401, "{method} {path}");
+        assert_eq!(
+            reply.headers["www-authenticate"],
+            "Bearer realm=\"operator\""
+        );
+        let wrong = guarded
+            .call(
+                method,
+                path,
+                None,
+                &[("authorization", "Bearer not-the-token-at-all")],
+            )
+            .await;
+        assert_eq!(wrong.status, 401, "{method} {path}");
+    }
+    // With the token, the body is checked before anything is read from the broker.
+    let bearer = format!("Bearer {TOKEN}");
+    for (body, named) in [
+        (json!({"maxMessages": 0}), "maxMessages"),
+        (json!({"errorClass": "sometimes"}), "errorClass"),
+        (json!({"dryRun": "yes"}), "dryRun"),
+        (json!({"surprise": 1}), "surprise"),
+    ] {
+        let reply = guarded
+            .call(
+                "POST",
+                "/api/dlq/redrive",
+                Some(body.to_string().as_bytes()),
+                &[("authorization", &bearer)],
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert!(details(&reply).contains(named), "{body}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_the_routes_agree() {
+    let shell = serve(&[]).await;
+    check_openapi(SERVICE, &ROUTES, &shell.base).await;
+}
