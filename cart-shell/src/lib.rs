@@ -5,6 +5,7 @@
 //! Endpoints: [`ROUTES`], documented in `docs/openapi.yaml`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +15,15 @@ use ordering_core::order::{
     NumItems, Order, OrderId, Status, StatusUpdate, ValidationError, generate_order, parse_reason,
 };
 use ordering_core::{Sink, SinkError, now_iso8601};
-use ordering_kafka::KafkaProducer;
+use ordering_kafka::{AvroCodec, KafkaProducer, SchemaFamily};
 use serde_json::json;
+use shell_http::env::{Env, EnvError};
 use shell_http::metrics::Metrics;
 use shell_http::openapi::{OpenApi, OpenApiError};
 use shell_http::router::{Route, Routes};
+use shell_http::settings::{
+    KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
+};
 use shell_http::{
     ApiError, HttpRequest, Response, json, optional_str, read_json, required_int, required_str,
 };
@@ -32,6 +37,48 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// How long `/health` waits for the broker.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// cart-shell: takes orders and status updates over HTTP and publishes them to Kafka as Avro
+/// events. Every setting is a flag or an environment variable; a flag wins.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cart-shell", version)]
+pub struct Cli {
+    /// Port to listen on
+    #[arg(long, env, default_value = "8000")]
+    pub api_port: Option<String>,
+    /// The published version of the order schema to write instead of the newest, while
+    /// readers are upgraded (README, "Changing a schema")
+    #[arg(long, env)]
+    pub avro_order_version: Option<String>,
+    /// The published version of the status-update schema to write instead of the newest
+    #[arg(long, env)]
+    pub avro_status_update_version: Option<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// cart-shell's settings, checked.
+#[derive(Debug)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub codec: AvroCodec,
+}
+
+impl Settings {
+    /// Reads and checks every setting; an error names the variable.
+    pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        Ok(Self {
+            kafka: KafkaSettings::from_env(env)?,
+            listen: listen_addr(env, 8000)?,
+            max_connections: max_connections(env)?,
+            codec: avro_codec(env, &[SchemaFamily::Order, SchemaFamily::StatusUpdate])?,
+        })
+    }
+}
 
 /// What serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cart_shell::Cart;
-use ordering_kafka::{KafkaProducer, ProducerConfig, SchemaFamily, ensure_topics_when_ready};
+use cart_shell::{Cart, Cli, Settings};
+use clap::CommandFactory;
+use ordering_kafka::{KafkaProducer, ProducerConfig, ensure_topics_when_ready};
 use shell_http::env::Env;
 use shell_http::metrics::Metrics;
-use shell_http::settings::{KafkaSettings, avro_codec, listen_addr, max_connections};
 use shell_http::{Stop, stop_reason};
 
 #[tokio::main]
@@ -25,12 +25,15 @@ async fn main() -> ExitCode {
 
 /// Runs the shell; an error is a setting or a start-up failure, reported with exit code 2.
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let env = Env::process();
+    // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
+    let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
     shell_http::init_tracing(&env)?;
-    let kafka = KafkaSettings::from_env(&env)?;
-    let addr = listen_addr(&env, 8000)?;
-    let max_connections = max_connections(&env)?;
-    let codec = avro_codec(&env, &[SchemaFamily::Order, SchemaFamily::StatusUpdate])?;
+    let Settings {
+        kafka,
+        listen,
+        max_connections,
+        codec,
+    } = Settings::from_env(&env)?;
     let metrics = Metrics::install()?;
 
     let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
@@ -54,7 +57,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
         }
     });
-    let listener = match shell_http::listen(cart_shell::SERVICE, addr).await {
+    let listener = match shell_http::listen(cart_shell::SERVICE, listen).await {
         Ok(listener) => listener,
         Err(code) => return Ok(code),
     };

@@ -8,8 +8,84 @@ use ordering_kafka::{AvroCodec, DEFAULT_FETCH_WAIT_MAX, SchemaFamily};
 use ordering_store::StoreUrl;
 use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};
-use shell_http::settings::{KafkaSettings, avro_codec, listen_addr, max_connections};
+use shell_http::settings::{
+    KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
+};
 
+/// order-shell: consumes order events and status updates from Kafka, keeps the orders,
+/// retries and dead-letters what cannot be applied, and answers queries over HTTP. Every
+/// setting is a flag or an environment variable; a flag wins.
+#[derive(Debug, clap::Parser)]
+#[command(name = "order-shell", version)]
+pub struct Cli {
+    /// Port to listen on
+    #[arg(long, env, default_value = "8001")]
+    pub api_port: Option<String>,
+    /// Where orders are kept: sqlite://PATH, postgres://USER@HOST:PORT/DB or memory://
+    #[arg(long, env, default_value = DEFAULT_STORE_URL)]
+    pub order_store_url: Option<String>,
+    #[command(flatten)]
+    pub dead_letters: DeadLetterArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Retries, dead letters and the operator endpoints.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Retries and dead letters")]
+pub struct DeadLetterArgs {
+    /// Retries of a record that failed, before its dead letter
+    #[arg(long, env, default_value = "3")]
+    pub dlq_max_retries: Option<String>,
+    /// The first retry's delay, in milliseconds; each next one doubles
+    #[arg(long, env, default_value = "1000")]
+    pub dlq_retry_backoff_ms: Option<String>,
+    /// The longest delay between retries, in milliseconds
+    #[arg(long, env, default_value = "30000")]
+    pub dlq_max_backoff_ms: Option<String>,
+    /// Topic of the dead letters
+    #[arg(long, env, default_value = "order-events-dlq")]
+    pub kafka_dlq_topic: Option<String>,
+    /// Dead letters failing for longer than this (milliseconds) make /health answer 503
+    #[arg(long, env, default_value = "30000")]
+    pub dlq_unhealthy_after_ms: Option<String>,
+    /// Times a letter may be redriven before only `force` sends it again
+    #[arg(long, env, default_value = "3")]
+    pub dlq_max_redrives: Option<String>,
+    /// The published version of the dead-letter schema to write instead of the newest
+    #[arg(long, env)]
+    pub avro_dlq_version: Option<String>,
+    /// The operator token (16+ characters) for redrive and dead letters with contents.
+    /// Prefer the variable or OPERATOR_TOKEN_FILE: a flag shows in the process list
+    #[arg(long, env, hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// A file holding the operator token (instead of OPERATOR_TOKEN)
+    #[arg(long, env)]
+    pub operator_token_file: Option<String>,
+}
+
+/// The consumer.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Consumer")]
+pub struct ConsumerArgs {
+    /// Consumer group
+    #[arg(long, env, default_value = "order-service-group")]
+    pub kafka_consumer_group: Option<String>,
+    /// How long the group waits for a member that stopped answering before moving its
+    /// partitions, in milliseconds, 1000 to 3600000 [default: librdkafka's, 45000]
+    #[arg(long, env)]
+    pub kafka_session_timeout_ms: Option<String>,
+    /// The longest the broker may hold a fetch that finds nothing new, in milliseconds
+    /// (README, "Latency": use 500 on Apache Kafka)
+    #[arg(long, env, default_value = "5")]
+    pub kafka_fetch_wait_max_ms: Option<String>,
+}
+
+#[derive(Debug)]
 pub struct Config {
     pub kafka: KafkaSettings,
     /// `KAFKA_DLQ_TOPIC`, default `order-events-dlq`.

@@ -6,7 +6,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use order_shell::config::Config;
+use clap::CommandFactory;
+use order_shell::config::{Cli, Config};
 use order_shell::{App, consume, open_store};
 use shell_http::env::Env;
 use shell_http::metrics::Metrics;
@@ -15,7 +16,8 @@ use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let env = Env::process();
+    // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
+    let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
     let config = match shell_http::init_tracing(&env).and_then(|()| Config::from_env(&env)) {
         Ok(config) => config,
         Err(error) => {

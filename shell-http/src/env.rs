@@ -1,8 +1,13 @@
-//! Configuration from environment variables. A value that does not parse stops the service
-//! with a message naming the variable; it never falls back to the default silently.
+//! Configuration: each setting is a command-line flag and an environment variable (clap
+//! reads both, and `--help` lists them with their defaults), looked up here by the variable's
+//! name. A value that does not parse stops the service with a message naming the variable; it
+//! never falls back to the default silently.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fmt::Display;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 
 /// A variable whose value is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,23 +21,51 @@ pub struct EnvError {
 /// Looks a variable up.
 type Lookup = Box<dyn Fn(&str) -> Option<String>>;
 
-/// Where variables are looked up: the process environment, or a fixed list in tests.
+/// Where settings are looked up: a shell's command line and environment, or a fixed list in
+/// tests.
 pub struct Env {
     lookup: Lookup,
+    /// Every name asked for, so a test can check each is a declared setting.
+    asked: Mutex<BTreeSet<&'static str>>,
 }
 
 impl Env {
-    pub fn process() -> Self {
-        Self {
-            lookup: Box::new(|name| std::env::var(name).ok()),
-        }
+    /// The settings `command` declares, from this process's flags, else its environment
+    /// variables, else the declared defaults. `--help`, `--version` and a malformed command
+    /// line come back as clap's error, to be shown with [`clap::Error::exit`].
+    pub fn from_command_line(command: clap::Command) -> Result<Self, clap::Error> {
+        Self::from_args(command, std::env::args_os())
+    }
+
+    /// [`from_command_line`](Self::from_command_line) with the arguments given (the first is
+    /// the program's name).
+    pub fn from_args<I, T>(command: clap::Command, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = command.clone().try_get_matches_from(args)?;
+        let pairs: Vec<(String, String)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let name = arg.get_env()?.to_str()?.to_owned();
+                let value = matches.get_one::<String>(arg.get_id().as_str())?;
+                Some((name, value.clone()))
+            })
+            .collect();
+        Ok(Self::from_owned(pairs))
     }
 
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        Self::from_owned(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    fn from_owned(pairs: Vec<(String, String)>) -> Self {
         Self {
             lookup: Box::new(move |name| {
                 pairs
@@ -40,7 +73,22 @@ impl Env {
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.clone())
             }),
+            asked: Mutex::default(),
         }
+    }
+
+    /// Every setting looked up so far, by variable name.
+    pub fn asked(&self) -> Vec<&'static str> {
+        self.names().iter().copied().collect()
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, BTreeSet<&'static str>> {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn raw(&self, name: &'static str) -> Option<String> {
+        self.names().insert(name);
+        (self.lookup)(name)
     }
 
     /// `name` parsed, or `default` when it is unset or empty.
@@ -76,7 +124,7 @@ impl Env {
         T: FromStr,
         T::Err: Display,
     {
-        let Some(raw) = (self.lookup)(name).filter(|v| !v.trim().is_empty()) else {
+        let Some(raw) = self.raw(name).filter(|v| !v.trim().is_empty()) else {
             return Ok(None);
         };
         let error = |reason: String| EnvError {
@@ -94,7 +142,7 @@ impl Env {
 
     /// A non-empty string, trimmed.
     pub fn text(&self, name: &'static str, default: &str) -> String {
-        (self.lookup)(name)
+        self.raw(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| default.to_owned())

@@ -4,7 +4,8 @@
 //! - [`json()`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
 //! - [`read_json`], [`read_typed`]: a request body, size-limited, parsed;
 //! - [`query`]: query-string parameters;
-//! - [`mod@env`], [`settings`]: configuration from environment variables, naming the bad one;
+//! - [`mod@env`], [`settings`]: settings from flags and environment variables (clap), naming
+//!   the bad one;
 //! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
 //! - [`shutdown_signal`], [`init_tracing`];
 //! - [`metrics::Metrics`]: Prometheus `/metrics`;

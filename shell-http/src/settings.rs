@@ -8,6 +8,55 @@ use ordering_kafka::{AvroCodec, SchemaFamily, TopicSettings};
 
 use crate::env::{Env, EnvError};
 
+/// The flags and variables of the broker and topic settings, for a shell's command line
+/// (`#[command(flatten)]`). Their values are read by [`KafkaSettings::from_env`].
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaArgs {
+    /// Brokers to bootstrap from, comma-separated host:port
+    #[arg(long, env, default_value = "127.0.0.1:9092")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// Topic of the order events
+    #[arg(long, env, default_value = "order-events")]
+    pub kafka_topic: Option<String>,
+    /// Topic of the status updates
+    #[arg(long, env, default_value = "order-status-updates")]
+    pub kafka_status_update_topic: Option<String>,
+    /// Partitions of the topics created at start-up
+    #[arg(long, env, default_value = "3")]
+    pub kafka_topic_partitions: Option<String>,
+    /// The longest a publish waits for the broker, in milliseconds
+    #[arg(long, env, default_value = "5000")]
+    pub kafka_delivery_timeout_ms: Option<String>,
+    /// Copies of each partition of the topics created at start-up [default: the broker's]
+    #[arg(long, env)]
+    pub kafka_replication_factor: Option<String>,
+    /// Copies that must have a record before an acks=all write succeeds, for the topics
+    /// created at start-up [default: the broker's]
+    #[arg(long, env)]
+    pub kafka_min_insync_replicas: Option<String>,
+}
+
+/// The flags and variables of serving and logging, for a shell's command line. The port is
+/// each shell's own (its default differs).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP and logs")]
+pub struct ServiceArgs {
+    /// Address to listen on
+    #[arg(long, env, default_value = "0.0.0.0")]
+    pub api_host: Option<String>,
+    /// Connections served at once; beyond, new ones wait
+    #[arg(long, env, default_value = "1024")]
+    pub http_max_connections: Option<String>,
+    /// Log format: text or json (RUST_LOG filters, default info,rdkafka=warn)
+    #[arg(long, env, default_value = "text")]
+    pub log_format: Option<String>,
+    /// A directory of .avsc files: schema versions published after this build, to read as
+    /// well
+    #[arg(long, env)]
+    pub avro_schema_dir: Option<String>,
+}
+
 /// Where the broker is and which topics the order flow uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {

@@ -342,3 +342,33 @@ pub async fn call_documented(
     );
     reply
 }
+
+/// The variables `command` declares, one per setting.
+pub fn declared_variables(command: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs `binary --help` and checks that it succeeds and lists every variable in `names` with
+/// its flag (`KAFKA_TOPIC` is `--kafka-topic`). Returns the help text.
+pub fn help_lists(binary: &Path, names: &[String]) -> String {
+    let output = Command::new(binary)
+        .arg("--help")
+        .output()
+        .expect("the shell runs");
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    for name in names {
+        let flag = format!("--{}", name.to_ascii_lowercase().replace('_', "-"));
+        assert!(
+            help.contains(&format!("[env: {name}")),
+            "{name} missing from --help:\n{help}"
+        );
+        assert!(help.contains(&flag), "{flag} missing from --help:\n{help}");
+    }
+    help
+}
