@@ -2,6 +2,8 @@
 //!
 //! `cargo bench -p ordering-benches --bench codec`
 
+#![allow(clippy::unwrap_used)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use ordering_core::order::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
 use ordering_kafka::{AvroCodec, Codec, SchemaFamily};

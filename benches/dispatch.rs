@@ -2,6 +2,8 @@
 //!
 //! `cargo bench -p ordering-benches --bench dispatch`
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -131,6 +131,12 @@ pub struct Cart {
     openapi: OpenApi,
 }
 
+impl std::fmt::Debug for Cart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cart").finish_non_exhaustive()
+    }
+}
+
 impl Cart {
     /// Orders go to `orders`, status updates to `updates`.
     pub fn new(

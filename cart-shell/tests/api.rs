@@ -1,6 +1,8 @@
 //! cart-shell as a real process on a real broker, driven over HTTP: what it accepts, what it
 //! refuses and how, and how it rides out a broker outage.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! check the test controls, served on a local port. No broker, no child process: routing,
 //! validation, error bodies, health and the OpenAPI document. The real flow is in `api.rs`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -53,9 +53,15 @@ pub struct App {
     openapi: OpenApi,
 }
 
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
 /// Opens (and migrates) the order store. A server that is not up yet is waited for; a bad
 /// database (or one a newer version wrote) is an error naming the setting.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreOpenError> {
     let url = &config.store;
     let mut delay = Duration::from_millis(250);
     loop {
@@ -69,13 +75,43 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(error) => return Err(format!("ORDER_STORE_URL={}: {error}", url.describe())),
+            Err(source) => {
+                return Err(StoreOpenError {
+                    url: url.describe(),
+                    source,
+                });
+            }
         }
     }
 }
 
+/// The order store could not be opened, for a reason waiting cannot fix.
+#[derive(Debug, thiserror::Error)]
+#[error("ORDER_STORE_URL={url}: {source}")]
+pub struct StoreOpenError {
+    /// The URL, with any password hidden.
+    url: String,
+    #[source]
+    source: ordering_store::OpenError,
+}
+
+/// Why the consumer stopped other than by its shutdown signal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    #[error(
+        "the topics could not be created (KAFKA_TOPIC_PARTITIONS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS): {0}"
+    )]
+    Topics(#[source] ordering_kafka::KafkaError),
+    #[error("the consumer could not be created: {0}")]
+    Consumer(#[source] ordering_kafka::KafkaError),
+    #[error(transparent)]
+    Dispatch(#[from] ordering_core::DispatchError),
+}
+
 /// Why the service could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     #[error(transparent)]
     Kafka(#[from] ordering_kafka::KafkaError),
@@ -147,7 +183,7 @@ impl App {
 pub async fn consume(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), String> {
+) -> Result<(), ConsumeError> {
     let kafka = &app.config.kafka;
     let topics = [
         kafka.order_topic.as_str(),
@@ -159,9 +195,7 @@ pub async fn consume(
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         // Topics that exist with other settings were logged as warnings: left as they are.
-        ready = ready => drop(ready.map_err(|e| format!(
-            "the topics could not be created (KAFKA_TOPIC_PARTITIONS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS): {e}"
-        ))?),
+        ready = ready => drop(ready.map_err(ConsumeError::Topics)?),
         () = &mut shutdown => return Ok(()),
     }
     let mut source_config = SourceConfig::new(
@@ -175,8 +209,8 @@ pub async fn consume(
             .overrides
             .push(("session.timeout.ms".into(), timeout.as_millis().to_string()));
     }
-    let source =
-        KafkaSource::<OrderEvent, _>::new(&source_config, app.codec).map_err(|e| e.to_string())?;
+    let source = KafkaSource::<OrderEvent, _>::new(&source_config, app.codec)
+        .map_err(ConsumeError::Consumer)?;
     let status = source.status();
     let dispatcher = Dispatcher::new(
         source,
@@ -193,5 +227,5 @@ pub async fn consume(
     );
     let _ = app.consumer.set((dispatcher.stats(), status));
     tracing::info!(group = %app.config.consumer_group, "consumer running");
-    dispatcher.run(shutdown).await.map_err(|e| e.to_string())
+    Ok(dispatcher.run(shutdown).await?)
 }

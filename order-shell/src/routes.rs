@@ -294,7 +294,7 @@ impl App {
             tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping())
         );
         let store = store.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "no answer within {HEALTH_TIMEOUT:?}"
             )))
         });

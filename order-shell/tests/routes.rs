@@ -3,6 +3,8 @@
 //! validation, the operator token, error bodies and the OpenAPI document. The real flow is in
 //! `e2e.rs` and the other process-level tests.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use order_shell::config::Config;

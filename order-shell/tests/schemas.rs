@@ -3,6 +3,8 @@
 //! to version 1 is read by the current reader; a record of a version order-shell does not know
 //! is dead-lettered as `UnknownSchema` and applied by a redrive once order-shell knows it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -8,6 +8,7 @@ use crate::handler::ErrorClass;
 
 /// Why a record ended in the dead-letter queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FailureClass {
     /// Failed every retry the policy allowed.
     Retryable,

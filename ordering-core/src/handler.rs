@@ -8,6 +8,7 @@ use crate::record::RecordMeta;
 
 /// How the dispatcher should treat a handler failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// May succeed later (the order has not arrived yet, the store is busy): retry with
     /// backoff, dead-letter when the retries are spent.

@@ -1,32 +1,43 @@
 #![doc = include_str!("../README.md")]
 //!
-//! ## Modules
-//! - [`handler`]: the [`Handler`] trait and error classes;
-//! - [`retry`]: the [`RetryPolicy`] (the only user of the `backoff` crate);
-//! - [`dead_letter`]: the [`DeadLetter`] record;
-//! - [`redrive`]: which letters to send back ([`LetterFilter`]) and the [`RedriveLedger`]
-//!   that remembers which were;
-//! - [`storage`]: what idempotent stores share ([`StoreError`], [`Position`]);
-//! - [`record`], [`source`], [`sink`]: what the transport implements;
-//! - [`dispatcher`]: the engine;
-//! - [`order`]: the order flow of the two services, an application of the engine;
-//! - `testing` (feature `testing`): in-memory source and sink.
+//! ## What is where
+//! Every engine item is at the crate's root (one path each):
+//! - handling: [`Handler`], whose errors say through [`Classify`] which [`ErrorClass`] they
+//!   are;
+//! - retrying: [`RetryPolicy`] decides ([`Decision`]); it is the only user of the `backoff`
+//!   crate;
+//! - dead letters: [`DeadLetter`], [`FailureClass`], the `REDRIVE_*` headers;
+//! - redrive: which letters to send back ([`LetterFilter`]) and the [`RedriveLedger`] that
+//!   remembers which were;
+//! - stores: what idempotent stores share ([`StoreError`], [`Position`], [`Written`]);
+//! - errors: each says whether trying again can help, and carries its [`Cause`];
+//! - transport: [`Record`], [`Source`], [`Sink`], what a transport implements;
+//! - the engine: [`Dispatcher`], [`DispatcherConfig`], [`Stats`].
+//!
+//! Apart from the engine: [`order`], the order flow of the two services (an application of
+//! the engine, which never imports it), and `testing` (feature `testing`): an in-memory
+//! source and sink.
 
-pub mod dead_letter;
-pub mod dispatcher;
-pub mod handler;
+mod cause;
+mod dead_letter;
+mod dispatcher;
+mod handler;
 pub mod order;
-pub mod record;
-pub mod redrive;
-pub mod retry;
-pub mod sink;
-pub mod source;
-pub mod storage;
+mod record;
+mod redrive;
+mod retry;
+mod sink;
+mod source;
+mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
 
-pub use dead_letter::{DeadLetter, FailureClass};
+pub use cause::Cause;
+pub use dead_letter::{
+    DeadLetter, FailureClass, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER,
+    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, UnknownFailureClass, redrive_count,
+};
 pub use dispatcher::{
     DispatchError, Dispatcher, DispatcherConfig, LaneMode, REDUCED_LETTER_PAYLOAD, Stats,
     StatsSnapshot,

@@ -12,6 +12,7 @@ use crate::handler::ErrorClass;
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Try again after this delay.
     Retry(Duration),
@@ -21,6 +22,7 @@ pub enum Decision {
 
 /// A retry policy that cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     #[error("the initial backoff must be greater than zero")]
     ZeroInitialBackoff,

@@ -1,22 +1,34 @@
 //! Where messages go: events for other services, dead letters for people.
 
+use std::error::Error;
+
 use async_trait::async_trait;
 
+use crate::cause::Cause;
 use crate::dead_letter::DeadLetter;
 
 /// A publish that did not reach the broker.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The broker is unreachable or slow; the same message may go through later.
     #[error("sink unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The message was refused and will be refused again (too large, cannot be encoded,
     /// not authorised).
     #[error("message rejected: {0}")]
-    Rejected(String),
+    Rejected(#[source] Cause),
 }
 
 impl SinkError {
+    pub fn unavailable(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Unavailable(Cause::new(cause))
+    }
+
+    pub fn rejected(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Rejected(Cause::new(cause))
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }

@@ -1,12 +1,17 @@
 //! Where records come from. The Kafka crate implements this; so does the in-memory source of
 //! the `testing` feature.
 
+use std::error::Error;
 use std::future::Future;
+use std::time::Duration;
+
+use crate::cause::Cause;
 
 use crate::record::{Record, TopicPartition};
 
 /// What a source yields.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Polled<E> {
     Record(Record<E>),
     /// These partitions are no longer this consumer's (a rebalance): drop their queued work,
@@ -14,10 +19,36 @@ pub enum Polled<E> {
     Revoked(Vec<TopicPartition>),
 }
 
-/// A source that cannot go on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("source failed: {0}")]
-pub struct SourceError(pub String);
+/// A source that cannot go on, or a commit that did not go through.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// Receiving failed for good (transient failures are the source's own business): the
+    /// dispatcher stops.
+    #[error("receiving failed: {0}")]
+    Receive(#[source] Cause),
+    /// A commit failed; what it did not commit is delivered again. A later commit may work.
+    #[error("commit failed: {0}")]
+    Commit(#[source] Cause),
+    /// A commit was not confirmed in time (the broker is down or slow); as for `Commit`.
+    #[error("commit not confirmed within {0:?}")]
+    CommitTimeout(Duration),
+}
+
+impl SourceError {
+    pub fn receive(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Receive(Cause::new(cause))
+    }
+
+    pub fn commit(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Commit(Cause::new(cause))
+    }
+
+    /// Trying again later can help: true for commits, false for a source that failed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Receive(_))
+    }
+}
 
 /// A stream of records with acknowledgements.
 ///

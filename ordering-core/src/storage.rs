@@ -2,23 +2,47 @@
 //! position that makes a write idempotent, and what a write did. The order flow's store is
 //! `order::OrderStore`; the redrive ledger is `RedriveLedger`.
 
+use std::error::Error;
+
+use crate::cause::Cause;
 use crate::handler::ErrorClass;
 use crate::record::RecordMeta;
 
 /// Why a store call failed, and so whether waiting can help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached, is busy, or did not answer in time. Not the record's
     /// fault: the record waits for the store ([`ErrorClass::Unavailable`]).
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The store refused this particular write (a value it cannot hold): trying the same
     /// write again cannot help.
     #[error("store refused the write: {0}")]
-    Rejected(String),
+    Rejected(#[source] Cause),
 }
 
 impl StoreError {
+    pub fn unavailable(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Unavailable(Cause::new(cause))
+    }
+
+    pub fn rejected(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Rejected(Cause::new(cause))
+    }
+
+    /// What went wrong underneath.
+    pub fn cause(&self) -> &Cause {
+        match self {
+            Self::Unavailable(cause) | Self::Rejected(cause) => cause,
+        }
+    }
+
+    /// Waiting may help: the store is down or busy, not the write at fault.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
     /// How the dispatcher should treat a record that met this error.
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -37,11 +37,23 @@ pub struct MemorySource<E> {
     group: String,
 }
 
+impl<E> std::fmt::Debug for MemorySource<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySource").finish_non_exhaustive()
+    }
+}
+
 /// Feeds a live [`MemorySource`] and reads what it was told.
 #[derive(Clone)]
 pub struct MemorySourceHandle<E> {
     feed: mpsc::UnboundedSender<Polled<E>>,
     offsets: Arc<Mutex<Offsets>>,
+}
+
+impl<E> std::fmt::Debug for MemorySourceHandle<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySourceHandle").finish_non_exhaustive()
+    }
 }
 
 impl<E> MemorySource<E> {
@@ -201,6 +213,12 @@ pub struct MemorySink<M> {
     attempts: Arc<AtomicUsize>,
 }
 
+impl<M> std::fmt::Debug for MemorySink<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySink").finish_non_exhaustive()
+    }
+}
+
 impl<M> Clone for MemorySink<M> {
     fn clone(&self) -> Self {
         Self {
@@ -263,13 +281,11 @@ impl<M: Clone + Send + Sync> Sink<M> for MemorySink<M> {
     async fn publish(&self, message: &M) -> Result<(), SinkError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
-            return Err(SinkError::Unavailable("memory sink set to fail".into()));
+            return Err(SinkError::unavailable("memory sink set to fail"));
         }
         let refuse = lock(&self.refuse).clone();
         if refuse.is_some_and(|refuse| refuse(message)) {
-            return Err(SinkError::Rejected(
-                "memory sink refuses this message".into(),
-            ));
+            return Err(SinkError::rejected("memory sink refuses this message"));
         }
         lock(&self.messages).push(message.clone());
         Ok(())
@@ -284,6 +300,12 @@ impl<M: Clone + Send + Sync> Sink<M> for MemorySink<M> {
 pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     run: tokio::task::JoinHandle<Result<(), crate::DispatchError>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
 }
 
 /// A shutdown signal as [`spawn`] hands it to the dispatcher.

@@ -1,5 +1,7 @@
 //! The order-flow handlers against a mocked store: what they ask of it and how they classify.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -126,7 +128,7 @@ async fn a_store_outage_is_unavailable_not_the_records_fault() {
     let mut store = MockStore::new();
     store
         .expect_update_status()
-        .returning(|_, _, _, _| Err(StoreError::Unavailable("connection reset".into())));
+        .returning(|_, _, _, _| Err(StoreError::unavailable("connection reset")));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("ORD-1", "shipped"), &meta())
@@ -141,7 +143,7 @@ async fn a_write_the_store_refuses_is_permanent() {
     let mut store = MockStore::new();
     store
         .expect_create()
-        .returning(|_, _| Err(StoreError::Rejected("value too long".into())));
+        .returning(|_, _| Err(StoreError::rejected("value too long")));
     let handler = OrderCreatedHandler::new(Arc::new(store));
     let error = handler.handle(&order("ORD-1"), &meta()).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::Permanent);

@@ -2,10 +2,11 @@
 
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode as Code};
 
-use ordering_core::{SinkError, SourceError};
+use ordering_core::SinkError;
 
 /// A Kafka operation that failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KafkaError {
     /// The client could not be configured (bad bootstrap address format, unknown property).
     #[error("invalid Kafka configuration: {0}")]
@@ -93,16 +94,10 @@ pub(crate) fn is_retryable(error: &RdError) -> bool {
 impl From<KafkaError> for SinkError {
     fn from(error: KafkaError) -> Self {
         if error.is_retryable() {
-            SinkError::Unavailable(error.to_string())
+            SinkError::unavailable(error)
         } else {
-            SinkError::Rejected(error.to_string())
+            SinkError::rejected(error)
         }
-    }
-}
-
-impl From<KafkaError> for SourceError {
-    fn from(error: KafkaError) -> Self {
-        SourceError(error.to_string())
     }
 }
 

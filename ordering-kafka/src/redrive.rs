@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures::StreamExt;
-use ordering_core::dead_letter::{
-    REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER, REDRIVE_DLQ_PARTITION_HEADER,
-    REDRIVE_DLQ_TOPIC_HEADER,
+use ordering_core::{
+    Claim, DeadLetter, LetterFilter, LetterId, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER,
+    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, Record, RedriveLedger,
 };
-use ordering_core::{Claim, DeadLetter, LetterFilter, LetterId, Record, RedriveLedger};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -68,6 +67,7 @@ impl Default for Redrive {
 /// Why a matched letter was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum Skip {
     /// Sent back by an earlier run (ask `again` to send it anyway).
     AlreadyRedriven,
@@ -82,6 +82,7 @@ pub enum Skip {
 /// What became of one matched letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "outcome", content = "reason")]
+#[non_exhaustive]
 pub enum Outcome {
     Republished,
     /// A dry run's answer: it would have been republished.
@@ -192,6 +193,12 @@ pub struct Redriver {
     max_redrives: u32,
     ledger: Arc<dyn RedriveLedger>,
     codec: AvroCodec,
+}
+
+impl std::fmt::Debug for Redriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redriver").finish_non_exhaustive()
+    }
 }
 
 impl Redriver {

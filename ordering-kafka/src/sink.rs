@@ -50,6 +50,12 @@ pub struct KafkaProducer {
     delivery_timeout: Duration,
 }
 
+impl std::fmt::Debug for KafkaProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProducer").finish_non_exhaustive()
+    }
+}
+
 impl KafkaProducer {
     pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
         let mut client = ClientConfig::new();
@@ -143,6 +149,7 @@ impl KafkaProducer {
 
     /// Puts the producer in librdkafka's fatal state, as a broker could (feature `testing`).
     #[cfg(feature = "testing")]
+    #[allow(unsafe_code)] // the one call librdkafka has no safe binding for; test-only
     pub fn inject_fatal_error(&self, reason: &str) {
         let reason = std::ffi::CString::new(reason.replace('\0', " ")).unwrap_or_default();
         // SAFETY: the client pointer is valid while `self.producer` lives, and librdkafka
@@ -196,6 +203,12 @@ pub struct KafkaSink<M, C> {
     topic: String,
     codec: C,
     _message: PhantomData<fn(&M)>,
+}
+
+impl<M, C> std::fmt::Debug for KafkaSink<M, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink").finish_non_exhaustive()
+    }
 }
 
 impl<M, C> KafkaSink<M, C> {

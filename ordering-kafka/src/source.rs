@@ -182,6 +182,12 @@ impl ConsumerContext for SourceContext {
 #[derive(Clone)]
 pub struct SourceStatus(Arc<SourceContext>);
 
+impl std::fmt::Debug for SourceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceStatus").finish_non_exhaustive()
+    }
+}
+
 impl SourceStatus {
     /// The partitions the source holds now, sorted.
     pub fn assigned(&self) -> Vec<TopicPartition> {
@@ -208,6 +214,12 @@ pub struct KafkaSource<E, C> {
     /// Records to take before the clock is read again.
     until_clock: u32,
     _event: PhantomData<fn() -> E>,
+}
+
+impl<E, C> std::fmt::Debug for KafkaSource<E, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").finish_non_exhaustive()
+    }
 }
 
 impl<E, C> Drop for KafkaSource<E, C> {
@@ -362,7 +374,7 @@ where
                 Err(error) if is_retryable(&error) => {
                     tracing::warn!(%error, "consumer error; librdkafka keeps trying");
                 }
-                Err(error) => return Err(SourceError(format!("consumer failed: {error}"))),
+                Err(error) => return Err(SourceError::receive(error)),
             }
         }
     }
@@ -398,11 +410,11 @@ where
             tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
         let committed = tokio::time::timeout(COMMIT_TIMEOUT, commit)
             .await
-            .map_err(|_| SourceError(format!("commit not confirmed within {COMMIT_TIMEOUT:?}")))?
-            .map_err(|e| SourceError(format!("commit task failed: {e}")))?;
+            .map_err(|_| SourceError::CommitTimeout(COMMIT_TIMEOUT))?
+            .map_err(SourceError::commit)?;
         match committed {
             Ok(()) | Err(RdError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            Err(error) => Err(SourceError(format!("commit failed: {error}"))),
+            Err(error) => Err(SourceError::commit(error)),
         }
     }
 

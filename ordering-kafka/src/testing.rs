@@ -27,6 +27,12 @@ pub struct TestBroker {
     child: Option<Child>,
 }
 
+impl std::fmt::Debug for TestBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestBroker").finish_non_exhaustive()
+    }
+}
+
 fn nisshi() -> PathBuf {
     if let Some(bin) = std::env::var_os("NISSHI_BIN") {
         return bin.into();

@@ -1,6 +1,8 @@
 //! The Avro codec, without a broker: round trips, the fingerprint against the Avro
 //! specification, and payloads that must fail cleanly.
 
+#![allow(clippy::unwrap_used)]
+
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use ordering_core::order::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};

@@ -2,6 +2,8 @@
 //! both ways with the one before, and records of any known version decode into the current
 //! types, while an unknown one is told apart as `UnknownSchema`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -66,7 +66,7 @@ pub(crate) fn queue() -> (Queue, Batches) {
 impl Queue {
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the store's writer has stopped".into());
+        let gone = || StoreError::unavailable("the store's writer has stopped");
         self.0.send(Write { op, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -77,7 +77,7 @@ impl Queue {
         at: Position,
     ) -> Result<Written, StoreError> {
         let body = serde_json::to_string(order)
-            .map_err(|e| StoreError::Rejected(format!("the order cannot be serialized: {e}")))?;
+            .map_err(|e| StoreError::rejected(format!("the order cannot be serialized: {e}")))?;
         let op = Op::Create {
             order_id: order.order_id.to_string(),
             body,
@@ -111,7 +111,7 @@ impl Queue {
 }
 
 fn mismatch() -> StoreError {
-    StoreError::Rejected("the writer answered a different kind of write".into())
+    StoreError::rejected("the writer answered a different kind of write")
 }
 
 /// Takes the next batch: waits for one write, then takes what else is queued, up to
@@ -145,9 +145,9 @@ pub(crate) fn order_from_row(
     reason: Option<String>,
 ) -> Result<ordering_core::order::Order, StoreError> {
     let mut order: ordering_core::order::Order = serde_json::from_str(body)
-        .map_err(|e| StoreError::Rejected(format!("a stored order does not parse: {e}")))?;
+        .map_err(|e| StoreError::rejected(format!("a stored order does not parse: {e}")))?;
     order.status = ordering_core::order::Status::parse(status)
-        .map_err(|e| StoreError::Rejected(format!("a stored status is invalid: {e}")))?;
+        .map_err(|e| StoreError::rejected(format!("a stored status is invalid: {e}")))?;
     order.status_reason = reason;
     Ok(order)
 }

@@ -39,13 +39,14 @@ pub use sqlite::SqliteStore;
 use timed::Timed;
 
 /// What a service keeps in its store: orders, and the ledger of dead letters sent back
-/// (`ordering_core::redrive`). An `Arc<dyn Store>` converts to an `Arc<dyn OrderStore>`.
+/// (`ordering_core::RedriveLedger`). An `Arc<dyn Store>` converts to an `Arc<dyn OrderStore>`.
 pub trait Store: OrderStore + RedriveLedger {}
 
 impl<T: OrderStore + RedriveLedger + ?Sized> Store for T {}
 
 /// Which store to open, parsed from a URL.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreUrl {
     Memory,
     Sqlite(PathBuf),
@@ -61,6 +62,7 @@ impl std::fmt::Debug for StoreUrl {
 
 /// A store URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UrlError {
     #[error(
         "unsupported store URL; expected memory://, sqlite://PATH or postgres://USER@HOST:PORT/DB"
@@ -74,6 +76,7 @@ pub enum UrlError {
 
 /// Why a store could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     #[error(
         "the database was written by a newer version (schema version {found}; this version knows up to {known}); upgrade this service or point it at another database"

@@ -150,14 +150,14 @@ impl PostgresStore {
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no database connection: {error}"))
+    StoreError::unavailable(format!("no database connection: {error}"))
 }
 
 /// Connection lost, server shutting down or overloaded, lock or serialization conflicts,
 /// timeouts: unavailable. Anything else (bad data, constraint) is about the write itself.
 fn classify(error: &tokio_postgres::Error) -> StoreError {
     let Some(state) = error.code() else {
-        return StoreError::Unavailable(error.to_string()); // I/O, closed connection
+        return StoreError::unavailable(error.to_string()); // I/O, closed connection
     };
     let code = state.code();
     let transient = ["08", "40", "53", "57", "58"]
@@ -166,9 +166,9 @@ fn classify(error: &tokio_postgres::Error) -> StoreError {
         || code == "55P03";
     let message = format!("{error} (SQLSTATE {code})");
     if transient {
-        StoreError::Unavailable(message)
+        StoreError::unavailable(message)
     } else {
-        StoreError::Rejected(message)
+        StoreError::rejected(message)
     }
 }
 
@@ -177,7 +177,7 @@ async fn bounded<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T
     tokio::time::timeout(OP_TIMEOUT, op)
         .await
         .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "no answer from the database within {OP_TIMEOUT:?}"
             )))
         })
@@ -186,9 +186,14 @@ async fn bounded<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T
 /// Applies the missing migrations under an advisory lock, so instances starting together
 /// migrate once.
 async fn migrate(pool: &Pool) -> Result<(), OpenError> {
-    let failed = |e: tokio_postgres::Error| match classify(&e) {
-        StoreError::Unavailable(reason) => OpenError::Unreachable(reason),
-        StoreError::Rejected(reason) => OpenError::Postgres(reason),
+    let failed = |e: tokio_postgres::Error| {
+        let error = classify(&e);
+        let reason = error.cause().to_string();
+        if error.is_retryable() {
+            OpenError::Unreachable(reason)
+        } else {
+            OpenError::Postgres(reason)
+        }
     };
     let mut client = pool
         .get()
@@ -255,7 +260,7 @@ fn answer_all(batch: Vec<Write>, results: Vec<Result<Done, StoreError>>) {
 }
 
 fn empty() -> StoreError {
-    StoreError::Unavailable("the database gave no result".into())
+    StoreError::unavailable("the database gave no result")
 }
 
 /// Applies `batch` in one transaction, a statement per kind of write per round.

@@ -160,7 +160,7 @@ impl SqliteStore {
             read(&conn).map_err(classify)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("the read task failed: {e}")))?
+        .map_err(|e| StoreError::unavailable(format!("the read task failed: {e}")))?
     }
 
     /// Runs `write` in one immediate transaction on the ledger's connection, off the runtime.
@@ -179,7 +179,7 @@ impl SqliteStore {
             Ok(done)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
+        .map_err(|e| StoreError::unavailable(format!("the ledger task failed: {e}")))?
     }
 }
 
@@ -328,8 +328,8 @@ fn classify(error: rusqlite::Error) -> StoreError {
             | ErrorCode::OutOfMemory
             | ErrorCode::ReadOnly
             | ErrorCode::FileLockingProtocolFailed,
-        ) => StoreError::Unavailable(error.to_string()),
-        _ => StoreError::Rejected(error.to_string()),
+        ) => StoreError::unavailable(error),
+        _ => StoreError::rejected(error),
     }
 }
 

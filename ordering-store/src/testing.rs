@@ -21,6 +21,12 @@ pub struct TestPostgres {
     admin_url: String,
 }
 
+impl std::fmt::Debug for TestPostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPostgres").finish_non_exhaustive()
+    }
+}
+
 enum Server {
     Own {
         dir: PathBuf,

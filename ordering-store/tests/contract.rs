@@ -1,6 +1,8 @@
 //! One contract, three backends: every `OrderStore` behaves the same, and the durable ones
 //! keep it across a reopen. PostgreSQL runs on a throwaway server (or `TEST_POSTGRES_URL`).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use ordering_core::order::{Order, OrderId, OrderItem, OrderStore, Status, StatusWrite};
@@ -351,7 +353,7 @@ async fn a_stopped_postgres_is_unavailable_then_serves_again() {
     ));
 
     pg.restart();
-    let mut result = Err(StoreError::Unavailable("not tried".into()));
+    let mut result = Err(StoreError::unavailable("not tried"));
     for _ in 0..50 {
         result = store
             .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))

@@ -29,6 +29,12 @@ pub struct Env {
     asked: Mutex<BTreeSet<&'static str>>,
 }
 
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env").finish_non_exhaustive()
+    }
+}
+
 impl Env {
     /// The settings `command` declares, from this process's flags, else its environment
     /// variables, else the declared defaults. `--help`, `--version` and a malformed command

@@ -273,6 +273,7 @@ pub async fn shutdown_signal() {
 
 /// Why a shell stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stop {
     /// SIGINT or SIGTERM: a clean stop, exit code 0.
     Signal,

@@ -27,6 +27,12 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Metrics(PrometheusHandle);
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 /// Why the recorder could not be installed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot install the metrics recorder: {0}")]

@@ -26,6 +26,7 @@ impl<E> Route<E> {
 
 /// Why a request has no endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Unrouted {
     /// `404`: nothing is served at this path.
     NoSuchPath(String),

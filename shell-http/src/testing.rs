@@ -18,6 +18,12 @@ pub struct ShellProcess {
     log: PathBuf,
 }
 
+impl std::fmt::Debug for ShellProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellProcess").finish_non_exhaustive()
+    }
+}
+
 impl ShellProcess {
     /// Starts `binary` with `env` (plus `API_HOST`/`API_PORT`) and waits until it listens.
     pub fn start(binary: &Path, env: &[(&str, String)]) -> Self {

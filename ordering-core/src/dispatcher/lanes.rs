@@ -10,6 +10,7 @@ use crate::record::RecordMeta;
 
 /// How records are grouped into lanes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum LaneMode {
     /// One lane per partition: the partition's order is kept, a retrying record holds back
     /// its whole partition.

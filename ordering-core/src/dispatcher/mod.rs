@@ -80,12 +80,15 @@ impl Default for DispatcherConfig {
 }
 
 /// Why a dispatcher stopped other than by its shutdown signal or an exhausted source.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DispatchError {
+    /// The source failed for good; what was not committed is delivered again.
     #[error("reading records failed: {0}")]
-    Source(SourceError),
+    Source(#[source] SourceError),
+    /// The final commit failed; what it did not commit is delivered again.
     #[error("the final commit failed: {0}")]
-    Commit(SourceError),
+    Commit(#[source] SourceError),
 }
 
 /// One partition's bookkeeping.
@@ -147,6 +150,12 @@ pub struct Dispatcher<S: Source, H, D> {
     slot_of: FxHashMap<TopicPartition, Slot>,
     next_epoch: u64,
     tally: Tally,
+}
+
+impl<S: Source, H, D> std::fmt::Debug for Dispatcher<S, H, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
 }
 
 impl<S, H, D> Dispatcher<S, H, D>

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::model::{Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
+use super::model::{InvalidOrder, Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
 use super::store::{OrderStore, StatusWrite};
 use crate::handler::{Classify, ErrorClass, Handler};
 use crate::record::RecordMeta;
@@ -12,6 +12,7 @@ use crate::storage::{Position, StoreError};
 
 /// Why an order event was not applied.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum OrderError {
     /// The order may simply not have arrived yet (it travels on another topic): retryable.
     #[error("Order {0} not found")]
@@ -21,7 +22,7 @@ pub enum OrderError {
     #[error("invalid order id: {0}")]
     InvalidOrderId(ValidationError),
     #[error("invalid order: {0}")]
-    InvalidOrder(String),
+    InvalidOrder(#[from] InvalidOrder),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -43,8 +44,8 @@ impl Classify for OrderError {
             Self::InvalidStatus(_) => "InvalidStatus",
             Self::InvalidOrderId(_) => "InvalidOrderId",
             Self::InvalidOrder(_) => "InvalidOrder",
-            Self::Store(StoreError::Unavailable(_)) => "StoreUnavailable",
-            Self::Store(StoreError::Rejected(_)) => "StoreRejected",
+            Self::Store(error) if error.is_retryable() => "StoreUnavailable",
+            Self::Store(_) => "StoreRejected",
         }
     }
 }
@@ -65,6 +66,13 @@ pub struct OrderCreatedHandler {
     store: Arc<dyn OrderStore>,
 }
 
+impl std::fmt::Debug for OrderCreatedHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderCreatedHandler")
+            .finish_non_exhaustive()
+    }
+}
+
 impl OrderCreatedHandler {
     pub fn new(store: Arc<dyn OrderStore>) -> Self {
         Self { store }
@@ -76,7 +84,7 @@ impl Handler<Order> for OrderCreatedHandler {
     type Error = OrderError;
 
     async fn handle(&self, order: &Order, meta: &RecordMeta) -> Result<(), OrderError> {
-        order.check().map_err(OrderError::InvalidOrder)?;
+        order.check()?;
         self.store.create(order, Position::from(meta)).await?;
         Ok(())
     }
@@ -86,6 +94,13 @@ impl Handler<Order> for OrderCreatedHandler {
 #[derive(Clone)]
 pub struct StatusUpdateHandler {
     store: Arc<dyn OrderStore>,
+}
+
+impl std::fmt::Debug for StatusUpdateHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusUpdateHandler")
+            .finish_non_exhaustive()
+    }
 }
 
 impl StatusUpdateHandler {
@@ -116,6 +131,12 @@ impl Handler<StatusUpdate> for StatusUpdateHandler {
 pub struct OrderEventHandler {
     created: OrderCreatedHandler,
     updates: StatusUpdateHandler,
+}
+
+impl std::fmt::Debug for OrderEventHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderEventHandler").finish_non_exhaustive()
+    }
 }
 
 impl OrderEventHandler {

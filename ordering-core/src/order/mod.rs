@@ -10,8 +10,8 @@ mod store;
 pub use generate::{MAX_ITEMS, NumItems, generate_order};
 pub use handlers::{OrderCreatedHandler, OrderError, OrderEventHandler, StatusUpdateHandler};
 pub use model::{
-    MAX_ORDER_ID_LEN, MAX_REASON_CHARS, MAX_STATUS_LEN, Order, OrderEvent, OrderId, OrderItem,
-    STATUS_UPDATE_EVENT_TYPE, Status, StatusUpdate, ValidationError, parse_reason, round_cents,
-    shipping_cost, total_amount,
+    InvalidOrder, MAX_ORDER_ID_LEN, MAX_REASON_CHARS, MAX_STATUS_LEN, Order, OrderEvent, OrderId,
+    OrderItem, STATUS_UPDATE_EVENT_TYPE, Status, StatusUpdate, ValidationError, parse_reason,
+    round_cents, shipping_cost, total_amount,
 };
 pub use store::{MemoryStore, OrderStore, StatusWrite};

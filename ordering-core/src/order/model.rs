@@ -16,6 +16,7 @@ pub const STATUS_UPDATE_EVENT_TYPE: &str = "STATUS_UPDATE";
 
 /// Why a value was refused at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValidationError {
     #[error("{field} must not be empty or whitespace")]
     Blank { field: &'static str },
@@ -153,41 +154,60 @@ impl Order {
     }
 
     /// Business rules an order must satisfy before it is stored.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidOrder> {
         if self.items.is_empty() {
-            return Err("an order needs at least one item".into());
+            return Err(InvalidOrder::NoItems);
         }
         for item in &self.items {
             if item.item_id.trim().is_empty() {
-                return Err("itemId must not be blank".into());
+                return Err(InvalidOrder::BlankItemId);
             }
             if item.quantity < 1 {
-                return Err(format!(
-                    "item {} has quantity {}",
-                    item.item_id, item.quantity
-                ));
+                return Err(InvalidOrder::Quantity {
+                    item: item.item_id.clone(),
+                    quantity: item.quantity,
+                });
             }
             if !item.price.is_finite() || item.price < 0.0 {
-                return Err(format!("item {} has price {}", item.item_id, item.price));
+                return Err(InvalidOrder::Price {
+                    item: item.item_id.clone(),
+                    price: item.price,
+                });
             }
         }
         let currency_ok =
             self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
         if !currency_ok {
-            return Err(format!(
-                "currency {:?} is not a 3-letter code",
-                self.currency
-            ));
+            return Err(InvalidOrder::Currency(self.currency.clone()));
         }
         let expected = total_amount(&self.items);
         if (expected - self.total_amount).abs() > 0.005 {
-            return Err(format!(
-                "totalAmount {} does not match the items ({expected})",
-                self.total_amount
-            ));
+            return Err(InvalidOrder::Total {
+                given: self.total_amount,
+                expected,
+            });
         }
         Ok(())
     }
+}
+
+/// A business rule an order breaks (see [`Order::check`]). Never worth a retry: the same
+/// order breaks it again.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidOrder {
+    #[error("an order needs at least one item")]
+    NoItems,
+    #[error("itemId must not be blank")]
+    BlankItemId,
+    #[error("item {item} has quantity {quantity}")]
+    Quantity { item: String, quantity: i32 },
+    #[error("item {item} has price {price}")]
+    Price { item: String, price: f64 },
+    #[error("currency {0:?} is not a 3-letter code")]
+    Currency(String),
+    #[error("totalAmount {given} does not match the items ({expected})")]
+    Total { given: f64, expected: f64 },
 }
 
 /// Σ price × quantity, rounded to cents.

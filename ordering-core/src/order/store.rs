@@ -17,6 +17,7 @@ use crate::storage::{Position, StoreError, Written};
 
 /// What a status update did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StatusWrite {
     Written(Written),
     /// There is no such order (yet).

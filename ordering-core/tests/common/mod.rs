@@ -1,4 +1,6 @@
 //! A scriptable event and handler for dispatcher tests.
+
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::collections::HashMap;
