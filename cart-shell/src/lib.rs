@@ -16,7 +16,9 @@ use ordering_core::order::{
 };
 use ordering_core::{Sink, SinkError, now_iso8601};
 use ordering_kafka::{AvroCodec, KafkaProducer, SchemaFamily};
+use serde::Deserialize;
 use serde_json::json;
+use shell_http::body::{required, text, whole_number};
 use shell_http::env::{Env, EnvError};
 use shell_http::metrics::Metrics;
 use shell_http::openapi::{OpenApi, OpenApiError};
@@ -24,9 +26,7 @@ use shell_http::router::{Route, Routes};
 use shell_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
 };
-use shell_http::{
-    ApiError, HttpRequest, Response, json, optional_str, read_json, required_int, required_str,
-};
+use shell_http::{ApiError, HttpRequest, Response, json, read_typed};
 use tokio::net::TcpListener;
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
@@ -78,6 +78,29 @@ impl Settings {
             codec: avro_codec(env, &[SchemaFamily::Order, SchemaFamily::StatusUpdate])?,
         })
     }
+}
+
+/// The body of `POST /api/create-order`. Fields are optional here so that a missing one is
+/// `400` "orderId is required" rather than serde's wording; other fields are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateOrder {
+    #[serde(default, deserialize_with = "text")]
+    order_id: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
+    num_items: Option<i64>,
+}
+
+/// The body of `PUT /api/update-order`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateOrder {
+    #[serde(default, deserialize_with = "text")]
+    order_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    reason: Option<String>,
 }
 
 /// What serves a request.
@@ -191,9 +214,9 @@ impl Cart {
     }
 
     async fn create_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
-        let body = read_json(request, BODY_LIMIT).await?;
-        let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
-        let num_items = NumItems::new(required_int(&body, "numItems")?).map_err(invalid)?;
+        let body: CreateOrder = read_typed(request, BODY_LIMIT).await?;
+        let id = OrderId::parse(&required(body.order_id, "orderId")?).map_err(invalid)?;
+        let num_items = NumItems::new(required(body.num_items, "numItems")?).map_err(invalid)?;
         let order = generate_order(id, num_items, now_iso8601(), &mut rand::rng());
         self.orders.publish(&order).await.map_err(unpublished)?;
         Ok(json(
@@ -207,10 +230,10 @@ impl Cart {
     }
 
     async fn update_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
-        let body = read_json(request, BODY_LIMIT).await?;
-        let id = OrderId::parse(required_str(&body, "orderId")?).map_err(invalid)?;
-        let status = Status::parse(required_str(&body, "status")?).map_err(invalid)?;
-        let reason = parse_reason(optional_str(&body, "reason")?).map_err(invalid)?;
+        let body: UpdateOrder = read_typed(request, BODY_LIMIT).await?;
+        let id = OrderId::parse(&required(body.order_id, "orderId")?).map_err(invalid)?;
+        let status = Status::parse(&required(body.status, "status")?).map_err(invalid)?;
+        let reason = parse_reason(body.reason.as_deref()).map_err(invalid)?;
         let update = StatusUpdate::new(&id, &status, now_iso8601()).with_reason(reason);
         self.updates.publish(&update).await.map_err(unpublished)?;
         let mut body = json!({

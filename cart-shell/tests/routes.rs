@@ -123,7 +123,7 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong_and_nothing_is_published()
             &create,
             br#"{"orderId": 7, "numItems": 2}"#.to_vec(),
             400,
-            "orderId must be a string",
+            "orderId: must be a string, got a number",
         ),
         (
             "POST",
@@ -137,14 +137,14 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong_and_nothing_is_published()
             &create,
             br#"{"orderId": "A", "numItems": "2"}"#.to_vec(),
             400,
-            "numItems must be a whole number",
+            "numItems: must be a whole number, got a string",
         ),
         (
             "POST",
             &create,
             br#"{"orderId": "A", "numItems": 2.5}"#.to_vec(),
             400,
-            "numItems must be a whole number",
+            "numItems: must be a whole number, got 2.5",
         ),
         (
             "POST",
@@ -200,7 +200,7 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong_and_nothing_is_published()
             &update,
             br#"{"orderId": "ORD-001", "status": ["a"]}"#.to_vec(),
             400,
-            "status must be a string",
+            "status: must be a string, got an array",
         ),
         (
             "PUT",

@@ -7,20 +7,13 @@ use std::process::Command;
 use cart_shell::{Cli, Settings};
 use clap::CommandFactory;
 use shell_http::env::Env;
-use shell_http::testing::{declared_variables, help_lists};
+use shell_http::testing::check_settings;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cart-shell");
 
 #[test]
-fn every_setting_read_is_a_flag_and_a_variable_listed_by_help() {
-    let env = Env::from_args(Cli::command(), ["cart-shell"]).unwrap();
-    Settings::from_env(&env).unwrap();
-    shell_http::init_tracing(&env).unwrap();
-    let mut asked: Vec<String> = env.asked().into_iter().map(str::to_owned).collect();
-    asked.sort();
-    // Every setting the code reads is declared, and every declared one is read.
-    assert_eq!(asked, declared_variables(&Cli::command()));
-    let help = help_lists(Path::new(BINARY), &asked);
+fn every_setting_is_a_flag_and_a_variable_listed_by_help_with_the_codes_default() {
+    let help = check_settings(Cli::command(), Path::new(BINARY), Settings::from_env);
     for default in [
         "[default: 8000]",
         "[default: order-events]",
@@ -31,16 +24,6 @@ fn every_setting_read_is_a_flag_and_a_variable_listed_by_help() {
             "{default} missing from --help:\n{help}"
         );
     }
-}
-
-#[test]
-fn the_command_lines_defaults_are_the_codes() {
-    let from_command_line = Env::from_args(Cli::command(), ["cart-shell"]).unwrap();
-    let from_nothing = Env::from_pairs(&[]);
-    assert_eq!(
-        format!("{:?}", Settings::from_env(&from_command_line).unwrap()),
-        format!("{:?}", Settings::from_env(&from_nothing).unwrap())
-    );
 }
 
 #[test]

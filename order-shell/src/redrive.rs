@@ -8,7 +8,7 @@ use ordering_core::{FailureClass, LetterFilter, parse_instant};
 use ordering_kafka::Redrive;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shell_http::{ApiError, HttpRequest, Response, json, read_typed};
+use shell_http::{ApiError, HttpRequest, Response, json, read_typed_or_default};
 
 use crate::App;
 
@@ -110,7 +110,7 @@ impl App {
     /// Redrives the letters the body asks for; `503` if the broker (or the ledger) fails,
     /// with what was done before it did.
     pub(crate) async fn redrive(&self, request: HttpRequest) -> Result<Response, ApiError> {
-        let body: RedriveBody = read_typed(request, BODY_LIMIT).await?;
+        let body: RedriveBody = read_typed_or_default(request, BODY_LIMIT).await?;
         let request = body.into_request()?;
         // In a task of its own: a client that hangs up does not cut the run short (letters
         // claimed but not yet sent).

@@ -8,19 +8,13 @@ use std::process::Command;
 use clap::CommandFactory;
 use order_shell::config::{Cli, Config};
 use shell_http::env::Env;
-use shell_http::testing::{declared_variables, help_lists};
+use shell_http::testing::check_settings;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-shell");
 
 #[test]
-fn every_setting_read_is_a_flag_and_a_variable_listed_by_help() {
-    let env = Env::from_args(Cli::command(), ["order-shell"]).unwrap();
-    Config::from_env(&env).unwrap();
-    shell_http::init_tracing(&env).unwrap();
-    let mut asked: Vec<String> = env.asked().into_iter().map(str::to_owned).collect();
-    asked.sort();
-    assert_eq!(asked, declared_variables(&Cli::command()));
-    let help = help_lists(Path::new(BINARY), &asked);
+fn every_setting_is_a_flag_and_a_variable_listed_by_help_with_the_codes_default() {
+    let help = check_settings(Cli::command(), Path::new(BINARY), Config::from_env);
     for default in [
         "[default: 8001]",
         "[default: sqlite://data/orders.db]",
@@ -44,16 +38,6 @@ fn every_setting_read_is_a_flag_and_a_variable_listed_by_help() {
     assert!(
         !help.contains(token),
         "--help shows the operator token:\n{help}"
-    );
-}
-
-#[test]
-fn the_command_lines_defaults_are_the_codes() {
-    let from_command_line = Env::from_args(Cli::command(), ["order-shell"]).unwrap();
-    let from_nothing = Env::from_pairs(&[]);
-    assert_eq!(
-        format!("{:?}", Config::from_env(&from_command_line).unwrap()),
-        format!("{:?}", Config::from_env(&from_nothing).unwrap())
     );
 }
 

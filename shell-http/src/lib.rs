@@ -2,11 +2,11 @@
 //!
 //! - [`listen`], [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
 //! - [`json()`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
-//! - [`read_json`], [`read_typed`]: a request body, size-limited, parsed;
+//! - [`read_typed`], [`read_typed_or_default`], [`body`]: a request body, size-limited, read
+//!   into its type, with errors that name the field;
 //! - [`query`]: query-string parameters;
 //! - [`mod@env`], [`settings`]: settings from flags and environment variables (clap), naming
 //!   the bad one;
-//! - [`required_str`], [`required_int`]: JSON fields, with errors that name the field;
 //! - [`shutdown_signal`], [`init_tracing`];
 //! - [`metrics::Metrics`]: Prometheus `/metrics`;
 //! - [`auth::OperatorToken`]: the bearer token of operator endpoints;
@@ -14,6 +14,7 @@
 //! - [`openapi`]: the HTTP contract (`docs/openapi.yaml`), served as JSON.
 
 pub mod auth;
+pub mod body;
 pub mod env;
 pub mod metrics;
 pub mod openapi;
@@ -121,17 +122,22 @@ pub fn no_such_path(path: &str) -> Response {
 /// nothing gets `408` rather than holding a connection and a task forever.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads a JSON body of at most `limit` bytes: `413` above it, `400` if it is not JSON, `408`
-/// if it does not arrive within [`BODY_TIMEOUT`].
-pub async fn read_json(request: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
+/// Reads a JSON object body into `T` (at most `limit` bytes: `413` above, `408` if it does not arrive within [`BODY_TIMEOUT`]). Not JSON is `400` "not
+/// valid JSON"; not an object `400` "must be a JSON object"; a field of the wrong type, or one
+/// `T` does not know, `400` naming the field ([`body`] has field readers that say more).
+pub async fn read_typed<T>(request: Request<Incoming>, limit: usize) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned,
+{
     let body = read_body(request, limit).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    parse_typed(&body)
 }
 
-/// Reads a JSON body into `T` (bounded as [`read_json`]); an empty body is `T::default()`. A
-/// field of the wrong type, or one `T` does not know, is `400` naming the field.
-pub async fn read_typed<T>(request: Request<Incoming>, limit: usize) -> Result<T, ApiError>
+/// [`read_typed`], where an empty body is `T::default()` (every field optional).
+pub async fn read_typed_or_default<T>(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned + Default,
 {
@@ -139,15 +145,22 @@ where
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let mut json = serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+    parse_typed(&body)
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    // Checked first: serde would take an array for a struct, field by field.
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a JSON object, got {}",
+            kind(&value)
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            ApiError::bad_request(format!("the body is not a valid request: {inner}"))
-        } else {
-            ApiError::bad_request(format!("{path}: {inner}"))
-        }
+        ApiError::bad_request(format!("{path}: {}", e.into_inner()))
     })
 }
 
@@ -189,56 +202,7 @@ pub fn query<B>(request: &Request<B>) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The string field `name` of a JSON object: `400` naming the field if missing or not a string.
-pub fn required_str<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
-    match object(body)?.get(name) {
-        None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name} is required"))),
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{name} must be a string, got {}",
-            kind(other)
-        ))),
-    }
-}
-
-/// The optional string field `name` of a JSON object: `None` if missing or null, `400`
-/// naming the field if not a string.
-pub fn optional_str<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, ApiError> {
-    match object(body)?.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{name} must be a string, got {}",
-            kind(other)
-        ))),
-    }
-}
-
-/// The integer field `name` of a JSON object: `400` naming the field if missing or not an
-/// integer.
-pub fn required_int(body: &Value, name: &str) -> Result<i64, ApiError> {
-    match object(body)?.get(name) {
-        None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name} is required"))),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            ApiError::bad_request(format!("{name} must be a whole number, got {n}"))
-        }),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{name} must be a whole number, got {}",
-            kind(other)
-        ))),
-    }
-}
-
-fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
-    body.as_object().ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "the body must be a JSON object, got {}",
-            kind(body)
-        ))
-    })
-}
-
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

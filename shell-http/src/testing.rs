@@ -378,3 +378,36 @@ pub fn help_lists(binary: &Path, names: &[String]) -> String {
     }
     help
 }
+
+/// Checks a shell's settings against its command line `command`: every variable `read` looks
+/// up is declared there and every declared one is read; `binary --help` lists each with its
+/// flag; and the defaults the command line fills in read the same as no settings at all
+/// (compared through `Debug`), so `--help` tells the truth. Returns the help text.
+pub fn check_settings<T, E>(
+    command: clap::Command,
+    binary: &Path,
+    read: impl Fn(&crate::env::Env) -> Result<T, E>,
+) -> String
+where
+    T: std::fmt::Debug,
+    E: std::fmt::Debug,
+{
+    use crate::env::Env;
+    let name = command.get_name().to_owned();
+    let env = Env::from_args(command.clone(), [name.as_str()]).expect("no arguments parse");
+    let from_command_line = read(&env).expect("the defaults are valid");
+    crate::init_tracing(&env).expect("the default log format is valid");
+    let asked: Vec<String> = env.asked().into_iter().map(str::to_owned).collect();
+    assert_eq!(
+        asked,
+        declared_variables(&command),
+        "read (left), declared (right)"
+    );
+    let from_nothing = read(&Env::from_pairs(&[])).expect("the defaults are valid");
+    assert_eq!(
+        format!("{from_command_line:?}"),
+        format!("{from_nothing:?}"),
+        "the defaults --help shows differ from the code's"
+    );
+    help_lists(binary, &asked)
+}
