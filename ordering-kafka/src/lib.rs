@@ -4,7 +4,9 @@
 //!   offsets are stored only when acknowledged and committed in batches.
 //! - [`KafkaProducer`] / [`KafkaSink`]: `acks=all`, idempotent, answering only once the broker
 //!   has the record, in bounded time.
-//! - [`AvroCodec`]: Avro single-object encoding over the schemas in `schemas/`.
+//! - [`Avro`]: Avro single-object encoding for any serde type registered with its schema's
+//!   [`SchemaVersions`] (older and newer versions read through resolution);
+//!   [`AvroCodec`]: the order flow's three types, registered that way from `schemas/`.
 //! - [`ensure_topics`], [`read_topic`], [`read_page`]: topic creation, whole-topic reads and
 //!   bounded pages (DLQ).
 //! - [`Redriver`]: dead letters sent back to their topic, filtered, paced, remembered in a
@@ -26,8 +28,8 @@ pub mod testing;
 
 pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
 pub use codec::{
-    AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaError,
-    SchemaFamily,
+    Avro, AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA,
+    SchemaError, SchemaFamily, SchemaVersions,
 };
 pub use error::KafkaError;
 pub use message::Message;

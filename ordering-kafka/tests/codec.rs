@@ -266,3 +266,69 @@ fn garbage_never_panics() {
         let _ = Codec::<DeadLetter>::decode(&codec, &payload);
     }
 }
+
+/// A type of a service of its own, not the order flow's: registered with two versions of its
+/// schema, the second adding a field with a default.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Reading {
+    sensor: String,
+    celsius: f64,
+    #[serde(default)]
+    unit: String,
+}
+
+const READING_V1: &str = r#"{"type": "record", "name": "Reading", "namespace": "com.example",
+  "fields": [{"name": "sensor", "type": "string"}, {"name": "celsius", "type": "double"}]}"#;
+const READING_V2: &str = r#"{"type": "record", "name": "Reading", "namespace": "com.example",
+  "fields": [{"name": "sensor", "type": "string"}, {"name": "celsius", "type": "double"},
+             {"name": "unit", "type": "string", "default": "C"}]}"#;
+
+fn reading_versions(published: &'static [&'static str]) -> ordering_kafka::SchemaVersions {
+    ordering_kafka::SchemaVersions {
+        name: "reading",
+        record: "com.example.Reading",
+        published,
+    }
+}
+
+#[test]
+fn any_serde_type_registers_its_schema_versions() {
+    use ordering_kafka::{Avro, Codec, SchemaError};
+    let codec = Avro::<Reading>::new(reading_versions(&[READING_V1, READING_V2])).unwrap();
+    assert_eq!(codec.writes(), 2);
+    let reading = Reading {
+        sensor: "s-1".into(),
+        celsius: 21.5,
+        unit: "K".into(),
+    };
+    let payload = codec.encode(&reading).unwrap();
+    assert_eq!(payload[..2], ordering_kafka::MAGIC);
+    assert_eq!(codec.decode(&payload).unwrap(), reading);
+
+    // Written with version 1 (pinned, as during a rollout): read back with the default.
+    let v1 = codec.pin(1).unwrap();
+    assert_eq!(v1.writes(), 1);
+    let old = v1.encode(&reading).unwrap();
+    assert_ne!(old[2..10], payload[2..10], "another fingerprint");
+    assert_eq!(codec.decode(&old).unwrap().unit, "C");
+
+    // A reader that knows only version 1 cannot read version 2: an UnknownSchema, not a panic.
+    let old_reader = Avro::<Reading>::new(reading_versions(&[READING_V1])).unwrap();
+    let error = old_reader.decode(&payload).unwrap_err();
+    assert_eq!(error.error_type(), "UnknownSchema");
+    assert!(matches!(
+        codec.pin(3),
+        Err(SchemaError::NoSuchVersion {
+            schema: "reading",
+            version: 3,
+            latest: 2
+        })
+    ));
+
+    // ... until it is given the newer version at run time.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("reading.v2.avsc"), READING_V2).unwrap();
+    let upgraded =
+        Avro::<Reading>::with_schema_dir(reading_versions(&[READING_V1]), dir.path()).unwrap();
+    assert_eq!(upgraded.decode(&payload).unwrap().sensor, "s-1");
+}

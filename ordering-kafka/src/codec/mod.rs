@@ -22,7 +22,7 @@ use crate::error::KafkaError;
 use dead_letter::{dead_letter_from, dead_letter_value};
 use schemas::{Family, Schemas, split, unknown};
 
-pub use schemas::{MAGIC, SchemaError, SchemaFamily};
+pub use schemas::{MAGIC, SchemaError, SchemaFamily, SchemaVersions};
 
 /// Encodes messages of type `M` for the wire and decodes them back. Implement it for another
 /// framing (a Confluent schema-registry codec, say) without touching any handler.
@@ -79,7 +79,7 @@ impl AvroCodec {
         let known = self.family(family);
         if !known.has_version(version) {
             return Err(SchemaError::NoSuchVersion {
-                family,
+                schema: known.name,
                 version,
                 latest: known.latest(),
             });
@@ -103,38 +103,107 @@ impl AvroCodec {
         self.schemas.family(family)
     }
 
-    /// The current version straight from the type; a pinned one through a `Value`.
     fn encode_serde<M: Serialize>(
         &self,
         family: SchemaFamily,
         message: &M,
     ) -> Result<Vec<u8>, KafkaError> {
-        let known = self.family(family);
-        match self.pins[family.index()] {
-            None => known.current.encode_serde(message),
-            Some(version) => {
-                let value = apache_avro::to_value(message)
-                    .map_err(|e| KafkaError::Encode(e.to_string()))?;
-                known.encode_as(version, value)
-            }
-        }
+        self.family(family)
+            .encode_serde(self.pins[family.index()], message)
     }
 
-    /// The current version straight into the type (the fast path); any other known version
-    /// through a resolved `Value`.
     fn decode_serde<M: DeserializeOwned>(
         &self,
         family: SchemaFamily,
         payload: &[u8],
     ) -> Result<M, DecodeError> {
-        let known = self.family(family);
-        let (fingerprint, datum) = split(payload)?;
-        if fingerprint == known.current.fingerprint {
-            return known.current.decode_serde(datum);
+        self.family(family).decode_serde(payload)
+    }
+}
+
+/// The Avro codec of any serde type `M`, given its [`SchemaVersions`]: the current version
+/// read and written straight from and to `M`, every other version (and any found in a schema
+/// directory) read through resolution, and the writer pinnable to an older version for a
+/// rollout. The order flow's own types use [`AvroCodec`], which registers its three this way.
+///
+/// The schemas are parsed once per construction and kept for the process: make one codec and
+/// copy it (it is `Copy`).
+pub struct Avro<M> {
+    family: &'static Family,
+    pin: Option<u32>,
+    _message: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Avro<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for Avro<M> {}
+
+impl<M> std::fmt::Debug for Avro<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Avro")
+            .field("schema", &self.family.name)
+            .field("writes", &self.writes())
+            .finish()
+    }
+}
+
+impl<M> Avro<M> {
+    /// A codec for the versions of `versions`.
+    pub fn new(versions: SchemaVersions) -> Result<Self, SchemaError> {
+        Self::with(versions, None)
+    }
+
+    /// Also reads the versions of the type in the `.avsc` files of `dir` (files of other
+    /// records are refused): versions published after this build.
+    pub fn with_schema_dir(versions: SchemaVersions, dir: &Path) -> Result<Self, SchemaError> {
+        Self::with(versions, Some(dir))
+    }
+
+    fn with(versions: SchemaVersions, dir: Option<&Path>) -> Result<Self, SchemaError> {
+        let family =
+            Schemas::registered(&[versions], dir)?
+                .only()
+                .ok_or(SchemaError::Embedded {
+                    name: versions.name.into(),
+                    reason: "not registered".into(),
+                })?;
+        Ok(Self {
+            family,
+            pin: None,
+            _message: std::marker::PhantomData,
+        })
+    }
+
+    /// Writes published version `version` instead of the newest.
+    pub fn pin(mut self, version: u32) -> Result<Self, SchemaError> {
+        if !self.family.has_version(version) {
+            return Err(SchemaError::NoSuchVersion {
+                schema: self.family.name,
+                version,
+                latest: self.family.latest(),
+            });
         }
-        let value = known.read(payload)?.ok_or_else(|| unknown(fingerprint))?;
-        apache_avro::from_value(&value)
-            .map_err(|e| DecodeError::new(format!("not a valid {family} after resolution: {e}")))
+        self.pin = (version != self.family.latest()).then_some(version);
+        Ok(self)
+    }
+
+    /// The version this codec writes.
+    pub fn writes(&self) -> u32 {
+        self.pin.unwrap_or_else(|| self.family.latest())
+    }
+}
+
+impl<M: Serialize + DeserializeOwned> Codec<M> for Avro<M> {
+    fn encode(&self, message: &M) -> Result<Vec<u8>, KafkaError> {
+        self.family.encode_serde(self.pin, message)
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<M, DecodeError> {
+        self.family.decode_serde(payload)
     }
 }
 

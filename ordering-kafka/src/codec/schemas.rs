@@ -26,7 +26,22 @@ const HEADER_LEN: usize = 10;
 /// hundreds of megabytes before failing.
 const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
 
-/// A kind of message, with its schema's versions.
+/// One message type's schema: every published version, oldest first; the last is the current
+/// one. This is all a serde type needs to be read and written by [`Avro`](super::Avro), older
+/// and newer versions included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersions {
+    /// A short name, for messages and errors (`status_update`).
+    pub name: &'static str,
+    /// The full name of the record every version defines (`com.ecommerce.order.OrderStatusUpdate`):
+    /// how a schema file found at run time is matched to its type.
+    pub record: &'static str,
+    /// The versions' schema texts (`.avsc`), oldest first. A published version is never edited;
+    /// a change is a new version.
+    pub published: &'static [&'static str],
+}
+
+/// The order flow's three message types, registered with their schema versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaFamily {
     /// `order.avsc`, record `com.ecommerce.order.Order`.
@@ -54,6 +69,15 @@ impl SchemaFamily {
             Self::Order => "com.ecommerce.order.Order",
             Self::StatusUpdate => "com.ecommerce.order.OrderStatusUpdate",
             Self::DeadLetter => "com.ecommerce.dlq.DeadLetter",
+        }
+    }
+
+    /// Its registration: name, record and versions.
+    pub fn versions(self) -> SchemaVersions {
+        SchemaVersions {
+            name: self.file_stem(),
+            record: self.record_name(),
+            published: self.published(),
         }
     }
 
@@ -109,15 +133,15 @@ pub enum SchemaError {
         name: String,
         known: String,
     },
-    #[error("{} cannot be read into the current {family} schema: {reason}", path.display())]
+    #[error("{} cannot be read into the current {schema} schema: {reason}", path.display())]
     Incompatible {
         path: PathBuf,
-        family: SchemaFamily,
+        schema: &'static str,
         reason: String,
     },
-    #[error("{family} has no version {version} (published: 1 to {latest})")]
+    #[error("{schema} has no version {version} (published: 1 to {latest})")]
     NoSuchVersion {
-        family: SchemaFamily,
+        schema: &'static str,
         version: u32,
         latest: u32,
     },
@@ -144,8 +168,9 @@ struct Pinnable {
     writer: GenericDatumWriter<'static>,
 }
 
-/// One family's schemas.
+/// One message type's schemas.
 pub(super) struct Family {
+    pub(super) name: &'static str,
     pub(super) current: Current,
     current_schema: &'static Schema,
     others: Vec<Resolving>,
@@ -154,9 +179,10 @@ pub(super) struct Family {
 }
 
 /// Everything a codec knows, for its lifetime: parsed once per process (and once more per
-/// schema directory), so codecs can be `Copy`.
+/// schema directory), so codecs can be `Copy`. One family per registered type, in the order
+/// registered.
 pub(super) struct Schemas {
-    families: [Family; 3],
+    families: Vec<Family>,
 }
 
 fn fingerprint(schema: &Schema) -> [u8; 8] {
@@ -180,9 +206,13 @@ fn full_name(schema: &Schema) -> Option<String> {
     }
 }
 
+/// The order flow's types, in [`SchemaFamily::ALL`] order.
+fn order_flow() -> Vec<SchemaVersions> {
+    SchemaFamily::ALL.map(SchemaFamily::versions).to_vec()
+}
+
 static EMBEDDED: LazyLock<Result<&'static Schemas, String>> = LazyLock::new(|| {
-    apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
-    Schemas::build(Vec::new())
+    Schemas::build(&order_flow(), Vec::new())
         .map(|schemas| &*Box::leak(Box::new(schemas)))
         .map_err(|e| e.to_string())
 });
@@ -193,76 +223,107 @@ impl Schemas {
         EMBEDDED.clone().map_err(KafkaError::Config)
     }
 
-    /// The embedded versions plus the `.avsc` files of `dir` (each a version of one family,
-    /// told by its record name, that resolves into the current version).
+    /// The order flow's embedded versions plus the `.avsc` files of `dir`.
     pub(super) fn with_dir(dir: &Path) -> Result<&'static Schemas, SchemaError> {
-        let io = |source| SchemaError::Io {
-            path: dir.to_owned(),
-            source,
-        };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
-            .collect();
-        paths.sort();
-        let mut extra = Vec::new();
-        for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let schema = Schema::parse_str(&text).map_err(|e| SchemaError::Invalid {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let name = full_name(&schema).unwrap_or_default();
-            let family = SchemaFamily::ALL
-                .into_iter()
-                .find(|f| f.record_name() == name)
-                .ok_or_else(|| SchemaError::UnknownRecord {
-                    path: path.clone(),
-                    name: name.clone(),
-                    known: SchemaFamily::ALL.map(SchemaFamily::record_name).join(", "),
-                })?;
-            extra.push((family, path, leak(schema)));
-        }
-        Schemas::build(extra).map(|schemas| &*Box::leak(Box::new(schemas)))
+        Self::registered(&order_flow(), Some(dir))
     }
 
-    fn build(extra: Vec<(SchemaFamily, PathBuf, &'static Schema)>) -> Result<Self, SchemaError> {
-        let family = |f: SchemaFamily| {
-            let extra = extra
-                .iter()
-                .filter(|(of, _, _)| *of == f)
-                .map(|(_, path, schema)| (path.clone(), *schema));
-            Family::build(f, extra.collect())
+    /// The versions of `types`, plus the `.avsc` files of `dir` if given (each a version of
+    /// one type, told by its record name, that resolves into the current version). Parsed
+    /// once and kept for the process: make a codec once and copy it.
+    pub(super) fn registered(
+        types: &[SchemaVersions],
+        dir: Option<&Path>,
+    ) -> Result<&'static Schemas, SchemaError> {
+        let extra = match dir {
+            Some(dir) => read_dir(types, dir)?,
+            None => Vec::new(),
         };
-        Ok(Self {
-            families: [
-                family(SchemaFamily::Order)?,
-                family(SchemaFamily::StatusUpdate)?,
-                family(SchemaFamily::DeadLetter)?,
-            ],
-        })
+        Schemas::build(types, extra).map(|schemas| &*Box::leak(Box::new(schemas)))
+    }
+
+    fn build(
+        types: &[SchemaVersions],
+        extra: Vec<(usize, PathBuf, &'static Schema)>,
+    ) -> Result<Self, SchemaError> {
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
+        let families = types
+            .iter()
+            .enumerate()
+            .map(|(i, versions)| {
+                let extra = extra
+                    .iter()
+                    .filter(|(of, _, _)| *of == i)
+                    .map(|(_, path, schema)| (path.clone(), *schema));
+                Family::build(versions, extra.collect())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { families })
     }
 
     pub(super) fn family(&self, family: SchemaFamily) -> &Family {
         &self.families[family.index()]
     }
+
+    /// The first registered type's family (a codec of one type registers one).
+    pub(super) fn only(&self) -> Option<&Family> {
+        self.families.first()
+    }
+}
+
+/// The `.avsc` files of `dir`, each matched to one of `types` by its record name.
+fn read_dir(
+    types: &[SchemaVersions],
+    dir: &Path,
+) -> Result<Vec<(usize, PathBuf, &'static Schema)>, SchemaError> {
+    let io = |source| SchemaError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
+        .collect();
+    paths.sort();
+    let mut extra = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let schema = Schema::parse_str(&text).map_err(|e| SchemaError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let name = full_name(&schema).unwrap_or_default();
+        let of = types.iter().position(|t| t.record == name).ok_or_else(|| {
+            SchemaError::UnknownRecord {
+                path: path.clone(),
+                name: name.clone(),
+                known: types
+                    .iter()
+                    .map(|t| t.record)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })?;
+        extra.push((of, path, leak(schema)));
+    }
+    Ok(extra)
 }
 
 impl Family {
     fn build(
-        family: SchemaFamily,
+        versions: &SchemaVersions,
         extra: Vec<(PathBuf, &'static Schema)>,
     ) -> Result<Self, SchemaError> {
         let embedded = |reason: String, n: usize| SchemaError::Embedded {
-            name: format!("history/{}.v{}.avsc", family.file_stem(), n + 1),
+            name: format!("{} version {}", versions.name, n + 1),
             reason,
         };
         let mut published = Vec::new();
-        for (n, text) in family.published().iter().enumerate() {
+        for (n, text) in versions.published.iter().enumerate() {
             let schema = leak(Schema::parse_str(text).map_err(|e| embedded(e.to_string(), n))?);
             let writer = GenericDatumWriter::builder(schema)
                 .build()
@@ -310,12 +371,13 @@ impl Family {
             others.push(
                 resolving(schema).map_err(|reason| SchemaError::Incompatible {
                     path,
-                    family,
+                    schema: versions.name,
                     reason,
                 })?,
             );
         }
         Ok(Self {
+            name: versions.name,
             current,
             current_schema,
             others,
@@ -368,6 +430,39 @@ impl Family {
                 .map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Encodes `message` with the current version straight from the type, or with the pinned
+    /// published version through a `Value`.
+    pub(super) fn encode_serde(
+        &self,
+        pin: Option<u32>,
+        message: &impl serde::Serialize,
+    ) -> Result<Vec<u8>, KafkaError> {
+        match pin {
+            None => self.current.encode_serde(message),
+            Some(version) => {
+                let value = apache_avro::to_value(message)
+                    .map_err(|e| KafkaError::Encode(e.to_string()))?;
+                self.encode_as(version, value)
+            }
+        }
+    }
+
+    /// Decodes the current version straight into the type (the fast path), any other known
+    /// version through a resolved `Value`.
+    pub(super) fn decode_serde<M: serde::de::DeserializeOwned>(
+        &self,
+        payload: &[u8],
+    ) -> Result<M, DecodeError> {
+        let (fingerprint, datum) = split(payload)?;
+        if fingerprint == self.current.fingerprint {
+            return self.current.decode_serde(datum);
+        }
+        let value = self.read(payload)?.ok_or_else(|| unknown(fingerprint))?;
+        apache_avro::from_value(&value).map_err(|e| {
+            DecodeError::new(format!("not a valid {} after resolution: {e}", self.name))
+        })
     }
 
     /// Whether this family knows the fingerprint of `payload`'s writer.
