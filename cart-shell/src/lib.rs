@@ -53,6 +53,12 @@ pub struct Cli {
     /// The published version of the status-update schema to write instead of the newest
     #[arg(long, env)]
     pub avro_status_update_version: Option<String>,
+    /// Topic of the order events
+    #[arg(long, env, default_value = "order-events")]
+    pub kafka_topic: Option<String>,
+    /// Topic of the status updates
+    #[arg(long, env, default_value = "order-status-updates")]
+    pub kafka_status_update_topic: Option<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
     #[command(flatten)]
@@ -63,6 +69,10 @@ pub struct Cli {
 #[derive(Debug)]
 pub struct Settings {
     pub kafka: KafkaSettings,
+    /// `KAFKA_TOPIC`: where orders are published.
+    pub order_topic: String,
+    /// `KAFKA_STATUS_UPDATE_TOPIC`: where status updates are published.
+    pub status_topic: String,
     pub listen: SocketAddr,
     pub max_connections: usize,
     pub codec: AvroCodec,
@@ -73,9 +83,17 @@ impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
+            order_topic: env.text("KAFKA_TOPIC", "order-events"),
+            status_topic: env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates"),
             listen: listen_addr(env, 8000)?,
             max_connections: max_connections(env)?,
-            codec: avro_codec(env, &[SchemaFamily::Order, SchemaFamily::StatusUpdate])?,
+            codec: avro_codec(
+                env,
+                &[
+                    (SchemaFamily::Order, "AVRO_ORDER_VERSION"),
+                    (SchemaFamily::StatusUpdate, "AVRO_STATUS_UPDATE_VERSION"),
+                ],
+            )?,
         })
     }
 }

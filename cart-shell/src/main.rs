@@ -30,6 +30,8 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     shell_http::init_tracing(&env)?;
     let Settings {
         kafka,
+        order_topic,
+        status_topic,
         listen,
         max_connections,
         codec,
@@ -40,13 +42,13 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     config.delivery_timeout = kafka.delivery_timeout;
     let producer = KafkaProducer::new(&config)?;
     let cart = Arc::new(Cart::new(
-        Arc::new(producer.sink(&kafka.order_topic, codec)),
-        Arc::new(producer.sink(&kafka.status_topic, codec)),
+        Arc::new(producer.sink(&order_topic, codec)),
+        Arc::new(producer.sink(&status_topic, codec)),
         Arc::new(producer.clone()),
         metrics,
     )?);
     tokio::spawn(async move {
-        let topics = [kafka.order_topic.as_str(), kafka.status_topic.as_str()];
+        let topics = [order_topic.as_str(), status_topic.as_str()];
         if let Err(error) =
             ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, &kafka.topics()).await
         {

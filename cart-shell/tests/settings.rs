@@ -40,7 +40,7 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
     )
     .unwrap();
     let settings = Settings::from_env(&env).unwrap();
-    assert_eq!(settings.kafka.order_topic, "elsewhere");
+    assert_eq!(settings.order_topic, "elsewhere");
     assert_eq!(settings.listen.port(), 9100);
 
     let env = Env::from_args(

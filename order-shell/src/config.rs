@@ -72,6 +72,12 @@ pub struct DeadLetterArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Consumer")]
 pub struct ConsumerArgs {
+    /// Topic of the order events
+    #[arg(long, env, default_value = "order-events")]
+    pub kafka_topic: Option<String>,
+    /// Topic of the status updates
+    #[arg(long, env, default_value = "order-status-updates")]
+    pub kafka_status_update_topic: Option<String>,
     /// Consumer group
     #[arg(long, env, default_value = "order-service-group")]
     pub kafka_consumer_group: Option<String>,
@@ -88,6 +94,10 @@ pub struct ConsumerArgs {
 #[derive(Debug)]
 pub struct Config {
     pub kafka: KafkaSettings,
+    /// `KAFKA_TOPIC`, default `order-events`: orders are consumed from here.
+    pub order_topic: String,
+    /// `KAFKA_STATUS_UPDATE_TOPIC`, default `order-status-updates`.
+    pub status_topic: String,
     /// `KAFKA_DLQ_TOPIC`, default `order-events-dlq`.
     pub dlq_topic: String,
     /// `KAFKA_CONSUMER_GROUP`, default `order-service-group`.
@@ -147,6 +157,8 @@ impl Config {
         })?;
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
+            order_topic: env.text("KAFKA_TOPIC", "order-events"),
+            status_topic: env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates"),
             dlq_topic: env.text("KAFKA_DLQ_TOPIC", "order-events-dlq"),
             consumer_group: env.text("KAFKA_CONSUMER_GROUP", "order-service-group"),
             retry,
@@ -175,7 +187,7 @@ impl Config {
                 },
             )?),
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
-            codec: avro_codec(env, &[SchemaFamily::DeadLetter])?,
+            codec: avro_codec(env, &[(SchemaFamily::DeadLetter, "AVRO_DLQ_VERSION")])?,
             operator_token: OperatorToken::from_env(env)?,
         })
     }

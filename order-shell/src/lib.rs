@@ -136,7 +136,7 @@ impl App {
                 producer.clone(),
                 &kafka.bootstrap_servers,
                 &config.dlq_topic,
-                vec![kafka.order_topic.clone(), kafka.status_topic.clone()],
+                vec![config.order_topic.clone(), config.status_topic.clone()],
                 config.max_redrives,
                 store.clone(),
             )?
@@ -186,8 +186,8 @@ pub async fn consume(
 ) -> Result<(), ConsumeError> {
     let kafka = &app.config.kafka;
     let topics = [
-        kafka.order_topic.as_str(),
-        kafka.status_topic.as_str(),
+        app.config.order_topic.as_str(),
+        app.config.status_topic.as_str(),
         app.config.dlq_topic.as_str(),
     ];
     let settings = kafka.topics();
@@ -201,7 +201,7 @@ pub async fn consume(
     let mut source_config = SourceConfig::new(
         &kafka.bootstrap_servers,
         &app.config.consumer_group,
-        [&kafka.order_topic, &kafka.status_topic],
+        [&app.config.order_topic, &app.config.status_topic],
     );
     source_config.fetch_wait_max = app.config.fetch_wait_max;
     if let Some(timeout) = app.config.session_timeout {

@@ -212,10 +212,9 @@ impl App {
                 "topicName must not be empty or whitespace",
             ));
         }
-        let kafka = &self.config.kafka;
         let own = [
-            &kafka.order_topic,
-            &kafka.status_topic,
+            &self.config.order_topic,
+            &self.config.status_topic,
             &self.config.dlq_topic,
         ];
         if !own.iter().any(|t| t.as_str() == topic) {

@@ -16,12 +16,6 @@ pub struct KafkaArgs {
     /// Brokers to bootstrap from, comma-separated host:port
     #[arg(long, env, default_value = "127.0.0.1:9092")]
     pub kafka_bootstrap_servers: Option<String>,
-    /// Topic of the order events
-    #[arg(long, env, default_value = "order-events")]
-    pub kafka_topic: Option<String>,
-    /// Topic of the status updates
-    #[arg(long, env, default_value = "order-status-updates")]
-    pub kafka_status_update_topic: Option<String>,
     /// Partitions of the topics created at start-up
     #[arg(long, env, default_value = "3")]
     pub kafka_topic_partitions: Option<String>,
@@ -57,15 +51,12 @@ pub struct ServiceArgs {
     pub avro_schema_dir: Option<String>,
 }
 
-/// Where the broker is and which topics the order flow uses.
+/// Where the broker is, and how topics created at start-up are set up. Which topics a shell
+/// uses is its own setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
     /// `KAFKA_BOOTSTRAP_SERVERS`, default `127.0.0.1:9092`.
     pub bootstrap_servers: String,
-    /// `KAFKA_TOPIC`, default `order-events`.
-    pub order_topic: String,
-    /// `KAFKA_STATUS_UPDATE_TOPIC`, default `order-status-updates`.
-    pub status_topic: String,
     /// `KAFKA_TOPIC_PARTITIONS`, default 3: for topics created at start-up.
     pub partitions: i32,
     /// `KAFKA_DELIVERY_TIMEOUT_MS`, default 5000: the longest a publish waits for the broker.
@@ -94,8 +85,6 @@ impl KafkaSettings {
         })?;
         Ok(Self {
             bootstrap_servers: env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            order_topic: env.text("KAFKA_TOPIC", "order-events"),
-            status_topic: env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates"),
             partitions: env.check("KAFKA_TOPIC_PARTITIONS", 3, |n| positive(i64::from(*n)))?,
             delivery_timeout: Duration::from_millis(env.check(
                 "KAFKA_DELIVERY_TIMEOUT_MS",
@@ -141,20 +130,14 @@ pub fn listen_addr(env: &Env, default_port: u16) -> Result<SocketAddr, EnvError>
     Ok(SocketAddr::new(host, port))
 }
 
-/// The variable that pins the version a shell writes of `family`.
-pub fn version_variable(family: SchemaFamily) -> &'static str {
-    match family {
-        SchemaFamily::Order => "AVRO_ORDER_VERSION",
-        SchemaFamily::StatusUpdate => "AVRO_STATUS_UPDATE_VERSION",
-        SchemaFamily::DeadLetter => "AVRO_DLQ_VERSION",
-    }
-}
-
 /// The Avro codec the settings ask for. `AVRO_SCHEMA_DIR`: a directory of `.avsc` files,
-/// schema versions published after this build, to read as well. `AVRO_<FAMILY>_VERSION` for
-/// each family in `writes`: the published version to write instead of the newest, for a
-/// rollout that upgrades the readers first (README, "Changing a schema").
-pub fn avro_codec(env: &Env, writes: &[SchemaFamily]) -> Result<AvroCodec, EnvError> {
+/// schema versions published after this build, to read as well. For each `(family, variable)`
+/// of `writes` (the shell's own settings), the published version of `family` to write instead
+/// of the newest, for a rollout that upgrades the readers first (README, "Changing a schema").
+pub fn avro_codec(
+    env: &Env,
+    writes: &[(SchemaFamily, &'static str)],
+) -> Result<AvroCodec, EnvError> {
     let dir = env.text("AVRO_SCHEMA_DIR", "");
     let mut codec = if dir.is_empty() {
         AvroCodec::new().map_err(|e| EnvError {
@@ -169,8 +152,7 @@ pub fn avro_codec(env: &Env, writes: &[SchemaFamily]) -> Result<AvroCodec, EnvEr
             reason: e.to_string(),
         })?
     };
-    for &family in writes {
-        let name = version_variable(family);
+    for &(family, name) in writes {
         if let Some(version) = env.optional::<u32>(name, |_| Ok(()))? {
             codec = codec.pin(family, version).map_err(|e| EnvError {
                 name,
@@ -191,8 +173,6 @@ mod tests {
         let env = Env::from_pairs(&[]);
         let kafka = KafkaSettings::from_env(&env).unwrap();
         assert_eq!(kafka.bootstrap_servers, "127.0.0.1:9092");
-        assert_eq!(kafka.order_topic, "order-events");
-        assert_eq!(kafka.status_topic, "order-status-updates");
         assert_eq!(kafka.partitions, 3);
         assert_eq!(kafka.replication_factor, None);
         assert_eq!(kafka.min_insync_replicas, None);
@@ -249,7 +229,7 @@ mod tests {
 
     #[test]
     fn schema_settings_pin_versions_and_name_the_bad_one() {
-        let writes = [SchemaFamily::StatusUpdate];
+        let writes = [(SchemaFamily::StatusUpdate, "AVRO_STATUS_UPDATE_VERSION")];
         let codec = avro_codec(&Env::from_pairs(&[]), &writes).unwrap();
         assert_eq!(codec.writes(SchemaFamily::StatusUpdate), 2);
         let env = Env::from_pairs(&[("AVRO_STATUS_UPDATE_VERSION", "1")]);
