@@ -149,18 +149,27 @@ where
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    // Checked first: serde would take an array for a struct, field by field.
-    if !value.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "the body must be a JSON object, got {}",
-            kind(&value)
-        )));
+    // An object is checked for first: serde would take an array for a struct, field by field.
+    // A look at the first byte, so a good body is parsed once.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(match serde_json::from_slice::<Value>(body) {
+            Ok(value) => ApiError::bad_request(format!(
+                "the body must be a JSON object, got {}",
+                kind(&value)
+            )),
+            Err(e) => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
+        });
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::bad_request(format!("{path}: {}", e.into_inner()))
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"))
+        }
     })
 }
 
