@@ -55,7 +55,11 @@ impl Env {
             .get_arguments()
             .filter_map(|arg| {
                 let name = arg.get_env()?.to_str()?.to_owned();
-                let value = matches.get_one::<String>(arg.get_id().as_str())?;
+                // `try_`: an argument that is not text is skipped (a test catches it), never a panic.
+                let value = matches
+                    .try_get_one::<String>(arg.get_id().as_str())
+                    .ok()
+                    .flatten()?;
                 Some((name, value.clone()))
             })
             .collect();
@@ -188,6 +192,35 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(error.reason, "must be positive");
+    }
+
+    #[test]
+    fn the_command_line_gives_flags_and_defaults_by_variable_name() {
+        let command = || {
+            clap::Command::new("shell")
+                .arg(
+                    clap::Arg::new("api_port")
+                        .long("api-port")
+                        .env("API_PORT_FOR_THIS_TEST")
+                        .default_value("80"),
+                )
+                .arg(
+                    clap::Arg::new("other")
+                        .long("other")
+                        .env("OTHER_FOR_THIS_TEST"),
+                )
+        };
+        let env = Env::from_args(command(), ["shell"]).unwrap();
+        assert_eq!(env.get("API_PORT_FOR_THIS_TEST", 1u16), Ok(80));
+        assert_eq!(env.get("OTHER_FOR_THIS_TEST", 7u16), Ok(7));
+        let env = Env::from_args(command(), ["shell", "--api-port", "81"]).unwrap();
+        assert_eq!(env.get("API_PORT_FOR_THIS_TEST", 1u16), Ok(81));
+        assert_eq!(
+            env.asked(),
+            vec!["API_PORT_FOR_THIS_TEST"],
+            "only what was looked up"
+        );
+        assert!(Env::from_args(command(), ["shell", "--nope"]).is_err());
     }
 
     #[test]
