@@ -215,7 +215,10 @@ pub struct MemorySink<M> {
 
 impl<M> std::fmt::Debug for MemorySink<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemorySink").finish_non_exhaustive()
+        f.debug_struct("MemorySink")
+            .field("messages", &lock(&self.messages).len())
+            .field("attempts", &self.attempts.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
     }
 }
 

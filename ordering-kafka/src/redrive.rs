@@ -197,7 +197,11 @@ pub struct Redriver {
 
 impl std::fmt::Debug for Redriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redriver").finish_non_exhaustive()
+        f.debug_struct("Redriver")
+            .field("dlq_topic", &self.dlq_topic)
+            .field("topics", &self.topics)
+            .field("max_redrives", &self.max_redrives)
+            .finish_non_exhaustive()
     }
 }
 

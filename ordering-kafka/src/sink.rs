@@ -207,7 +207,9 @@ pub struct KafkaSink<M, C> {
 
 impl<M, C> std::fmt::Debug for KafkaSink<M, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSink").finish_non_exhaustive()
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 

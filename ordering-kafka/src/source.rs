@@ -218,7 +218,9 @@ pub struct KafkaSource<E, C> {
 
 impl<E, C> std::fmt::Debug for KafkaSource<E, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSource").finish_non_exhaustive()
+        f.debug_struct("KafkaSource")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
     }
 }
 

@@ -154,7 +154,11 @@ pub struct Dispatcher<S: Source, H, D> {
 
 impl<S: Source, H, D> std::fmt::Debug for Dispatcher<S, H, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").finish_non_exhaustive()
+        f.debug_struct("Dispatcher")
+            .field("lanes", &self.lanes)
+            .field("max_in_flight_per_partition", &self.max_in_flight)
+            .field("partitions", &self.slot_of.len())
+            .finish_non_exhaustive()
     }
 }
 
