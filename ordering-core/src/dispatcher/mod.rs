@@ -56,9 +56,10 @@ pub struct DispatcherConfig {
     /// payload cut to this many bytes, rather than holding its lane forever.
     pub reduced_letter_payload: usize,
     /// Time every handler call for the `ordering_handler_duration_seconds` histogram. Two
-    /// clock reads and a record per call: about 40 ns, which is 15% of the dispatcher's own
-    /// cost per record with a handler that does nothing (BENCHMARKS.md), and nothing next to
-    /// a handler that writes to a store. Off for pure-overhead benchmarks.
+    /// clock reads and a record per call: about 46 ns, a quarter of the dispatcher's own
+    /// cost per record with a handler that does nothing (187 ns; BENCHMARKS.md, "Down to
+    /// 5 M"), and nothing next to a handler that writes to a store. Off for pure-overhead
+    /// benchmarks.
     pub handler_latency: bool,
 }
 
