@@ -15,13 +15,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ordering_core::order::{
-    Order, OrderEvent, OrderEventHandler, OrderId, OrderStore, Status, StatusUpdate, StatusWrite,
-    generate_order,
+    CreateWrite, Order, OrderEvent, OrderEventHandler, OrderId, OrderPositions, OrderStore, Status,
+    StatusUpdate, StatusWrite, generate_order,
 };
 use ordering_core::testing::MemorySink;
-use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, LaneMode, Position, StoreError, Written,
-};
+use ordering_core::{DeadLetter, Dispatcher, DispatcherConfig, LaneMode, Position, StoreError};
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
     AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings,
@@ -125,7 +123,9 @@ async fn run(
             "2026-11-25T10:00:00Z".into(),
             &mut rand::rng(),
         );
-        store.create(&order, Position::new(99, n as i64)).await?;
+        store
+            .create(&order, Position::new("order-events", 99, n as i64))
+            .await?;
     }
 
     let codec = AvroCodec::new()?;
@@ -221,8 +221,12 @@ impl OrderStore for Watched {
         self.inner.get(id).await
     }
 
-    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+    async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError> {
         self.inner.create(order, at).await
+    }
+
+    async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {
+        self.inner.positions(id).await
     }
 
     async fn update_status(

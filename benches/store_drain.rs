@@ -298,7 +298,10 @@ async fn prefill(url: &str, count: usize) -> Result<(), Error> {
         let store = store.clone();
         in_flight.push(async move {
             store
-                .create(&order, ordering_core::Position::new(0, n as i64))
+                .create(
+                    &order,
+                    ordering_core::Position::new("order-events", 0, n as i64),
+                )
                 .await
         });
         if in_flight.len() >= 4096 {
@@ -412,7 +415,10 @@ async fn direct() -> Result<(), Error> {
                 &mut rng,
             );
             store
-                .create(&order, ordering_core::Position::new(0, n as i64))
+                .create(
+                    &order,
+                    ordering_core::Position::new("order-events", 0, n as i64),
+                )
                 .await?;
         }
         let status = Status::parse("shipped")?;
@@ -427,7 +433,7 @@ async fn direct() -> Result<(), Error> {
                         &id,
                         &status,
                         None,
-                        ordering_core::Position::new(1, u as i64),
+                        ordering_core::Position::new("order-status-updates", 1, u as i64),
                     )
                     .await
             });

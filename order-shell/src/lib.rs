@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ordering_core::order::{OrderEvent, OrderEventHandler};
+use ordering_core::order::{OrderEvent, OrderEventHandler, OrderRedriveGuard};
 use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, Stats};
 use ordering_kafka::{
     AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
@@ -140,7 +140,13 @@ impl App {
                 config.max_redrives,
                 store.clone(),
             )?
-            .with_codec(config.codec),
+            .with_codec(config.codec)
+            // A letter whose order moved on is skipped, never sent back to move it back.
+            .with_guard(Arc::new(OrderRedriveGuard::new(
+                store.clone(),
+                config.order_topic.clone(),
+                config.status_topic.clone(),
+            ))),
         );
         Ok(Self {
             producer,

@@ -235,7 +235,7 @@ impl App {
                 .page::<DeadLetter>(topic, from, bounds, |_| true)
                 .await?;
             let ids = page.records.iter().filter_map(|r| match &r.event {
-                Ok(letter) => letter.original_key.clone(),
+                Ok(letter) => letter.key_str(),
                 Err(_) => r.meta.key_str(),
             });
             (distinct(ids), page.next.is_some())
@@ -421,7 +421,12 @@ fn letter_json(record: &Record<DeadLetter>, redacted: bool) -> Value {
             "originalTopic": l.original_topic,
             "originalPartition": l.original_partition,
             "originalOffset": l.original_offset,
-            "originalKey": l.original_key,
+            "originalKey": l.key_str(),
+            "originalKeyBytes": l.original_key.as_ref().map(|k| BASE64.encode(k)),
+            "originalHeaders": l.original_headers.iter().map(|h| json!({
+                "name": h.name,
+                "value": h.value.as_ref().map(|v| BASE64.encode(v)),
+            })).collect::<Vec<_>>(),
             "originalTimestamp": l.original_timestamp,
             "originalValue": BASE64.encode(&l.original_value),
             "originalMessage": l.original_message,
@@ -446,7 +451,12 @@ fn letter_json(record: &Record<DeadLetter>, redacted: bool) -> Value {
     if let (Value::Object(map), Value::Object(extra)) = (&mut value, position) {
         map.extend(extra);
         if redacted {
-            for contents in ["originalValue", "originalMessage", "rawValue"] {
+            for contents in [
+                "originalValue",
+                "originalMessage",
+                "rawValue",
+                "originalHeaders",
+            ] {
                 map.remove(contents);
             }
         }

@@ -1,5 +1,5 @@
 //! Durable state, for real: order-shell killed with `kill -9` under a steady load of updates
-//! (SQLite and PostgreSQL), PostgreSQL stopped under load, a restart that keeps every order,
+//! (SQLite and PostgreSQL), PostgreSQL stopped and made read-only under load, a restart that keeps every order,
 //! unknown orders that retry side by side. Every `202` is checked against the final state.
 
 mod common;
@@ -105,6 +105,58 @@ async fn postgres_stopped_under_load_dead_letters_nothing_and_applies_everything
     assert_nothing_dead_lettered(&system.order).await;
 
     tokio::task::block_in_place(|| pg.restart());
+    load.await.expect("the load ran to its end");
+    converge(&system.order, &accepted).await;
+    assert_nothing_dead_lettered(&system.order).await;
+    eventually("/health to be green again", || async {
+        (get(&system.order.url("/health")).await.status == 200).then_some(())
+    })
+    .await;
+}
+
+/// A failover leaves order-shell's connections on a read-only standby: every write fails with
+/// SQLSTATE 25006 while reads (and `SELECT 1`) still work. Nothing may be dead-lettered for
+/// it, `/health` must say why, and everything must apply once writes are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_read_only_under_load_dead_letters_nothing_and_applies_everything() {
+    let pg = TestPostgres::start();
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", pg.create_database().await),
+            ("DLQ_MAX_BACKOFF_MS", "1000".into()),
+        ],
+    );
+    system.wait_until_consuming().await;
+    create_orders(&system).await;
+
+    let accepted = Accepted::default();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let load = start_load(system.cart.url(""), accepted.clone(), rounds.clone());
+    rounds_done(&rounds, ROUNDS / 4).await;
+    pg.set_read_only(true).await;
+
+    let health = eventually("/health to report the store read-only", || async {
+        let health = get(&system.order.url("/health")).await;
+        (health.json["store"]["state"] == "unavailable").then_some(health)
+    })
+    .await;
+    assert_eq!(health.status, 503, "{}", health.text);
+    let why = health.json["store"]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("read-only"), "{}", health.text);
+    // Far longer than the 100 + 200 + 400 ms of retries a record's own failure gets.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let waiting = get(&system.order.url("/api/dlq/info")).await.json;
+    assert_eq!(waiting["consumerStats"]["deadLettered"], 0, "{waiting}");
+    assert!(
+        waiting["consumerStats"]["unavailableWaits"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the updates waited: {waiting}"
+    );
+
+    pg.set_read_only(false).await;
     load.await.expect("the load ran to its end");
     converge(&system.order, &accepted).await;
     assert_nothing_dead_lettered(&system.order).await;

@@ -7,9 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::{System, eventually, operator_post};
-use ordering_core::order::OrderEvent;
-use ordering_kafka::testing::{Storage, TestBroker};
-use ordering_kafka::{AvroCodec, read_topic};
+use ordering_core::order::{OrderEvent, StatusUpdate};
+use ordering_core::{
+    Header, REDRIVE_ORIGIN_OFFSET_HEADER, REDRIVE_ORIGIN_PARTITION_HEADER,
+    REDRIVE_ORIGIN_TOPIC_HEADER,
+};
+use ordering_kafka::testing::{Storage, TestBroker, committed_offset};
+use ordering_kafka::{AvroCodec, Codec, KafkaProducer, ProducerConfig, read_topic};
 use serde_json::{Value, json};
 use shell_http::testing::Reply;
 
@@ -146,7 +150,10 @@ async fn letters_are_redriven_once_their_orders_exist_and_never_twice() {
         let report = &reply.json["redrive"];
         assert_eq!(report["matched"], 5, "{report}");
         assert_eq!(report["republished"], 0, "{report}");
-        assert_eq!(report["skippedByReason"]["alreadyRedriven"], 4, "{report}");
+        // The three applied are superseded (their orders hold them); RD-NEVER's first letter
+        // was sent already.
+        assert_eq!(report["skippedByReason"]["superseded"], 3, "{report}");
+        assert_eq!(report["skippedByReason"]["alreadyRedriven"], 1, "{report}");
         assert_eq!(report["skippedByReason"]["maxRedrives"], 1, "{report}");
     }
 
@@ -158,4 +165,119 @@ async fn letters_are_redriven_once_their_orders_exist_and_never_twice() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["redrive"]["republished"], 2, "{}", reply.text);
+}
+
+/// The story: `shipped` for an unknown order is dead-lettered; the order is created
+/// and then `delivered`; "send back the OrderNotFound letters" must not make it `shipped`
+/// again. Nor may a redriven copy that raced past the check, nor a redriven create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_never_moves_an_order_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[("ORDER_STORE_URL", store), ("DLQ_MAX_RETRIES", "0".into())],
+    );
+    system.wait_until_consuming().await;
+    let status = |reply: Reply| reply.json["data"]["status"].as_str().map(str::to_owned);
+
+    assert_eq!(system.update("ORD-BACK", "shipped").await.status, 202);
+    let letter = eventually("the dead letter of shipped", || async {
+        system.dead_letters().await.into_iter().next()
+    })
+    .await;
+    assert_eq!(letter["errorType"], "OrderNotFound");
+    assert_eq!(system.create("ORD-BACK", 2).await.status, 201);
+    eventually("the order stored", || async {
+        (system.order_details("ORD-BACK").await.status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(system.update("ORD-BACK", "delivered").await.status, 202);
+    eventually("delivered", || async {
+        (status(system.order_details("ORD-BACK").await).as_deref() == Some("delivered"))
+            .then_some(())
+    })
+    .await;
+
+    // The README's example: send back the OrderNotFound letters.
+    let reply = redrive(&system, json!({"errorType": "OrderNotFound"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let report = &reply.json["redrive"];
+    assert_eq!(report["republished"], 0, "{report}");
+    assert_eq!(report["skippedByReason"]["superseded"], 1, "{report}");
+    assert_eq!(report["letters"][0]["outcome"], "skipped", "{report}");
+    assert_eq!(report["letters"][0]["reason"], "superseded", "{report}");
+
+    // A copy that got past the check (sent before `delivered`, arriving after) carries its
+    // origin; the consumer does not apply it either.
+    let partition = letter["originalPartition"].as_i64().unwrap() as i32;
+    let origin_offset = letter["originalOffset"].as_i64().unwrap();
+    let producer = KafkaProducer::new(&ProducerConfig::new(system.broker.bootstrap())).unwrap();
+    let copy = Codec::<StatusUpdate>::encode(
+        &AvroCodec::new().unwrap(),
+        &StatusUpdate::new(
+            &ordering_core::order::OrderId::parse("ORD-BACK").unwrap(),
+            &ordering_core::order::Status::parse("shipped").unwrap(),
+            "2026-01-30T12:00:00Z".into(),
+        ),
+    )
+    .unwrap();
+    let origin = |name: &str, value: String| Header {
+        name: name.into(),
+        value: Some(value.into_bytes()),
+    };
+    let sent = producer
+        .send(
+            &system.topics[1],
+            Some(b"ORD-BACK"),
+            &copy,
+            &[
+                origin(REDRIVE_ORIGIN_TOPIC_HEADER, system.topics[1].clone()),
+                origin(REDRIVE_ORIGIN_PARTITION_HEADER, partition.to_string()),
+                origin(REDRIVE_ORIGIN_OFFSET_HEADER, origin_offset.to_string()),
+            ],
+        )
+        .await
+        .unwrap();
+    eventually("the copy consumed and committed", || async {
+        let (bootstrap, group, topic) = (
+            system.broker.bootstrap(),
+            system.group.clone(),
+            system.topics[1].clone(),
+        );
+        let committed = tokio::task::spawn_blocking(move || {
+            committed_offset(&bootstrap, &group, &topic, sent.partition)
+        })
+        .await
+        .unwrap();
+        committed.is_some_and(|c| c > sent.offset).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status(system.order_details("ORD-BACK").await).as_deref(),
+        Some("delivered"),
+        "never backwards"
+    );
+
+    // A second create of the id (another order: cart-shell makes new items) is a duplicate:
+    // dead-lettered, the first order kept, its status too; redriving it changes nothing.
+    let before = system.order_details("ORD-BACK").await.json["data"]["items"].clone();
+    assert_eq!(system.create("ORD-BACK", 5).await.status, 201);
+    eventually("the duplicate's dead letter", || async {
+        let letters = system.dead_letters().await;
+        letters
+            .into_iter()
+            .find(|l| l["errorType"] == "DuplicateOrder")
+    })
+    .await;
+    let reply = redrive(&system, json!({"errorType": "DuplicateOrder"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json["redrive"]["skippedByReason"]["superseded"], 1,
+        "{}",
+        reply.text
+    );
+    let after = system.order_details("ORD-BACK").await;
+    assert_eq!(after.json["data"]["items"], before);
+    assert_eq!(after.json["data"]["status"], "delivered");
 }

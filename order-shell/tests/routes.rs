@@ -125,7 +125,7 @@ async fn order_queries_validate_and_read_the_store() {
     };
     shell
         .store
-        .create(&order, Position::new(0, 0))
+        .create(&order, Position::new("order-events", 0, 0))
         .await
         .unwrap();
     let reply = shell.get("/api/order-details?orderId=ORD-1").await;

@@ -5,6 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::handler::ErrorClass;
+use crate::record::Header;
+use crate::redrive::{LetterId, RedriveKey};
+use crate::storage::Position;
 
 /// Why a record ended in the dead-letter queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,7 +73,11 @@ pub struct DeadLetter {
     pub original_topic: String,
     pub original_partition: i32,
     pub original_offset: i64,
-    pub original_key: Option<String>,
+    /// The record's key exactly as received (a redrive sends it back byte for byte, so the
+    /// record lands on the same partition).
+    pub original_key: Option<Vec<u8>>,
+    /// The record's headers exactly as received.
+    pub original_headers: Vec<Header>,
     /// Milliseconds since the Unix epoch.
     pub original_timestamp: Option<i64>,
     /// The payload exactly as received, so it can be replayed byte for byte.
@@ -107,6 +114,15 @@ pub const REDRIVE_COUNT_HEADER: &str = "redrive-count";
 pub const REDRIVE_DLQ_TOPIC_HEADER: &str = "redrive-dlq-topic";
 pub const REDRIVE_DLQ_PARTITION_HEADER: &str = "redrive-dlq-partition";
 pub const REDRIVE_DLQ_OFFSET_HEADER: &str = "redrive-dlq-offset";
+/// Headers a redriven record carries: where the record it copies was first published
+/// ([`RecordMeta::origin`](crate::RecordMeta::origin)). A record redriven twice keeps the
+/// first record's position.
+pub const REDRIVE_ORIGIN_TOPIC_HEADER: &str = "redrive-origin-topic";
+pub const REDRIVE_ORIGIN_PARTITION_HEADER: &str = "redrive-origin-partition";
+pub const REDRIVE_ORIGIN_OFFSET_HEADER: &str = "redrive-origin-offset";
+
+/// The prefix of every header a redrive adds; a redrive replaces them all.
+const REDRIVE_HEADER_PREFIX: &str = "redrive-";
 
 /// The longest error message a reduced letter keeps, in bytes.
 const REDUCED_MESSAGE_MAX: usize = 1024;
@@ -124,10 +140,14 @@ impl DeadLetter {
         DeadLetter {
             original_value: value,
             original_message: None,
-            original_key: self
-                .original_key
-                .as_deref()
-                .map(|k| cut(k, REDUCED_MESSAGE_MAX)),
+            original_key: self.original_key.as_deref().map(|k| {
+                let mut k = k.to_vec();
+                k.truncate(REDUCED_MESSAGE_MAX);
+                k
+            }),
+            // Headers can be what made it too large; the origin they may carry goes with
+            // them, as a reduced letter is never sent back.
+            original_headers: Vec::new(),
             error_message: cut(&self.error_message, REDUCED_MESSAGE_MAX),
             error_type: cut(&self.error_type, REDUCED_MESSAGE_MAX),
             reduced_from: Some(size),
@@ -139,6 +159,88 @@ impl DeadLetter {
     pub fn is_replayable(&self) -> bool {
         self.reduced_from.is_none()
     }
+
+    /// The key as text (lossy for keys that are not UTF-8), for people and filters.
+    pub fn key_str(&self) -> Option<String> {
+        self.original_key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+    }
+
+    /// Where the failed record was first published: its own position, or for a redriven
+    /// record the position of the record it copies.
+    pub fn origin(&self) -> Position {
+        origin_from(&self.original_headers).unwrap_or_else(|| {
+            Position::new(
+                self.original_topic.as_str(),
+                self.original_partition,
+                self.original_offset,
+            )
+        })
+    }
+
+    /// What a redrive ledger keys this letter on: two letters of one delivery of a record
+    /// (written twice by a crash before the commit) share it, so the record is sent back once;
+    /// the letter of a redriven copy that failed again has a key of its own.
+    pub fn redrive_key(&self) -> RedriveKey {
+        RedriveKey {
+            origin: self.origin(),
+            redrive_count: self.redrive_count,
+        }
+    }
+
+    /// The headers of this letter's record sent back from `letter`: the original headers byte
+    /// for byte, without those of an earlier redrive, then the redrive count, the origin and
+    /// where the letter sits.
+    pub fn redrive_headers(&self, letter: &LetterId) -> Vec<Header> {
+        let origin = self.origin();
+        let mut headers: Vec<Header> = self
+            .original_headers
+            .iter()
+            .filter(|h| !h.name.starts_with(REDRIVE_HEADER_PREFIX))
+            .cloned()
+            .collect();
+        let added = [
+            (
+                REDRIVE_COUNT_HEADER,
+                self.redrive_count.saturating_add(1).to_string(),
+            ),
+            (REDRIVE_ORIGIN_TOPIC_HEADER, origin.topic.to_string()),
+            (
+                REDRIVE_ORIGIN_PARTITION_HEADER,
+                origin.partition.to_string(),
+            ),
+            (REDRIVE_ORIGIN_OFFSET_HEADER, origin.offset.to_string()),
+            (REDRIVE_DLQ_TOPIC_HEADER, letter.topic.clone()),
+            (REDRIVE_DLQ_PARTITION_HEADER, letter.partition.to_string()),
+            (REDRIVE_DLQ_OFFSET_HEADER, letter.offset.to_string()),
+        ];
+        headers.extend(added.into_iter().map(|(name, value)| Header {
+            name: name.to_owned(),
+            value: Some(value.into_bytes()),
+        }));
+        headers
+    }
+}
+
+/// The origin a redrive wrote into `headers`; `None` unless all three headers are there and
+/// readable.
+pub(crate) fn origin_from(headers: &[Header]) -> Option<Position> {
+    if headers.is_empty() {
+        return None; // the common case, at no cost
+    }
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    Some(Position::new(
+        text(REDRIVE_ORIGIN_TOPIC_HEADER)?,
+        text(REDRIVE_ORIGIN_PARTITION_HEADER)?.trim().parse().ok()?,
+        text(REDRIVE_ORIGIN_OFFSET_HEADER)?.trim().parse().ok()?,
+    ))
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -155,7 +257,7 @@ fn cut(text: &str, max: usize) -> String {
 
 /// How many times a record was redriven, from its headers: 0 when it never was (or the header
 /// is not a number).
-pub fn redrive_count(headers: &[crate::Header]) -> u32 {
+pub fn redrive_count(headers: &[Header]) -> u32 {
     headers
         .iter()
         .find(|h| h.name == REDRIVE_COUNT_HEADER)
@@ -174,7 +276,8 @@ mod tests {
             original_topic: "t".into(),
             original_partition: 0,
             original_offset: 7,
-            original_key: Some("ORD-1".into()),
+            original_key: Some(b"ORD-1".to_vec()),
+            original_headers: Vec::new(),
             original_timestamp: None,
             original_value: value,
             original_message: Some("{}".into()),
@@ -208,12 +311,48 @@ mod tests {
 
     #[test]
     fn the_redrive_count_comes_from_its_header() {
-        let header = |value: &str| crate::Header {
+        let header = |value: &str| Header {
             name: REDRIVE_COUNT_HEADER.into(),
             value: Some(value.as_bytes().to_vec()),
         };
         assert_eq!(redrive_count(&[]), 0);
         assert_eq!(redrive_count(&[header("2")]), 2);
         assert_eq!(redrive_count(&[header("lots")]), 0);
+    }
+
+    #[test]
+    fn a_redrive_keeps_the_headers_and_the_first_origin() {
+        let mut first = letter(vec![1], "m");
+        first.original_headers = vec![Header {
+            name: "traceparent".into(),
+            value: Some(vec![0xff, 0]),
+        }];
+        let at = |offset| LetterId {
+            topic: "dlq".into(),
+            partition: 2,
+            offset,
+        };
+        let headers = first.redrive_headers(&at(40));
+        assert_eq!(headers[0], first.original_headers[0]);
+        assert_eq!(origin_from(&headers), Some(Position::new("t", 0, 7)));
+        assert_eq!(redrive_count(&headers), 1);
+        // The copy failed again, at another offset: its letter keeps the first origin, and
+        // its own redrive replaces the earlier redrive headers instead of adding to them.
+        let second = DeadLetter {
+            original_offset: 99,
+            original_headers: headers,
+            redrive_count: 1,
+            ..first.clone()
+        };
+        assert_eq!(second.origin(), first.origin());
+        assert_ne!(second.redrive_key(), first.redrive_key());
+        let again = second.redrive_headers(&at(41));
+        assert_eq!(again.len(), headers_len(&first) + 7);
+        assert_eq!(origin_from(&again), Some(Position::new("t", 0, 7)));
+        assert_eq!(redrive_count(&again), 2);
+    }
+
+    fn headers_len(letter: &DeadLetter) -> usize {
+        letter.original_headers.len()
     }
 }

@@ -7,8 +7,9 @@
 //! - retrying: [`RetryPolicy`] decides ([`Decision`]); it is the only user of the `backoff`
 //!   crate;
 //! - dead letters: [`DeadLetter`], [`FailureClass`], the `REDRIVE_*` headers;
-//! - redrive: which letters to send back ([`LetterFilter`]) and the [`RedriveLedger`] that
-//!   remembers which were;
+//! - redrive: which letters to send back ([`LetterFilter`]), the [`RedriveLedger`] that
+//!   remembers which records were, and the application's [`RedriveGuard`] that says which
+//!   were superseded;
 //! - stores: what idempotent stores share ([`StoreError`], [`Position`], [`Written`]);
 //! - errors: each says whether trying again can help, and carries its [`Cause`];
 //! - transport: [`Record`], [`Source`], [`Sink`], what a transport implements;
@@ -36,7 +37,9 @@ mod time;
 pub use cause::Cause;
 pub use dead_letter::{
     DeadLetter, FailureClass, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER,
-    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, UnknownFailureClass, redrive_count,
+    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, REDRIVE_ORIGIN_OFFSET_HEADER,
+    REDRIVE_ORIGIN_PARTITION_HEADER, REDRIVE_ORIGIN_TOPIC_HEADER, UnknownFailureClass,
+    redrive_count,
 };
 pub use dispatcher::{
     DispatchError, Dispatcher, DispatcherConfig, LaneMode, REDUCED_LETTER_PAYLOAD, Stats,
@@ -45,7 +48,8 @@ pub use dispatcher::{
 pub use handler::{Classify, ErrorClass, Handler};
 pub use record::{DecodeError, DecodeErrorKind, Header, Record, RecordMeta, TopicPartition};
 pub use redrive::{
-    BadInstant, Claim, LetterFilter, LetterId, MemoryLedger, RedriveLedger, Redriven, parse_instant,
+    BadInstant, Claim, LetterFilter, LetterId, MemoryLedger, RedriveGuard, RedriveKey,
+    RedriveLedger, Redriven, parse_instant,
 };
 pub use retry::{Decision, PolicyError, RetryPolicy};
 pub use sink::{DeadLetterSink, Sink, SinkError};

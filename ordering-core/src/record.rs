@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::storage::Position;
+
 /// A partition of a topic. The topic name is shared, so cloning is cheap.
 #[derive(Debug, Clone, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -72,6 +74,22 @@ impl RecordMeta {
             timestamp: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Where the record was first published: for a redriven record (one sent back from a
+    /// dead-letter queue) the position of the record it copies, from its
+    /// [`REDRIVE_ORIGIN_TOPIC_HEADER`] headers; `None` for any other record.
+    ///
+    /// [`REDRIVE_ORIGIN_TOPIC_HEADER`]: crate::REDRIVE_ORIGIN_TOPIC_HEADER
+    pub fn origin(&self) -> Option<Position> {
+        crate::dead_letter::origin_from(&self.headers)
+    }
+
+    /// The position that orders this record against others of its key: its
+    /// [`origin`](Self::origin) when it was redriven, else where it sits.
+    pub fn position(&self) -> Position {
+        self.origin()
+            .unwrap_or_else(|| Position::new(self.tp.topic.clone(), self.tp.partition, self.offset))
     }
 
     /// The key as text (lossy for keys that are not UTF-8).

@@ -1,6 +1,8 @@
 //! Sending dead letters back, the transport-free half: which letters a redrive takes
-//! ([`LetterFilter`]) and the durable memory of which were sent back already
-//! ([`RedriveLedger`]), so that two runs never republish one letter twice.
+//! ([`LetterFilter`]), the durable memory of which records were sent back already
+//! ([`RedriveLedger`]), so that no record is republished twice however many letters it has,
+//! and the application's word on whether a record was superseded ([`RedriveGuard`]), so that a
+//! redrive never moves anything backwards.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,7 +12,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::dead_letter::{DeadLetter, FailureClass};
-use crate::storage::StoreError;
+use crate::storage::{Position, StoreError};
 
 /// Which dead letters an operation takes; every criterion is optional and all must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,7 +61,7 @@ impl LetterFilter {
             && self
                 .key
                 .as_ref()
-                .is_none_or(|key| letter.original_key.as_ref() == Some(key))
+                .is_none_or(|key| letter.original_key.as_deref() == Some(key.as_bytes()))
             // A letter whose time cannot be read is outside any time window.
             && self
                 .failed_from
@@ -84,7 +86,22 @@ impl fmt::Display for LetterId {
     }
 }
 
-/// What the ledger remembers of a letter sent back.
+/// What a redrive ledger keys on: the record a letter is about, by where it was first
+/// published ([`DeadLetter::origin`]), and how many times it had been redriven when it failed.
+/// Two letters of one delivery share it; a redriven copy that failed again has its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedriveKey {
+    pub origin: Position,
+    pub redrive_count: u32,
+}
+
+impl fmt::Display for RedriveKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (redriven {} times)", self.origin, self.redrive_count)
+    }
+}
+
+/// What the ledger remembers of a record sent back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Redriven {
     /// Times it was sent back.
@@ -96,40 +113,52 @@ pub struct Redriven {
 /// The answer to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Recorded: this run may send the letter back.
+    /// Recorded: this run may send the record back.
     Claimed,
     /// Sent back before, and the claim did not ask for `again`: leave it.
     Already(Redriven),
 }
 
-/// The durable memory of redrives. A letter is claimed before it is republished, and the claim
-/// is released if the republish fails; a claim is atomic, so of two runs racing for one letter
-/// only one republishes it. (A crash between a claim and its republish leaves the letter
-/// marked as sent: a run with `again` sends it.)
+/// The durable memory of redrives, keyed on the record ([`RedriveKey`]), not on the letter:
+/// a record dead-lettered twice is sent back once. A record is claimed before it is
+/// republished, and the claim is released only if the republish surely did not happen; a
+/// claim is atomic, so of two runs racing for one record only one republishes it. (A crash
+/// between a claim and its republish, or a republish whose outcome is unknown, leaves the
+/// record marked as sent: a run with `again` sends it.)
 #[async_trait]
 pub trait RedriveLedger: Send + Sync {
-    /// Claims each letter, in order: [`Claim::Claimed`] for one never sent back (or for any,
+    /// Claims each record, in order: [`Claim::Claimed`] for one never sent back (or for any,
     /// with `again`), else what the ledger knows of it. `at_ms` is now.
     async fn claim(
         &self,
-        letters: &[LetterId],
+        records: &[RedriveKey],
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Takes back one claim of each letter (its republish failed).
-    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError>;
+    /// Takes back one claim of each record (its republish surely failed).
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError>;
 
-    /// What the ledger knows of each letter, changing nothing (dry runs).
-    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError>;
+    /// What the ledger knows of each record, changing nothing (dry runs).
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError>;
+}
+
+/// The application's word on a letter before it is sent back: whether something newer was
+/// applied to what its record would change, so that applying it now would move that
+/// backwards. Such a letter is skipped as superseded. (The application's handler must guard
+/// the same way, by [`RecordMeta::position`](crate::RecordMeta::position), for a record
+/// superseded between this check and its arrival.)
+#[async_trait]
+pub trait RedriveGuard: Send + Sync {
+    async fn superseded(&self, letter: &DeadLetter) -> Result<bool, StoreError>;
 }
 
 /// A ledger in memory: gone with the process. For tests, and for `memory://` stores.
 #[derive(Debug, Default)]
-pub struct MemoryLedger(Mutex<HashMap<LetterId, Redriven>>);
+pub struct MemoryLedger(Mutex<HashMap<RedriveKey, Redriven>>);
 
 impl MemoryLedger {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<LetterId, Redriven>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<RedriveKey, Redriven>> {
         // A panic while it was held left a valid map behind.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -139,12 +168,12 @@ impl MemoryLedger {
 impl RedriveLedger for MemoryLedger {
     async fn claim(
         &self,
-        letters: &[LetterId],
+        records: &[RedriveKey],
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError> {
         let mut entries = self.entries();
-        Ok(letters
+        Ok(records
             .iter()
             .map(|id| match entries.get_mut(id) {
                 Some(known) if !again => Claim::Already(*known),
@@ -165,9 +194,9 @@ impl RedriveLedger for MemoryLedger {
             .collect())
     }
 
-    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
         let mut entries = self.entries();
-        for id in letters {
+        for id in records {
             if let Some(known) = entries.get_mut(id) {
                 known.times = known.times.saturating_sub(1);
                 if known.times == 0 {
@@ -178,9 +207,9 @@ impl RedriveLedger for MemoryLedger {
         Ok(())
     }
 
-    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
         let entries = self.entries();
-        Ok(letters.iter().map(|id| entries.get(id).copied()).collect())
+        Ok(records.iter().map(|id| entries.get(id).copied()).collect())
     }
 }
 
@@ -193,7 +222,8 @@ mod tests {
             original_topic: "t".into(),
             original_partition: 0,
             original_offset: 0,
-            original_key: Some(key.into()),
+            original_key: Some(key.as_bytes().to_vec()),
+            original_headers: Vec::new(),
             original_timestamp: None,
             original_value: vec![],
             original_message: None,
@@ -255,10 +285,9 @@ mod tests {
     #[tokio::test]
     async fn a_letter_is_claimed_once_unless_again() {
         let ledger = MemoryLedger::default();
-        let id = |offset| LetterId {
-            topic: "dlq".into(),
-            partition: 0,
-            offset,
+        let id = |offset| RedriveKey {
+            origin: Position::new("orders", 0, offset),
+            redrive_count: 0,
         };
         let claims = ledger.claim(&[id(1), id(2)], false, 10).await.unwrap();
         assert_eq!(claims, [Claim::Claimed, Claim::Claimed]);

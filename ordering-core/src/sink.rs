@@ -14,10 +14,14 @@ pub enum SinkError {
     /// The broker is unreachable or slow; the same message may go through later.
     #[error("sink unavailable: {0}")]
     Unavailable(#[source] Cause),
-    /// The message was refused and will be refused again (too large, cannot be encoded,
-    /// not authorised).
+    /// The message was refused and will be refused as long as nothing changes (it cannot be
+    /// encoded, the sink is not authorised, a broker policy refuses it). A person can fix the
+    /// cause, so a dead letter refused this way waits rather than being cut down.
     #[error("message rejected: {0}")]
     Rejected(#[source] Cause),
+    /// The message is larger than the sink takes: only a smaller message can go.
+    #[error("message too large: {0}")]
+    TooLarge(#[source] Cause),
 }
 
 impl SinkError {
@@ -29,6 +33,11 @@ impl SinkError {
         Self::Rejected(Cause::new(cause))
     }
 
+    pub fn too_large(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::TooLarge(Cause::new(cause))
+    }
+
+    /// The same message may go through later, unchanged.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }

@@ -3,6 +3,8 @@
 //! `order::OrderStore`; the redrive ledger is `RedriveLedger`.
 
 use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
 
 use crate::cause::Cause;
 use crate::handler::ErrorClass;
@@ -52,31 +54,52 @@ impl StoreError {
     }
 }
 
-/// Where a record sits in its topic: what makes a write idempotent.
+/// Where a record sits: its topic, partition and offset. What makes a write idempotent, and
+/// what a redrive ledger keys on.
 ///
-/// Positions are compared within one partition only: a record at or below the last applied
-/// offset of the same partition is a redelivery. A record from another partition (the topic
-/// was repartitioned) is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Positions are ordered within one partition of one topic only: a record at or below the
+/// last applied offset of the same partition is a redelivery (or, for a redriven record, its
+/// original position shows it was superseded). A record from another topic or partition
+/// cannot be ordered against it and is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Position {
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
 
 impl Position {
-    pub fn new(partition: i32, offset: i64) -> Self {
-        Self { partition, offset }
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
     }
 
-    /// `true` when `self` was already covered by `last`, the position last applied.
-    pub fn is_covered_by(self, last: Option<Position>) -> bool {
-        last.is_some_and(|last| last.partition == self.partition && self.offset <= last.offset)
+    /// `true` when `self` was already covered by `last`, the position last applied: same
+    /// topic, same partition, not above it.
+    pub fn is_covered_by(&self, last: Option<&Position>) -> bool {
+        last.is_some_and(|last| {
+            last.partition == self.partition
+                && self.offset <= last.offset
+                && last.topic == self.topic
+        })
     }
 }
 
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// A record's position for idempotence: where it was first published. For a redriven record
+/// that is the position of the record it copies ([`RecordMeta::origin`]), so that a redrive
+/// is ordered like the original.
 impl From<&RecordMeta> for Position {
     fn from(meta: &RecordMeta) -> Self {
-        Self::new(meta.tp.partition, meta.offset)
+        meta.position()
     }
 }
 

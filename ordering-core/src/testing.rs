@@ -202,8 +202,14 @@ impl<E: Send + Sync + 'static> Source for MemorySource<E> {
     }
 }
 
-/// Which messages a [`MemorySink`] refuses for good.
-type Refuse<M> = Arc<dyn Fn(&M) -> bool + Send + Sync>;
+/// Which messages a [`MemorySink`] refuses, and how.
+type Refuse<M> = (Arc<dyn Fn(&M) -> bool + Send + Sync>, Refusal);
+
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    TooLarge,
+    Rejected,
+}
 
 /// A sink that keeps what it is given, and can be told to fail.
 pub struct MemorySink<M> {
@@ -254,10 +260,21 @@ impl<M: Clone> MemorySink<M> {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
-    /// Messages for which `refuse` is true get [`SinkError::Rejected`], as a broker refuses a
+    /// Messages for which `refuse` is true get [`SinkError::TooLarge`], as a broker refuses a
     /// message that is too large.
     pub fn refuse_when(&self, refuse: impl Fn(&M) -> bool + Send + Sync + 'static) {
-        *lock(&self.refuse) = Some(Arc::new(refuse));
+        *lock(&self.refuse) = Some((Arc::new(refuse), Refusal::TooLarge));
+    }
+
+    /// Messages for which `reject` is true get [`SinkError::Rejected`], as a broker refuses a
+    /// message its policy or an authorisation rules out.
+    pub fn reject_when(&self, reject: impl Fn(&M) -> bool + Send + Sync + 'static) {
+        *lock(&self.refuse) = Some((Arc::new(reject), Refusal::Rejected));
+    }
+
+    /// Refuses nothing any more (the operator fixed the policy).
+    pub fn accept_all(&self) {
+        *lock(&self.refuse) = None;
     }
 
     /// What was published, in order.
@@ -287,8 +304,14 @@ impl<M: Clone + Send + Sync> Sink<M> for MemorySink<M> {
             return Err(SinkError::unavailable("memory sink set to fail"));
         }
         let refuse = lock(&self.refuse).clone();
-        if refuse.is_some_and(|refuse| refuse(message)) {
-            return Err(SinkError::rejected("memory sink refuses this message"));
+        match refuse {
+            Some((refuse, Refusal::TooLarge)) if refuse(message) => {
+                return Err(SinkError::too_large("memory sink: message too large"));
+            }
+            Some((refuse, Refusal::Rejected)) if refuse(message) => {
+                return Err(SinkError::rejected("memory sink refuses this message"));
+            }
+            _ => {}
         }
         lock(&self.messages).push(message.clone());
         Ok(())

@@ -90,7 +90,7 @@ async fn retries_after_1_2_4_seconds_then_writes_one_dead_letter() {
     assert_eq!(letter.original_topic, "events");
     assert_eq!(letter.original_partition, 0);
     assert_eq!(letter.original_offset, 7);
-    assert_eq!(letter.original_key.as_deref(), Some("ORD-1"));
+    assert_eq!(letter.original_key.as_deref(), Some(&b"ORD-1"[..]));
     assert_eq!(letter.original_timestamp, Some(1_700_000_000_007));
     assert_eq!(letter.original_value, b"payload-1");
     let message: serde_json::Value =
@@ -234,6 +234,72 @@ async fn a_dead_letter_the_sink_refuses_is_written_reduced_and_its_lane_goes_on(
     let snapshot = stats.snapshot();
     assert_eq!(snapshot.dead_letters_reduced, 1);
     assert_eq!(snapshot.dead_letters_failing_for_ms, None);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_refused_for_another_reason_than_its_size_waits_whole() {
+    let Live {
+        sink,
+        feed,
+        running,
+        stats,
+        ..
+    } = Live::start(DispatcherConfig::default());
+    // As a broker whose ACL or policy refuses the DLQ: a person fixes it, the letter waits.
+    sink.reject_when(|_: &DeadLetter| true);
+    let mut keyed = poison(0, 0, &[0xC3; 100]);
+    keyed.meta.key = Some(vec![0xff, 0x00, 0x01]);
+    keyed.meta.headers = vec![ordering_core::Header {
+        name: "traceparent".into(),
+        value: Some(vec![0xfe]),
+    }];
+    feed.send(keyed);
+    sleep(secs(30)).await;
+    assert!(sink.is_empty());
+    assert!(sink.attempts() > 2, "tried again and again");
+    assert_eq!(feed.acked(&tp(0)), None, "not committed meanwhile");
+    assert_eq!(stats.snapshot().dead_letters_reduced, 0);
+
+    sink.accept_all();
+    sleep(secs(30)).await;
+    let letters = sink.messages();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].is_replayable(), "written whole, not reduced");
+    assert_eq!(letters[0].original_value, vec![0xC3; 100]);
+    assert_eq!(
+        letters[0].original_key.as_deref(),
+        Some(&[0xff, 0x00, 0x01][..]),
+        "the key kept as bytes"
+    );
+    assert_eq!(letters[0].original_headers.len(), 1, "the headers kept");
+    assert_eq!(feed.acked(&tp(0)), Some(1));
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_whose_offsets_go_backwards_starts_over_and_skips_nothing() {
+    let Live {
+        script,
+        feed,
+        running,
+        ..
+    } = Live::start(DispatcherConfig::default());
+    for offset in 10..13 {
+        feed.send(record(0, offset, "k", Ev::ok(offset as u32)));
+    }
+    sleep(secs(1)).await;
+    assert_eq!(feed.acked(&tp(0)), Some(13));
+    // The log was truncated and rewritten from offset 11 (an unclean leader election).
+    feed.send(record(0, 11, "k", Ev::ok(111)));
+    feed.send(record(0, 12, "k", Ev::ok(112)));
+    sleep(secs(1)).await;
+    assert_eq!(script.called(), vec![10, 11, 12, 111, 112]);
+    assert_eq!(
+        feed.acked(&tp(0)),
+        Some(13),
+        "committed over the new records only"
+    );
     running.stop().await;
 }
 

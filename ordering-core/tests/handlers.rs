@@ -7,11 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mockall::{mock, predicate::eq};
 use ordering_core::order::{
-    Order, OrderCreatedHandler, OrderError, OrderEvent, OrderEventHandler, OrderId, OrderItem,
-    OrderStore, Status, StatusUpdate, StatusUpdateHandler, StatusWrite,
+    CreateWrite, MemoryStore, Order, OrderCreatedHandler, OrderError, OrderEvent,
+    OrderEventHandler, OrderId, OrderItem, OrderPositions, OrderRedriveGuard, OrderStore, Status,
+    StatusUpdate, StatusUpdateHandler, StatusWrite,
 };
 use ordering_core::{
-    Classify, ErrorClass, Handler, Position, RecordMeta, StoreError, TopicPartition, Written,
+    Classify, DeadLetter, ErrorClass, FailureClass, Handler, Header, LetterId, Position,
+    RecordMeta, RedriveGuard, StoreError, TopicPartition, Written,
 };
 
 mock! {
@@ -19,8 +21,9 @@ mock! {
     #[async_trait]
     impl OrderStore for Store {
         async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
-        async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError>;
+        async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError>;
         async fn update_status(&self, id: &OrderId, status: &Status, reason: Option<String>, at: Position) -> Result<StatusWrite, StoreError>;
+        async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError>;
         async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
         async fn count(&self) -> Result<u64, StoreError>;
         async fn ping(&self) -> Result<(), StoreError>;
@@ -75,7 +78,7 @@ async fn a_status_update_of_an_existing_order_is_applied() {
             eq(id("ORD-1")),
             eq(status("shipped")),
             eq(None),
-            eq(Position::new(2, 17)),
+            eq(Position::new("order-status-updates", 2, 17)),
         )
         .times(1)
         .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::Applied)));
@@ -169,9 +172,11 @@ async fn a_created_order_is_stored() {
     let mut store = MockStore::new();
     store
         .expect_create()
-        .withf(|order_, at| *order_ == order("ORD-9") && *at == Position::new(2, 17))
+        .withf(|order_, at| {
+            *order_ == order("ORD-9") && *at == Position::new("order-status-updates", 2, 17)
+        })
         .times(1)
-        .returning(|_, _| Ok(Written::Applied));
+        .returning(|_, _| Ok(CreateWrite::Written(Written::Applied)));
     let handler = OrderCreatedHandler::new(Arc::new(store));
     handler.handle(&order("ORD-9"), &meta()).await.unwrap();
 }
@@ -193,7 +198,7 @@ async fn the_event_handler_routes_each_event_to_its_handler() {
     store
         .expect_create()
         .times(1)
-        .returning(|_, _| Ok(Written::Applied));
+        .returning(|_, _| Ok(CreateWrite::Written(Written::Applied)));
     store
         .expect_update_status()
         .times(1)
@@ -210,4 +215,117 @@ async fn the_event_handler_routes_each_event_to_its_handler() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_different_order_under_an_existing_id_is_a_permanent_duplicate() {
+    let mut store = MockStore::new();
+    store
+        .expect_create()
+        .times(1)
+        .returning(|_, _| Ok(CreateWrite::Duplicate));
+    let handler = OrderCreatedHandler::new(Arc::new(store));
+    let error = handler.handle(&order("ORD-9"), &meta()).await.unwrap_err();
+    assert!(matches!(error, OrderError::DuplicateOrder(_)), "{error}");
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert_eq!(error.kind(), "DuplicateOrder");
+}
+
+/// The headers a redrive adds to a copy of the record at `origin_offset` of partition 2.
+fn redriven_meta(origin_offset: i64, offset: i64) -> RecordMeta {
+    let letter = letter("order-status-updates", origin_offset);
+    let mut meta = RecordMeta::new(TopicPartition::new("order-status-updates", 2), offset);
+    meta.headers = letter.redrive_headers(&LetterId {
+        topic: "dlq".into(),
+        partition: 0,
+        offset: 3,
+    });
+    meta
+}
+
+fn letter(topic: &str, offset: i64) -> DeadLetter {
+    DeadLetter {
+        original_topic: topic.into(),
+        original_partition: 2,
+        original_offset: offset,
+        original_key: Some(b"ORD-1".to_vec()),
+        original_headers: vec![Header {
+            name: "x-app".into(),
+            value: Some(vec![1, 2]),
+        }],
+        original_timestamp: None,
+        original_value: vec![],
+        original_message: None,
+        error_type: "OrderNotFound".into(),
+        error_class: FailureClass::Retryable,
+        error_message: String::new(),
+        retry_count: 3,
+        failed_attempts: 4,
+        first_failure_timestamp: "2026-01-30T12:00:00.000Z".into(),
+        last_failure_timestamp: "2026-01-30T12:00:00.000Z".into(),
+        consumer_group: "g".into(),
+        redrive_count: 0,
+        reduced_from: None,
+    }
+}
+
+#[tokio::test]
+async fn a_redriven_update_is_ordered_by_its_origin_and_never_moves_a_status_back() {
+    let store = Arc::new(MemoryStore::new());
+    let handler = OrderEventHandler::new(store.clone());
+    let guard = OrderRedriveGuard::new(store.clone(), "order-events", "order-status-updates");
+    let created = RecordMeta::new(TopicPartition::new("order-events", 2), 0);
+    handler
+        .handle(&OrderEvent::Created(order("ORD-1")), &created)
+        .await
+        .unwrap();
+    // `shipped` at 5 had failed (the order was unknown then); `delivered` at 9 was applied.
+    let at = |offset| RecordMeta::new(TopicPartition::new("order-status-updates", 2), offset);
+    handler
+        .handle(
+            &OrderEvent::StatusUpdated(update("ORD-1", "delivered")),
+            &at(9),
+        )
+        .await
+        .unwrap();
+    assert!(
+        guard
+            .superseded(&letter("order-status-updates", 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !guard
+            .superseded(&letter("order-status-updates", 12))
+            .await
+            .unwrap()
+    );
+    // The redriven copy sits at 40, above 9, but carries its origin, 5: not applied.
+    let copy = redriven_meta(5, 40);
+    assert_eq!(copy.position(), Position::new("order-status-updates", 2, 5));
+    handler
+        .handle(
+            &OrderEvent::StatusUpdated(update("ORD-1", "shipped")),
+            &copy,
+        )
+        .await
+        .unwrap();
+    let stored = store.get(&id("ORD-1")).await.unwrap().unwrap();
+    assert_eq!(stored.status, status("delivered"));
+    // A create's letter is superseded as soon as the order exists; a redriven create of it
+    // changes nothing, and a different order under its id is a duplicate.
+    assert!(guard.superseded(&letter("order-events", 0)).await.unwrap());
+    let mut other = order("ORD-1");
+    other.customer_id = "CUST-7".into();
+    let error = handler
+        .handle(&OrderEvent::Created(other), &redriven_meta(7, 41))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "DuplicateOrder");
+    assert_eq!(
+        store.get(&id("ORD-1")).await.unwrap().unwrap().status,
+        status("delivered")
+    );
+    // Topics the guard does not know are never superseded.
+    assert!(!guard.superseded(&letter("elsewhere", 0)).await.unwrap());
 }

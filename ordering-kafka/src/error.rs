@@ -62,32 +62,87 @@ pub(crate) fn is_retryable(error: &RdError) -> bool {
     };
     match code {
         None => !matches!(error, RdError::Nul(_) | RdError::ClientCreation(_)),
-        Some(code) => !matches!(
-            code,
-            Code::MessageSizeTooLarge
-                | Code::InvalidMessage
-                | Code::InvalidMessageSize
-                | Code::InvalidRecord
-                | Code::InvalidRequiredAcks
-                | Code::InvalidConfig
-                | Code::UnsupportedVersion
-                | Code::UnsupportedForMessageFormat
-                | Code::UnsupportedCompressionType
-                | Code::TopicAuthorizationFailed
-                | Code::GroupAuthorizationFailed
-                | Code::ClusterAuthorizationFailed
-                | Code::TransactionalIdAuthorizationFailed
-                | Code::SaslAuthenticationFailed
-                | Code::InvalidArgument
-                | Code::InvalidTopic
-                | Code::InvalidPartitions
-                | Code::InvalidReplicationFactor
-                | Code::InvalidReplicaAssignment
-                | Code::PolicyViolation
-                | Code::Fatal
-                | Code::Fenced
-                | Code::InvalidProducerEpoch
-        ),
+        Some(code) => is_retryable_code(code),
+    }
+}
+
+fn is_retryable_code(code: Code) -> bool {
+    !matches!(
+        code,
+        Code::MessageSizeTooLarge
+            | Code::InvalidMessage
+            | Code::InvalidMessageSize
+            | Code::InvalidRecord
+            | Code::InvalidRequiredAcks
+            | Code::InvalidConfig
+            | Code::UnsupportedVersion
+            | Code::UnsupportedForMessageFormat
+            | Code::UnsupportedCompressionType
+            | Code::TopicAuthorizationFailed
+            | Code::GroupAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::TransactionalIdAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::InvalidArgument
+            | Code::InvalidTopic
+            | Code::InvalidPartitions
+            | Code::InvalidReplicationFactor
+            | Code::InvalidReplicaAssignment
+            | Code::PolicyViolation
+            | Code::Fatal
+            | Code::Fenced
+            | Code::InvalidProducerEpoch
+    )
+}
+
+impl KafkaError {
+    /// The broker refused the message for its size: only a smaller one can go.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge)
+        )
+    }
+
+    /// Whether a failed publish surely did not reach the broker. A publish that timed out, or
+    /// whose connection broke after it was sent, may have been written all the same: its
+    /// outcome is unknown, and sending it again could write it twice.
+    pub fn surely_not_written(&self) -> bool {
+        match self {
+            Self::Config(_) | Self::Encode(_) => true,
+            Self::Timeout { .. } => false,
+            // Refusals the broker (or librdkafka, before sending) answers for the record as
+            // a whole; librdkafka retries anything else until its delivery timeout, which
+            // leaves the outcome unknown.
+            Self::Client { .. } => self.code().is_some_and(|code| {
+                matches!(
+                    code,
+                    Code::QueueFull
+                        | Code::MessageSizeTooLarge
+                        | Code::InvalidMessageSize
+                        | Code::MessageBatchTooLarge
+                        | Code::InvalidMessage
+                        | Code::InvalidRecord
+                        | Code::UnknownTopic
+                        | Code::UnknownTopicOrPartition
+                        | Code::UnknownPartition
+                        | Code::InvalidTopic
+                        | Code::TopicAuthorizationFailed
+                        | Code::ClusterAuthorizationFailed
+                        | Code::PolicyViolation
+                )
+            }),
+        }
+    }
+
+    fn code(&self) -> Option<Code> {
+        match self {
+            Self::Client { source, .. } => match source {
+                RdError::AdminOp(code) => Some(*code),
+                other => other.rdkafka_error_code(),
+            },
+            _ => None,
+        }
     }
 }
 
@@ -95,6 +150,8 @@ impl From<KafkaError> for SinkError {
     fn from(error: KafkaError) -> Self {
         if error.is_retryable() {
             SinkError::unavailable(error)
+        } else if error.is_too_large() {
+            SinkError::too_large(error)
         } else {
             SinkError::rejected(error)
         }
@@ -139,5 +196,36 @@ mod tests {
         };
         assert!(SinkError::from(timeout).is_retryable());
         assert!(!SinkError::from(KafkaError::Encode("bad".into())).is_retryable());
+        let client = |code| KafkaError::Client {
+            operation: "publish",
+            source: RdError::MessageProduction(code),
+        };
+        // Only a size refusal lets a dead letter be cut down; an ACL or policy waits.
+        assert!(matches!(
+            SinkError::from(client(Code::MessageSizeTooLarge)),
+            SinkError::TooLarge(_)
+        ));
+        assert!(matches!(
+            SinkError::from(client(Code::TopicAuthorizationFailed)),
+            SinkError::Rejected(_)
+        ));
+        assert!(matches!(
+            SinkError::from(client(Code::PolicyViolation)),
+            SinkError::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn a_timed_out_publish_may_have_been_written() {
+        let client = |code| KafkaError::Client {
+            operation: "publish",
+            source: RdError::MessageProduction(code),
+        };
+        assert!(!client(Code::MessageTimedOut).surely_not_written());
+        assert!(!client(Code::RequestTimedOut).surely_not_written());
+        assert!(!client(Code::AllBrokersDown).surely_not_written());
+        assert!(client(Code::QueueFull).surely_not_written());
+        assert!(client(Code::MessageSizeTooLarge).surely_not_written());
+        assert!(client(Code::TopicAuthorizationFailed).surely_not_written());
     }
 }

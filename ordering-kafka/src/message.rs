@@ -32,11 +32,11 @@ impl Message for OrderEvent {
     }
 }
 
-/// A dead letter keeps the failed record's key (so it lands with its order's other letters),
-/// and says where it came from and why in headers.
+/// A dead letter keeps the failed record's key, byte for byte (so it lands with its key's
+/// other letters), and says where it came from and why in headers.
 impl Message for DeadLetter {
     fn key(&self) -> Option<&[u8]> {
-        self.original_key.as_deref().map(str::as_bytes)
+        self.original_key.as_deref()
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {

@@ -2,11 +2,20 @@
 //!
 //! A run reads the DLQ page by page up to where it ended when the run began (letters that fail
 //! again during the run are left for a later one), keeps the letters its [`LetterFilter`]
-//! accepts, and republishes each one's `originalValue` byte for byte with its original key to
-//! its `originalTopic`, adding headers with the redrive count and the letter's DLQ position.
-//! A letter is claimed in the [`RedriveLedger`] first, so two runs never send it twice (unless
-//! asked `again`), and a record redriven `max_redrives` times is not sent again (unless
-//! forced): no endless loops.
+//! accepts, and republishes each one's `originalValue` byte for byte, with its original key
+//! and headers byte for byte, to its `originalTopic`, adding headers with the redrive count,
+//! the record's origin (where it was first published) and the letter's DLQ position.
+//!
+//! What it promises:
+//! - **Never backwards.** A letter the application's [`RedriveGuard`] finds superseded
+//!   (something newer was applied meanwhile) is skipped; the consumer guards the same way by
+//!   the origin the copy carries.
+//! - **Once per record.** The [`RedriveLedger`] is keyed on the record, not the letter: a
+//!   record dead-lettered twice is sent back once, and two runs never send it twice (unless
+//!   asked `again`).
+//! - **Nothing blind.** A republish whose outcome is unknown (it timed out, and may have been
+//!   written) keeps its claim and is reported `unknown`; `again` sends it.
+//! - **No loops.** A record redriven `max_redrives` times is not sent again (unless forced).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -15,10 +24,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ordering_core::{
-    Claim, DeadLetter, LetterFilter, LetterId, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER,
-    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, Record, RedriveLedger,
+    Claim, DeadLetter, LetterFilter, LetterId, Record, RedriveGuard, RedriveKey, RedriveLedger,
 };
 use serde::Serialize;
+use std::collections::HashSet;
 use tokio::time::Instant;
 
 use crate::codec::AvroCodec;
@@ -77,6 +86,11 @@ pub enum Skip {
     Reduced,
     /// Its `originalTopic` is not one this redriver may publish to.
     ForeignTopic,
+    /// Something newer was applied to what its record changes: sending it back would move
+    /// that backwards.
+    Superseded,
+    /// Another letter of the same record (dead-lettered twice) comes first in this run.
+    SameRecord,
 }
 
 /// What became of one matched letter.
@@ -88,7 +102,11 @@ pub enum Outcome {
     /// A dry run's answer: it would have been republished.
     WouldRepublish,
     Skipped(Skip),
+    /// Surely not written; its claim was taken back, so a later run sends it.
     Failed(String),
+    /// The republish failed in a way that may have written it all the same (it timed out):
+    /// the claim stays, so no run sends it blindly; `again` sends it.
+    Unknown(String),
 }
 
 /// One matched letter and its outcome.
@@ -114,6 +132,8 @@ pub struct Skips {
     pub max_redrives: u64,
     pub reduced: u64,
     pub foreign_topic: u64,
+    pub superseded: u64,
+    pub same_record: u64,
 }
 
 impl Skips {
@@ -123,12 +143,19 @@ impl Skips {
             Skip::MaxRedrives => &mut self.max_redrives,
             Skip::Reduced => &mut self.reduced,
             Skip::ForeignTopic => &mut self.foreign_topic,
+            Skip::Superseded => &mut self.superseded,
+            Skip::SameRecord => &mut self.same_record,
         };
         *n += 1;
     }
 
     pub fn total(&self) -> u64 {
-        self.already_redriven + self.max_redrives + self.reduced + self.foreign_topic
+        self.already_redriven
+            + self.max_redrives
+            + self.reduced
+            + self.foreign_topic
+            + self.superseded
+            + self.same_record
     }
 }
 
@@ -146,8 +173,11 @@ pub struct RedriveReport {
     pub would_republish: u64,
     pub skipped: u64,
     pub skipped_by_reason: Skips,
-    /// Republishes that failed; their claims were taken back, so a later run sends them.
+    /// Republishes that surely failed; their claims were taken back, so a later run sends
+    /// them.
     pub failed: u64,
+    /// Republishes whose outcome is unknown; their claims stay (`again` sends them).
+    pub unknown: u64,
     /// Why the run stopped before its end, if it did (the broker or the ledger failed).
     pub stopped: Option<String>,
     /// The first matched letters, one by one.
@@ -164,6 +194,7 @@ impl RedriveReport {
                 self.skipped_by_reason.count(*skip);
             }
             Outcome::Failed(_) => self.failed += 1,
+            Outcome::Unknown(_) => self.unknown += 1,
         }
         if self.letters.len() < LISTED {
             self.letters.push(letter);
@@ -192,6 +223,7 @@ pub struct Redriver {
     topics: Vec<String>,
     max_redrives: u32,
     ledger: Arc<dyn RedriveLedger>,
+    guard: Option<Arc<dyn RedriveGuard>>,
     codec: AvroCodec,
 }
 
@@ -223,8 +255,15 @@ impl Redriver {
             topics,
             max_redrives,
             ledger,
+            guard: None,
             codec: AvroCodec::new()?,
         })
+    }
+
+    /// Asks `guard` before sending a letter back, and skips those it finds superseded.
+    pub fn with_guard(mut self, guard: Arc<dyn RedriveGuard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Reads the DLQ with `codec` (one that knows more schema versions, say) instead of the
@@ -247,6 +286,7 @@ impl Redriver {
             ..RedriveReport::default()
         };
         let mut pace = Pace::new(request.rate_per_second);
+        let mut seen = HashSet::new();
         let mut from = Cursor::default();
         while (report.matched as usize) < request.max_messages && !from.reached(&end) {
             let unreadable = Arc::new(AtomicU64::new(0));
@@ -301,7 +341,13 @@ impl Redriver {
                 Some((id, letter))
             });
             if let Err(stop) = self
-                .send_page(request, letters.collect(), &mut pace, &mut report)
+                .send_page(
+                    request,
+                    letters.collect(),
+                    &mut seen,
+                    &mut pace,
+                    &mut report,
+                )
                 .await
             {
                 report.stopped = Some(stop);
@@ -315,15 +361,17 @@ impl Redriver {
         Ok(report)
     }
 
-    /// Decides, claims and republishes one page's matched letters. `Err` stops the run.
+    /// Decides, claims and republishes one page's matched letters. `seen` holds the records
+    /// this run took already. `Err` stops the run.
     async fn send_page(
         &self,
         request: &Redrive,
         letters: Vec<(LetterId, DeadLetter)>,
+        seen: &mut HashSet<RedriveKey>,
         pace: &mut Pace,
         report: &mut RedriveReport,
     ) -> Result<(), String> {
-        // What the letter itself rules out, whatever the ledger says.
+        // What the letter itself and the application rule out, whatever the ledger says.
         let mut candidates = Vec::new();
         for (id, letter) in letters {
             let skip = if !letter.is_replayable() {
@@ -332,6 +380,10 @@ impl Redriver {
                 Some(Skip::ForeignTopic)
             } else if letter.redrive_count >= self.max_redrives && !request.force {
                 Some(Skip::MaxRedrives)
+            } else if !seen.insert(letter.redrive_key()) {
+                Some(Skip::SameRecord)
+            } else if self.superseded(&letter).await? {
+                Some(Skip::Superseded)
             } else {
                 None
             };
@@ -344,8 +396,8 @@ impl Redriver {
             return Ok(());
         }
         if request.dry_run {
-            let ids: Vec<LetterId> = candidates.iter().map(|(id, _)| id.clone()).collect();
-            let known = self.ledger.lookup(&ids).await.map_err(ledger_failed)?;
+            let keys: Vec<RedriveKey> = candidates.iter().map(|(_, l)| l.redrive_key()).collect();
+            let known = self.ledger.lookup(&keys).await.map_err(ledger_failed)?;
             for ((id, letter), known) in candidates.iter().zip(known) {
                 let outcome = match known {
                     Some(_) if !request.again => Outcome::Skipped(Skip::AlreadyRedriven),
@@ -357,7 +409,7 @@ impl Redriver {
         }
 
         // Claimed a few at a time, just before they are sent: if the run is cut short (the
-        // process stops), few letters are left claimed but unsent (`again` sends those).
+        // process stops), few records are left claimed but unsent (`again` sends those).
         let mut candidates = candidates.into_iter().peekable();
         while candidates.peek().is_some() {
             let chunk = candidates.by_ref().take(IN_FLIGHT).collect();
@@ -366,7 +418,18 @@ impl Redriver {
         Ok(())
     }
 
-    /// Claims `letters` and republishes those claimed, in DLQ order. `Err` stops the run.
+    async fn superseded(&self, letter: &DeadLetter) -> Result<bool, String> {
+        match &self.guard {
+            None => Ok(false),
+            Some(guard) => guard
+                .superseded(letter)
+                .await
+                .map_err(|e| format!("checking whether a letter was superseded failed: {e}")),
+        }
+    }
+
+    /// Claims the records of `letters` and republishes those claimed, in DLQ order. `Err`
+    /// stops the run.
     async fn claim_and_send(
         &self,
         request: &Redrive,
@@ -374,10 +437,10 @@ impl Redriver {
         pace: &mut Pace,
         report: &mut RedriveReport,
     ) -> Result<(), String> {
-        let ids: Vec<LetterId> = letters.iter().map(|(id, _)| id.clone()).collect();
+        let keys: Vec<RedriveKey> = letters.iter().map(|(_, l)| l.redrive_key()).collect();
         let claims = self
             .ledger
-            .claim(&ids, request.again, now_ms())
+            .claim(&keys, request.again, now_ms())
             .await
             .map_err(ledger_failed)?;
         let mut claimed = Vec::new();
@@ -418,8 +481,13 @@ impl Redriver {
                 Err(e) => {
                     let message = e.to_string();
                     error.get_or_insert_with(|| message.clone());
-                    unsent.push(id.clone());
-                    Outcome::Failed(message)
+                    if e.surely_not_written() {
+                        unsent.push(letter.redrive_key());
+                        Outcome::Failed(message)
+                    } else {
+                        tracing::warn!(letter = %id, error = %message, "republish outcome unknown; the record stays claimed (redrive with again to send it)");
+                        Outcome::Unknown(message)
+                    }
                 }
             };
             self.record(report, &id, &letter, outcome);
@@ -427,7 +495,9 @@ impl Redriver {
         if let Some(error) = error {
             // Taken back, so a later run sends them; a failed release leaves them marked as
             // sent, which `again` overrides.
-            if let Err(e) = self.ledger.release(&unsent).await {
+            if !unsent.is_empty()
+                && let Err(e) = self.ledger.release(&unsent).await
+            {
                 tracing::error!(error = %e, letters = unsent.len(), "releasing claims of unsent letters failed; redrive them with again");
             }
             return Err(format!("republishing failed: {error}"));
@@ -436,24 +506,15 @@ impl Redriver {
     }
 
     async fn republish(&self, id: &LetterId, letter: &DeadLetter) -> Result<(), KafkaError> {
-        let headers = [
-            (
-                REDRIVE_COUNT_HEADER,
-                letter.redrive_count.saturating_add(1).to_string(),
-            ),
-            (REDRIVE_DLQ_TOPIC_HEADER, id.topic.clone()),
-            (REDRIVE_DLQ_PARTITION_HEADER, id.partition.to_string()),
-            (REDRIVE_DLQ_OFFSET_HEADER, id.offset.to_string()),
-        ];
         self.producer
             .send(
                 &letter.original_topic,
-                letter.original_key.as_deref().map(str::as_bytes),
+                letter.original_key.as_deref(),
                 &letter.original_value,
-                &headers,
+                &letter.redrive_headers(id),
             )
             .await?;
-        tracing::info!(letter = %id, topic = %letter.original_topic, key = letter.original_key.as_deref().unwrap_or(""), "dead letter redriven");
+        tracing::info!(letter = %id, topic = %letter.original_topic, origin = %letter.origin(), "dead letter redriven");
         Ok(())
     }
 
@@ -468,13 +529,14 @@ impl Redriver {
             Outcome::Republished => crate::metrics::redriven("republished"),
             Outcome::Skipped(_) => crate::metrics::redriven("skipped"),
             Outcome::Failed(_) => crate::metrics::redriven("failed"),
+            Outcome::Unknown(_) => crate::metrics::redriven("unknown"),
             Outcome::WouldRepublish => {} // a dry run changes nothing, metrics included
         }
         report.record(LetterOutcome {
             dlq_partition: id.partition,
             dlq_offset: id.offset,
             original_topic: letter.original_topic.clone(),
-            original_key: letter.original_key.clone(),
+            original_key: letter.key_str(),
             error_type: letter.error_type.clone(),
             redrive_count: letter.redrive_count.saturating_add(1),
             outcome,

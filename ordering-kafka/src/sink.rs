@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordering_core::{Sink, SinkError};
+use ordering_core::{Header as RecordHeader, Sink, SinkError};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -97,7 +97,7 @@ impl KafkaProducer {
         topic: &str,
         key: Option<&[u8]>,
         payload: &[u8],
-        headers: &[(&str, String)],
+        headers: &[RecordHeader],
     ) -> Result<Delivered, KafkaError> {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
         if let Some(key) = key {
@@ -105,10 +105,10 @@ impl KafkaProducer {
         }
         if !headers.is_empty() {
             let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for (name, value) in headers {
+            for header in headers {
                 owned = owned.insert(Header {
-                    key: name,
-                    value: Some(value.as_bytes()),
+                    key: &header.name,
+                    value: header.value.as_deref(),
                 });
             }
             record = record.headers(owned);
@@ -223,8 +223,16 @@ impl<M, C> KafkaSink<M, C> {
 impl<M: Message, C: Codec<M>> Sink<M> for KafkaSink<M, C> {
     async fn publish(&self, message: &M) -> Result<(), SinkError> {
         let payload = self.codec.encode(message)?;
+        let headers: Vec<RecordHeader> = message
+            .headers()
+            .into_iter()
+            .map(|(name, value)| RecordHeader {
+                name: name.to_owned(),
+                value: Some(value.into_bytes()),
+            })
+            .collect();
         self.producer
-            .send(&self.topic, message.key(), &payload, &message.headers())
+            .send(&self.topic, message.key(), &payload, &headers)
             .await?;
         Ok(())
     }

@@ -266,7 +266,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
     assert_eq!(letter.original_topic, updates);
     assert_eq!(letter.original_partition, 0);
     assert_eq!(letter.original_offset, 0);
-    assert_eq!(letter.original_key.as_deref(), Some("DOES-NOT-EXIST"));
+    assert_eq!(letter.key_str().as_deref(), Some("DOES-NOT-EXIST"));
     assert_eq!(letter.original_value, raw, "the payload byte for byte");
     assert_eq!(letter.error_message, "Order DOES-NOT-EXIST not found");
     assert_eq!(letter.error_class, FailureClass::Retryable);

@@ -1,6 +1,8 @@
 //! `Redriver` against a real broker: what goes back (byte for byte, with its key and the
 //! redrive headers), what is skipped and why, and that a letter goes back once.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ fn letter(topic: &str, key: &str, value: &[u8]) -> DeadLetter {
         original_topic: topic.into(),
         original_partition: 0,
         original_offset: 7,
-        original_key: Some(key.into()),
+        original_key: Some(key.as_bytes().to_vec()),
+        original_headers: Vec::new(),
         original_timestamp: None,
         original_value: value.to_vec(),
         original_message: None,
@@ -131,4 +134,119 @@ async fn letters_go_back_byte_for_byte_once_and_the_rest_is_skipped_with_a_reaso
         .await
         .unwrap();
     assert_eq!(forced.republished, 2, "{forced:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_goes_back_once_with_its_key_and_headers_and_an_unknown_outcome_is_not_resent() {
+    let broker = TestBroker::start();
+    let (target, dlq) = (unique_topic("events"), unique_topic("dlq"));
+    ensure_topics(
+        &broker.bootstrap(),
+        &[&target, &dlq],
+        &TopicSettings::new(1),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let producer = KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap();
+    let letters = producer.sink(&dlq, AvroCodec::new().unwrap());
+
+    // One record dead-lettered twice (a crash before its commit), with a key that is not
+    // text and a header of its own; and a second record.
+    let mut twice = letter(&target, "", b"once");
+    twice.original_key = Some(vec![0xff, 0x00, 0x7f]);
+    twice.original_headers = vec![ordering_core::Header {
+        name: "traceparent".into(),
+        value: Some(vec![0xde, 0xad]),
+    }];
+    let mut other = letter(&target, "K-9", b"other");
+    other.original_offset = 8;
+    for l in [&twice, &twice, &other] {
+        letters.publish(l).await.unwrap();
+    }
+    let ledger = Arc::new(MemoryLedger::default());
+
+    // A producer whose broker never answers: the republish times out, and may have been
+    // written for all it knows.
+    let mut lost = ProducerConfig::new(format!("127.0.0.1:{}", free_port()));
+    lost.delivery_timeout = Duration::from_secs(1);
+    let cut_off = Redriver::new(
+        KafkaProducer::new(&lost).unwrap(),
+        broker.bootstrap(),
+        &dlq,
+        vec![target.clone()],
+        3,
+        ledger.clone(),
+    )
+    .unwrap();
+    let unknown = cut_off
+        .run(&Redrive {
+            filter: ordering_core::LetterFilter {
+                key: Some("K-9".into()),
+                ..Default::default()
+            },
+            ..Redrive::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((unknown.unknown, unknown.failed), (1, 0), "{unknown:?}");
+    assert!(unknown.stopped.is_some());
+
+    let redriver = Redriver::new(
+        producer.clone(),
+        broker.bootstrap(),
+        &dlq,
+        vec![target.clone()],
+        3,
+        ledger.clone(),
+    )
+    .unwrap();
+    let report = redriver.run(&Redrive::default()).await.unwrap();
+    assert_eq!(report.matched, 3, "{report:?}");
+    assert_eq!(report.republished, 1, "{report:?}");
+    assert_eq!(report.skipped_by_reason.same_record, 1, "{report:?}");
+    assert_eq!(
+        report.skipped_by_reason.already_redriven, 1,
+        "the unknown one is not sent blindly: {report:?}"
+    );
+
+    let records = read_topic::<OrderEvent, _>(
+        &broker.bootstrap(),
+        &target,
+        AvroCodec::new().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 1, "the record went back once");
+    let record = &records[0];
+    assert_eq!(record.payload, b"once");
+    assert_eq!(record.meta.key.as_deref(), Some(&[0xff, 0x00, 0x7f][..]));
+    assert_eq!(record.meta.headers[0], twice.original_headers[0]);
+    assert_eq!(
+        record.meta.origin(),
+        Some(ordering_core::Position::new(target.as_str(), 0, 7))
+    );
+
+    // The operator decides: `again` sends the one whose outcome was unknown.
+    let again = redriver
+        .run(&Redrive {
+            again: true,
+            filter: ordering_core::LetterFilter {
+                key: Some("K-9".into()),
+                ..Default::default()
+            },
+            ..Redrive::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.republished, 1, "{again:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -156,7 +156,11 @@ fn a_writer_pinned_to_version_1_is_read_by_the_current_reader() {
         original_topic: "t".into(),
         original_partition: 1,
         original_offset: 2,
-        original_key: Some("ORD-7".into()),
+        original_key: Some(b"ORD-7".to_vec()),
+        original_headers: vec![ordering_core::Header {
+            name: "traceparent".into(),
+            value: Some(vec![0, 0xff]),
+        }],
         original_timestamp: None,
         original_value: vec![1, 2],
         original_message: None,
@@ -174,13 +178,22 @@ fn a_writer_pinned_to_version_1_is_read_by_the_current_reader() {
     let v1 = current.pin(SchemaFamily::DeadLetter, 1).unwrap();
     let read: DeadLetter = current.decode(&v1.encode(&letter).unwrap()).unwrap();
     assert_eq!(read.redrive_count, 0);
+    assert_eq!(read.original_headers, []);
     assert_eq!(
         DeadLetter {
             redrive_count: 2,
+            original_headers: letter.original_headers.clone(),
             ..read
         },
         letter
     );
+    // Version 3 keeps a key that is not text, byte for byte, and the headers.
+    let binary = DeadLetter {
+        original_key: Some(vec![0xff, 0xfe, 0]),
+        ..letter.clone()
+    };
+    let read: DeadLetter = current.decode(&current.encode(&binary).unwrap()).unwrap();
+    assert_eq!(read, binary);
 
     let error = current.pin(SchemaFamily::StatusUpdate, 3).unwrap_err();
     assert!(

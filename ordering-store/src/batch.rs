@@ -3,8 +3,8 @@
 //! write only after that transaction is durable. Under load many records share one commit;
 //! alone, a write is committed at once (no timer, no added latency).
 
-use ordering_core::order::{OrderId, StatusWrite};
-use ordering_core::{Position, StoreError, Written};
+use ordering_core::order::{CreateWrite, OrderId, StatusWrite};
+use ordering_core::{Position, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes taken into one transaction, at most. Larger batches amortize a commit and a
@@ -35,7 +35,7 @@ pub(crate) enum Op {
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Done {
-    Created(Written),
+    Created(CreateWrite),
     Status(StatusWrite),
 }
 
@@ -75,7 +75,7 @@ impl Queue {
         &self,
         order: &ordering_core::order::Order,
         at: Position,
-    ) -> Result<Written, StoreError> {
+    ) -> Result<CreateWrite, StoreError> {
         let body = serde_json::to_string(order)
             .map_err(|e| StoreError::rejected(format!("the order cannot be serialized: {e}")))?;
         let op = Op::Create {

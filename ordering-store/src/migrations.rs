@@ -22,6 +22,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 3,
         sql: include_str!("migrations/sqlite/0003_status_reason.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("migrations/sqlite/0004_integrity.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -36,6 +40,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("migrations/postgres/0003_status_reason.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("migrations/postgres/0004_integrity.sql"),
     },
 ];
 

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use ordering_core::order::{Order, OrderId, OrderStore, Status, StatusWrite};
-use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
+use ordering_core::order::{
+    CreateWrite, Order, OrderId, OrderPositions, OrderStore, Status, StatusWrite,
+};
+use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -30,40 +32,47 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 // statement per write (even pipelined) costs the server a parse-bind-execute round each, and
 // measured 3 to 4 times slower.
 //
-// A created (or re-created) order takes the event's status; the position of the last status
-// update stays, so that update's redeliveries still change nothing. Returns the orders applied.
+// The first create of an id wins: an order event for an id that exists changes nothing. Per
+// input row: created, and whether the order that was there (the outer query sees the table as
+// it was before this statement) has the same body, which tells applied, already applied (the
+// same order again) and duplicate (another order under that id) apart.
 const CREATE_MANY: &str = "
-    WITH input (order_id, body, status, part, off) AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[])
+    WITH input (order_id, body, status, topic, part, off) AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
+                             $6::int8[])
     ), created AS (
-        INSERT INTO orders AS o (order_id, body, created_partition, created_offset)
-        SELECT order_id, body, part, off FROM input
-        ON CONFLICT (order_id) DO UPDATE SET
-            body = EXCLUDED.body,
-            created_partition = EXCLUDED.created_partition,
-            created_offset = EXCLUDED.created_offset
-        WHERE o.created_partition <> EXCLUDED.created_partition
-           OR o.created_offset < EXCLUDED.created_offset
+        INSERT INTO orders AS o (order_id, body, created_topic, created_partition, created_offset)
+        SELECT order_id, body, topic, part, off FROM input
+        ON CONFLICT (order_id) DO NOTHING
         RETURNING o.order_id
     ), statuses AS (
-        INSERT INTO order_status AS s (order_id, status)
+        INSERT INTO order_status (order_id, status)
         SELECT input.order_id, input.status FROM input JOIN created USING (order_id)
-        ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, status_reason = NULL
+        ON CONFLICT (order_id) DO NOTHING
     )
-    SELECT order_id FROM created";
+    SELECT input.order_id, created.order_id IS NOT NULL,
+           COALESCE(existing.body = input.body, false)
+    FROM input
+    LEFT JOIN created ON created.order_id = input.order_id
+    LEFT JOIN orders AS existing ON existing.order_id = input.order_id";
 
 // Per input row: applied, and whether the order exists (the outer query sees the table as it
-// was before this statement), which tells applied, already applied and not found apart.
+// was before this statement), which tells applied, already applied and not found apart. A
+// position is covered by the last applied one of the same topic (NULL: written before topics
+// were kept) and partition at or above it.
 const UPDATE_MANY: &str = "
-    WITH input (order_id, status, part, off, reason) AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[])
+    WITH input (order_id, status, topic, part, off, reason) AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[],
+                             $6::text[])
     ), updated AS (
-        UPDATE order_status AS s SET status = input.status, status_partition = input.part,
-                                     status_offset = input.off, status_reason = input.reason
+        UPDATE order_status AS s SET status = input.status, status_topic = input.topic,
+                                     status_partition = input.part, status_offset = input.off,
+                                     status_reason = input.reason
         FROM input
         WHERE s.order_id = input.order_id
-          AND (s.status_partition IS NULL OR s.status_partition <> input.part
-               OR s.status_offset < input.off)
+          AND NOT (s.status_partition IS NOT NULL AND s.status_partition = input.part
+                   AND s.status_offset >= input.off
+                   AND (s.status_topic IS NULL OR s.status_topic = input.topic))
         RETURNING s.order_id
     )
     SELECT input.order_id, updated.order_id IS NOT NULL, existing.order_id IS NOT NULL
@@ -76,28 +85,43 @@ const GET: &str = "
     FROM orders JOIN order_status USING (order_id)
     WHERE orders.order_id = $1";
 
+const POSITIONS: &str = "
+    SELECT o.created_topic, o.created_partition, o.created_offset,
+           s.status_topic, s.status_partition, s.status_offset
+    FROM orders AS o LEFT JOIN order_status AS s USING (order_id)
+    WHERE o.order_id = $1";
+
+const HEALTH_WRITE: &str = "
+    INSERT INTO store_health (id, checked_at_ms) VALUES (1, $1)
+    ON CONFLICT (id) DO UPDATE SET checked_at_ms = EXCLUDED.checked_at_ms";
+
 const CLAIM: &str = "
-    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
-    VALUES ($1, $2, $3, 1, $4)
-    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING";
+    INSERT INTO redriven_records
+        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
+    VALUES ($1, $2, $3, $4, 1, $5)
+    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO NOTHING";
 
 const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
-    VALUES ($1, $2, $3, 1, $4)
-    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET
-        times = redriven_letters.times + 1, last_at_ms = excluded.last_at_ms";
+    INSERT INTO redriven_records
+        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
+    VALUES ($1, $2, $3, $4, 1, $5)
+    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO UPDATE SET
+        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
 
 const RELEASE: &str = "
-    UPDATE redriven_letters SET times = times - 1
-    WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3";
+    UPDATE redriven_records SET times = times - 1
+    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
+      AND redrive_count = $4";
 
 const FORGET: &str = "
-    DELETE FROM redriven_letters
-    WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3 AND times <= 0";
+    DELETE FROM redriven_records
+    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
+      AND redrive_count = $4 AND times <= 0";
 
 const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_letters
-    WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3";
+    SELECT times, last_at_ms FROM redriven_records
+    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
+      AND redrive_count = $4";
 
 /// Orders in a PostgreSQL database.
 pub struct PostgresStore {
@@ -153,22 +177,26 @@ fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     StoreError::unavailable(format!("no database connection: {error}"))
 }
 
-/// Connection lost, server shutting down or overloaded, lock or serialization conflicts,
-/// timeouts: unavailable. Anything else (bad data, constraint) is about the write itself.
+/// Only bad data (SQLSTATE class 22) and a broken constraint (class 23) are the write's
+/// fault. Everything else is the database's state, not the record's, and waits as
+/// unavailable: a lost connection, a server shutting down or overloaded, conflicts and
+/// timeouts, and also a standby's read-only transactions after a failover (25006), a revoked
+/// grant (42501), a missing table (42P01) and internal errors (XX000), which a person fixes.
 fn classify(error: &tokio_postgres::Error) -> StoreError {
     let Some(state) = error.code() else {
         return StoreError::unavailable(error.to_string()); // I/O, closed connection
     };
     let code = state.code();
-    let transient = ["08", "40", "53", "57", "58"]
-        .iter()
-        .any(|class| code.starts_with(class))
-        || code == "55P03";
-    let message = format!("{error} (SQLSTATE {code})");
-    if transient {
-        StoreError::unavailable(message)
-    } else {
+    // The server's own words ("cannot execute INSERT in a read-only transaction"), which
+    // tokio-postgres's display leaves out.
+    let message = match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {code})", db.message()),
+        None => format!("{error} (SQLSTATE {code})"),
+    };
+    if code.starts_with("22") || code.starts_with("23") {
         StoreError::rejected(message)
+    } else {
+        StoreError::unavailable(message)
     }
 }
 
@@ -281,14 +309,14 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                     body,
                     status,
                     at,
-                } => creates.push(i, order_id, Some(body), status, *at),
+                } => creates.push(i, order_id, Some(body), status, at),
                 Op::Status {
                     order_id,
                     status,
                     reason,
                     at,
                 } => {
-                    updates.push(i, order_id, None, status, *at);
+                    updates.push(i, order_id, None, status, at);
                     updates.reasons.push(reason.as_deref());
                 }
             }
@@ -298,17 +326,29 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
             let rows = tx
                 .query(
                     &create,
-                    &[&c.ids, &c.bodies, &c.statuses, &c.partitions, &c.offsets],
+                    &[
+                        &c.ids,
+                        &c.bodies,
+                        &c.statuses,
+                        &c.topics,
+                        &c.partitions,
+                        &c.offsets,
+                    ],
                 )
                 .await
                 .map_err(failed)?;
-            let applied: HashSet<&str> = rows.iter().map(|row| row.get(0)).collect();
+            let outcome: HashMap<&str, (bool, bool)> = rows
+                .iter()
+                .map(|row| (row.get(0), (row.get(1), row.get(2))))
+                .collect();
             for (&i, id) in c.index.iter().zip(&c.ids) {
-                done[i] = Some(Done::Created(if applied.contains(id) {
-                    Written::Applied
-                } else {
-                    Written::AlreadyApplied
-                }));
+                done[i] = outcome.get(id).map(|&(created, same)| {
+                    Done::Created(match (created, same) {
+                        (true, _) => CreateWrite::Written(Written::Applied),
+                        (false, true) => CreateWrite::Written(Written::AlreadyApplied),
+                        (false, false) => CreateWrite::Duplicate,
+                    })
+                });
             }
         }
         if !updates.index.is_empty() {
@@ -316,7 +356,14 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
             let rows = tx
                 .query(
                     &update,
-                    &[&u.ids, &u.statuses, &u.partitions, &u.offsets, &u.reasons],
+                    &[
+                        &u.ids,
+                        &u.statuses,
+                        &u.topics,
+                        &u.partitions,
+                        &u.offsets,
+                        &u.reasons,
+                    ],
                 )
                 .await
                 .map_err(failed)?;
@@ -347,6 +394,7 @@ struct Columns<'a> {
     ids: Vec<&'a str>,
     bodies: Vec<&'a str>,
     statuses: Vec<&'a str>,
+    topics: Vec<&'a str>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
     /// Status updates only.
@@ -360,12 +408,13 @@ impl<'a> Columns<'a> {
         id: &'a str,
         body: Option<&'a str>,
         status: &'a str,
-        at: Position,
+        at: &'a Position,
     ) {
         self.index.push(i);
         self.ids.push(id);
         self.bodies.extend(body);
         self.statuses.push(status);
+        self.topics.push(&at.topic);
         self.partitions.push(at.partition);
         self.offsets.push(at.offset);
     }
@@ -409,7 +458,7 @@ impl OrderStore for PostgresStore {
             .transpose()
     }
 
-    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+    async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError> {
         self.writes.create(order, at).await
     }
 
@@ -421,6 +470,30 @@ impl OrderStore for PostgresStore {
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
         self.writes.update_status(id, status, reason, at).await
+    }
+
+    async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {
+        let row = bounded(async {
+            self.client()
+                .await?
+                .query_opt(POSITIONS, &[&id.as_str()])
+                .await
+                .map_err(|e| classify(&e))
+        })
+        .await?;
+        Ok(row.map(|row| {
+            let position = |topic: Option<String>, partition, offset| {
+                Position::new(topic.unwrap_or_default(), partition, offset)
+            };
+            let status = match (row.get(4), row.get(5)) {
+                (Some(partition), Some(offset)) => Some(position(row.get(3), partition, offset)),
+                _ => None,
+            };
+            OrderPositions {
+                created: position(row.get(0), row.get(1), row.get(2)),
+                status,
+            }
+        }))
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
@@ -455,7 +528,7 @@ impl OrderStore for PostgresStore {
         bounded(async {
             self.client()
                 .await?
-                .simple_query("SELECT 1")
+                .execute(HEALTH_WRITE, &[&crate::now_ms()])
                 .await
                 .map(drop)
                 .map_err(|e| classify(&e))
@@ -464,12 +537,23 @@ impl OrderStore for PostgresStore {
     }
 }
 
+/// A ledger key as the statements' first four parameters.
+fn key_params(id: &RedriveKey) -> (&str, i32, i64, i32) {
+    (
+        &id.origin.topic,
+        id.origin.partition,
+        id.origin.offset,
+        i32::try_from(id.redrive_count).unwrap_or(i32::MAX),
+    )
+}
+
 async fn lookup(
     client: &impl GenericClient,
-    id: &LetterId,
+    id: &RedriveKey,
 ) -> Result<Option<Redriven>, tokio_postgres::Error> {
+    let (topic, partition, offset, count) = key_params(id);
     let row = client
-        .query_opt(LOOKUP, &[&id.topic, &id.partition, &id.offset])
+        .query_opt(LOOKUP, &[&topic, &partition, &offset, &count])
         .await?;
     Ok(row.map(|row| Redriven {
         times: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
@@ -477,13 +561,13 @@ async fn lookup(
     }))
 }
 
-// Claims run in one transaction: a racing run's insert of the same letter waits for it, then
-// finds the row (`DO NOTHING`), so only one of them republishes the letter.
+// Claims run in one transaction: a racing run's insert of the same record waits for it, then
+// finds the row (`DO NOTHING`), so only one of them republishes the record.
 #[async_trait]
 impl RedriveLedger for PostgresStore {
     async fn claim(
         &self,
-        letters: &[LetterId],
+        records: &[RedriveKey],
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError> {
@@ -492,10 +576,11 @@ impl RedriveLedger for PostgresStore {
             let run = async {
                 let tx = client.transaction().await?;
                 let sql = if again { CLAIM_AGAIN } else { CLAIM };
-                let mut claims = Vec::with_capacity(letters.len());
-                for id in letters {
+                let mut claims = Vec::with_capacity(records.len());
+                for id in records {
+                    let (topic, partition, offset, count) = key_params(id);
                     let inserted = tx
-                        .execute(sql, &[&id.topic, &id.partition, &id.offset, &at_ms])
+                        .execute(sql, &[&topic, &partition, &offset, &count, &at_ms])
                         .await?;
                     let known = if inserted == 0 {
                         lookup(&tx, id).await?
@@ -512,13 +597,14 @@ impl RedriveLedger for PostgresStore {
         .await
     }
 
-    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
         bounded(async {
             let mut client = self.client().await?;
             let run = async {
                 let tx = client.transaction().await?;
-                for id in letters {
-                    let key: [&(dyn ToSql + Sync); 3] = [&id.topic, &id.partition, &id.offset];
+                for id in records {
+                    let (topic, partition, offset, count) = key_params(id);
+                    let key: [&(dyn ToSql + Sync); 4] = [&topic, &partition, &offset, &count];
                     tx.execute(RELEASE, &key).await?;
                     tx.execute(FORGET, &key).await?;
                 }
@@ -529,11 +615,11 @@ impl RedriveLedger for PostgresStore {
         .await
     }
 
-    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
         bounded(async {
             let client = self.client().await?;
-            let mut known = Vec::with_capacity(letters.len());
-            for id in letters {
+            let mut known = Vec::with_capacity(records.len());
+            for id in records {
                 known.push(lookup(&client, id).await.map_err(|e| classify(&e))?);
             }
             Ok(known)

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordering_core::order::{Order, OrderId, OrderStore, Status, StatusWrite};
-use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
+use ordering_core::order::{
+    CreateWrite, Order, OrderId, OrderPositions, OrderStore, Status, StatusWrite,
+};
+use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
@@ -18,26 +20,27 @@ use crate::{OpenError, migrations};
 /// unavailable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+// The first create of an id wins: an order event for an id that exists changes nothing.
 const CREATE: &str = "
-    INSERT INTO orders (order_id, body, created_partition, created_offset)
-    VALUES (?1, ?2, ?3, ?4)
-    ON CONFLICT (order_id) DO UPDATE SET
-        body = excluded.body,
-        created_partition = excluded.created_partition, created_offset = excluded.created_offset
-    WHERE orders.created_partition <> excluded.created_partition
-       OR orders.created_offset < excluded.created_offset";
+    INSERT INTO orders (order_id, body, created_topic, created_partition, created_offset)
+    VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (order_id) DO NOTHING";
 
-// A created (or re-created) order takes the event's status; the position of the last status
-// update stays, so that update's redeliveries still change nothing.
 const SET_CREATED_STATUS: &str = "
     INSERT INTO order_status (order_id, status) VALUES (?1, ?2)
-    ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, status_reason = NULL";
+    ON CONFLICT (order_id) DO NOTHING";
 
+const SAME_BODY: &str = "SELECT body = ?2 FROM orders WHERE order_id = ?1";
+
+// A position is covered by the last applied one of the same topic (NULL: written before
+// topics were kept) and partition at or above it.
 const UPDATE_STATUS: &str = "
-    UPDATE order_status SET status = ?2, status_partition = ?3, status_offset = ?4,
-        status_reason = ?5
+    UPDATE order_status SET status = ?2, status_topic = ?3, status_partition = ?4,
+        status_offset = ?5, status_reason = ?6
     WHERE order_id = ?1
-      AND (status_partition IS NULL OR status_partition <> ?3 OR status_offset < ?4)";
+      AND NOT (status_partition IS NOT NULL AND status_partition = ?4
+               AND status_offset >= ?5
+               AND (status_topic IS NULL OR status_topic = ?3))";
 
 const EXISTS: &str = "SELECT 1 FROM order_status WHERE order_id = ?1";
 
@@ -46,28 +49,43 @@ const GET: &str = "
     FROM orders JOIN order_status USING (order_id)
     WHERE orders.order_id = ?1";
 
+const POSITIONS: &str = "
+    SELECT o.created_topic, o.created_partition, o.created_offset,
+           s.status_topic, s.status_partition, s.status_offset
+    FROM orders AS o LEFT JOIN order_status AS s USING (order_id)
+    WHERE o.order_id = ?1";
+
+const HEALTH_WRITE: &str = "
+    INSERT INTO store_health (id, checked_at_ms) VALUES (1, ?1)
+    ON CONFLICT (id) DO UPDATE SET checked_at_ms = excluded.checked_at_ms";
+
 const CLAIM: &str = "
-    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
-    VALUES (?1, ?2, ?3, 1, ?4)
-    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING";
+    INSERT INTO redriven_records
+        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
+    VALUES (?1, ?2, ?3, ?4, 1, ?5)
+    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO NOTHING";
 
 const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_letters (dlq_topic, dlq_partition, dlq_offset, times, last_at_ms)
-    VALUES (?1, ?2, ?3, 1, ?4)
-    ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET
-        times = redriven_letters.times + 1, last_at_ms = excluded.last_at_ms";
+    INSERT INTO redriven_records
+        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
+    VALUES (?1, ?2, ?3, ?4, 1, ?5)
+    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO UPDATE SET
+        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
 
 const RELEASE: &str = "
-    UPDATE redriven_letters SET times = times - 1
-    WHERE dlq_topic = ?1 AND dlq_partition = ?2 AND dlq_offset = ?3";
+    UPDATE redriven_records SET times = times - 1
+    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
+      AND redrive_count = ?4";
 
 const FORGET: &str = "
-    DELETE FROM redriven_letters
-    WHERE dlq_topic = ?1 AND dlq_partition = ?2 AND dlq_offset = ?3 AND times <= 0";
+    DELETE FROM redriven_records
+    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
+      AND redrive_count = ?4 AND times <= 0";
 
 const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_letters
-    WHERE dlq_topic = ?1 AND dlq_partition = ?2 AND dlq_offset = ?3";
+    SELECT times, last_at_ms FROM redriven_records
+    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
+      AND redrive_count = ?4";
 
 /// Orders in a SQLite file.
 pub struct SqliteStore {
@@ -183,9 +201,20 @@ impl SqliteStore {
     }
 }
 
-fn lookup(conn: &Connection, id: &LetterId) -> rusqlite::Result<Option<Redriven>> {
+/// A ledger key as the statements' first four parameters.
+fn key_params(id: &RedriveKey) -> (&str, i32, i64, u32) {
+    (
+        &id.origin.topic,
+        id.origin.partition,
+        id.origin.offset,
+        id.redrive_count,
+    )
+}
+
+fn lookup(conn: &Connection, id: &RedriveKey) -> rusqlite::Result<Option<Redriven>> {
+    let (topic, partition, offset, count) = key_params(id);
     conn.prepare_cached(LOOKUP)?
-        .query_row(params![id.topic, id.partition, id.offset], |row| {
+        .query_row(params![topic, partition, offset, count], |row| {
             Ok(Redriven {
                 times: u32::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
                 last_at_ms: row.get(1)?,
@@ -230,8 +259,9 @@ fn write_loop(mut conn: Connection, mut batches: Batches) {
                 }
             }
             Err(error) => {
-                // Nothing of the batch was committed: every write fails, and is tried again.
-                let error = classify(error);
+                // Nothing of the batch was committed. That is never a write's own fault (its
+                // own errors stay in its savepoint): every write waits, and is tried again.
+                let error = StoreError::unavailable(error);
                 tracing::warn!(%error, writes = batch.len(), "sqlite batch not committed");
                 for write in batch {
                     write.answer(Err(error.clone()));
@@ -241,17 +271,29 @@ fn write_loop(mut conn: Connection, mut batches: Batches) {
     }
 }
 
-/// Applies `batch` in one transaction. A write that fails alone gets its own error; the
-/// others still commit.
+/// Applies `batch` in one transaction, each write in a savepoint of its own: a write that
+/// fails leaves nothing of itself behind and gets its own error; the others still commit.
 fn apply(
     conn: &mut Connection,
     batch: &[Write],
 ) -> rusqlite::Result<Vec<Result<Done, StoreError>>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let results = batch
-        .iter()
-        .map(|write| apply_one(&tx, &write.op).map_err(classify))
-        .collect();
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        let savepoint = tx.savepoint()?;
+        let result = apply_one(&savepoint, &write.op);
+        match result {
+            Ok(done) => {
+                savepoint.commit()?;
+                results.push(Ok(done));
+            }
+            Err(error) => {
+                // Dropping the savepoint rolls it back.
+                drop(savepoint);
+                results.push(Err(classify(error)));
+            }
+        }
+    }
     tx.commit()?;
     Ok(results)
 }
@@ -264,17 +306,26 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
             status,
             at,
         } => {
-            let changed = conn.prepare_cached(CREATE)?.execute(params![
+            let created = conn.prepare_cached(CREATE)?.execute(params![
                 order_id,
                 body,
+                &*at.topic,
                 at.partition,
                 at.offset
             ])?;
-            if changed > 0 {
+            if created > 0 {
                 conn.prepare_cached(SET_CREATED_STATUS)?
                     .execute(params![order_id, status])?;
+                return Ok(Done::Created(CreateWrite::Written(Written::Applied)));
             }
-            Ok(Done::Created(written(changed)))
+            let same: bool = conn
+                .prepare_cached(SAME_BODY)?
+                .query_row(params![order_id, body], |row| row.get(0))?;
+            Ok(Done::Created(if same {
+                CreateWrite::Written(Written::AlreadyApplied)
+            } else {
+                CreateWrite::Duplicate
+            }))
         }
         Op::Status {
             order_id,
@@ -285,6 +336,7 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
             let changed = conn.prepare_cached(UPDATE_STATUS)?.execute(params![
                 order_id,
                 status,
+                &*at.topic,
                 at.partition,
                 at.offset,
                 reason
@@ -306,30 +358,16 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
     }
 }
 
-fn written(changed: usize) -> Written {
-    if changed > 0 {
-        Written::Applied
-    } else {
-        Written::AlreadyApplied
-    }
-}
-
-/// Busy, locked, I/O, full disk, cannot open: the store is unavailable. Anything else is
-/// about the write itself.
+/// Only a broken constraint, a value of the wrong type or one too big are the write's fault.
+/// Everything else is the database's state and waits as unavailable: busy, locked, I/O, a
+/// full disk, a file that cannot be opened or written, and a corrupt database too, which a
+/// person must repair (no record is to blame for it).
 fn classify(error: rusqlite::Error) -> StoreError {
-    let code = error.sqlite_error_code();
-    match code {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::DiskFull
-            | ErrorCode::CannotOpen
-            | ErrorCode::OutOfMemory
-            | ErrorCode::ReadOnly
-            | ErrorCode::FileLockingProtocolFailed,
-        ) => StoreError::unavailable(error),
-        _ => StoreError::rejected(error),
+    match error.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig) => {
+            StoreError::rejected(error)
+        }
+        _ => StoreError::unavailable(error),
     }
 }
 
@@ -354,7 +392,7 @@ impl OrderStore for SqliteStore {
             .transpose()
     }
 
-    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+    async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError> {
         self.writes.create(order, at).await
     }
 
@@ -366,6 +404,30 @@ impl OrderStore for SqliteStore {
         at: Position,
     ) -> Result<StatusWrite, StoreError> {
         self.writes.update_status(id, status, reason, at).await
+    }
+
+    async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(POSITIONS)?
+                .query_row(params![id], |row| {
+                    let position = |topic: Option<String>, partition, offset| {
+                        Position::new(topic.unwrap_or_default(), partition, offset)
+                    };
+                    let status = match (row.get(4)?, row.get(5)?) {
+                        (Some(partition), Some(offset)) => {
+                            Some(position(row.get(3)?, partition, offset))
+                        }
+                        _ => None,
+                    };
+                    Ok(OrderPositions {
+                        created: position(row.get(0)?, row.get(1)?, row.get(2)?),
+                        status,
+                    })
+                })
+                .optional()
+        })
+        .await
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
@@ -388,7 +450,8 @@ impl OrderStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+        let now = crate::now_ms();
+        self.ledger(move |tx| tx.execute(HEALTH_WRITE, params![now]).map(drop))
             .await
     }
 }
@@ -397,21 +460,19 @@ impl OrderStore for SqliteStore {
 impl RedriveLedger for SqliteStore {
     async fn claim(
         &self,
-        letters: &[LetterId],
+        records: &[RedriveKey],
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError> {
-        let letters = letters.to_vec();
+        let records = records.to_vec();
         self.ledger(move |tx| {
             let sql = if again { CLAIM_AGAIN } else { CLAIM };
-            let mut claims = Vec::with_capacity(letters.len());
-            for id in &letters {
-                let inserted = tx.prepare_cached(sql)?.execute(params![
-                    id.topic,
-                    id.partition,
-                    id.offset,
-                    at_ms
-                ])?;
+            let mut claims = Vec::with_capacity(records.len());
+            for id in &records {
+                let (topic, partition, offset, count) = key_params(id);
+                let inserted = tx
+                    .prepare_cached(sql)?
+                    .execute(params![topic, partition, offset, count, at_ms])?;
                 let known = if inserted == 0 { lookup(tx, id)? } else { None };
                 claims.push(known.map_or(Claim::Claimed, Claim::Already));
             }
@@ -420,11 +481,12 @@ impl RedriveLedger for SqliteStore {
         .await
     }
 
-    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
-        let letters = letters.to_vec();
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
+        let records = records.to_vec();
         self.ledger(move |tx| {
-            for id in &letters {
-                let key = params![id.topic, id.partition, id.offset];
+            for id in &records {
+                let (topic, partition, offset, count) = key_params(id);
+                let key = params![topic, partition, offset, count];
                 tx.prepare_cached(RELEASE)?.execute(key)?;
                 tx.prepare_cached(FORGET)?.execute(key)?;
             }
@@ -433,9 +495,9 @@ impl RedriveLedger for SqliteStore {
         .await
     }
 
-    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
-        let letters = letters.to_vec();
-        self.read(move |conn| letters.iter().map(|id| lookup(conn, id)).collect())
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        let records = records.to_vec();
+        self.read(move |conn| records.iter().map(|id| lookup(conn, id)).collect())
             .await
     }
 }

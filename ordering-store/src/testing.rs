@@ -249,6 +249,35 @@ impl TestPostgres {
         }
     }
 
+    /// Makes every new transaction of the server read-only (`on`) or writable again, as a
+    /// failover leaves connections on a standby: `ALTER SYSTEM` and a configuration reload,
+    /// which sessions already open take at their next transaction.
+    pub async fn set_read_only(&self, on: bool) {
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.admin_url));
+        let driver = tokio::spawn(connection);
+        let change = if on {
+            "ALTER SYSTEM SET default_transaction_read_only = on"
+        } else {
+            "ALTER SYSTEM RESET default_transaction_read_only"
+        };
+        // One statement per call: ALTER SYSTEM refuses to run inside a transaction, which
+        // several statements in one call would form; this session stays writable.
+        for sql in [
+            "SET default_transaction_read_only = off",
+            change,
+            "SELECT pg_reload_conf()",
+        ] {
+            client
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(client);
+        let _ = driver.await;
+    }
+
     /// The server's directory (data, socket, log), for a throwaway server.
     pub fn dir(&self) -> Option<&Path> {
         match &self.server {

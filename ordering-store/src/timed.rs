@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use metrics::{Histogram, Unit};
-use ordering_core::order::{Order, OrderId, OrderStore, Status, StatusWrite};
-use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
+use ordering_core::order::{
+    CreateWrite, Order, OrderId, OrderPositions, OrderStore, Status, StatusWrite,
+};
+use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError};
 
 use crate::Store;
 
@@ -19,6 +21,7 @@ enum Op {
     Get,
     Create,
     UpdateStatus,
+    Positions,
     Ids,
     Count,
     Ping,
@@ -28,10 +31,11 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 10] = [
         Op::Get,
         Op::Create,
         Op::UpdateStatus,
+        Op::Positions,
         Op::Ids,
         Op::Count,
         Op::Ping,
@@ -46,6 +50,7 @@ impl Op {
             Op::Get => "get",
             Op::Create => "create",
             Op::UpdateStatus => "update_status",
+            Op::Positions => "positions",
             Op::Ids => "ids",
             Op::Count => "count",
             Op::Ping => "ping",
@@ -61,7 +66,7 @@ pub(crate) struct Timed<S> {
     inner: S,
     /// Per operation (indexed by [`Op`]): the histograms of successes and of failures, made
     /// once so that timing a write is an atomic add, not a registry lookup.
-    histograms: [[Histogram; 2]; 9],
+    histograms: [[Histogram; 2]; Op::ALL.len()],
 }
 
 fn describe() {
@@ -109,7 +114,7 @@ impl<S: Store> OrderStore for Timed<S> {
         self.time(Op::Get, self.inner.get(id)).await
     }
 
-    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+    async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError> {
         self.time(Op::Create, self.inner.create(order, at)).await
     }
 
@@ -125,6 +130,10 @@ impl<S: Store> OrderStore for Timed<S> {
             self.inner.update_status(id, status, reason, at),
         )
         .await
+    }
+
+    async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {
+        self.time(Op::Positions, self.inner.positions(id)).await
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
@@ -144,21 +153,21 @@ impl<S: Store> OrderStore for Timed<S> {
 impl<S: Store> RedriveLedger for Timed<S> {
     async fn claim(
         &self,
-        letters: &[LetterId],
+        records: &[RedriveKey],
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError> {
-        self.time(Op::RedriveClaim, self.inner.claim(letters, again, at_ms))
+        self.time(Op::RedriveClaim, self.inner.claim(records, again, at_ms))
             .await
     }
 
-    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
-        self.time(Op::RedriveRelease, self.inner.release(letters))
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
+        self.time(Op::RedriveRelease, self.inner.release(records))
             .await
     }
 
-    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
-        self.time(Op::RedriveLookup, self.inner.lookup(letters))
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        self.time(Op::RedriveLookup, self.inner.lookup(records))
             .await
     }
 }

@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
-use ordering_core::order::{Order, OrderId, OrderItem, OrderStore, Status, StatusWrite};
-use ordering_core::{Claim, LetterId, Position, RedriveLedger, Redriven, StoreError, Written};
+use ordering_core::order::{
+    CreateWrite, Order, OrderId, OrderItem, OrderPositions, OrderStore, Status, StatusWrite,
+};
+use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use ordering_store::testing::TestPostgres;
 use ordering_store::{OpenError, Store, StoreUrl};
 
@@ -19,7 +21,7 @@ fn status(s: &str) -> Status {
 }
 
 fn at(partition: i32, offset: i64) -> Position {
-    Position::new(partition, offset)
+    Position::new("t", partition, offset)
 }
 
 fn order(order_id: &str, items: i32) -> Order {
@@ -59,10 +61,12 @@ async fn set(s: &dyn OrderStore, order_id: &str, new_status: &str, at: Position)
 }
 
 /// An order creation that must be answered.
-async fn put(s: &dyn OrderStore, order_id: &str, items: i32, at: Position) -> Written {
+async fn put(s: &dyn OrderStore, order_id: &str, items: i32, at: Position) -> CreateWrite {
     s.create(&order(order_id, items), at).await.unwrap()
 }
 
+const CREATED: CreateWrite = CreateWrite::Written(Written::Applied);
+const SAME_ORDER: CreateWrite = CreateWrite::Written(Written::AlreadyApplied);
 const APPLIED: StatusWrite = StatusWrite::Written(Written::Applied);
 const ALREADY: StatusWrite = StatusWrite::Written(Written::AlreadyApplied);
 
@@ -76,7 +80,7 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(s.count().await.unwrap(), 0);
 
     // Created, read back whole.
-    assert_eq!(put(s, "ORD-1", 2, at(0, 5)).await, Written::Applied);
+    assert_eq!(put(s, "ORD-1", 2, at(0, 5)).await, CREATED);
     assert_eq!(s.get(&id("ORD-1")).await.unwrap(), Some(order("ORD-1", 2)));
 
     // A status update of an unknown order finds nothing and changes nothing.
@@ -97,25 +101,43 @@ async fn contract(store: Arc<dyn Store>) {
         "never backwards"
     );
 
-    // The order event delivered again changes nothing: the status stays.
-    assert_eq!(put(s, "ORD-1", 2, at(0, 5)).await, Written::AlreadyApplied);
-    assert_eq!(put(s, "ORD-1", 9, at(0, 4)).await, Written::AlreadyApplied);
+    // The order event delivered again (or redriven, wherever from) changes nothing: the
+    // status stays.
+    assert_eq!(put(s, "ORD-1", 2, at(0, 5)).await, SAME_ORDER);
+    assert_eq!(put(s, "ORD-1", 2, at(3, 40)).await, SAME_ORDER);
     assert_eq!(current_status(s, "ORD-1").await, "shipped");
-    assert_eq!(s.get(&id("ORD-1")).await.unwrap().unwrap().items.len(), 2);
 
-    // A newer order event replaces the order; updates already applied stay applied.
-    assert_eq!(put(s, "ORD-1", 3, at(0, 8)).await, Written::Applied);
-    let replaced = s.get(&id("ORD-1")).await.unwrap().unwrap();
-    assert_eq!(
-        (replaced.items.len(), replaced.status.as_str()),
-        (3, "pending")
-    );
+    // Another order under the id is a duplicate, wherever it comes from: the first stays,
+    // status and all.
+    assert_eq!(put(s, "ORD-1", 9, at(0, 4)).await, CreateWrite::Duplicate);
+    assert_eq!(put(s, "ORD-1", 3, at(0, 8)).await, CreateWrite::Duplicate);
+    let kept = s.get(&id("ORD-1")).await.unwrap().unwrap();
+    assert_eq!((kept.items.len(), kept.status.as_str()), (2, "shipped"));
     assert_eq!(set(s, "ORD-1", "paid", at(1, 10)).await, ALREADY);
     assert_eq!(set(s, "ORD-1", "delivered", at(1, 12)).await, APPLIED);
 
-    // Another partition is another sequence: applied.
+    // Another partition, or another topic, is another sequence: applied.
     assert_eq!(set(s, "ORD-1", "returned", at(2, 0)).await, APPLIED);
     assert_eq!(current_status(s, "ORD-1").await, "returned");
+    let elsewhere = Position::new("u", 2, 0);
+    assert_eq!(
+        set(s, "ORD-1", "refunded", elsewhere.clone()).await,
+        APPLIED
+    );
+    assert_eq!(
+        set(s, "ORD-1", "refunded", elsewhere.clone()).await,
+        ALREADY
+    );
+
+    // The positions of the last writes, topics included.
+    assert_eq!(
+        s.positions(&id("ORD-1")).await.unwrap(),
+        Some(OrderPositions {
+            created: at(0, 5),
+            status: Some(elsewhere),
+        })
+    );
+    assert_eq!(s.positions(&id("NOPE")).await.unwrap(), None);
 
     // Many writers at once (they share commits where the store group-commits): each is
     // answered with its own outcome.
@@ -134,7 +156,7 @@ async fn contract(store: Arc<dyn Store>) {
         }
     });
     for result in futures::future::join_all(writes).await {
-        assert_eq!(result.unwrap(), (Written::Applied, APPLIED, ALREADY));
+        assert_eq!(result.unwrap(), (CREATED, APPLIED, ALREADY));
     }
     assert_eq!(s.count().await.unwrap(), 301);
     let ids = s.ids().await.unwrap();
@@ -169,17 +191,21 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(ids, sorted);
 }
 
-fn letter(offset: i64) -> LetterId {
-    LetterId {
-        topic: "order-events-dlq".into(),
-        partition: 1,
-        offset,
+fn letter(offset: i64) -> RedriveKey {
+    RedriveKey {
+        origin: Position::new("order-status-updates", 1, offset),
+        redrive_count: 0,
     }
 }
 
-/// The redrive ledger: a letter is claimed once unless `again`, a release takes a claim back.
+/// The redrive ledger: a record is claimed once unless `again`, a release takes a claim back;
+/// the record redriven once more is another key.
 async fn ledger_contract(ledger: &dyn RedriveLedger) {
     let (a, b) = (letter(10), letter(11));
+    let a_again = RedriveKey {
+        redrive_count: 1,
+        ..a.clone()
+    };
     assert_eq!(
         ledger.lookup(std::slice::from_ref(&a)).await.unwrap(),
         [None]
@@ -211,6 +237,11 @@ async fn ledger_contract(ledger: &dyn RedriveLedger) {
     assert_eq!(known[1], None, "released: as if never sent");
     let claims = ledger.claim(&[b], false, 4000).await;
     assert_eq!(claims.unwrap(), [Claim::Claimed]);
+    let claims = ledger.claim(&[a_again.clone(), a_again], false, 5000).await;
+    assert!(
+        matches!(claims.unwrap()[..], [Claim::Claimed, Claim::Already(_)]),
+        "a key claimed twice in one call is claimed once"
+    );
 }
 
 /// What a durable store must still hold after it is closed and opened again.
@@ -385,7 +416,7 @@ async fn racing_claims_on_postgres_claim_each_letter_once() {
     let pg = TestPostgres::shared();
     let url = StoreUrl::parse(&pg.create_database().await).unwrap();
     let (one, two) = (url.open().await.unwrap(), url.open().await.unwrap());
-    let letters: Vec<LetterId> = (0..200).map(letter).collect();
+    let letters: Vec<RedriveKey> = (0..200).map(letter).collect();
     let (a, b) = tokio::join!(one.claim(&letters, false, 1), two.claim(&letters, false, 2));
     let claimed = a
         .unwrap()
@@ -394,4 +425,92 @@ async fn racing_claims_on_postgres_claim_each_letter_once() {
         .filter(|c| *c == Claim::Claimed)
         .count();
     assert_eq!(claimed, letters.len());
+}
+
+/// A failover leaves connections on a read-only standby: every write fails with SQLSTATE
+/// 25006. That is the database's state, not the record's: unavailable, never rejected, and
+/// the health check says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_postgres_is_unavailable_and_its_health_check_says_why() {
+    let pg = TestPostgres::start();
+    let raw = pg.create_database().await;
+    let store = StoreUrl::parse(&raw).unwrap().open().await.unwrap();
+    store.create(&order("ORD-1", 1), at(0, 1)).await.unwrap();
+    store.ping().await.unwrap();
+
+    pg.set_read_only(true).await;
+    let mut down = Ok(APPLIED);
+    for _ in 0..50 {
+        down = store
+            .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
+            .await;
+        if down.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let down = down.unwrap_err();
+    assert!(matches!(down, StoreError::Unavailable(_)), "{down}");
+    assert!(down.to_string().contains("25006"), "{down}");
+    let created = store.create(&order("ORD-2", 1), at(0, 3)).await;
+    assert!(
+        matches!(created, Err(StoreError::Unavailable(_))),
+        "{created:?}"
+    );
+    let health = store.ping().await.unwrap_err();
+    assert!(matches!(health, StoreError::Unavailable(_)), "{health}");
+    assert!(health.to_string().contains("read-only"), "{health}");
+    // Reads still work: only a write-checking health probe sees it.
+    assert!(store.get(&id("ORD-1")).await.unwrap().is_some());
+
+    pg.set_read_only(false).await;
+    let mut up = Err(StoreError::unavailable("not tried"));
+    for _ in 0..50 {
+        up = store
+            .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
+            .await;
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(up.unwrap(), APPLIED);
+    store.ping().await.unwrap();
+}
+
+/// Each write of a SQLite group commit has a savepoint of its own: one that fails half-way
+/// leaves nothing behind, and the others of its batch commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_write_that_fails_half_way_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db");
+    let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    drop(url.open().await.unwrap());
+    // The second statement of a create (its status row) refused for one order.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON order_status WHEN NEW.order_id = 'ORD-HALF'
+         BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let store: Arc<dyn Store> = url.open().await.unwrap();
+    let half = order("ORD-HALF", 1);
+    let whole = order("ORD-WHOLE", 1);
+    let (refused, created) = tokio::join!(
+        store.create(&half, at(0, 1)),
+        store.create(&whole, at(0, 2))
+    );
+    assert!(
+        matches!(refused, Err(StoreError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(created.unwrap(), CREATED);
+    assert_eq!(store.get(&id("ORD-HALF")).await.unwrap(), None);
+    assert_eq!(
+        store.positions(&id("ORD-HALF")).await.unwrap(),
+        None,
+        "no half order"
+    );
+    assert_eq!(store.count().await.unwrap(), 1);
 }

@@ -316,13 +316,26 @@ where
             Some(&slot) => slot,
             None => self.hold(meta.tp.clone()),
         };
+        let tracked = self
+            .slots
+            .get_mut(slot)?
+            .as_mut()?
+            .watermark
+            .track(meta.offset);
+        let slot = if tracked {
+            slot
+        } else {
+            // The partition's offsets went backwards without a revocation: its log was
+            // truncated (an unclean leader election) or its position reset. Skipping the
+            // record would commit past data never processed; start the partition over from
+            // here instead, as a new owner would.
+            tracing::warn!(tp = %meta.tp, offset = meta.offset, "offsets went backwards; the partition starts over from this record");
+            let tp = meta.tp.clone();
+            self.reset(&tp)
+        };
         let state = self.slots.get_mut(slot)?.as_mut()?;
-        if !state.watermark.track(meta.offset) {
-            // The source broke its contract (a rewind without a revocation). Everything at or
-            // below the last tracked offset is already being processed or committed.
-            tracing::error!(tp = %meta.tp, offset = meta.offset, "record received twice; skipped");
-            self.tally.left += 1;
-            return None;
+        if !tracked {
+            state.watermark.track(meta.offset); // a fresh watermark takes any offset
         }
         if !state.paused && state.watermark.len() >= self.max_in_flight {
             state.paused = true;
@@ -335,6 +348,21 @@ where
             .lanes
             .admit(lane, record)
             .map(|record| (record, slot, epoch, lane))
+    }
+
+    /// Drops what the dispatcher holds of `tp` (its queued and running records, as at a
+    /// revocation) and starts it anew, fetching again if it was paused.
+    fn reset(&mut self, tp: &TopicPartition) -> Slot {
+        let paused = self
+            .slot_of
+            .get(tp)
+            .and_then(|&slot| self.slots.get(slot)?.as_ref())
+            .is_some_and(|state| state.paused);
+        self.revoke(std::slice::from_ref(tp));
+        if paused {
+            self.source.resume(tp);
+        }
+        self.hold(tp.clone())
     }
 
     /// Starts bookkeeping for a partition seen for the first time (since its last revocation).

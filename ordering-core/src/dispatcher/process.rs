@@ -218,7 +218,8 @@ fn dead_letter<E: Serialize, H, D>(
         original_topic: meta.tp.topic.to_string(),
         original_partition: meta.tp.partition,
         original_offset: meta.offset,
-        original_key: meta.key_str(),
+        original_key: meta.key.clone(),
+        original_headers: meta.headers.clone(),
         original_timestamp: meta.timestamp,
         original_value: record.payload.clone(),
         original_message: record
@@ -240,8 +241,9 @@ fn dead_letter<E: Serialize, H, D>(
 }
 
 /// Publishes until the sink accepts it: a record is never acknowledged without its dead
-/// letter, so while the sink is down its partition waits (and shutdown leaves it uncommitted).
-/// A letter the sink refuses for good (too large) is reduced once, so that it can be written.
+/// letter, so while the sink is down or refuses the letter (a policy or an authorisation a
+/// person can fix) its partition waits, and shutdown leaves it uncommitted. Only a letter too
+/// large for the sink is reduced, once, so that it can be written.
 async fn publish_dead_letter<H, D: DeadLetterSink>(
     shared: &Shared<H, D>,
     mut letter: DeadLetter,
@@ -259,12 +261,12 @@ async fn publish_dead_letter<H, D: DeadLetterSink>(
                 );
                 return Outcome::DeadLettered;
             }
-            Err(error @ SinkError::Rejected(_)) if letter.is_replayable() => {
+            Err(error @ SinkError::TooLarge(_)) if letter.is_replayable() => {
                 shared.counters.dead_letter_reduced();
                 tracing::error!(
                     topic = %letter.original_topic, partition = letter.original_partition,
                     offset = letter.original_offset, %error,
-                    "dead letter refused; writing it reduced (no decoded copy, payload cut)"
+                    "dead letter too large; writing it reduced (no decoded copy, payload cut)"
                 );
                 letter = letter.reduced(shared.reduced_letter_payload);
             }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::model::{InvalidOrder, Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
-use super::store::{OrderStore, StatusWrite};
+use super::store::{CreateWrite, OrderStore, StatusWrite};
+use crate::dead_letter::DeadLetter;
 use crate::handler::{Classify, ErrorClass, Handler};
 use crate::record::RecordMeta;
-use crate::storage::{Position, StoreError};
+use crate::redrive::RedriveGuard;
+use crate::storage::{StoreError, Written};
 
 /// Why an order event was not applied.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -23,6 +25,10 @@ pub enum OrderError {
     InvalidOrderId(ValidationError),
     #[error("invalid order: {0}")]
     InvalidOrder(#[from] InvalidOrder),
+    /// Another order with this id exists: the first create wins, and this one is kept as a
+    /// dead letter for a person to look at.
+    #[error("order {0} already exists with other contents; the first one stays")]
+    DuplicateOrder(OrderId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -32,9 +38,10 @@ impl Classify for OrderError {
         match self {
             Self::OrderNotFound(_) => ErrorClass::Retryable,
             Self::Store(error) => error.class(),
-            Self::InvalidStatus(_) | Self::InvalidOrderId(_) | Self::InvalidOrder(_) => {
-                ErrorClass::Permanent
-            }
+            Self::InvalidStatus(_)
+            | Self::InvalidOrderId(_)
+            | Self::InvalidOrder(_)
+            | Self::DuplicateOrder(_) => ErrorClass::Permanent,
         }
     }
 
@@ -44,6 +51,7 @@ impl Classify for OrderError {
             Self::InvalidStatus(_) => "InvalidStatus",
             Self::InvalidOrderId(_) => "InvalidOrderId",
             Self::InvalidOrder(_) => "InvalidOrder",
+            Self::DuplicateOrder(_) => "DuplicateOrder",
             Self::Store(error) if error.is_retryable() => "StoreUnavailable",
             Self::Store(_) => "StoreRejected",
         }
@@ -59,8 +67,9 @@ impl From<ValidationError> for OrderError {
     }
 }
 
-/// Stores created orders; an order with the same id is replaced. A redelivered event changes
-/// nothing (see [`OrderStore`]).
+/// Stores created orders. The first create of an id wins: the same order again changes
+/// nothing, another order under that id is refused as [`OrderError::DuplicateOrder`] (see
+/// [`OrderStore::create`]).
 #[derive(Clone)]
 pub struct OrderCreatedHandler {
     store: Arc<dyn OrderStore>,
@@ -85,12 +94,15 @@ impl Handler<Order> for OrderCreatedHandler {
 
     async fn handle(&self, order: &Order, meta: &RecordMeta) -> Result<(), OrderError> {
         order.check()?;
-        self.store.create(order, Position::from(meta)).await?;
-        Ok(())
+        match self.store.create(order, meta.position()).await? {
+            CreateWrite::Written(_) => Ok(()),
+            CreateWrite::Duplicate => Err(OrderError::DuplicateOrder(order.order_id.clone())),
+        }
     }
 }
 
-/// Applies a status update to an existing order; a redelivered update changes nothing.
+/// Applies a status update to an existing order; a redelivered update, or a redriven one that
+/// a newer update superseded, changes nothing.
 #[derive(Clone)]
 pub struct StatusUpdateHandler {
     store: Arc<dyn OrderStore>,
@@ -117,9 +129,13 @@ impl Handler<StatusUpdate> for StatusUpdateHandler {
         let (id, status) = update.validate()?;
         match self
             .store
-            .update_status(&id, &status, update.reason.clone(), Position::from(meta))
+            .update_status(&id, &status, update.reason.clone(), meta.position())
             .await?
         {
+            StatusWrite::Written(Written::AlreadyApplied) if meta.origin().is_some() => {
+                tracing::info!(order = %id, status = %status, "redriven status update superseded by a newer one; not applied");
+                Ok(())
+            }
             StatusWrite::Written(_) => Ok(()),
             StatusWrite::NotFound => Err(OrderError::OrderNotFound(id)),
         }
@@ -157,5 +173,57 @@ impl Handler<OrderEvent> for OrderEventHandler {
             OrderEvent::Created(order) => self.created.handle(order, meta).await,
             OrderEvent::StatusUpdated(update) => self.updates.handle(update, meta).await,
         }
+    }
+}
+
+/// The order flow's [`RedriveGuard`]: a letter is superseded when applying its record now would
+/// change an order that moved on. An order event's letter is superseded once an order with its
+/// id exists (the first create wins); a status update's once the order holds a status applied
+/// from the same partition at or after the letter's origin.
+pub struct OrderRedriveGuard {
+    store: Arc<dyn OrderStore>,
+    orders_topic: String,
+    status_topic: String,
+}
+
+impl std::fmt::Debug for OrderRedriveGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderRedriveGuard")
+            .field("orders_topic", &self.orders_topic)
+            .field("status_topic", &self.status_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrderRedriveGuard {
+    pub fn new(
+        store: Arc<dyn OrderStore>,
+        orders_topic: impl Into<String>,
+        status_topic: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            orders_topic: orders_topic.into(),
+            status_topic: status_topic.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl RedriveGuard for OrderRedriveGuard {
+    async fn superseded(&self, letter: &DeadLetter) -> Result<bool, StoreError> {
+        let origin = letter.origin();
+        let for_orders = *origin.topic == *self.orders_topic;
+        if !for_orders && *origin.topic != *self.status_topic {
+            return Ok(false);
+        }
+        // A key that is no order id cannot have been applied: its record fails again.
+        let Some(id) = letter.key_str().and_then(|key| OrderId::parse(&key).ok()) else {
+            return Ok(false);
+        };
+        let Some(positions) = self.store.positions(&id).await? else {
+            return Ok(false);
+        };
+        Ok(for_orders || origin.is_covered_by(positions.status.as_ref()))
     }
 }

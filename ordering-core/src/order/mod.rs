@@ -8,10 +8,12 @@ mod model;
 mod store;
 
 pub use generate::{MAX_ITEMS, NumItems, generate_order};
-pub use handlers::{OrderCreatedHandler, OrderError, OrderEventHandler, StatusUpdateHandler};
+pub use handlers::{
+    OrderCreatedHandler, OrderError, OrderEventHandler, OrderRedriveGuard, StatusUpdateHandler,
+};
 pub use model::{
     InvalidOrder, MAX_ORDER_ID_LEN, MAX_REASON_CHARS, MAX_STATUS_LEN, Order, OrderEvent, OrderId,
     OrderItem, STATUS_UPDATE_EVENT_TYPE, Status, StatusUpdate, ValidationError, parse_reason,
     round_cents, shipping_cost, total_amount,
 };
-pub use store::{MemoryStore, OrderStore, StatusWrite};
+pub use store::{CreateWrite, MemoryStore, OrderPositions, OrderStore, StatusWrite};

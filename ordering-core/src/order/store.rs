@@ -1,10 +1,16 @@
 //! Where orders live: the `OrderStore` trait, its error and write outcomes, and an in-memory
 //! implementation. Durable backends (SQLite, PostgreSQL) are in the `ordering-store` crate.
 //!
-//! Writes are idempotent by position: each order remembers the position (partition, offset)
-//! of the last order event and of the last status update applied to it, and a record
-//! delivered again at or below that position changes nothing. At-least-once delivery after
-//! a crash or a rebalance therefore never moves a status backwards.
+//! Writes are idempotent:
+//! - **Creates by content.** The first create of an id wins. The same order again (a
+//!   redelivery, a redrive, a client's retry) changes nothing; a different order under an id
+//!   that exists is a [`CreateWrite::Duplicate`] and changes nothing either: nothing already
+//!   stored is replaced or reset.
+//! - **Status updates by position.** Each order remembers the position (topic, partition,
+//!   offset) of the last status update applied to it, and an update at or below it changes
+//!   nothing. At-least-once delivery after a crash or a rebalance therefore never moves a
+//!   status backwards, nor does a redrive: a redriven update carries the position of the
+//!   record it copies ([`RecordMeta::position`](crate::RecordMeta::position)).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -12,8 +18,27 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 
 use super::model::{Order, OrderId, Status};
-use crate::redrive::{Claim, LetterId, MemoryLedger, RedriveLedger, Redriven};
+use crate::redrive::{Claim, MemoryLedger, RedriveKey, RedriveLedger, Redriven};
 use crate::storage::{Position, StoreError, Written};
+
+/// What a create did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateWrite {
+    /// `Applied`: a new order; `AlreadyApplied`: the very same order was there.
+    Written(Written),
+    /// Another order has this id: the first stays, this one is not applied.
+    Duplicate,
+}
+
+/// Where the last writes of an order came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPositions {
+    /// The order event that created it.
+    pub created: Position,
+    /// The status update last applied; `None` before the first.
+    pub status: Option<Position>,
+}
 
 /// What a status update did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +57,10 @@ pub enum StatusWrite {
 pub trait OrderStore: Send + Sync {
     async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
 
-    /// Stores `order`, created by the order event at `at`, replacing any order with the same
-    /// id unless `at` was already applied.
-    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError>;
+    /// Stores `order`, created by the order event at `at`, unless an order with its id is
+    /// there already: the same order is [`Written::AlreadyApplied`], another is
+    /// [`CreateWrite::Duplicate`]; either way nothing stored changes.
+    async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError>;
 
     /// Sets the status of an existing order, and the reason given for it (`None` clears an
     /// earlier one), from the status update at `at`, unless `at` was already applied.
@@ -46,18 +72,24 @@ pub trait OrderStore: Send + Sync {
         at: Position,
     ) -> Result<StatusWrite, StoreError>;
 
+    /// Where the last writes of the order came from; `None` if there is no such order.
+    async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError>;
+
     /// Every order id, sorted.
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
 
     async fn count(&self) -> Result<u64, StoreError>;
 
-    /// Answers when the store can serve: for health checks.
+    /// Answers when the store can serve reads *and* take writes (a database that went
+    /// read-only, a revoked grant, a full disk fail it), for health checks; the error says why.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// An order with the positions that last wrote it.
 #[derive(Debug, Clone)]
 struct Stored {
+    /// The order as created, to tell the same order from another under its id.
+    created: Order,
     order: Order,
     created_at: Position,
     status_at: Option<Position>,
@@ -75,19 +107,19 @@ pub struct MemoryStore {
 impl RedriveLedger for MemoryStore {
     async fn claim(
         &self,
-        letters: &[LetterId],
+        records: &[RedriveKey],
         again: bool,
         at_ms: i64,
     ) -> Result<Vec<Claim>, StoreError> {
-        self.redrives.claim(letters, again, at_ms).await
+        self.redrives.claim(records, again, at_ms).await
     }
 
-    async fn release(&self, letters: &[LetterId]) -> Result<(), StoreError> {
-        self.redrives.release(letters).await
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
+        self.redrives.release(records).await
     }
 
-    async fn lookup(&self, letters: &[LetterId]) -> Result<Vec<Option<Redriven>>, StoreError> {
-        self.redrives.lookup(letters).await
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        self.redrives.lookup(records).await
     }
 }
 
@@ -113,23 +145,23 @@ impl OrderStore for MemoryStore {
         Ok(self.read().get(id).map(|stored| stored.order.clone()))
     }
 
-    async fn create(&self, order: &Order, at: Position) -> Result<Written, StoreError> {
+    async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError> {
         let mut orders = self.write();
-        let status_at = match orders.get(&order.order_id) {
-            Some(stored) if at.is_covered_by(Some(stored.created_at)) => {
-                return Ok(Written::AlreadyApplied);
-            }
-            // Updates already applied stay applied: their redeliveries must not apply again.
-            Some(stored) => stored.status_at,
-            None => None,
-        };
+        if let Some(stored) = orders.get(&order.order_id) {
+            return Ok(if stored.created == *order {
+                CreateWrite::Written(Written::AlreadyApplied)
+            } else {
+                CreateWrite::Duplicate
+            });
+        }
         let stored = Stored {
+            created: order.clone(),
             order: order.clone(),
             created_at: at,
-            status_at,
+            status_at: None,
         };
         orders.insert(order.order_id.clone(), stored);
-        Ok(Written::Applied)
+        Ok(CreateWrite::Written(Written::Applied))
     }
 
     async fn update_status(
@@ -143,13 +175,20 @@ impl OrderStore for MemoryStore {
         let Some(stored) = orders.get_mut(id) else {
             return Ok(StatusWrite::NotFound);
         };
-        if at.is_covered_by(stored.status_at) {
+        if at.is_covered_by(stored.status_at.as_ref()) {
             return Ok(StatusWrite::Written(Written::AlreadyApplied));
         }
         stored.order.status = status.clone();
         stored.order.status_reason = reason;
         stored.status_at = Some(at);
         Ok(StatusWrite::Written(Written::Applied))
+    }
+
+    async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {
+        Ok(self.read().get(id).map(|stored| OrderPositions {
+            created: stored.created_at.clone(),
+            status: stored.status_at.clone(),
+        }))
     }
 
     async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
@@ -172,12 +211,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_position_is_covered_only_within_its_partition() {
-        let last = Some(Position::new(1, 10));
-        assert!(Position::new(1, 10).is_covered_by(last));
-        assert!(Position::new(1, 9).is_covered_by(last));
-        assert!(!Position::new(1, 11).is_covered_by(last));
-        assert!(!Position::new(2, 3).is_covered_by(last));
-        assert!(!Position::new(1, 0).is_covered_by(None));
+    fn a_position_is_covered_only_within_its_topic_and_partition() {
+        let last = Position::new("t", 1, 10);
+        let last = Some(&last);
+        assert!(Position::new("t", 1, 10).is_covered_by(last));
+        assert!(Position::new("t", 1, 9).is_covered_by(last));
+        assert!(!Position::new("t", 1, 11).is_covered_by(last));
+        assert!(!Position::new("t", 2, 3).is_covered_by(last));
+        assert!(!Position::new("u", 1, 3).is_covered_by(last));
+        assert!(!Position::new("t", 1, 0).is_covered_by(None));
     }
 }

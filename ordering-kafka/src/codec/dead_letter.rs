@@ -1,7 +1,7 @@
 //! The dead letter as an Avro `Value`, field by field, and back.
 
 use apache_avro::types::Value;
-use ordering_core::{DeadLetter, DecodeError, FailureClass};
+use ordering_core::{DeadLetter, DecodeError, FailureClass, Header};
 
 // The dead letter is mapped by hand: it has unions and bytes, which serde would have to be
 // told about field by field anyway, and the class is an enum in Rust and a string on the wire.
@@ -17,10 +17,7 @@ pub(super) fn dead_letter_value(l: &DeadLetter) -> Value {
         ("originalTopic", Value::String(l.original_topic.clone())),
         ("originalPartition", Value::Int(l.original_partition)),
         ("originalOffset", Value::Long(l.original_offset)),
-        (
-            "originalKey",
-            opt(l.original_key.clone().map(Value::String)),
-        ),
+        ("originalKey", opt(l.key_str().map(Value::String))),
         (
             "originalTimestamp",
             opt(l.original_timestamp.map(Value::Long)),
@@ -51,6 +48,24 @@ pub(super) fn dead_letter_value(l: &DeadLetter) -> Value {
             opt(l
                 .reduced_from
                 .map(|n| Value::Long(i64::try_from(n).unwrap_or(i64::MAX)))),
+        ),
+        (
+            "originalKeyBytes",
+            opt(l.original_key.clone().map(Value::Bytes)),
+        ),
+        (
+            "originalHeaders",
+            Value::Array(
+                l.original_headers
+                    .iter()
+                    .map(|h| {
+                        Value::Record(vec![
+                            ("name".to_owned(), Value::String(h.name.clone())),
+                            ("value".to_owned(), opt(h.value.clone().map(Value::Bytes))),
+                        ])
+                    })
+                    .collect(),
+            ),
         ),
     ];
     Value::Record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
@@ -85,6 +100,22 @@ pub(super) fn dead_letter_from(value: Value) -> Result<DeadLetter, DecodeError> 
     let value_size: Option<i64> =
         field!("originalValueSize", Value::Null => None, Value::Long(n) => Some(n));
     let original_value: Vec<u8> = field!("originalValue", Value::Bytes(b) => b);
+    let key_text: Option<String> =
+        field!("originalKey", Value::Null => None, Value::String(s) => Some(s));
+    // Letters written before version 3 have only the text; it is the key for UTF-8 keys.
+    let original_key: Option<Vec<u8>> = match take("originalKeyBytes") {
+        Ok(Value::Bytes(b)) => Some(b),
+        Ok(Value::Null) | Err(_) => key_text.map(String::into_bytes),
+        Ok(other) => return Err(bad("originalKeyBytes", &other)),
+    };
+    let original_headers = match take("originalHeaders") {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .map(header_from)
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(_) => Vec::new(),
+        Ok(other) => return Err(bad("originalHeaders", &other)),
+    };
     let reduced_from = reduced.then(|| {
         value_size
             .and_then(|n| u64::try_from(n).ok())
@@ -94,7 +125,8 @@ pub(super) fn dead_letter_from(value: Value) -> Result<DeadLetter, DecodeError> 
         original_topic: field!("originalTopic", Value::String(s) => s),
         original_partition: field!("originalPartition", Value::Int(n) => n),
         original_offset: field!("originalOffset", Value::Long(n) => n),
-        original_key: field!("originalKey", Value::Null => None, Value::String(s) => Some(s)),
+        original_key,
+        original_headers,
         original_timestamp: field!("originalTimestamp", Value::Null => None, Value::Long(n) => Some(n)),
         original_value,
         original_message: field!("originalMessage", Value::Null => None, Value::String(s) => Some(s)),
@@ -111,4 +143,28 @@ pub(super) fn dead_letter_from(value: Value) -> Result<DeadLetter, DecodeError> 
         redrive_count: field!("redriveCount", Value::Int(n) => count(n)),
         reduced_from,
     })
+}
+
+fn header_from(value: Value) -> Result<Header, DecodeError> {
+    let Value::Record(fields) = value else {
+        return Err(DecodeError::new("a dead letter's header must be a record"));
+    };
+    let (mut name, mut value) = (None, None);
+    for (field, v) in fields {
+        match (field.as_str(), v) {
+            ("name", Value::String(s)) => name = Some(s),
+            ("value", Value::Union(_, inner)) => match *inner {
+                Value::Bytes(b) => value = Some(b),
+                Value::Null => {}
+                other => {
+                    return Err(DecodeError::new(format!(
+                        "dead letter header value: {other:?}"
+                    )));
+                }
+            },
+            _ => {}
+        }
+    }
+    let name = name.ok_or_else(|| DecodeError::new("dead letter header without a name"))?;
+    Ok(Header { name, value })
 }

@@ -94,6 +94,7 @@ impl SchemaFamily {
             Self::DeadLetter => &[
                 include_str!("../../../schemas/history/dlq.v1.avsc"),
                 include_str!("../../../schemas/history/dlq.v2.avsc"),
+                include_str!("../../../schemas/history/dlq.v3.avsc"),
             ],
         }
     }
