@@ -81,6 +81,8 @@ fn dlq_schema_has_everything_needed_to_replay() {
             "redriveCount",
             "reduced",
             "originalValueSize",
+            "originalKeyBytes",
+            "originalHeaders",
         ]
     );
 }
