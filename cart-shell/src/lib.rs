@@ -1,15 +1,20 @@
 //! cart-shell as a library: the service, its routing table and its HTTP translation, built
 //! from any sinks and broker check (Kafka in `main.rs`, in-memory ones in the route tests).
-//! It answers `201`/`202` only once the sink has the event (for Kafka: acks=all).
+//! It answers `201`/`202` only once the sink has the event (for Kafka: acks=all). A create
+//! with an `Idempotency-Key` is done once per key: its order is stored before it is
+//! published and its answer replayed to every retry (`shell_http::idempotency`).
 //!
 //! Endpoints: [`ROUTES`], documented in `docs/openapi.yaml`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, StatusCode};
 use ordering_core::order::{
     NumItems, Order, OrderId, Status, StatusUpdate, ValidationError, generate_order, parse_reason,
@@ -20,13 +25,17 @@ use serde::Deserialize;
 use serde_json::json;
 use shell_http::body::{required, text, whole_number};
 use shell_http::env::{Env, EnvError};
+use shell_http::idempotency::{
+    Begin, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyStore, Policy,
+    REPLAYED_HEADER, Settled, retry_after_seconds,
+};
 use shell_http::metrics::Metrics;
 use shell_http::openapi::{OpenApi, OpenApiError};
 use shell_http::router::{Route, Routes};
 use shell_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
 };
-use shell_http::{ApiError, HttpRequest, Response, json, read_typed};
+use shell_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
 use tokio::net::TcpListener;
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
@@ -37,6 +46,18 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// How long `/health` waits for the broker.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `IDEMPOTENCY_DB`'s default.
+const IDEMPOTENCY_DB: &str = "data/cart-idempotency.db";
+
+/// `IDEMPOTENCY_KEY_TTL`'s default: 24 h.
+const IDEMPOTENCY_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// `IDEMPOTENCY_MAX_KEYS`'s default.
+const IDEMPOTENCY_MAX_KEYS: usize = 100_000;
+
+/// Added to a keyed create's lease for the store's writes and scheduling.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// cart-shell: takes orders and status updates over HTTP and publishes them to Kafka as Avro
 /// events. Every setting is a flag or an environment variable; a flag wins.
@@ -59,6 +80,15 @@ pub struct Cli {
     /// Topic of the status updates
     #[arg(long, env, default_value = "order-status-updates")]
     pub kafka_status_update_topic: Option<String>,
+    /// The SQLite file of the Idempotency-Key store (created, with its directory)
+    #[arg(long, env, default_value = IDEMPOTENCY_DB)]
+    pub idempotency_db: Option<String>,
+    /// How long an Idempotency-Key is remembered after its first request (e.g. 24h, 90m)
+    #[arg(long, env, default_value = "24h")]
+    pub idempotency_key_ttl: Option<String>,
+    /// Most Idempotency-Keys remembered; beyond, the oldest finished ones are forgotten
+    #[arg(long, env, default_value = "100000")]
+    pub idempotency_max_keys: Option<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
     #[command(flatten)]
@@ -76,6 +106,71 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub max_connections: usize,
     pub codec: AvroCodec,
+    pub idempotency: IdempotencySettings,
+}
+
+/// Where `Idempotency-Key`s are kept and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencySettings {
+    /// `IDEMPOTENCY_DB`, default `data/cart-idempotency.db`.
+    pub path: PathBuf,
+    /// `IDEMPOTENCY_KEY_TTL` (humantime: `24h`, `90m`), default 24 h.
+    pub ttl: Duration,
+    /// `IDEMPOTENCY_MAX_KEYS`, default 100 000.
+    pub max_keys: usize,
+}
+
+impl IdempotencySettings {
+    pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let ttl: humantime::Duration = env.check(
+            "IDEMPOTENCY_KEY_TTL",
+            IDEMPOTENCY_KEY_TTL.into(),
+            |ttl: &humantime::Duration| {
+                if ttl.is_zero() {
+                    Err("must be longer than 0 (e.g. 24h)".into())
+                } else {
+                    Ok(())
+                }
+            },
+        )?;
+        Ok(Self {
+            path: PathBuf::from(env.text("IDEMPOTENCY_DB", IDEMPOTENCY_DB)),
+            ttl: ttl.into(),
+            max_keys: env.check("IDEMPOTENCY_MAX_KEYS", IDEMPOTENCY_MAX_KEYS, |n| {
+                if *n > 0 {
+                    Ok(())
+                } else {
+                    Err("must be greater than 0".into())
+                }
+            })?,
+        })
+    }
+
+    /// The store's policy, for a producer whose publish waits at most `delivery_timeout`.
+    pub fn policy(&self, delivery_timeout: Duration) -> Policy {
+        Policy {
+            ttl: self.ttl,
+            max_keys: self.max_keys,
+            lease: lease(delivery_timeout),
+        }
+    }
+
+    /// Opens the store; an error names `IDEMPOTENCY_DB`.
+    pub fn open(&self, delivery_timeout: Duration) -> Result<IdempotencyStore, EnvError> {
+        IdempotencyStore::open(&self.path, self.policy(delivery_timeout)).map_err(|e| EnvError {
+            name: "IDEMPOTENCY_DB",
+            value: self.path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// How long a keyed create holds its key. librdkafka may wait the delivery timeout for room
+/// in its queue and then again for the acknowledgement, hence twice, plus a margin.
+pub fn lease(delivery_timeout: Duration) -> Duration {
+    delivery_timeout
+        .saturating_mul(2)
+        .saturating_add(LEASE_MARGIN)
 }
 
 impl Settings {
@@ -94,6 +189,7 @@ impl Settings {
                     (SchemaFamily::StatusUpdate, "AVRO_STATUS_UPDATE_VERSION"),
                 ],
             )?,
+            idempotency: IdempotencySettings::from_env(env)?,
         })
     }
 }
@@ -168,6 +264,7 @@ pub struct Cart {
     orders: Arc<dyn Sink<Order>>,
     updates: Arc<dyn Sink<StatusUpdate>>,
     broker: Arc<dyn Broker>,
+    keys: IdempotencyStore,
     metrics: Metrics,
     openapi: OpenApi,
 }
@@ -179,17 +276,20 @@ impl std::fmt::Debug for Cart {
 }
 
 impl Cart {
-    /// Orders go to `orders`, status updates to `updates`.
+    /// Orders go to `orders`, status updates to `updates`; `Idempotency-Key`s are kept in
+    /// `keys`.
     pub fn new(
         orders: Arc<dyn Sink<Order>>,
         updates: Arc<dyn Sink<StatusUpdate>>,
         broker: Arc<dyn Broker>,
+        keys: IdempotencyStore,
         metrics: Metrics,
     ) -> Result<Self, OpenApiError> {
         Ok(Self {
             orders,
             updates,
             broker,
+            keys,
             metrics,
             openapi: OpenApi::for_service(SERVICE)?,
         })
@@ -232,19 +332,34 @@ impl Cart {
     }
 
     async fn create_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
+        let key = IdempotencyKey::from_headers(request.headers())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let body: CreateOrder = read_typed(request, BODY_LIMIT).await?;
         let id = OrderId::parse(&required(body.order_id, "orderId")?).map_err(invalid)?;
         let num_items = NumItems::new(required(body.num_items, "numItems")?).map_err(invalid)?;
+        // The typed, trimmed request: what makes two requests with one key the same one.
+        let fingerprint = Fingerprint::of(&[
+            b"POST /api/create-order",
+            id.as_str().as_bytes(),
+            &num_items.get().to_be_bytes(),
+        ]);
         let order = generate_order(id, num_items, now_iso8601(), &mut rand::rng());
-        self.orders.publish(&order).await.map_err(unpublished)?;
-        Ok(json(
-            StatusCode::CREATED,
-            &json!({
-                "success": true,
-                "message": format!("Order '{}' created and published.", order.order_id),
-                "data": order,
-            }),
-        ))
+        let Some(key) = key else {
+            self.orders.publish(&order).await.map_err(unpublished)?;
+            return Ok(json(StatusCode::CREATED, &created(&order)));
+        };
+        // In a task of its own: a client that hangs up must not cancel it between storing the
+        // key and settling it, which would leave the key in flight until its lease ends.
+        let once = create_once(
+            self.orders.clone(),
+            self.keys.clone(),
+            key,
+            fingerprint,
+            order,
+        );
+        tokio::spawn(once).await.map_err(|e| {
+            ApiError::unavailable(format!("the create stopped before it was answered: {e}"))
+        })?
     }
 
     async fn update_order(&self, request: HttpRequest) -> Result<Response, ApiError> {
@@ -301,6 +416,129 @@ impl Cart {
             ),
         }
     }
+}
+
+/// A create with an `Idempotency-Key`: the order is stored with the key before it is
+/// published, and the answer after, so every retry gets the first order.
+async fn create_once(
+    orders: Arc<dyn Sink<Order>>,
+    keys: IdempotencyStore,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+    order: Order,
+) -> Result<Response, ApiError> {
+    let payload = serde_json::to_string(&order).map_err(|e| {
+        keys_failed(IdempotencyError::Corrupt(format!(
+            "the order cannot be written as JSON: {e}"
+        )))
+    })?;
+    let begin = keys
+        .begin(key, fingerprint, payload, SystemTime::now())
+        .await
+        .map_err(keys_failed)?;
+    let claim = match begin {
+        Begin::Fresh(claim) => claim,
+        Begin::Resume(claim) => {
+            tracing::info!(key = %claim.key(), "publishing the stored order of an earlier attempt again");
+            claim
+        }
+        Begin::Replay(replay) => {
+            let mut response = json_bytes(replay.status, replay.body);
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Begin::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency key reused",
+                "this Idempotency-Key was sent with another request (orderId, numItems); \
+                 use a new key for a new request",
+            ));
+        }
+        Begin::InFlight { retry_after } => {
+            let error = ApiError::new(
+                StatusCode::CONFLICT,
+                "Request in progress",
+                "a request with this Idempotency-Key is still being published; \
+                 retry once it is answered",
+            );
+            return Ok(with_retry_after(error, retry_after));
+        }
+        Begin::Full { retry_after } => {
+            let error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many requests in progress",
+                "every remembered Idempotency-Key is in flight (IDEMPOTENCY_MAX_KEYS); \
+                 nothing was done, try again",
+            );
+            return Ok(with_retry_after(error, retry_after));
+        }
+    };
+    // The stored order, read back: what is published is exactly what a retry would publish.
+    let order: Order = match serde_json::from_str(claim.payload()) {
+        Ok(order) => order,
+        Err(error) => {
+            tracing::error!(key = %claim.key(), %error, "a stored order does not read back");
+            let _ = keys.fail(claim).await;
+            return Err(keys_failed(IdempotencyError::Corrupt(error.to_string())));
+        }
+    };
+    // Bounded by the lease: past it a retry may take the key over, and a late outcome of this
+    // attempt is dropped (`Settled::Superseded`).
+    let bound = keys.policy().lease;
+    let published = match tokio::time::timeout(bound, orders.publish(&order)).await {
+        Ok(published) => published.map_err(unpublished),
+        Err(_) => Err(ApiError::unavailable(format!(
+            "the event was not acknowledged within {bound:?}"
+        ))),
+    };
+    let body = Bytes::from(created(&order).to_string());
+    let settled = match &published {
+        Ok(()) => keys.finish(claim, StatusCode::CREATED, body.clone()).await,
+        Err(_) => keys.fail(claim).await,
+    };
+    match settled {
+        Ok(Settled::Recorded) => {}
+        // The order is published either way: a retry after the lease publishes the same
+        // order again, which the consumer takes as already applied.
+        Ok(Settled::Superseded) => {
+            tracing::warn!(order = %order.order_id, "a later attempt took this key over");
+        }
+        Err(error) => {
+            tracing::warn!(order = %order.order_id, %error, "the outcome of a keyed create was not recorded");
+        }
+    }
+    published.map(|()| json_bytes(StatusCode::CREATED, body))
+}
+
+/// The body of a `201` to a create.
+fn created(order: &Order) -> serde_json::Value {
+    json!({
+        "success": true,
+        "message": format!("Order '{}' created and published.", order.order_id),
+        "data": order,
+    })
+}
+
+/// `error` with `Retry-After` (whole seconds).
+fn with_retry_after(error: ApiError, wait: Duration) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(wait)));
+    response
+}
+
+/// The key store failed: nothing was published.
+fn keys_failed(error: IdempotencyError) -> ApiError {
+    tracing::warn!(%error, "the idempotency store failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Idempotency store unavailable",
+        format!("nothing was published: {error}"),
+    )
 }
 
 fn invalid(error: ValidationError) -> ApiError {

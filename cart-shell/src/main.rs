@@ -35,7 +35,9 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         listen,
         max_connections,
         codec,
+        idempotency,
     } = Settings::from_env(&env)?;
+    let keys = idempotency.open(kafka.delivery_timeout)?;
     let metrics = Metrics::install()?;
 
     let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
@@ -45,6 +47,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         Arc::new(producer.sink(&order_topic, codec)),
         Arc::new(producer.sink(&status_topic, codec)),
         Arc::new(producer.clone()),
+        keys,
         metrics,
     )?);
     tokio::spawn(async move {

@@ -1,16 +1,17 @@
 //! cart-shell as a real process on a real broker, driven over HTTP: what it accepts, what it
-//! refuses and how, and how it rides out a broker outage.
+//! refuses and how, how it rides out a broker outage, and how an `Idempotency-Key` holds
+//! across a `kill -9`.
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ordering_core::order::{Order, StatusUpdate};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{AvroCodec, read_topic};
 use serde_json::json;
-use shell_http::testing::{ShellProcess, get, send_json};
+use shell_http::testing::{Reply, ShellProcess, call_with, get, send_json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -18,24 +19,58 @@ struct Cart {
     shell: ShellProcess,
     orders: String,
     updates: String,
+    /// The Idempotency-Key store's file, in `_keys`.
+    db: PathBuf,
+    _keys: tempfile::TempDir,
 }
 
 fn start(broker: &TestBroker) -> Cart {
     let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
-    let shell = ShellProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_cart-shell")),
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", orders.clone()),
-            ("KAFKA_STATUS_UPDATE_TOPIC", updates.clone()),
-            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
-        ],
-    );
+    let keys = tempfile::tempdir().unwrap();
+    let db = keys.path().join("cart-idempotency.db");
+    let shell = launch(broker, &orders, &updates, &db);
     Cart {
         shell,
         orders,
         updates,
+        db,
+        _keys: keys,
     }
+}
+
+/// A cart-shell process on `broker`'s topics `orders` and `updates`, its keys in `db`.
+fn launch(broker: &TestBroker, orders: &str, updates: &str, db: &Path) -> ShellProcess {
+    ShellProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_cart-shell")),
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", orders.to_owned()),
+            ("KAFKA_STATUS_UPDATE_TOPIC", updates.to_owned()),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
+            ("IDEMPOTENCY_DB", db.display().to_string()),
+        ],
+    )
+}
+
+/// `POST /api/create-order` with `body` and `Idempotency-Key: key`.
+async fn create(shell: &ShellProcess, key: &str, body: &serde_json::Value) -> Reply {
+    call_with(
+        "POST",
+        &shell.url("/api/create-order"),
+        Some(body.to_string().as_bytes()),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+}
+
+/// The orders on `topic` whose id is `id`.
+async fn orders_of(broker: &TestBroker, topic: &str, id: &str) -> Vec<Order> {
+    read::<Order>(broker, topic)
+        .await
+        .into_iter()
+        .map(|record| record.event.unwrap())
+        .filter(|order| order.order_id.as_str() == id)
+        .collect()
 }
 
 async fn read<M: Send + 'static>(broker: &TestBroker, topic: &str) -> Vec<ordering_core::Record<M>>
@@ -150,9 +185,110 @@ async fn sigterm_stops_the_shell_cleanly() {
     assert!(cart.shell.log().contains("cart-shell stopped"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_create_is_answered_again_after_kill_9_and_published_once() {
+    let broker = TestBroker::start();
+    let mut cart = start(&broker);
+    let body = json!({"orderId": "ORD-KILL", "numItems": 4});
+    let first = create(&cart.shell, "kill-9", &body).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.json["data"]["items"].as_array().unwrap().len(), 4);
+
+    // No clean-up of any kind; the next process opens the same file.
+    cart.shell.kill();
+    cart.shell = launch(&broker, &cart.orders, &cart.updates, &cart.db);
+    let retry = create(&cart.shell, "kill-9", &body).await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.text, first.text, "the same answer, byte for byte");
+    assert_eq!(retry.json["data"]["items"], first.json["data"]["items"]);
+    let other = create(
+        &cart.shell,
+        "kill-9",
+        &json!({"orderId": "ORD-KILL", "numItems": 5}),
+    )
+    .await;
+    assert_eq!(other.status, 422, "{}", other.text);
+
+    let published = orders_of(&broker, &cart.orders, "ORD-KILL").await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        serde_json::to_value(&published[0]).unwrap(),
+        first.json["data"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_while_the_broker_is_down_is_409_and_the_stored_order_is_published_later() {
+    let mut broker = TestBroker::start_with(Storage::Sqlite);
+    let cart = start(&broker);
+    // The topics exist and the producer knows the broker.
+    let warm = create(
+        &cart.shell,
+        "warm",
+        &json!({"orderId": "ORD-WARM", "numItems": 1}),
+    )
+    .await;
+    assert_eq!(warm.status, 201, "{}", warm.text);
+
+    broker.stop();
+    let body = json!({"orderId": "ORD-OUTAGE", "numItems": 3});
+    let url = cart.shell.url("/api/create-order");
+    let first = {
+        let body = body.to_string();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let headers = [("Idempotency-Key", "outage")];
+            let reply = call_with("POST", &url, Some(body.as_bytes()), &headers).await;
+            (reply, started.elapsed())
+        })
+    };
+    // The first publish waits for the broker until its delivery timeout (3 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let retry = create(&cart.shell, "outage", &body).await;
+    assert_eq!(retry.status, 409, "{}", retry.text);
+    assert_eq!(retry.json["error"], "Request in progress");
+    let wait: u64 = retry.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1, "Retry-After: {wait}");
+    let (first, took) = first.await.unwrap();
+    assert_eq!(first.status, 503, "{}", first.text);
+    assert!(took >= Duration::from_secs(2), "answered after {took:?}");
+
+    broker.restart();
+    let deadline = Instant::now() + WAIT;
+    let published = loop {
+        let reply = create(&cart.shell, "outage", &body).await;
+        if reply.status == 201 {
+            break reply;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert!(Instant::now() < deadline, "no recovery: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(published.json["data"]["items"].as_array().unwrap().len(), 3);
+    let replay = create(&cart.shell, "outage", &body).await;
+    assert_eq!(replay.text, published.text);
+    // Whatever attempt reached the broker, it carried the one stored order.
+    let records = orders_of(&broker, &cart.orders, "ORD-OUTAGE").await;
+    assert!(!records.is_empty());
+    for order in &records {
+        assert_eq!(serde_json::to_value(order).unwrap(), published.json["data"]);
+    }
+}
+
 #[test]
 fn a_bad_setting_stops_the_shell_at_start_up_naming_the_variable() {
-    for (name, value) in [("KAFKA_TOPIC_PARTITIONS", "abc"), ("API_PORT", "99999")] {
+    for (name, value) in [
+        ("KAFKA_TOPIC_PARTITIONS", "abc"),
+        ("API_PORT", "99999"),
+        ("IDEMPOTENCY_KEY_TTL", "tomorrow"),
+        ("IDEMPOTENCY_MAX_KEYS", "0"),
+        ("IDEMPOTENCY_DB", "/dev/null/keys.db"),
+    ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_cart-shell"))
             .env(name, value)
             .output()
@@ -166,11 +302,38 @@ fn a_bad_setting_stops_the_shell_at_start_up_naming_the_variable() {
     }
 }
 
+/// A shell with its Idempotency-Key store in a directory removed with it.
+struct Alone {
+    shell: ShellProcess,
+    _keys: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Alone {
+    type Target = ShellProcess;
+    fn deref(&self) -> &ShellProcess {
+        &self.shell
+    }
+}
+
+impl std::ops::DerefMut for Alone {
+    fn deref_mut(&mut self) -> &mut ShellProcess {
+        &mut self.shell
+    }
+}
+
 /// cart-shell with no broker behind it: enough for HTTP-level behaviour.
-fn cart_alone(extra: &[(&str, String)]) -> ShellProcess {
-    let mut env = vec![("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9".to_owned())];
+fn cart_alone(extra: &[(&str, String)]) -> Alone {
+    let keys = tempfile::tempdir().unwrap();
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9".to_owned()),
+        (
+            "IDEMPOTENCY_DB",
+            keys.path().join("keys.db").display().to_string(),
+        ),
+    ];
     env.extend(extra.iter().cloned());
-    ShellProcess::start(Path::new(env!("CARGO_BIN_EXE_cart-shell")), &env)
+    let shell = ShellProcess::start(Path::new(env!("CARGO_BIN_EXE_cart-shell")), &env);
+    Alone { shell, _keys: keys }
 }
 
 /// Reads from `stream` until the end of the HTTP head (or the connection closes).

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use cart_shell::{Cli, Settings};
 use clap::CommandFactory;
@@ -18,6 +19,9 @@ fn every_setting_is_a_flag_and_a_variable_listed_by_help_with_the_codes_default(
         "[default: 8000]",
         "[default: order-events]",
         "[default: 5000]",
+        "[default: data/cart-idempotency.db]",
+        "[default: 24h]",
+        "[default: 100000]",
     ] {
         assert!(
             help.contains(default),
@@ -49,6 +53,37 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
     );
     let error = Settings::from_env(&env.unwrap()).unwrap_err();
     assert_eq!(error.name, "KAFKA_TOPIC_PARTITIONS");
+
+    let env = Env::from_args(
+        Cli::command(),
+        [
+            "cart-shell",
+            "--idempotency-key-ttl",
+            "90m",
+            "--idempotency-max-keys",
+            "7",
+            "--idempotency-db",
+            "/tmp/keys.db",
+        ],
+    )
+    .unwrap();
+    let keys = Settings::from_env(&env).unwrap().idempotency;
+    assert_eq!(keys.ttl, Duration::from_secs(90 * 60));
+    assert_eq!(keys.max_keys, 7);
+    assert_eq!(keys.path, Path::new("/tmp/keys.db"));
+    // A keyed create holds its key through a publish's two waits, plus a margin.
+    let policy = keys.policy(Duration::from_secs(3));
+    assert_eq!(policy.lease, Duration::from_secs(11));
+    for (name, value) in [
+        ("IDEMPOTENCY_KEY_TTL", "0s"),
+        ("IDEMPOTENCY_KEY_TTL", "tomorrow"),
+        ("IDEMPOTENCY_KEY_TTL", "24"),
+        ("IDEMPOTENCY_MAX_KEYS", "0"),
+        ("IDEMPOTENCY_MAX_KEYS", "-1"),
+    ] {
+        let error = Settings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
+        assert_eq!(error.name, name, "{value}: {error}");
+    }
 
     // A flag the shell does not have stops it at once, with clap's usage error.
     let output = Command::new(BINARY).arg("--no-such-flag").output().unwrap();

@@ -10,12 +10,14 @@
 //! - [`shutdown_signal`], [`init_tracing`];
 //! - [`metrics::Metrics`]: Prometheus `/metrics`;
 //! - [`auth::OperatorToken`]: the bearer token of operator endpoints;
+//! - [`idempotency`]: `Idempotency-Key`s and their durable store;
 //! - [`router::Routes`]: a shell's routing table, written once;
 //! - [`openapi`]: the HTTP contract (`docs/openapi.yaml`), served as JSON.
 
 pub mod auth;
 pub mod body;
 pub mod env;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
@@ -41,7 +43,12 @@ pub type Response = hyper::Response<Full<Bytes>>;
 
 /// A JSON response.
 pub fn json(status: StatusCode, body: &Value) -> Response {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    json_bytes(status, Bytes::from(body.to_string()))
+}
+
+/// A JSON response whose body is already serialised (an answer replayed byte for byte).
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    let mut response = hyper::Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()
