@@ -53,6 +53,8 @@ pub struct System {
     pub group: String,
     /// What both shells were started with.
     pub env: Vec<(&'static str, String)>,
+    /// cart-shell's idempotency-key file lives here, one per system.
+    _data: tempfile::TempDir,
 }
 
 fn order_binary() -> &'static Path {
@@ -78,7 +80,10 @@ impl System {
             unique_topic("dlq"),
         ];
         let group = unique_topic("group");
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let keys = data.path().join("cart-idempotency.db");
         let env = vec![
+            ("IDEMPOTENCY_DB", keys.display().to_string()),
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
             ("KAFKA_TOPIC", topics[0].clone()),
             ("KAFKA_STATUS_UPDATE_TOPIC", topics[1].clone()),
@@ -103,6 +108,7 @@ impl System {
             topics,
             group,
             env,
+            _data: data,
         }
     }
 
