@@ -16,7 +16,7 @@ use shell_http::settings::{
 /// retries and dead-letters what cannot be applied, and answers queries over HTTP. Every
 /// setting is a flag or an environment variable; a flag wins.
 #[derive(Debug, clap::Parser)]
-#[command(name = "order-shell", version)]
+#[command(name = "order-shell", version, after_help = shell_http::env::ENVIRONMENT_ONLY_HELP)]
 pub struct Cli {
     /// Port to listen on
     #[arg(long, env, default_value = "8001")]
@@ -59,13 +59,6 @@ pub struct DeadLetterArgs {
     /// The published version of the dead-letter schema to write instead of the newest
     #[arg(long, env)]
     pub avro_dlq_version: Option<String>,
-    /// The operator token (16+ characters) for redrive and dead letters with contents.
-    /// Prefer the variable or OPERATOR_TOKEN_FILE: a flag shows in the process list
-    #[arg(long, env, hide_env_values = true)]
-    pub operator_token: Option<String>,
-    /// A file holding the operator token (instead of OPERATOR_TOKEN)
-    #[arg(long, env)]
-    pub operator_token_file: Option<String>,
 }
 
 /// The consumer.

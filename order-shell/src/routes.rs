@@ -73,7 +73,7 @@ impl App {
             Endpoint::DlqRedrive => self.operator_redrive(request).await,
             Endpoint::Stats => self.stats().await,
             Endpoint::OrderIdsInTopic => self.order_ids_in_topic(&request).await,
-            Endpoint::Health => Ok(self.health().await),
+            Endpoint::Health => Ok(self.health(&request).await),
             Endpoint::Metrics => Ok(self.metrics.response()),
             Endpoint::OpenApi => Ok(self.openapi.response()),
         };
@@ -285,7 +285,9 @@ impl App {
         .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))
     }
 
-    async fn health(&self) -> Response {
+    /// Health, for anyone: the store's kind and state, never its address; the address too for
+    /// a caller presenting the operator token.
+    async fn health(&self, request: &HttpRequest) -> Response {
         let consumer = self.consumer_state();
         let running = consumer["isRunning"].as_bool().unwrap_or(false);
         let (broker, store) = tokio::join!(
@@ -306,9 +308,16 @@ impl App {
             running && broker.is_ok() && store.is_ok() && producer.is_none() && !dead_letters_stuck;
         let mut store_state = json!({
             "kind": self.config.store.kind(),
-            "url": self.config.store.describe(),
             "state": if store.is_ok() { "available" } else { "unavailable" },
         });
+        let operator = self
+            .config
+            .operator_token
+            .as_ref()
+            .is_some_and(|token| token.check(request).is_ok());
+        if operator {
+            store_state["url"] = json!(self.config.store.describe());
+        }
         if let Err(error) = &store {
             store_state["error"] = json!(error.to_string());
         }
@@ -451,11 +460,16 @@ fn letter_json(record: &Record<DeadLetter>, redacted: bool) -> Value {
     if let (Value::Object(map), Value::Object(extra)) = (&mut value, position) {
         map.extend(extra);
         if redacted {
+            // Everything drawn from the record: its bytes, what they decode to, the headers,
+            // the key's bytes, and error texts, which can quote the payload.
             for contents in [
                 "originalValue",
                 "originalMessage",
                 "rawValue",
                 "originalHeaders",
+                "originalKeyBytes",
+                "errorMessage",
+                "decodeError",
             ] {
                 map.remove(contents);
             }

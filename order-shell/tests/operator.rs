@@ -84,6 +84,19 @@ async fn operator_endpoints_need_the_token_and_nothing_else_does() {
     );
     seen.extend([messages.text, redrive.text]);
 
+    // /health shows the store's address to the operator only.
+    let bearer = format!("Bearer {OPERATOR_TOKEN}");
+    let health = call_with(
+        "GET",
+        &system.order.url("/health"),
+        None,
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(health.json["store"]["url"], "memory://", "{}", health.text);
+    let health = get(&system.order.url("/health")).await;
+    assert!(health.json["store"].get("url").is_none(), "{}", health.text);
+
     // The public endpoints ask for nothing.
     for path in [
         "/api/order-details?orderId=ORD-SECRET",
@@ -140,9 +153,19 @@ async fn without_a_token_redrive_is_refused_and_letters_come_without_contents() 
     let letter = &messages.json["messages"][0];
     assert_eq!(letter["originalKey"], "ORD-SECRET", "{letter}");
     assert_eq!(letter["errorType"], "OrderNotFound");
-    for contents in ["originalValue", "originalMessage"] {
+    for contents in [
+        "originalValue",
+        "originalMessage",
+        "errorMessage",
+        "originalHeaders",
+        "originalKeyBytes",
+    ] {
         assert!(letter.get(contents).is_none(), "{contents} in {letter}");
     }
+    // The store is named by its kind and state, never its address.
+    let health = get(&system.order.url("/health")).await;
+    assert_eq!(health.json["store"]["kind"], "memory", "{}", health.text);
+    assert!(health.json["store"].get("url").is_none(), "{}", health.text);
     assert_eq!(redrive.status, 403, "{}", redrive.text);
     let details = redrive.json["details"].as_str().unwrap_or_default();
     assert!(details.contains("OPERATOR_TOKEN"), "{details}");

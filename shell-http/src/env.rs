@@ -18,6 +18,15 @@ pub struct EnvError {
     pub reason: String,
 }
 
+/// Settings read from the environment only, never from a flag: secrets. `--help` names them
+/// in its closing text ([`ENVIRONMENT_ONLY_HELP`]).
+pub const ENVIRONMENT_ONLY: &[&str] = &["OPERATOR_TOKEN", "OPERATOR_TOKEN_FILE"];
+
+/// What a shell's `--help` says of [`ENVIRONMENT_ONLY`] settings.
+pub const ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
+    OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
+    OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN";
+
 /// Looks a variable up.
 type Lookup = Box<dyn Fn(&str) -> Option<String>>;
 
@@ -51,7 +60,7 @@ impl Env {
         T: Into<OsString> + Clone,
     {
         let matches = command.clone().try_get_matches_from(args)?;
-        let pairs: Vec<(String, String)> = command
+        let mut pairs: Vec<(String, String)> = command
             .get_arguments()
             .filter_map(|arg| {
                 let name = arg.get_env()?.to_str()?.to_owned();
@@ -63,6 +72,13 @@ impl Env {
                 Some((name, value.clone()))
             })
             .collect();
+        // Secrets come from the environment only: a flag would show them to every user of
+        // the machine in the process list.
+        pairs.extend(
+            ENVIRONMENT_ONLY
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?))),
+        );
         Ok(Self::from_owned(pairs))
     }
 

@@ -355,6 +355,17 @@ pub fn declared_variables(command: &clap::Command) -> Vec<String> {
         .get_arguments()
         .filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned))
         .collect();
+    // Declared in the help's closing text rather than as flags.
+    let after = command
+        .get_after_help()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    names.extend(
+        crate::env::ENVIRONMENT_ONLY
+            .iter()
+            .filter(|name| after.contains(**name))
+            .map(|name| (*name).to_owned()),
+    );
     names.sort();
     names
 }
@@ -370,6 +381,17 @@ pub fn help_lists(binary: &Path, names: &[String]) -> String {
     let help = String::from_utf8_lossy(&output.stdout).into_owned();
     for name in names {
         let flag = format!("--{}", name.to_ascii_lowercase().replace('_', "-"));
+        if crate::env::ENVIRONMENT_ONLY.contains(&name.as_str()) {
+            assert!(
+                help.contains(&format!("  {name} ")),
+                "{name} missing from --help:\n{help}"
+            );
+            assert!(
+                !help.contains(&flag),
+                "{flag} must not exist: a secret on the command line shows in the process list"
+            );
+            continue;
+        }
         assert!(
             help.contains(&format!("[env: {name}")),
             "{name} missing from --help:\n{help}"
