@@ -241,8 +241,8 @@ impl OrderStore for Watched {
         Ok(written)
     }
 
-    async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
-        self.inner.ids().await
+    async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        self.inner.ids(after, limit).await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

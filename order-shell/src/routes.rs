@@ -26,6 +26,10 @@ const IDS_SCAN: usize = 100_000;
 /// How long a read of a topic may take before the answer is `503`.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_LIMIT: usize = 100;
+/// Ids `/api/stats` lists per page, by default and at most: a store of any size answers in
+/// bounded memory.
+const STATS_LIMIT: usize = 1000;
+const STATS_MAX_LIMIT: usize = 10_000;
 
 /// What serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +75,7 @@ impl App {
             Endpoint::DlqMessages => self.dlq_messages(&request).await,
             Endpoint::DlqInfo => Ok(self.dlq_info()),
             Endpoint::DlqRedrive => self.operator_redrive(request).await,
-            Endpoint::Stats => self.stats().await,
+            Endpoint::Stats => self.stats(&request).await,
             Endpoint::OrderIdsInTopic => self.order_ids_in_topic(&request).await,
             Endpoint::Health => Ok(self.health(&request).await),
             Endpoint::Metrics => Ok(self.metrics.response()),
@@ -191,15 +195,49 @@ impl App {
         )
     }
 
-    async fn stats(&self) -> Result<Response, ApiError> {
-        let ids = self
-            .store
-            .ids()
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    /// The number of orders and one page of their ids, in byte order; `nextCursor` (the last
+    /// id of the page) asks for the next, `null` after the last.
+    async fn stats(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        let params = query(request);
+        let limit = number(
+            params.get("limit"),
+            "limit",
+            STATS_LIMIT,
+            1,
+            STATS_MAX_LIMIT,
+        )?;
+        let after = match params.get("cursor").map(|c| c.trim()) {
+            None | Some("") => None,
+            Some(raw) => Some(OrderId::parse(raw).map_err(|e| {
+                ApiError::bad_request(format!("cursor is not one this service gave: {e}"))
+            })?),
+        };
+        let unavailable = |e: StoreError| ApiError::unavailable(e.to_string());
+        let (total, ids) = tokio::try_join!(
+            async { self.store.count().await.map_err(unavailable) },
+            async {
+                // One more than asked tells whether a next page exists.
+                let mut ids = self
+                    .store
+                    .ids(after, limit + 1)
+                    .await
+                    .map_err(unavailable)?;
+                let more = ids.len() > limit;
+                ids.truncate(limit);
+                Ok((ids, more))
+            },
+        )?;
+        let (ids, more) = ids;
+        let next = more.then(|| ids.last().map(ToString::to_string)).flatten();
         Ok(json(
             StatusCode::OK,
-            &json!({"success": true, "totalOrders": ids.len(), "orderIds": ids}),
+            &json!({
+                "success": true,
+                "totalOrders": total,
+                "orderIds": ids,
+                "limit": limit,
+                "nextCursor": next,
+            }),
         ))
     }
 

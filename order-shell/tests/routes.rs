@@ -11,7 +11,7 @@ use order_shell::config::Config;
 use order_shell::{App, ROUTES, SERVICE};
 use ordering_core::Position;
 use ordering_core::order::{MemoryStore, Order, OrderId, OrderItem, OrderStore, Status};
-use serde_json::json;
+use serde_json::{Value, json};
 use shell_http::env::Env;
 use shell_http::metrics::Metrics;
 use shell_http::testing::{Reply, call, call_documented, check_openapi, get};
@@ -136,6 +136,45 @@ async fn order_queries_validate_and_read_the_store() {
     let reply = shell.get("/api/stats").await;
     assert_eq!(reply.json["totalOrders"], 1);
     assert_eq!(reply.json["orderIds"], json!(["ORD-1"]));
+    assert_eq!(reply.json["nextCursor"], Value::Null);
+    // Page by page: the count is the whole store's, the ids one page of it.
+    for n in 2..=5 {
+        let mut more = order.clone();
+        more.order_id = OrderId::parse(&format!("ORD-{n}")).unwrap();
+        let at = Position::new("order-events", 0, n);
+        shell.store.create(&more, at).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/stats?limit=2".to_owned();
+    loop {
+        let reply = shell.get(&path).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["totalOrders"], 5);
+        let page = reply.json["orderIds"].as_array().unwrap().clone();
+        assert!(page.len() <= 2);
+        seen.extend(page);
+        match reply.json["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/stats?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        json!(["ORD-1", "ORD-2", "ORD-3", "ORD-4", "ORD-5"])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+    for query in ["limit=0", "limit=10001", "limit=lots", "cursor=%20%20"] {
+        let reply = shell.get(&format!("/api/stats?{query}")).await;
+        let blank_cursor_is_first_page = query.starts_with("cursor");
+        if blank_cursor_is_first_page {
+            assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+        } else {
+            assert_eq!(reply.status, 400, "{query}: {}", reply.text);
+            assert!(details(&reply).contains("limit"), "{query}: {}", reply.text);
+        }
+    }
 
     let reply = shell.get("/api/getAllOrderIdsFromTopic").await;
     assert_eq!(reply.status, 400);

@@ -35,7 +35,10 @@ fn every_setting_is_a_flag_and_a_variable_listed_by_help_with_the_codes_default(
         .unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("  OPERATOR_TOKEN "), "{help}");
-    assert!(!help.contains("--operator-token"), "no flag for a secret:\n{help}");
+    assert!(
+        !help.contains("--operator-token"),
+        "no flag for a secret:\n{help}"
+    );
     assert!(
         !help.contains(token),
         "--help shows the operator token:\n{help}"

@@ -24,7 +24,7 @@ mock! {
         async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError>;
         async fn update_status(&self, id: &OrderId, status: &Status, reason: Option<String>, at: Position) -> Result<StatusWrite, StoreError>;
         async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError>;
-        async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
+        async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError>;
         async fn count(&self) -> Result<u64, StoreError>;
         async fn ping(&self) -> Result<(), StoreError>;
     }

@@ -42,6 +42,9 @@ const UPDATE_STATUS: &str = "
                AND status_offset >= ?5
                AND (status_topic IS NULL OR status_topic = ?3))";
 
+// The primary key's index is in byte order (SQLite's BINARY collation): a page is a range.
+const IDS: &str = "SELECT order_id FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2";
+
 const EXISTS: &str = "SELECT 1 FROM order_status WHERE order_id = ?1";
 
 const GET: &str = "
@@ -430,13 +433,15 @@ impl OrderStore for SqliteStore {
         .await
     }
 
-    async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
+    async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        // No id is empty: "" is before the first.
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raw = self
-            .read(|conn| {
-                let mut stmt =
-                    conn.prepare_cached("SELECT order_id FROM orders ORDER BY order_id")?;
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(IDS)?;
                 let ids = stmt
-                    .query_map([], |row| row.get::<_, String>(0))?
+                    .query_map(params![after, limit], |row| row.get::<_, String>(0))?
                     .collect::<rusqlite::Result<Vec<String>>>()?;
                 Ok(ids)
             })

@@ -136,8 +136,8 @@ impl<S: Store> OrderStore for Timed<S> {
         self.time(Op::Positions, self.inner.positions(id)).await
     }
 
-    async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
-        self.time(Op::Ids, self.inner.ids()).await
+    async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        self.time(Op::Ids, self.inner.ids(after, limit)).await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

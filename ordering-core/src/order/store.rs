@@ -75,8 +75,9 @@ pub trait OrderStore: Send + Sync {
     /// Where the last writes of the order came from; `None` if there is no such order.
     async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError>;
 
-    /// Every order id, sorted.
-    async fn ids(&self) -> Result<Vec<OrderId>, StoreError>;
+    /// Up to `limit` order ids after `after` (from the first without it), in byte order: one
+    /// page of them, so that a store of any size is listed in bounded pieces.
+    async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError>;
 
     async fn count(&self) -> Result<u64, StoreError>;
 
@@ -191,10 +192,18 @@ impl OrderStore for MemoryStore {
         }))
     }
 
-    async fn ids(&self) -> Result<Vec<OrderId>, StoreError> {
-        let mut ids: Vec<OrderId> = self.read().keys().cloned().collect();
-        ids.sort();
-        Ok(ids)
+    async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let orders = self.read();
+        let mut ids: Vec<&OrderId> = orders
+            .keys()
+            .filter(|id| {
+                after
+                    .as_ref()
+                    .is_none_or(|after| id.as_str() > after.as_str())
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(ids.into_iter().take(limit).cloned().collect())
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
