@@ -8,6 +8,7 @@ use ordering_kafka::{AvroCodec, DEFAULT_FETCH_WAIT_MAX, SchemaFamily};
 use ordering_store::StoreUrl;
 use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};
+use shell_http::limit::WorkLimit;
 use shell_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
 };
@@ -29,9 +30,29 @@ pub struct Cli {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
     pub service: ServiceArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// Expensive requests at once, per kind; beyond, a request waits a little, then gets 503.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Limits on expensive requests")]
+pub struct LimitArgs {
+    /// GET /api/getAllOrderIdsFromTopic scans at once
+    #[arg(long, env, default_value = "2")]
+    pub scan_concurrency: Option<String>,
+    /// GET /api/dlq/messages pages at once
+    #[arg(long, env, default_value = "4")]
+    pub dlq_page_concurrency: Option<String>,
+    /// POST /api/dlq/redrive runs at once
+    #[arg(long, env, default_value = "1")]
+    pub redrive_concurrency: Option<String>,
+    /// How long such a request waits for its turn (milliseconds) before it gets 503
+    #[arg(long, env, default_value = "2000")]
+    pub busy_wait_ms: Option<String>,
 }
 
 /// Retries, dead letters and the operator endpoints.
@@ -121,6 +142,48 @@ pub struct Config {
     /// (redrive, dead letters with their contents). Without one, redrive is refused and dead
     /// letters are listed without their contents.
     pub operator_token: Option<OperatorToken>,
+    /// `SCAN_CONCURRENCY` (2), `DLQ_PAGE_CONCURRENCY` (4), `REDRIVE_CONCURRENCY` (1),
+    /// `BUSY_WAIT_MS` (2000): expensive requests at once per kind, and how long one waits
+    /// for its turn before `503`.
+    pub limits: Limits,
+}
+
+/// The limits on expensive requests, one per kind.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub scans: WorkLimit,
+    pub dlq_pages: WorkLimit,
+    pub redrives: WorkLimit,
+}
+
+impl Limits {
+    fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let at_least_one = |n: &usize| match n {
+            1..=1024 => Ok(()),
+            _ => Err("must be from 1 to 1024".to_owned()),
+        };
+        let wait = Duration::from_millis(env.check("BUSY_WAIT_MS", 2000u64, |ms| match ms {
+            0..=60_000 => Ok(()),
+            _ => Err("must be at most 60000 milliseconds".into()),
+        })?);
+        Ok(Self {
+            scans: WorkLimit::new(
+                "topic scans",
+                env.check("SCAN_CONCURRENCY", 2, at_least_one)?,
+                wait,
+            ),
+            dlq_pages: WorkLimit::new(
+                "dead-letter pages",
+                env.check("DLQ_PAGE_CONCURRENCY", 4, at_least_one)?,
+                wait,
+            ),
+            redrives: WorkLimit::new(
+                "redrives",
+                env.check("REDRIVE_CONCURRENCY", 1, at_least_one)?,
+                wait,
+            ),
+        })
+    }
 }
 
 /// Where order-shell keeps orders unless told otherwise: a file under `data/`.
@@ -182,6 +245,7 @@ impl Config {
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
             codec: avro_codec(env, &[(SchemaFamily::DeadLetter, "AVRO_DLQ_VERSION")])?,
             operator_token: OperatorToken::from_env(env)?,
+            limits: Limits::from_env(env)?,
         })
     }
 }

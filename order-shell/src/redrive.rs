@@ -8,6 +8,7 @@ use ordering_core::{FailureClass, LetterFilter, parse_instant};
 use ordering_kafka::Redrive;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shell_http::limit::Turn;
 use shell_http::{ApiError, HttpRequest, Response, json, read_typed_or_default};
 
 use crate::App;
@@ -109,16 +110,25 @@ impl RedriveBody {
 impl App {
     /// Redrives the letters the body asks for; `503` if the broker (or the ledger) fails,
     /// with what was done before it did.
-    pub(crate) async fn redrive(&self, request: HttpRequest) -> Result<Response, ApiError> {
+    /// Runs a redrive in `turn`, which the run keeps until it ends.
+    pub(crate) async fn redrive(
+        &self,
+        request: HttpRequest,
+        turn: Turn,
+    ) -> Result<Response, ApiError> {
         let body: RedriveBody = read_typed_or_default(request, BODY_LIMIT).await?;
         let request = body.into_request()?;
         // In a task of its own: a client that hangs up does not cut the run short (letters
-        // claimed but not yet sent).
+        // claimed but not yet sent), nor frees its turn before it ends.
         let redriver = self.redriver.clone();
-        let report = tokio::spawn(async move { redriver.run(&request).await })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("the redrive task failed: {e}")))?
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let report = tokio::spawn(async move {
+            let report = redriver.run(&request).await;
+            drop(turn);
+            report
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the redrive task failed: {e}")))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let mut answer = serde_json::to_value(&report).unwrap_or_default();
         if let Value::Object(map) = &mut answer {
             map.insert("maxRedrives".into(), json!(self.redriver.max_redrives()));

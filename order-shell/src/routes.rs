@@ -10,6 +10,7 @@ use ordering_core::order::{OrderEvent, OrderId};
 use ordering_core::{DeadLetter, FailureClass, LetterFilter, Record, StoreError};
 use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page};
 use serde_json::{Value, json};
+use shell_http::limit::WorkLimit;
 use shell_http::router::{Route, Routes};
 use shell_http::{ApiError, HttpRequest, Response, json, query};
 
@@ -76,7 +77,10 @@ impl App {
             Endpoint::DlqInfo => Ok(self.dlq_info()),
             Endpoint::DlqRedrive => self.operator_redrive(request).await,
             Endpoint::Stats => self.stats(&request).await,
-            Endpoint::OrderIdsInTopic => self.order_ids_in_topic(&request).await,
+            Endpoint::OrderIdsInTopic => {
+                let limit = &self.config.limits.scans;
+                limited(limit, self.order_ids_in_topic(&request)).await
+            }
             Endpoint::Health => Ok(self.health(&request).await),
             Endpoint::Metrics => Ok(self.metrics.response()),
             Endpoint::OpenApi => Ok(self.openapi.response()),
@@ -92,7 +96,10 @@ impl App {
             )),
             Some(token) => {
                 token.check(&request)?;
-                self.redrive(request).await
+                match self.config.limits.redrives.enter().await {
+                    Ok(turn) => self.redrive(request, turn).await,
+                    Err(busy) => Ok(busy.into_response()),
+                }
             }
         }
     }
@@ -129,6 +136,11 @@ impl App {
                 false
             }
             None => true,
+        };
+        // After the token check: a caller without one takes no turn from the operator.
+        let _turn = match self.config.limits.dlq_pages.enter().await {
+            Ok(turn) => turn,
+            Err(busy) => return Ok(busy.into_response()),
         };
         let params = query(request);
         let limit = number(params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
@@ -514,4 +526,19 @@ fn letter_json(record: &Record<DeadLetter>, redacted: bool) -> Value {
         }
     }
     value
+}
+
+/// Runs `work` in a turn of `limit`; `503` with `Retry-After` when no turn comes in time.
+async fn limited(
+    limit: &WorkLimit,
+    work: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, ApiError> {
+    match limit.enter().await {
+        Ok(turn) => {
+            let answer = work.await;
+            drop(turn);
+            answer
+        }
+        Err(busy) => Ok(busy.into_response()),
+    }
 }

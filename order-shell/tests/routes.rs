@@ -250,3 +250,68 @@ async fn the_openapi_document_and_the_routes_agree() {
     let shell = serve(&[]).await;
     check_openapi(SERVICE, &ROUTES, &shell.base).await;
 }
+
+/// Scans beyond their limit wait a little, then are told to come back (`503` with
+/// `Retry-After`); order lookups, stats and metrics never wait behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_requests_beyond_their_limit_are_told_to_come_back_and_lookups_never_wait() {
+    let shell = Arc::new(
+        serve(&[
+            ("SCAN_CONCURRENCY", "2"),
+            ("BUSY_WAIT_MS", "200"),
+            ("OPERATOR_TOKEN", TOKEN),
+        ])
+        .await,
+    );
+    const SCAN: &str = "/api/getAllOrderIdsFromTopic?topicName=order-events";
+    // Nothing listens at the broker's address: each scan holds its turn until its read
+    // gives up (5 s), long enough for what follows.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let shell = shell.clone();
+            tokio::spawn(async move { shell.get(SCAN).await })
+        })
+        .collect();
+    let mut busy = None;
+    // Let them take their turns first (a probe that got one would hold it for 5 s).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        let reply = shell.get(SCAN).await;
+        if reply.json["error"] == "Busy" {
+            busy = Some(reply);
+            break;
+        }
+    }
+    let busy = busy.expect("a third scan is turned away while two run");
+    assert_eq!(busy.status, 503, "{}", busy.text);
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert!(details(&busy).contains("at most 2"), "{}", busy.text);
+
+    // Meanwhile the cheap requests answer as ever.
+    let lookup = shell.get("/api/order-details?orderId=ORD-1").await;
+    assert_eq!(lookup.status, 404, "{}", lookup.text);
+    assert_eq!(shell.get("/api/stats").await.status, 200);
+    assert_eq!(shell.get("/metrics").await.status, 200);
+    let bearer = format!("Bearer {TOKEN}");
+    let page = shell
+        .call(
+            "GET",
+            "/api/dlq/messages",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_ne!(
+        page.json["error"], "Busy",
+        "another kind has turns of its own"
+    );
+
+    // Once the scans end, a scan gets its turn again (and meets the missing broker).
+    for scan in held {
+        let reply = scan.await.unwrap();
+        assert_eq!(reply.status, 503);
+        assert_ne!(reply.json["error"], "Busy", "{}", reply.text);
+    }
+    let after = shell.get(SCAN).await;
+    assert_ne!(after.json["error"], "Busy", "{}", after.text);
+}

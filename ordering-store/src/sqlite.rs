@@ -90,10 +90,17 @@ const LOOKUP: &str = "
     WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
       AND redrive_count = ?4";
 
+/// Read connections: each read takes one for its time, so a slow read (a page of ids, a
+/// count) never holds up an order lookup or a health check (WAL lets them all read beside
+/// the writer).
+const READERS: usize = 4;
+
 /// Orders in a SQLite file.
 pub struct SqliteStore {
     writes: Queue,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    /// One permit per idle reader: a read waits here, not on a connection's lock.
+    idle_readers: Arc<tokio::sync::Semaphore>,
     /// For the redrive ledger: rare, small writes, so a connection of their own rather than
     /// the orders' group-commit queue (SQLite serialises it with the writer thread).
     ledger: Arc<Mutex<Connection>>,
@@ -141,12 +148,17 @@ impl SqliteStore {
             MigrateError::Open(e) => e,
         })?;
 
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(failed)?;
-        reader.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                reader.busy_timeout(BUSY_TIMEOUT)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(failed)?;
         let ledger = Connection::open(path).map_err(failed)?;
         ledger.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
         ledger
@@ -163,22 +175,40 @@ impl SqliteStore {
             })?;
         Ok(Self {
             writes,
-            reader: Arc::new(Mutex::new(reader)),
+            readers: readers.into(),
+            idle_readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             ledger: Arc::new(Mutex::new(ledger)),
             path: path.to_owned(),
         })
     }
 
-    /// Runs `read` on the reader connection, off the async runtime.
+    /// Runs `read` on an idle reader connection, off the async runtime.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
+        let turn = self
+            .idle_readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::unavailable("the store is closed"))?;
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            // A panic elsewhere cannot leave a connection half-used: keep serving.
-            let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
-            read(&conn).map_err(classify)
+            // With a permit, at least one reader is idle.
+            let conn = readers
+                .iter()
+                .find_map(|reader| match reader.try_lock() {
+                    Ok(conn) => Some(conn),
+                    // A panic elsewhere cannot leave a connection half-used: keep serving.
+                    Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                })
+                .ok_or_else(|| StoreError::unavailable("no idle read connection"))?;
+            let result = read(&conn).map_err(classify);
+            drop(conn);
+            drop(turn);
+            result
         })
         .await
         .map_err(|e| StoreError::unavailable(format!("the read task failed: {e}")))?

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod body;
 pub mod env;
 pub mod idempotency;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod router;

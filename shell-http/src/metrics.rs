@@ -107,3 +107,15 @@ pub(crate) fn request(route: &'static str, method: &str, status: StatusCode, ela
     metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(elapsed);
 }
+
+pub(crate) fn describe_limits() {
+    metrics::describe_counter!(
+        "http_work_refused_total",
+        "Expensive requests answered 503 because their kind was at its concurrency limit, by kind"
+    );
+}
+
+/// One request of `kind` turned away busy.
+pub(crate) fn work_refused(kind: &'static str) {
+    metrics::counter!("http_work_refused_total", "kind" => kind).increment(1);
+}
