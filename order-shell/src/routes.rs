@@ -8,9 +8,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
 use ordering_core::order::{OrderEvent, OrderId};
 use ordering_core::{DeadLetter, FailureClass, LetterFilter, Record, StoreError};
-use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page};
+use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page, scan_page};
 use serde_json::{Value, json};
-use shell_http::limit::WorkLimit;
+use shell_http::limit::Turn;
 use shell_http::router::{Route, Routes};
 use shell_http::{ApiError, HttpRequest, Response, json, query};
 
@@ -26,6 +26,9 @@ const MAX_SKIP: usize = 100_000;
 const IDS_SCAN: usize = 100_000;
 /// How long a read of a topic may take before the answer is `503`.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same for `/api/getAllOrderIdsFromTopic`, which may read [`IDS_SCAN`] records (its
+/// turns, `SCAN_CONCURRENCY`, bound how many run at once).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LIMIT: usize = 100;
 /// Ids `/api/stats` lists per page, by default and at most: a store of any size answers in
 /// bounded memory.
@@ -77,10 +80,7 @@ impl App {
             Endpoint::DlqInfo => Ok(self.dlq_info()),
             Endpoint::DlqRedrive => self.operator_redrive(request).await,
             Endpoint::Stats => self.stats(&request).await,
-            Endpoint::OrderIdsInTopic => {
-                let limit = &self.config.limits.scans;
-                limited(limit, self.order_ids_in_topic(&request)).await
-            }
+            Endpoint::OrderIdsInTopic => self.order_ids_in_topic(&request).await,
             Endpoint::Health => Ok(self.health(&request).await),
             Endpoint::Metrics => Ok(self.metrics.response()),
             Endpoint::OpenApi => Ok(self.openapi.response()),
@@ -277,27 +277,27 @@ impl App {
         let bounds = PageBounds {
             keep: IDS_SCAN,
             scan: IDS_SCAN,
-            timeout: READ_TIMEOUT,
+            timeout: SCAN_TIMEOUT,
+        };
+        let turn = match self.config.limits.scans.enter().await {
+            Ok(turn) => turn,
+            Err(busy) => return Ok(busy.into_response()),
         };
         let from = Cursor::default();
+        // Only the ids are kept while reading, in first-seen order: each record is dropped
+        // once its id is taken.
         let (ids, truncated) = if topic == self.config.dlq_topic {
-            let page = self
-                .page::<DeadLetter>(topic, from, bounds, |_| true)
-                .await?;
-            let ids = page.records.iter().filter_map(|r| match &r.event {
+            self.scan_ids::<DeadLetter>(topic, from, bounds, turn, |r| match &r.event {
                 Ok(letter) => letter.key_str(),
                 Err(_) => r.meta.key_str(),
-            });
-            (distinct(ids), page.next.is_some())
+            })
+            .await?
         } else {
-            let page = self
-                .page::<OrderEvent>(topic, from, bounds, |_| true)
-                .await?;
-            let ids = page.records.iter().filter_map(|r| match &r.event {
+            self.scan_ids::<OrderEvent>(topic, from, bounds, turn, |r| match &r.event {
                 Ok(event) => Some(event.order_id().to_owned()),
                 Err(_) => r.meta.key_str(),
-            });
-            (distinct(ids), page.next.is_some())
+            })
+            .await?
         };
         Ok(json(
             StatusCode::OK,
@@ -310,6 +310,39 @@ impl App {
                 "truncated": truncated,
             }),
         ))
+    }
+
+    /// The distinct ids `id_of` finds in a page of `topic`, in first-seen order, and whether
+    /// the page stopped before the end; only the ids are held while reading. The read keeps
+    /// `turn` to its end, even if the client hangs up.
+    async fn scan_ids<M: Send + 'static>(
+        &self,
+        topic: &str,
+        from: Cursor,
+        bounds: PageBounds,
+        turn: Turn,
+        id_of: fn(&Record<M>) -> Option<String>,
+    ) -> Result<(Vec<String>, bool), ApiError>
+    where
+        AvroCodec: Codec<M>,
+    {
+        let (ids, scanned) = scan_page(
+            &self.config.kafka.bootstrap_servers,
+            topic,
+            self.codec,
+            from,
+            bounds,
+            (Distinct::default(), turn),
+            move |(ids, _turn): &mut (Distinct, Turn), record| {
+                if let Some(id) = id_of(&record) {
+                    ids.add(id);
+                }
+                true
+            },
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))?;
+        Ok((ids.0.order, scanned.next.is_some()))
     }
 
     /// A page of `topic` from `from`; `503` when the broker does not answer in time.
@@ -440,9 +473,20 @@ fn number(
 }
 
 /// `ids` without repeats, in the order first seen.
-fn distinct(ids: impl Iterator<Item = String>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    ids.filter(|id| seen.insert(id.clone())).collect()
+/// Ids in first-seen order, each once.
+#[derive(Default)]
+struct Distinct {
+    seen: HashSet<String>,
+    order: Vec<String>,
+}
+
+impl Distinct {
+    fn add(&mut self, id: String) {
+        if !self.seen.contains(&id) {
+            self.seen.insert(id.clone());
+            self.order.push(id);
+        }
+    }
 }
 
 /// Which dead letters a page keeps: `errorType`, `errorClass` and `orderId` (the original
@@ -526,19 +570,4 @@ fn letter_json(record: &Record<DeadLetter>, redacted: bool) -> Value {
         }
     }
     value
-}
-
-/// Runs `work` in a turn of `limit`; `503` with `Retry-After` when no turn comes in time.
-async fn limited(
-    limit: &WorkLimit,
-    work: impl Future<Output = Result<Response, ApiError>>,
-) -> Result<Response, ApiError> {
-    match limit.enter().await {
-        Ok(turn) => {
-            let answer = work.await;
-            drop(turn);
-            answer
-        }
-        Err(busy) => Ok(busy.into_response()),
-    }
 }

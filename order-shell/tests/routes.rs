@@ -265,7 +265,7 @@ async fn expensive_requests_beyond_their_limit_are_told_to_come_back_and_lookups
     );
     const SCAN: &str = "/api/getAllOrderIdsFromTopic?topicName=order-events";
     // Nothing listens at the broker's address: each scan holds its turn until its read
-    // gives up (5 s), long enough for what follows.
+    // gives up (30 s), long enough for what follows.
     let held: Vec<_> = (0..2)
         .map(|_| {
             let shell = shell.clone();
@@ -306,12 +306,12 @@ async fn expensive_requests_beyond_their_limit_are_told_to_come_back_and_lookups
         "another kind has turns of its own"
     );
 
-    // Once the scans end, a scan gets its turn again (and meets the missing broker).
+    // Clients that hang up do not free their turns: the reads go on to their end, so never
+    // more than SCAN_CONCURRENCY reader clients run, whoever waits for them.
     for scan in held {
-        let reply = scan.await.unwrap();
-        assert_eq!(reply.status, 503);
-        assert_ne!(reply.json["error"], "Busy", "{}", reply.text);
+        scan.abort();
+        let _ = scan.await;
     }
-    let after = shell.get(SCAN).await;
-    assert_ne!(after.json["error"], "Busy", "{}", after.text);
+    let still = shell.get(SCAN).await;
+    assert_eq!(still.json["error"], "Busy", "{}", still.text);
 }

@@ -33,7 +33,9 @@ pub use codec::{
 };
 pub use error::KafkaError;
 pub use message::Message;
-pub use reader::{Cursor, Page, PageBounds, end_offsets, read_page, read_topic};
+pub use reader::{
+    Cursor, Page, PageBounds, Scanned, end_offsets, read_page, read_topic, scan_page,
+};
 pub use redrive::{
     LetterOutcome, Outcome, Redrive, RedriveError, RedriveReport, Redriver, Skip, Skips,
 };

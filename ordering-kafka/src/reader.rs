@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ordering_core::Record;
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -38,20 +39,84 @@ where
         })?
 }
 
-/// A consumer outside any group, and the partitions of `topic` in order (none if it does not
-/// exist).
+/// What librdkafka may prefetch per reader, in KiB: its default (64 MiB per client) times a
+/// few concurrent scans is hundreds of MB for records a scan looks at once and drops.
+const READER_QUEUE_KB: &str = "2048";
+/// The most bytes one fetch brings back to a reader (the broker's default message limit is
+/// 1 MB, well below).
+const READER_FETCH_BYTES: &str = "2097152";
+/// Idle readers kept per broker address for the next scan: creating one costs a client and
+/// its threads; more than this idle is memory for nothing.
+const IDLE_READERS: usize = 4;
+
+/// Readers not in use, by bootstrap address, for the next scan to take.
+static IDLE: std::sync::Mutex<Vec<(String, BaseConsumer)>> = std::sync::Mutex::new(Vec::new());
+
+/// A reader outside any group, taken from the idle ones or created; [`Reader::drop`] gives it
+/// back.
+struct Reader {
+    bootstrap: String,
+    consumer: Option<BaseConsumer>,
+}
+
+impl Reader {
+    fn take(bootstrap: &str) -> Result<Self, KafkaError> {
+        let idle = {
+            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+            idle.iter()
+                .position(|(b, _)| b == bootstrap)
+                .map(|i| idle.swap_remove(i).1)
+        };
+        let consumer = match idle {
+            Some(consumer) => consumer,
+            None => ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("group.id", "ordering-topic-reader") // required by librdkafka; nothing is committed
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("queued.max.messages.kbytes", READER_QUEUE_KB)
+                .set("fetch.max.bytes", READER_FETCH_BYTES)
+                .create()
+                .map_err(KafkaError::client("creating the reader"))?,
+        };
+        Ok(Self {
+            bootstrap: bootstrap.to_owned(),
+            consumer: Some(consumer),
+        })
+    }
+}
+
+impl std::ops::Deref for Reader {
+    type Target = BaseConsumer;
+    fn deref(&self) -> &BaseConsumer {
+        // Only `drop` takes it out.
+        self.consumer.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
+        // Nothing assigned: an idle reader fetches nothing and holds no records.
+        if consumer.unassign().is_err() {
+            return;
+        }
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push((std::mem::take(&mut self.bootstrap), consumer));
+        }
+    }
+}
+
+/// A reader, and the partitions of `topic` in order (none if it does not exist).
 fn open_reader(
     bootstrap: &str,
     topic: &str,
     timeout: Duration,
-) -> Result<(BaseConsumer, Vec<i32>), KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "ordering-topic-reader") // required by librdkafka; nothing is committed
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .map_err(KafkaError::client("creating the reader"))?;
+) -> Result<(Reader, Vec<i32>), KafkaError> {
+    let consumer = Reader::take(bootstrap)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(KafkaError::client("reading topic metadata"))?;
@@ -252,11 +317,71 @@ where
     C: Codec<M> + 'static,
     K: Fn(&Record<M>) -> bool + Send + 'static,
 {
+    let (records, scan) = scan_page(
+        bootstrap_servers,
+        topic,
+        codec,
+        from,
+        bounds,
+        Vec::new(),
+        move |records: &mut Vec<Record<M>>, record| {
+            let kept = keep(&record);
+            if kept {
+                records.push(record);
+            }
+            kept
+        },
+    )
+    .await?;
+    Ok(Page {
+        records,
+        next: scan.next,
+        scanned: scan.scanned,
+        total: scan.total,
+    })
+}
+
+/// What a scan read, besides what its visitor kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// Where the next page starts; `None` when this one read every partition to its end.
+    pub next: Option<Cursor>,
+    /// Records read, kept or not: at most the page's scan bound.
+    pub scanned: usize,
+    /// Records the visitor kept.
+    pub kept: usize,
+    /// Records in the topic now (between each partition's low and high watermarks).
+    pub total: u64,
+}
+
+/// Reads one page like [`read_page`], handing each record to `visit` with `state`, and keeps
+/// nothing itself: a scan that needs a little of each record (its order id, say) holds that
+/// little, whatever the page's size. `visit` says whether the record counts as kept (toward
+/// `bounds.keep`). Gives back the state and what was read.
+pub async fn scan_page<M, C, S, V>(
+    bootstrap_servers: &str,
+    topic: &str,
+    codec: C,
+    from: Cursor,
+    bounds: PageBounds,
+    mut state: S,
+    mut visit: V,
+) -> Result<(S, Scanned), KafkaError>
+where
+    M: Send + 'static,
+    C: Codec<M> + 'static,
+    S: Send + 'static,
+    V: FnMut(&mut S, Record<M>) -> bool + Send + 'static,
+{
     let bootstrap = bootstrap_servers.to_owned();
     let topic = topic.to_owned();
     let timeout = bounds.timeout;
+    // librdkafka's metadata, watermark and poll calls block their thread.
     tokio::task::spawn_blocking(move || {
-        page_blocking(&bootstrap, &topic, &codec, &from, bounds, &keep)
+        let scanned = page_blocking(&bootstrap, &topic, &codec, &from, bounds, &mut |record| {
+            visit(&mut state, record)
+        })?;
+        Ok((state, scanned))
     })
     .await
     .map_err(|_| KafkaError::Timeout {
@@ -271,8 +396,8 @@ fn page_blocking<M, C: Codec<M>>(
     codec: &C,
     from: &Cursor,
     bounds: PageBounds,
-    keep: &dyn Fn(&Record<M>) -> bool,
-) -> Result<Page<M>, KafkaError> {
+    visit: &mut dyn FnMut(Record<M>) -> bool,
+) -> Result<Scanned, KafkaError> {
     let deadline = Instant::now() + bounds.timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
     let timed_out = || KafkaError::Timeout {
@@ -282,10 +407,10 @@ fn page_blocking<M, C: Codec<M>>(
     let (consumer, partitions) = open_reader(bootstrap, topic, left())?;
 
     let mut names = TopicNames::default();
-    let mut page = Page {
-        records: Vec::new(),
+    let mut page = Scanned {
         next: None,
         scanned: 0,
+        kept: 0,
         total: 0,
     };
     let mut next = std::collections::BTreeMap::new();
@@ -296,7 +421,7 @@ fn page_blocking<M, C: Codec<M>>(
             .map_err(KafkaError::client("reading watermarks"))?;
         page.total += u64::try_from(high - low).unwrap_or(0);
         let mut at = from.get(partition).unwrap_or(low).max(low);
-        let full = page.records.len() >= bounds.keep || page.scanned >= bounds.scan;
+        let full = page.kept >= bounds.keep || page.scanned >= bounds.scan;
         if full || at >= high {
             // Not reached on this page, or read to its end: either way the next page goes
             // on from here (a partition read to its end is not read again).
@@ -310,19 +435,24 @@ fn page_blocking<M, C: Codec<M>>(
         consumer
             .assign(&tpl)
             .map_err(KafkaError::client("assigning a partition"))?;
-        while at < high && page.records.len() < bounds.keep && page.scanned < bounds.scan {
+        while at < high && page.kept < bounds.keep && page.scanned < bounds.scan {
             if left().is_zero() {
                 return Err(timed_out());
             }
             match consumer.poll(left().min(Duration::from_millis(200))) {
-                Some(Ok(message)) => {
+                // A reader taken from the idle ones read other partitions before: only this
+                // one's records count.
+                Some(Ok(message))
+                    if message.partition() == partition && message.topic() == topic =>
+                {
                     let record = to_record(&message, codec, &mut names);
                     at = record.meta.offset + 1;
                     page.scanned += 1;
-                    if keep(&record) {
-                        page.records.push(record);
+                    if visit(record) {
+                        page.kept += 1;
                     }
                 }
+                Some(Ok(_)) => {}
                 Some(Err(error)) => {
                     tracing::warn!(%error, topic, "reading; librdkafka keeps trying")
                 }
