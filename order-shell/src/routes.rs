@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
 use ordering_core::order::{OrderEvent, OrderId};
 use ordering_core::{DeadLetter, FailureClass, LetterFilter, Record, StoreError};
-use ordering_kafka::{AvroCodec, Codec, Cursor, Page, PageBounds, read_page, scan_page};
+use ordering_kafka::{AvroCodec, Codec, Cursor, PageBounds, scan_page};
 use serde_json::{Value, json};
 use shell_http::limit::Turn;
 use shell_http::router::{Route, Routes};
@@ -138,7 +138,7 @@ impl App {
             None => true,
         };
         // After the token check: a caller without one takes no turn from the operator.
-        let _turn = match self.config.limits.dlq_pages.enter().await {
+        let turn = match self.config.limits.dlq_pages.enter().await {
             Ok(turn) => turn,
             Err(busy) => return Ok(busy.into_response()),
         };
@@ -158,19 +158,32 @@ impl App {
             scan: PAGE_SCAN + offset,
             timeout: READ_TIMEOUT,
         };
-        let page = self
-            .page::<DeadLetter>(topic, from, bounds, move |record| match &record.event {
-                Ok(letter) => filter.accepts(letter),
-                // Not a letter this service can read: kept only when nothing is asked of it.
-                Err(_) => filter.is_empty(),
-            })
-            .await?;
-        let messages: Vec<Value> = page
-            .records
-            .iter()
-            .skip(offset)
-            .map(|record| letter_json(record, redacted))
-            .collect();
+        // Matches before `offset` are counted, not kept; the page's letters are kept as their
+        // answer only. The read keeps its turn to its end.
+        let ((messages, _, _turn), page) = scan_page(
+            &self.config.kafka.bootstrap_servers,
+            topic,
+            self.codec,
+            from,
+            bounds,
+            (Vec::new(), offset, turn),
+            move |(messages, skip, _): &mut (Vec<Value>, usize, Turn), record| {
+                let matches = match &record.event {
+                    Ok(letter) => filter.accepts(letter),
+                    // Not a letter this service can read: kept only when nothing is asked of it.
+                    Err(_) => filter.is_empty(),
+                };
+                if matches {
+                    match skip.checked_sub(1) {
+                        Some(left) => *skip = left,
+                        None => messages.push(letter_json(&record, redacted)),
+                    }
+                }
+                matches
+            },
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))?;
         Ok(json(
             StatusCode::OK,
             &json!({
@@ -255,7 +268,8 @@ impl App {
 
     /// The order ids in one of this service's topics, from at most [`IDS_SCAN`] records.
     async fn order_ids_in_topic(&self, request: &HttpRequest) -> Result<Response, ApiError> {
-        let topic = query(request).remove("topicName").unwrap_or_default();
+        let mut params = query(request);
+        let topic = params.remove("topicName").unwrap_or_default();
         let topic = topic.trim();
         if topic.is_empty() {
             return Err(ApiError::bad_request(
@@ -283,10 +297,15 @@ impl App {
             Ok(turn) => turn,
             Err(busy) => return Ok(busy.into_response()),
         };
-        let from = Cursor::default();
+        let from: Cursor = match params.get("cursor").map(|c| c.trim()) {
+            None | Some("") => Cursor::default(),
+            Some(raw) => raw.parse().map_err(|e| {
+                ApiError::bad_request(format!("cursor is not one this service gave: {e}"))
+            })?,
+        };
         // Only the ids are kept while reading, in first-seen order: each record is dropped
         // once its id is taken.
-        let (ids, truncated) = if topic == self.config.dlq_topic {
+        let (ids, next) = if topic == self.config.dlq_topic {
             self.scan_ids::<DeadLetter>(topic, from, bounds, turn, |r| match &r.event {
                 Ok(letter) => letter.key_str(),
                 Err(_) => r.meta.key_str(),
@@ -307,13 +326,14 @@ impl App {
                 "topicName": topic,
                 "orderIds": ids,
                 "count": ids.len(),
-                "truncated": truncated,
+                "truncated": next.is_some(),
+                "nextCursor": next.map(|c| c.to_string()),
             }),
         ))
     }
 
-    /// The distinct ids `id_of` finds in a page of `topic`, in first-seen order, and whether
-    /// the page stopped before the end; only the ids are held while reading. The read keeps
+    /// The distinct ids `id_of` finds in a page of `topic`, in first-seen order, and where
+    /// the next page starts if this one stopped before the end; only the ids are held while reading. The read keeps
     /// `turn` to its end, even if the client hangs up.
     async fn scan_ids<M: Send + 'static>(
         &self,
@@ -322,7 +342,7 @@ impl App {
         bounds: PageBounds,
         turn: Turn,
         id_of: fn(&Record<M>) -> Option<String>,
-    ) -> Result<(Vec<String>, bool), ApiError>
+    ) -> Result<(Vec<String>, Option<Cursor>), ApiError>
     where
         AvroCodec: Codec<M>,
     {
@@ -342,30 +362,7 @@ impl App {
         )
         .await
         .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))?;
-        Ok((ids.0.order, scanned.next.is_some()))
-    }
-
-    /// A page of `topic` from `from`; `503` when the broker does not answer in time.
-    async fn page<M: Send + 'static>(
-        &self,
-        topic: &str,
-        from: Cursor,
-        bounds: PageBounds,
-        keep: impl Fn(&Record<M>) -> bool + Send + 'static,
-    ) -> Result<Page<M>, ApiError>
-    where
-        AvroCodec: Codec<M>,
-    {
-        read_page(
-            &self.config.kafka.bootstrap_servers,
-            topic,
-            self.codec,
-            from,
-            bounds,
-            keep,
-        )
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))
+        Ok((ids.0.order, scanned.next))
     }
 
     /// Health, for anyone: the store's kind and state, never its address; the address too for

@@ -184,6 +184,11 @@ async fn order_queries_validate_and_read_the_store() {
         .await;
     assert_eq!(reply.status, 400);
     assert!(details(&reply).contains("order-events"), "{}", reply.text);
+    let reply = shell
+        .get("/api/getAllOrderIdsFromTopic?topicName=order-events&cursor=0:x")
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(details(&reply).contains("cursor"), "{}", reply.text);
     for (query, named) in [
         ("limit=0", "limit"),
         ("limit=many", "limit"),
