@@ -63,8 +63,20 @@ async fn kill_9_under_load_loses_nothing_on_postgres() {
     kill_9_under_load_loses_nothing(pg.create_database().await).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_stopped_under_load_dead_letters_nothing_and_applies_everything() {
+/// What happens to PostgreSQL under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// Stopped: nothing answers.
+    Stopped,
+    /// A failover left the connections on a read-only standby: every write fails with
+    /// SQLSTATE 25006 while reads (and `SELECT 1`) still work.
+    ReadOnly,
+}
+
+/// PostgreSQL is taken away (`outage`) a quarter of the way through a load of updates: nothing
+/// may be dead-lettered for it, `/health` must say why, and every `202` must apply once it is
+/// back.
+async fn postgres_outage_under_load(outage: Outage) {
     let mut pg = TestPostgres::start();
     let system = System::start_with(
         TestBroker::start_with(Storage::Memory),
@@ -81,71 +93,25 @@ async fn postgres_stopped_under_load_dead_letters_nothing_and_applies_everything
     let rounds = Arc::new(AtomicUsize::new(0));
     let load = start_load(system.cart.url(""), accepted.clone(), rounds.clone());
     rounds_done(&rounds, ROUNDS / 4).await;
-    tokio::task::block_in_place(|| pg.stop());
+    match outage {
+        Outage::Stopped => tokio::task::block_in_place(|| pg.stop()),
+        Outage::ReadOnly => pg.set_read_only(true).await,
+    }
 
-    // Far longer than 100 + 200 + 400 ms of retries: were the outage the records' fault,
-    // they would be dead letters by now.
-    let health = eventually("/health to report the store down", || async {
+    let health = eventually("/health to report the store unavailable", || async {
         let health = get(&system.order.url("/health")).await;
         (health.json["store"]["state"] == "unavailable").then_some(health)
     })
     .await;
     assert_eq!(health.status, 503, "{}", health.text);
     assert_eq!(health.json["status"], "unhealthy");
+    if outage == Outage::ReadOnly {
+        let why = health.json["store"]["error"].as_str().unwrap_or_default();
+        assert!(why.contains("read-only"), "{}", health.text);
+    }
+    // Far longer than 100 + 200 + 400 ms of retries: were the outage the records' fault,
+    // they would be dead letters by now.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let waiting = get(&system.order.url("/api/dlq/info")).await.json;
-    assert_eq!(waiting["consumerStats"]["deadLettered"], 0, "{waiting}");
-    assert!(
-        waiting["consumerStats"]["unavailableWaits"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
-        "{waiting}"
-    );
-    assert_nothing_dead_lettered(&system.order).await;
-
-    tokio::task::block_in_place(|| pg.restart());
-    load.await.expect("the load ran to its end");
-    converge(&system.order, &accepted).await;
-    assert_nothing_dead_lettered(&system.order).await;
-    eventually("/health to be green again", || async {
-        (get(&system.order.url("/health")).await.status == 200).then_some(())
-    })
-    .await;
-}
-
-/// A failover leaves order-shell's connections on a read-only standby: every write fails with
-/// SQLSTATE 25006 while reads (and `SELECT 1`) still work. Nothing may be dead-lettered for
-/// it, `/health` must say why, and everything must apply once writes are back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_read_only_under_load_dead_letters_nothing_and_applies_everything() {
-    let pg = TestPostgres::start();
-    let system = System::start_with(
-        TestBroker::start_with(Storage::Memory),
-        &[
-            ("ORDER_STORE_URL", pg.create_database().await),
-            ("DLQ_MAX_BACKOFF_MS", "1000".into()),
-        ],
-    );
-    system.wait_until_consuming().await;
-    create_orders(&system).await;
-
-    let accepted = Accepted::default();
-    let rounds = Arc::new(AtomicUsize::new(0));
-    let load = start_load(system.cart.url(""), accepted.clone(), rounds.clone());
-    rounds_done(&rounds, ROUNDS / 4).await;
-    pg.set_read_only(true).await;
-
-    let health = eventually("/health to report the store read-only", || async {
-        let health = get(&system.order.url("/health")).await;
-        (health.json["store"]["state"] == "unavailable").then_some(health)
-    })
-    .await;
-    assert_eq!(health.status, 503, "{}", health.text);
-    let why = health.json["store"]["error"].as_str().unwrap_or_default();
-    assert!(why.contains("read-only"), "{}", health.text);
-    // Far longer than the 100 + 200 + 400 ms of retries a record's own failure gets.
-    tokio::time::sleep(Duration::from_secs(4)).await;
     let waiting = get(&system.order.url("/api/dlq/info")).await.json;
     assert_eq!(waiting["consumerStats"]["deadLettered"], 0, "{waiting}");
     assert!(
@@ -155,8 +121,12 @@ async fn postgres_read_only_under_load_dead_letters_nothing_and_applies_everythi
             > 0,
         "the updates waited: {waiting}"
     );
+    assert_nothing_dead_lettered(&system.order).await;
 
-    pg.set_read_only(false).await;
+    match outage {
+        Outage::Stopped => tokio::task::block_in_place(|| pg.restart()),
+        Outage::ReadOnly => pg.set_read_only(false).await,
+    }
     load.await.expect("the load ran to its end");
     converge(&system.order, &accepted).await;
     assert_nothing_dead_lettered(&system.order).await;
@@ -164,6 +134,16 @@ async fn postgres_read_only_under_load_dead_letters_nothing_and_applies_everythi
         (get(&system.order.url("/health")).await.status == 200).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_under_load_dead_letters_nothing_and_applies_everything() {
+    postgres_outage_under_load(Outage::Stopped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_read_only_under_load_dead_letters_nothing_and_applies_everything() {
+    postgres_outage_under_load(Outage::ReadOnly).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
