@@ -37,13 +37,8 @@ fn letter(topic: &str, key: &str, value: &[u8]) -> DeadLetter {
     }
 }
 
-fn header(record: &ordering_core::Record<OrderEvent>, name: &str) -> Option<String> {
-    let header = record.meta.headers.iter().find(|h| h.name == name)?;
-    Some(String::from_utf8_lossy(header.value.as_deref()?).into_owned())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn letters_go_back_byte_for_byte_once_and_the_rest_is_skipped_with_a_reason() {
+/// A broker with a target topic and a DLQ of one partition each, and a producer to it.
+async fn setup() -> (TestBroker, String, String, KafkaProducer) {
     let broker = TestBroker::start();
     let (target, dlq) = (unique_topic("events"), unique_topic("dlq"));
     ensure_topics(
@@ -55,6 +50,36 @@ async fn letters_go_back_byte_for_byte_once_and_the_rest_is_skipped_with_a_reaso
     .await
     .unwrap();
     let producer = KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap();
+    (broker, target, dlq, producer)
+}
+
+/// A redriver of `dlq` back to `target` through `producer`, three redrives at most.
+fn redriver(
+    producer: KafkaProducer,
+    broker: &TestBroker,
+    dlq: &str,
+    target: &str,
+    ledger: Arc<MemoryLedger>,
+) -> Redriver {
+    Redriver::new(
+        producer,
+        broker.bootstrap(),
+        dlq,
+        vec![target.to_owned()],
+        3,
+        ledger,
+    )
+    .unwrap()
+}
+
+fn header(record: &ordering_core::Record<OrderEvent>, name: &str) -> Option<String> {
+    let header = record.meta.headers.iter().find(|h| h.name == name)?;
+    Some(String::from_utf8_lossy(header.value.as_deref()?).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn letters_go_back_byte_for_byte_once_and_the_rest_is_skipped_with_a_reason() {
+    let (broker, target, dlq, producer) = setup().await;
     let letters = producer.sink(&dlq, AvroCodec::new().unwrap());
 
     let replayable = letter(&target, "K-1", &[1, 2, 3, 255]);
@@ -66,15 +91,13 @@ async fn letters_go_back_byte_for_byte_once_and_the_rest_is_skipped_with_a_reaso
         letters.publish(l).await.unwrap();
     }
 
-    let redriver = Redriver::new(
+    let redriver = redriver(
         producer.clone(),
-        broker.bootstrap(),
+        &broker,
         &dlq,
-        vec![target.clone()],
-        3,
+        &target,
         Arc::new(MemoryLedger::default()),
-    )
-    .unwrap();
+    );
     let dry = redriver
         .run(&Redrive {
             dry_run: true,
@@ -138,17 +161,7 @@ async fn letters_go_back_byte_for_byte_once_and_the_rest_is_skipped_with_a_reaso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_goes_back_once_with_its_key_and_headers_and_an_unknown_outcome_is_not_resent() {
-    let broker = TestBroker::start();
-    let (target, dlq) = (unique_topic("events"), unique_topic("dlq"));
-    ensure_topics(
-        &broker.bootstrap(),
-        &[&target, &dlq],
-        &TopicSettings::new(1),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    let producer = KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap();
+    let (broker, target, dlq, producer) = setup().await;
     let letters = producer.sink(&dlq, AvroCodec::new().unwrap());
 
     // One record dead-lettered twice (a crash before its commit), with a key that is not
@@ -170,15 +183,13 @@ async fn a_record_goes_back_once_with_its_key_and_headers_and_an_unknown_outcome
     // written for all it knows.
     let mut lost = ProducerConfig::new(format!("127.0.0.1:{}", free_port()));
     lost.delivery_timeout = Duration::from_secs(1);
-    let cut_off = Redriver::new(
+    let cut_off = redriver(
         KafkaProducer::new(&lost).unwrap(),
-        broker.bootstrap(),
+        &broker,
         &dlq,
-        vec![target.clone()],
-        3,
+        &target,
         ledger.clone(),
-    )
-    .unwrap();
+    );
     let unknown = cut_off
         .run(&Redrive {
             filter: ordering_core::LetterFilter {
@@ -192,15 +203,7 @@ async fn a_record_goes_back_once_with_its_key_and_headers_and_an_unknown_outcome
     assert_eq!((unknown.unknown, unknown.failed), (1, 0), "{unknown:?}");
     assert!(unknown.stopped.is_some());
 
-    let redriver = Redriver::new(
-        producer.clone(),
-        broker.bootstrap(),
-        &dlq,
-        vec![target.clone()],
-        3,
-        ledger.clone(),
-    )
-    .unwrap();
+    let redriver = redriver(producer.clone(), &broker, &dlq, &target, ledger.clone());
     let report = redriver.run(&Redrive::default()).await.unwrap();
     assert_eq!(report.matched, 3, "{report:?}");
     assert_eq!(report.republished, 1, "{report:?}");
