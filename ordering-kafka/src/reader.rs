@@ -41,10 +41,10 @@ where
 
 /// What librdkafka may prefetch per reader, in KiB: its default (64 MiB per client) times a
 /// few concurrent scans is hundreds of MB for records a scan looks at once and drops.
-const READER_QUEUE_KB: &str = "2048";
+const READER_QUEUE_KB: &str = "1024";
 /// The most bytes one fetch brings back to a reader (the broker's default message limit is
 /// 1 MB, well below).
-const READER_FETCH_BYTES: &str = "2097152";
+const READER_FETCH_BYTES: &str = "1048576";
 /// Idle readers kept per broker address for the next scan: creating one costs a client and
 /// its threads; more than this idle is memory for nothing.
 const IDLE_READERS: usize = 4;
