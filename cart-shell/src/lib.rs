@@ -14,20 +14,20 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
 use ordering_core::order::{
     NumItems, Order, OrderId, Status, StatusUpdate, ValidationError, generate_order, parse_reason,
 };
 use ordering_core::{Sink, SinkError, now_iso8601};
-use ordering_kafka::{AvroCodec, KafkaProducer, SchemaFamily};
+use ordering_kafka::{AvroCodec, KafkaProducer, ProducerConfig, SchemaFamily};
 use serde::Deserialize;
 use serde_json::json;
 use shell_http::body::{required, text, whole_number};
 use shell_http::env::{Env, EnvError};
 use shell_http::idempotency::{
     Begin, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyStore, Policy,
-    REPLAYED_HEADER, Settled, retry_after_seconds,
+    REPLAYED_HEADER, Settled,
 };
 use shell_http::metrics::Metrics;
 use shell_http::openapi::{OpenApi, OpenApiError};
@@ -59,6 +59,21 @@ const IDEMPOTENCY_MAX_KEYS: usize = 100_000;
 /// Added to a keyed create's lease for the store's writes and scheduling.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
+/// `PUBLISH_MAX_IN_FLIGHT`'s default: below the 1 024 connections served at once, so that a
+/// flood waits for (and is shed at) the broker's pace rather than all piling into librdkafka.
+const PUBLISH_MAX_IN_FLIGHT: usize = 256;
+
+/// `PUBLISH_QUEUE_WAIT_MS`'s default. A publish normally starts at once and is acknowledged in
+/// a few ms; at the ~5 000 acknowledgements/s of BENCHMARKS.md, 250 ms drains every request the
+/// served connections can hold, so only a broker that cannot keep up sheds, and the client
+/// hears "not now" long before the delivery timeout (5 s).
+const PUBLISH_QUEUE_WAIT_MS: u64 = 250;
+
+/// `Retry-After` of a shed request: the shortest the header can say. A publish that found no
+/// room waited at most `PUBLISH_QUEUE_WAIT_MS`, so the flood is measured in those, not in
+/// seconds.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// cart-shell: takes orders and status updates over HTTP and publishes them to Kafka as Avro
 /// events. Every setting is a flag or an environment variable; a flag wins.
 #[derive(Debug, clap::Parser)]
@@ -89,6 +104,14 @@ pub struct Cli {
     /// Most Idempotency-Keys remembered; beyond, the oldest finished ones are forgotten
     #[arg(long, env, default_value = "100000")]
     pub idempotency_max_keys: Option<String>,
+    /// Publishes sent to the broker and not yet acknowledged, at most; beyond, a request waits
+    /// its turn (PUBLISH_QUEUE_WAIT_MS)
+    #[arg(long, env, default_value = "256")]
+    pub publish_max_in_flight: Option<String>,
+    /// The longest a request waits for its publish to start, in milliseconds; past it (or
+    /// with the producer's queue full) the answer is 503 with Retry-After, nothing published
+    #[arg(long, env, default_value = "250")]
+    pub publish_queue_wait_ms: Option<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
     #[command(flatten)]
@@ -107,6 +130,41 @@ pub struct Settings {
     pub max_connections: usize,
     pub codec: AvroCodec,
     pub idempotency: IdempotencySettings,
+    pub publish: PublishSettings,
+}
+
+/// How much publishing may be under way before requests are shed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishSettings {
+    /// `PUBLISH_MAX_IN_FLIGHT`, default 256: publishes sent and not yet acknowledged.
+    pub max_in_flight: usize,
+    /// `PUBLISH_QUEUE_WAIT_MS`, default 250: how long a request waits for its publish to
+    /// start before it is answered `503`.
+    pub queue_wait: Duration,
+}
+
+impl PublishSettings {
+    pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let max_in_flight = env.check("PUBLISH_MAX_IN_FLIGHT", PUBLISH_MAX_IN_FLIGHT, |n| {
+            if *n > 0 {
+                Ok(())
+            } else {
+                Err("must be greater than 0".into())
+            }
+        })?;
+        // 0 is allowed: a request is shed whenever every publish slot is taken.
+        let queue_wait = env.get("PUBLISH_QUEUE_WAIT_MS", PUBLISH_QUEUE_WAIT_MS)?;
+        Ok(Self {
+            max_in_flight,
+            queue_wait: Duration::from_millis(queue_wait),
+        })
+    }
+
+    /// Sets `config` to shed load by these settings.
+    pub fn apply(&self, config: &mut ProducerConfig) {
+        config.max_in_flight = Some(self.max_in_flight);
+        config.queue_wait = self.queue_wait;
+    }
 }
 
 /// Where `Idempotency-Key`s are kept and for how long.
@@ -190,6 +248,7 @@ impl Settings {
                 ],
             )?,
             idempotency: IdempotencySettings::from_env(env)?,
+            publish: PublishSettings::from_env(env)?,
         })
     }
 }
@@ -458,22 +517,22 @@ async fn create_once(
             ));
         }
         Begin::InFlight { retry_after } => {
-            let error = ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "Request in progress",
                 "a request with this Idempotency-Key is still being published; \
                  retry once it is answered",
-            );
-            return Ok(with_retry_after(error, retry_after));
+            )
+            .with_retry_after(retry_after));
         }
         Begin::Full { retry_after } => {
-            let error = ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many requests in progress",
                 "every remembered Idempotency-Key is in flight (IDEMPOTENCY_MAX_KEYS); \
                  nothing was done, try again",
-            );
-            return Ok(with_retry_after(error, retry_after));
+            )
+            .with_retry_after(retry_after));
         }
     };
     // The stored order, read back: what is published is exactly what a retry would publish.
@@ -522,15 +581,6 @@ fn created(order: &Order) -> serde_json::Value {
     })
 }
 
-/// `error` with `Retry-After` (whole seconds).
-fn with_retry_after(error: ApiError, wait: Duration) -> Response {
-    let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(wait)));
-    response
-}
-
 /// The key store failed: nothing was published.
 fn keys_failed(error: IdempotencyError) -> ApiError {
     tracing::warn!(%error, "the idempotency store failed");
@@ -545,8 +595,17 @@ fn invalid(error: ValidationError) -> ApiError {
     ApiError::bad_request(error.to_string())
 }
 
-/// Nothing was published, whatever the reason: the client may try again.
+/// Nothing was published, whatever the reason: the client may try again (soon, if the
+/// sink is only overloaded).
 fn unpublished(error: SinkError) -> ApiError {
+    if matches!(error, SinkError::Overloaded(_)) {
+        // Expected under a flood, one per shed request: not worth a warning each.
+        tracing::debug!(%error, "publish shed");
+        return ApiError::overloaded(
+            format!("publishing cannot keep up; nothing was published, try again: {error}"),
+            OVERLOADED_RETRY_AFTER,
+        );
+    }
     tracing::warn!(%error, "publish failed");
     ApiError::unavailable(format!("the event was not published: {error}"))
 }

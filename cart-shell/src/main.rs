@@ -36,12 +36,14 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         max_connections,
         codec,
         idempotency,
+        publish,
     } = Settings::from_env(&env)?;
     let keys = idempotency.open(kafka.delivery_timeout)?;
     let metrics = Metrics::install()?;
 
     let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
     config.delivery_timeout = kafka.delivery_timeout;
+    publish.apply(&mut config);
     let producer = KafkaProducer::new(&config)?;
     let cart = Arc::new(Cart::new(
         Arc::new(producer.sink(&order_topic, codec)),

@@ -280,6 +280,98 @@ async fn a_retry_while_the_broker_is_down_is_409_and_the_stored_order_is_publish
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_shed_with_503_and_every_202_is_on_the_topic() {
+    const FLOOD: usize = 1000;
+    let broker = TestBroker::start();
+    let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
+    let keys = tempfile::tempdir().unwrap();
+    // Far fewer connections served than opened, and two publishes at a time with no wait
+    // for a turn: a flood of a thousand must be shed in part, whatever the machine's pace.
+    // A long delivery timeout: on a busy machine a slow acknowledgement is still a 202.
+    let mut shell = ShellProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_cart-shell")),
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", orders.clone()),
+            ("KAFKA_STATUS_UPDATE_TOPIC", updates.clone()),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "20000".into()),
+            (
+                "IDEMPOTENCY_DB",
+                keys.path().join("keys.db").display().to_string(),
+            ),
+            ("HTTP_MAX_CONNECTIONS", "64".into()),
+            ("PUBLISH_MAX_IN_FLIGHT", "2".into()),
+            ("PUBLISH_QUEUE_WAIT_MS", "0".into()),
+        ],
+    );
+    let url = shell.url("/api/update-order");
+    let body = |id: &str| json!({"orderId": id, "status": "shipped"}).to_string();
+    let warm = call_with("PUT", &url, Some(body("WARM").as_bytes()), &[]).await;
+    assert_eq!(warm.status, 202, "{}", warm.text);
+
+    // Each request on a connection of its own, all at once; `Connection: close` frees the
+    // shell's slot as soon as it has answered.
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let (url, id) = (url.clone(), format!("FLOOD-{i:04}"));
+            let body = body(&id);
+            tokio::spawn(async move {
+                let headers = [("Connection", "close")];
+                let reply = call_with("PUT", &url, Some(body.as_bytes()), &headers).await;
+                (id, reply)
+            })
+        })
+        .collect();
+    let (mut accepted, mut shed) = (Vec::new(), Vec::new());
+    for request in flood {
+        let (id, reply) = request.await.unwrap();
+        match reply.status {
+            202 => accepted.push(id),
+            503 => {
+                assert_eq!(reply.json["error"], "Overloaded", "{}", reply.text);
+                let wait: u64 = reply.headers["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(wait >= 1, "Retry-After: {wait}");
+                shed.push(id);
+            }
+            other => panic!("{id}: {other} {}", reply.text),
+        }
+    }
+    assert_eq!(accepted.len() + shed.len(), FLOOD);
+    assert!(!shed.is_empty(), "nothing was shed");
+    assert!(!accepted.is_empty(), "nothing was accepted");
+
+    // Still up, healthy, and taking requests again without a restart.
+    assert_eq!(shell.exited(), None, "{}", shell.log());
+    let health = get(&shell.url("/health")).await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    let after = call_with("PUT", &url, Some(body("AFTER").as_bytes()), &[]).await;
+    assert_eq!(after.status, 202, "{}", after.text);
+
+    // Every 202 is on the topic (acks=all), and no shed request is.
+    let published: std::collections::HashSet<String> = read::<StatusUpdate>(&broker, &updates)
+        .await
+        .into_iter()
+        .map(|record| record.event.unwrap().order_id)
+        .collect();
+    for id in accepted
+        .iter()
+        .chain(["WARM".to_owned(), "AFTER".to_owned()].iter())
+    {
+        assert!(
+            published.contains(id),
+            "{id} got 202 but is not on the topic"
+        );
+    }
+    for id in &shed {
+        assert!(!published.contains(id), "{id} got 503 but was published");
+    }
+}
+
 #[test]
 fn a_bad_setting_stops_the_shell_at_start_up_naming_the_variable() {
     for (name, value) in [
@@ -288,6 +380,8 @@ fn a_bad_setting_stops_the_shell_at_start_up_naming_the_variable() {
         ("IDEMPOTENCY_KEY_TTL", "tomorrow"),
         ("IDEMPOTENCY_MAX_KEYS", "0"),
         ("IDEMPOTENCY_DB", "/dev/null/keys.db"),
+        ("PUBLISH_MAX_IN_FLIGHT", "0"),
+        ("PUBLISH_QUEUE_WAIT_MS", "soon"),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_cart-shell"))
             .env(name, value)

@@ -704,3 +704,99 @@ async fn a_bad_idempotency_key_is_400_naming_the_header() {
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
 }
+
+/// A [`MemorySink`] that reports overload while `shedding` is set, as a producer does whose
+/// publishing cannot keep up: nothing is kept then.
+#[derive(Clone)]
+struct Overloadable<M> {
+    inner: MemorySink<M>,
+    shedding: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl<M: Clone + Send + Sync> Sink<M> for Overloadable<M> {
+    async fn publish(&self, message: &M) -> Result<(), SinkError> {
+        if self.shedding.load(Ordering::SeqCst) {
+            return Err(SinkError::overloaded("every publish slot is taken"));
+        }
+        self.inner.publish(message).await
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        self.inner.flush().await
+    }
+}
+
+#[tokio::test]
+async fn an_overloaded_sink_is_503_with_retry_after_and_nothing_is_published() {
+    let shedding = Arc::new(AtomicBool::new(true));
+    let (orders, updates) = (MemorySink::new(), MemorySink::new());
+    let dir = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        ttl: Duration::from_secs(3600),
+        max_keys: 10,
+        lease: Duration::from_secs(30),
+    };
+    let cart = Arc::new(
+        Cart::new(
+            Arc::new(Overloadable {
+                inner: orders.clone(),
+                shedding: shedding.clone(),
+            }),
+            Arc::new(Overloadable {
+                inner: updates.clone(),
+                shedding: shedding.clone(),
+            }),
+            Arc::new(FakeBroker::default()),
+            IdempotencyStore::open(&dir.path().join("keys.db"), policy).unwrap(),
+            Metrics::detached(),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(cart.serve(listener, 64, async {
+        let _ = stopped.await;
+    }));
+    let update = br#"{"orderId": "ORD-1", "status": "shipped"}"#;
+    let order = r#"{"orderId": "ORD-2", "numItems": 2}"#;
+    let put = || {
+        call_documented(
+            SERVICE,
+            "PUT",
+            &base,
+            "/api/update-order",
+            Some(update),
+            &[],
+        )
+    };
+    let post = || {
+        call_documented(
+            SERVICE,
+            "POST",
+            &base,
+            "/api/create-order",
+            Some(order.as_bytes()),
+            &[],
+        )
+    };
+
+    for reply in [put().await, post().await, create(&base, "k", order).await] {
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert_eq!(reply.json["success"], false);
+        assert_eq!(reply.json["error"], "Overloaded", "{}", reply.text);
+        assert!(reply.json["details"].is_string());
+        assert_eq!(retry_after(&reply), 1);
+    }
+    assert!(orders.is_empty() && updates.is_empty(), "nothing published");
+
+    // The flood is over: the same requests go through, the keyed one too (its key was freed).
+    shedding.store(false, Ordering::SeqCst);
+    assert_eq!(put().await.status, 202);
+    assert_eq!(post().await.status, 201);
+    let keyed = create(&base, "k", order).await;
+    assert_eq!(keyed.status, 201, "{}", keyed.text);
+    assert!(!replayed(&keyed));
+    assert_eq!((updates.len(), orders.len()), (1, 2));
+}

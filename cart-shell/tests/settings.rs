@@ -22,6 +22,8 @@ fn every_setting_is_a_flag_and_a_variable_listed_by_help_with_the_codes_default(
         "[default: data/cart-idempotency.db]",
         "[default: 24h]",
         "[default: 100000]",
+        "[default: 256]",
+        "[default: 250]",
     ] {
         assert!(
             help.contains(default),
@@ -80,6 +82,39 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
         ("IDEMPOTENCY_KEY_TTL", "24"),
         ("IDEMPOTENCY_MAX_KEYS", "0"),
         ("IDEMPOTENCY_MAX_KEYS", "-1"),
+    ] {
+        let error = Settings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
+        assert_eq!(error.name, name, "{value}: {error}");
+    }
+
+    let env = Env::from_args(
+        Cli::command(),
+        [
+            "cart-shell",
+            "--publish-max-in-flight",
+            "8",
+            "--publish-queue-wait-ms",
+            "0",
+        ],
+    )
+    .unwrap();
+    let publish = Settings::from_env(&env).unwrap().publish;
+    assert_eq!(publish.max_in_flight, 8);
+    assert_eq!(
+        publish.queue_wait,
+        Duration::ZERO,
+        "0: shed whenever no slot is free"
+    );
+    let defaults = Settings::from_env(&Env::from_pairs(&[])).unwrap().publish;
+    assert_eq!(
+        (defaults.max_in_flight, defaults.queue_wait),
+        (256, Duration::from_millis(250))
+    );
+    for (name, value) in [
+        ("PUBLISH_MAX_IN_FLIGHT", "0"),
+        ("PUBLISH_MAX_IN_FLIGHT", "many"),
+        ("PUBLISH_QUEUE_WAIT_MS", "-1"),
+        ("PUBLISH_QUEUE_WAIT_MS", "250ms"),
     ] {
         let error = Settings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
         assert_eq!(error.name, name, "{value}: {error}");

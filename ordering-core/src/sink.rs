@@ -22,6 +22,12 @@ pub enum SinkError {
     /// The message is larger than the sink takes: only a smaller message can go.
     #[error("message too large: {0}")]
     TooLarge(#[source] Cause),
+    /// The sink is at its bound right now (its queue is full, or the publish waited too long
+    /// for its turn): nothing was sent, and the same message may go through soon. A caller
+    /// with a client of its own says "not now" (HTTP `503` with `Retry-After`) rather than
+    /// queue.
+    #[error("sink overloaded: {0}")]
+    Overloaded(#[source] Cause),
 }
 
 impl SinkError {
@@ -37,9 +43,13 @@ impl SinkError {
         Self::TooLarge(Cause::new(cause))
     }
 
+    pub fn overloaded(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Overloaded(Cause::new(cause))
+    }
+
     /// The same message may go through later, unchanged.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Overloaded(_))
     }
 }
 

@@ -20,6 +20,14 @@ pub enum KafkaError {
         operation: &'static str,
         after: std::time::Duration,
     },
+    /// Every one of the producer's `max_in_flight` publishes was still under way for as long
+    /// as a publish may wait for its turn: more is asked than the broker acknowledges. Nothing
+    /// was sent.
+    #[error("overloaded: all {max_in_flight} publishes still under way after {waited:?}")]
+    Overloaded {
+        max_in_flight: usize,
+        waited: std::time::Duration,
+    },
     #[error("{operation} failed: {source}")]
     Client {
         operation: &'static str,
@@ -41,7 +49,7 @@ impl KafkaError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Config(_) | Self::Encode(_) => false,
-            Self::Timeout { .. } => true,
+            Self::Timeout { .. } | Self::Overloaded { .. } => true,
             Self::Client { source, .. } => is_retryable(source),
         }
     }
@@ -96,6 +104,12 @@ fn is_retryable_code(code: Code) -> bool {
 }
 
 impl KafkaError {
+    /// The producer is at its bound (its slots are taken, or librdkafka's queue is full):
+    /// nothing was sent, and the same message may go through soon.
+    pub fn is_overloaded(&self) -> bool {
+        matches!(self, Self::Overloaded { .. }) || self.code() == Some(Code::QueueFull)
+    }
+
     /// The broker refused the message for its size: only a smaller one can go.
     pub fn is_too_large(&self) -> bool {
         matches!(
@@ -109,7 +123,7 @@ impl KafkaError {
     /// outcome is unknown, and sending it again could write it twice.
     pub fn surely_not_written(&self) -> bool {
         match self {
-            Self::Config(_) | Self::Encode(_) => true,
+            Self::Config(_) | Self::Encode(_) | Self::Overloaded { .. } => true,
             Self::Timeout { .. } => false,
             // Refusals the broker (or librdkafka, before sending) answers for the record as
             // a whole; librdkafka retries anything else until its delivery timeout, which
@@ -148,7 +162,9 @@ impl KafkaError {
 
 impl From<KafkaError> for SinkError {
     fn from(error: KafkaError) -> Self {
-        if error.is_retryable() {
+        if error.is_overloaded() {
+            SinkError::overloaded(error)
+        } else if error.is_retryable() {
             SinkError::unavailable(error)
         } else if error.is_too_large() {
             SinkError::too_large(error)
@@ -213,6 +229,21 @@ mod tests {
             SinkError::from(client(Code::PolicyViolation)),
             SinkError::Rejected(_)
         ));
+        // A full queue or no free slot is "not now", not an outage.
+        for overloaded in [
+            client(Code::QueueFull),
+            KafkaError::Overloaded {
+                max_in_flight: 4,
+                waited: std::time::Duration::from_millis(250),
+            },
+        ] {
+            assert!(overloaded.is_overloaded());
+            assert!(overloaded.surely_not_written());
+            let error = SinkError::from(overloaded);
+            assert!(matches!(error, SinkError::Overloaded(_)), "{error}");
+            assert!(error.is_retryable());
+        }
+        assert!(!client(Code::MessageTimedOut).is_overloaded());
     }
 
     #[test]

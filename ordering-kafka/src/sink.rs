@@ -1,6 +1,7 @@
 //! Publishing: a producer that answers only once the broker has the record.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,6 +9,7 @@ use ordering_core::{Header as RecordHeader, Sink, SinkError};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::codec::Codec;
 use crate::error::KafkaError;
@@ -22,6 +24,15 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Further librdkafka properties, applied last.
     pub overrides: Vec<(String, String)>,
+    /// Load shedding: at most this many publishes handed to librdkafka and not yet
+    /// acknowledged. Beyond, a publish waits at most `queue_wait` for its turn and then fails
+    /// with [`KafkaError::Overloaded`]; librdkafka's queue is bounded to match and never
+    /// waited for (full, a publish fails at once). Either way nothing is sent, and the
+    /// [`SinkError`] is `Overloaded`. `None` (the default): a publish waits up to the delivery
+    /// timeout for room in librdkafka's queue (100 000 messages or 1 GiB).
+    pub max_in_flight: Option<usize>,
+    /// How long a publish waits for its turn under `max_in_flight`; default 250 ms.
+    pub queue_wait: Duration,
 }
 
 impl ProducerConfig {
@@ -30,6 +41,45 @@ impl ProducerConfig {
             bootstrap_servers: bootstrap_servers.into(),
             delivery_timeout: Duration::from_secs(10),
             overrides: Vec::new(),
+            max_in_flight: None,
+            queue_wait: Duration::from_millis(250),
+        }
+    }
+}
+
+/// librdkafka's queue under `max_in_flight`: a ceiling on the bytes it holds, whatever the
+/// records' sizes (a few hundred bytes each in the order flow).
+const SHEDDING_QUEUE_KBYTES: usize = 32 * 1024;
+
+/// The turns of a producer with `max_in_flight`: a publish holds one from before it is handed
+/// to librdkafka until it is acknowledged.
+#[derive(Debug)]
+struct Slots {
+    free: Semaphore,
+    max: usize,
+    wait: Duration,
+}
+
+impl Slots {
+    fn new(max: usize, wait: Duration) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            free: Semaphore::new(max),
+            max,
+            wait,
+        }
+    }
+
+    /// A turn, if one is free within the wait.
+    async fn take(&self) -> Result<SemaphorePermit<'_>, KafkaError> {
+        let overloaded = || KafkaError::Overloaded {
+            max_in_flight: self.max,
+            waited: self.wait,
+        };
+        match tokio::time::timeout(self.wait, self.free.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_closed)) => Err(overloaded()), // never closed
+            Err(_elapsed) => Err(overloaded()),
         }
     }
 }
@@ -48,6 +98,7 @@ pub struct Delivered {
 pub struct KafkaProducer {
     producer: FutureProducer,
     delivery_timeout: Duration,
+    slots: Option<Arc<Slots>>,
 }
 
 impl std::fmt::Debug for KafkaProducer {
@@ -68,6 +119,18 @@ impl KafkaProducer {
                 config.delivery_timeout.as_millis().max(1).to_string(),
             )
             .set("linger.ms", "2");
+        if let Some(max) = config.max_in_flight {
+            // Twice the slots: a publish given up by its caller (a client that hung up) frees
+            // its slot while librdkafka still holds the record, and librdkafka counts a record
+            // out only after it has reported its delivery.
+            let messages = max.clamp(1, 1 << 20) * 2;
+            client
+                .set("queue.buffering.max.messages", messages.to_string())
+                .set(
+                    "queue.buffering.max.kbytes",
+                    SHEDDING_QUEUE_KBYTES.to_string(),
+                );
+        }
         for (key, value) in &config.overrides {
             client.set(key, value);
         }
@@ -78,6 +141,9 @@ impl KafkaProducer {
         Ok(Self {
             producer,
             delivery_timeout: config.delivery_timeout,
+            slots: config
+                .max_in_flight
+                .map(|max| Arc::new(Slots::new(max, config.queue_wait))),
         })
     }
 
@@ -91,7 +157,10 @@ impl KafkaProducer {
         }
     }
 
-    /// Publishes raw bytes and waits for the broker's acknowledgement.
+    /// Publishes raw bytes and waits for the broker's acknowledgement. With `max_in_flight`, a
+    /// publish that gets no turn within `queue_wait`, or finds librdkafka's queue full, fails
+    /// at once with an error that [`is_overloaded`](KafkaError::is_overloaded), having sent
+    /// nothing.
     pub async fn send(
         &self,
         topic: &str,
@@ -113,9 +182,14 @@ impl KafkaProducer {
             }
             record = record.headers(owned);
         }
-        // Waiting for room in librdkafka's queue counts against the same bound.
+        // With slots, the wait for a turn is the only wait before the queue: a full queue is
+        // "not now" at once. Without, waiting for room counts against the delivery timeout.
+        let (_slot, queue_timeout) = match &self.slots {
+            Some(slots) => (Some(slots.take().await?), Duration::ZERO),
+            None => (None, self.delivery_timeout),
+        };
         let started = std::time::Instant::now();
-        let sent = self.producer.send(record, self.delivery_timeout).await;
+        let sent = self.producer.send(record, queue_timeout).await;
         crate::metrics::published(topic, started.elapsed(), sent.is_ok());
         match sent {
             Ok(delivery) => Ok(Delivered {
@@ -239,5 +313,96 @@ impl<M: Message, C: Codec<M>> Sink<M> for KafkaSink<M, C> {
 
     async fn flush(&self) -> Result<(), SinkError> {
         Ok(self.producer.flush().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::testing::{TestBroker, unique_topic};
+    use crate::{TopicSettings, ensure_topics, read_topic};
+
+    /// Payloads as they are.
+    struct Raw;
+
+    impl Codec<Vec<u8>> for Raw {
+        fn encode(&self, message: &Vec<u8>) -> Result<Vec<u8>, KafkaError> {
+            Ok(message.clone())
+        }
+
+        fn decode(&self, payload: &[u8]) -> Result<Vec<u8>, ordering_core::DecodeError> {
+            Ok(payload.to_vec())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publish_waits_its_turn_at_most_the_queue_wait() {
+        let slots = Slots::new(2, Duration::from_millis(250));
+        let first = slots.take().await.unwrap();
+        let _second = slots.take().await.unwrap();
+        let error = slots.take().await.unwrap_err();
+        assert!(error.is_overloaded(), "{error}");
+        assert!(matches!(SinkError::from(error), SinkError::Overloaded(_)));
+        // A turn given back is taken by the next publish: no restart needed.
+        drop(first);
+        assert!(slots.take().await.is_ok());
+        // No wait at all: a publish goes only if a turn is free now.
+        let none = Slots::new(1, Duration::ZERO);
+        let _only = none.take().await.unwrap();
+        assert!(none.take().await.unwrap_err().is_overloaded());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_overloaded_at_once_and_sends_nothing() {
+        let broker = TestBroker::start();
+        let topic = unique_topic("shed");
+        let settings = TopicSettings::new(1);
+        ensure_topics(
+            &broker.bootstrap(),
+            &[&topic],
+            &settings,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        let mut config = ProducerConfig::new(broker.bootstrap());
+        config.max_in_flight = Some(8);
+        // One record fills librdkafka's queue and lingers there: the second finds it full.
+        config.overrides = vec![
+            ("queue.buffering.max.messages".into(), "1".into()),
+            ("linger.ms".into(), "1000".into()),
+        ];
+        let producer = KafkaProducer::new(&config).unwrap();
+        let (first, second) = tokio::join!(
+            producer.send(&topic, Some(b"a"), b"first", &[]),
+            producer.send(&topic, Some(b"b"), b"second", &[]),
+        );
+        first.unwrap();
+        let error = second.unwrap_err();
+        assert!(error.is_overloaded(), "{error}");
+        assert!(matches!(SinkError::from(error), SinkError::Overloaded(_)));
+        // Room comes back by itself: librdkafka counts the first record out just after it
+        // reported its delivery, so the next publish may still find the queue full once.
+        let mut tries = 0;
+        let third = loop {
+            match producer.send(&topic, Some(b"c"), b"third", &[]).await {
+                Err(error) if error.is_overloaded() && tries < 500 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                sent => break sent,
+            }
+        };
+        third.unwrap();
+        let payloads: Vec<Vec<u8>> =
+            read_topic(&broker.bootstrap(), &topic, Raw, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|record| record.event.unwrap())
+                .collect();
+        assert_eq!(payloads, vec![b"first".to_vec(), b"third".to_vec()]);
     }
 }

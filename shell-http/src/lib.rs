@@ -63,6 +63,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub title: &'static str,
     pub details: String,
+    /// When to try again, sent as `Retry-After` (whole seconds, rounded up, at least 1).
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -71,7 +73,15 @@ impl ApiError {
             status,
             title,
             details: details.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to try again after `wait`.
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     pub fn bad_request(details: impl Into<String>) -> Self {
@@ -90,11 +100,24 @@ impl ApiError {
         )
     }
 
+    /// `503` "Overloaded": the service sheds load (more is asked than it can pass on), so
+    /// nothing was done; the client tries again after `retry_after`.
+    pub fn overloaded(details: impl Into<String>, retry_after: Duration) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Overloaded", details)
+            .with_retry_after(retry_after)
+    }
+
     pub fn into_response(self) -> Response {
         let mut response = json(
             self.status,
             &json!({"success": false, "error": self.title, "details": self.details}),
         );
+        if let Some(wait) = self.retry_after {
+            let seconds = idempotency::retry_after_seconds(wait).max(1);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: which scheme to answer with.
             response.headers_mut().insert(
@@ -322,3 +345,29 @@ pub fn init_tracing(env: &env::Env) -> Result<(), env::EnvError> {
 
 /// A request as handlers receive it.
 pub type HttpRequest = Request<Incoming>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_with_a_wait_says_retry_after_in_whole_seconds() {
+        let response =
+            ApiError::overloaded("publishing cannot keep up", Duration::from_millis(250))
+                .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[hyper::header::RETRY_AFTER], "1");
+        let later = ApiError::unavailable("down").with_retry_after(Duration::from_millis(2100));
+        assert_eq!(
+            later.into_response().headers()[hyper::header::RETRY_AFTER],
+            "3"
+        );
+        let now = ApiError::unavailable("down").with_retry_after(Duration::ZERO);
+        assert_eq!(
+            now.into_response().headers()[hyper::header::RETRY_AFTER],
+            "1"
+        );
+        let plain = ApiError::unavailable("down").into_response();
+        assert!(plain.headers().get(hyper::header::RETRY_AFTER).is_none());
+    }
+}
