@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{ApiError, Response};
@@ -76,12 +75,9 @@ impl Busy {
     /// `503` with the error body and `Retry-After: 1`: a turn frees up as soon as one of the
     /// running requests ends.
     pub fn into_response(self) -> Response {
-        let mut response = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Busy", self.to_string())
-            .into_response();
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        response
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Busy", self.to_string())
+            .with_retry_after(Duration::from_secs(1))
+            .into_response()
     }
 }
 
@@ -101,7 +97,7 @@ mod tests {
         assert!(busy.to_string().contains("scans"), "{busy}");
         let response = busy.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        assert_eq!(response.headers()[hyper::header::RETRY_AFTER], "1");
         // A turn given back is taken by the next one waiting.
         let waiting = tokio::spawn({
             let limit = limit.clone();
