@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordering_core::{PolicyError, RetryPolicy};
-use ordering_kafka::{AvroCodec, DEFAULT_FETCH_WAIT_MAX, SchemaFamily};
+use ordering_kafka::{AvroCodec, DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION, SchemaFamily};
 use ordering_store::StoreUrl;
 use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};
@@ -243,11 +243,28 @@ impl Config {
                 },
             )?),
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
-            codec: avro_codec(env, &[(SchemaFamily::DeadLetter, "AVRO_DLQ_VERSION")])?,
+            codec: dlq_codec(env)?,
             operator_token: OperatorToken::from_env(env)?,
             limits: Limits::from_env(env)?,
         })
     }
+}
+
+/// The codec of the dead letters this service writes, and redrives: never pinned below the
+/// version that keeps a record's key bytes and headers (its origin, after a redrive).
+fn dlq_codec(env: &Env) -> Result<AvroCodec, EnvError> {
+    let codec = avro_codec(env, &[(SchemaFamily::DeadLetter, "AVRO_DLQ_VERSION")])?;
+    let version = codec.writes(SchemaFamily::DeadLetter);
+    if version < REDRIVABLE_DLQ_VERSION {
+        return Err(EnvError {
+            name: "AVRO_DLQ_VERSION",
+            value: version.to_string(),
+            reason: format!(
+                "must be {REDRIVABLE_DLQ_VERSION} or later: older versions drop the key's bytes and the headers a redrive needs to keep a record's order"
+            ),
+        });
+    }
+    Ok(codec)
 }
 
 fn store_url(env: &Env) -> Result<StoreUrl, EnvError> {

@@ -66,6 +66,14 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
     let error = Config::from_env(&env.unwrap()).err().unwrap();
     assert_eq!(error.name, "DLQ_MAX_RETRIES");
 
+    // Dead letters older than version 3 would drop what a redrive needs.
+    let env = Env::from_args(Cli::command(), ["order-shell", "--avro-dlq-version", "2"]);
+    let error = Config::from_env(&env.unwrap()).err().unwrap();
+    assert_eq!(error.name, "AVRO_DLQ_VERSION");
+    assert!(error.reason.contains("redrive"), "{error}");
+    let env = Env::from_args(Cli::command(), ["order-shell", "--avro-dlq-version", "3"]);
+    assert!(Config::from_env(&env.unwrap()).is_ok());
+
     // Exit 2 and the variable named, from the real binary.
     let output = Command::new(BINARY)
         .args(["--dlq-retry-backoff-ms", "0"])

@@ -291,10 +291,21 @@ async fn a_partition_whose_offsets_go_backwards_starts_over_and_skips_nothing() 
     sleep(secs(1)).await;
     assert_eq!(feed.acked(&tp(0)), Some(13));
     // The log was truncated and rewritten from offset 11 (an unclean leader election).
-    feed.send(record(0, 11, "k", Ev::ok(111)));
+    // Its first attempt fails: while it waits for its retry, nothing past it may be
+    // committed, not even the old records' 13.
+    feed.send(record(0, 11, "k", Ev::failing(111, 1, Class::Retryable)));
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        feed.acked(&tp(0)),
+        Some(11),
+        "the partition commits from the new record, not past it"
+    );
+    sleep(secs(2)).await;
+    assert_eq!(script.called(), vec![10, 11, 12, 111, 111]);
+    assert_eq!(feed.acked(&tp(0)), Some(12));
     feed.send(record(0, 12, "k", Ev::ok(112)));
     sleep(secs(1)).await;
-    assert_eq!(script.called(), vec![10, 11, 12, 111, 112]);
+    assert_eq!(script.called(), vec![10, 11, 12, 111, 111, 112]);
     assert_eq!(
         feed.acked(&tp(0)),
         Some(13),

@@ -37,7 +37,8 @@ pub use reader::{
     Cursor, Page, PageBounds, Scanned, end_offsets, read_page, read_topic, scan_page,
 };
 pub use redrive::{
-    LetterOutcome, Outcome, Redrive, RedriveError, RedriveReport, Redriver, Skip, Skips,
+    LetterOutcome, Outcome, REDRIVABLE_DLQ_VERSION, Redrive, RedriveError, RedriveReport, Redriver,
+    Skip, Skips,
 };
 pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
 pub use source::{

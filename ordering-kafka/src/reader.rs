@@ -443,7 +443,9 @@ fn page_blocking<M, C: Codec<M>>(
                 // A reader taken from the idle ones read other partitions before: only this
                 // one's records count.
                 Some(Ok(message))
-                    if message.partition() == partition && message.topic() == topic =>
+                    if message.partition() == partition
+                        && message.topic() == topic
+                        && message.offset() >= at =>
                 {
                     let record = to_record(&message, codec, &mut names);
                     at = record.meta.offset + 1;

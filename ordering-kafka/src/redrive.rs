@@ -35,6 +35,12 @@ use crate::error::KafkaError;
 use crate::reader::{Cursor, PageBounds, end_offsets, read_page};
 use crate::sink::KafkaProducer;
 
+/// The oldest dead-letter schema version that keeps what a redrive needs: the key's bytes and
+/// the headers, among them a redriven record's origin. A service that redrives must not write
+/// its letters with an older one (`AvroCodec::pin`): a letter of a redriven copy would lose
+/// its origin, and could move an order backwards when sent again.
+pub const REDRIVABLE_DLQ_VERSION: u32 = 3;
+
 /// Records one page of the DLQ reads at most.
 const PAGE_SCAN: usize = 10_000;
 /// How long reading one page (or the DLQ's end) may take.

@@ -33,9 +33,10 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 // measured 3 to 4 times slower.
 //
 // The first create of an id wins: an order event for an id that exists changes nothing. Per
-// input row: created, and whether the order that was there (the outer query sees the table as
-// it was before this statement) has the same body, which tells applied, already applied (the
-// same order again) and duplicate (another order under that id) apart.
+// input row: created, whether an order was there, and whether it has the same body, which
+// tells applied, already applied (the same order again) and duplicate (another order under
+// that id) apart. The outer query sees the table as it was when the statement began: an
+// order another transaction created meanwhile is neither created nor there (see `apply`).
 const CREATE_MANY: &str = "
     WITH input (order_id, body, status, topic, part, off) AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
@@ -50,7 +51,7 @@ const CREATE_MANY: &str = "
         SELECT input.order_id, input.status FROM input JOIN created USING (order_id)
         ON CONFLICT (order_id) DO NOTHING
     )
-    SELECT input.order_id, created.order_id IS NOT NULL,
+    SELECT input.order_id, created.order_id IS NOT NULL, existing.order_id IS NOT NULL,
            COALESCE(existing.body = input.body, false)
     FROM input
     LEFT JOIN created ON created.order_id = input.order_id
@@ -343,17 +344,22 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                 )
                 .await
                 .map_err(failed)?;
-            let outcome: HashMap<&str, (bool, bool)> = rows
+            let outcome: HashMap<&str, (bool, bool, bool)> = rows
                 .iter()
-                .map(|row| (row.get(0), (row.get(1), row.get(2))))
+                .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
                 .collect();
             for (&i, id) in c.index.iter().zip(&c.ids) {
-                done[i] = outcome.get(id).map(|&(created, same)| {
-                    Done::Created(match (created, same) {
-                        (true, _) => CreateWrite::Written(Written::Applied),
-                        (false, true) => CreateWrite::Written(Written::AlreadyApplied),
-                        (false, false) => CreateWrite::Duplicate,
-                    })
+                done[i] = outcome.get(id).and_then(|&(created, existed, same)| {
+                    Some(Done::Created(match (created, existed, same) {
+                        (true, _, _) => CreateWrite::Written(Written::Applied),
+                        (false, true, true) => CreateWrite::Written(Written::AlreadyApplied),
+                        (false, true, false) => CreateWrite::Duplicate,
+                        // Created by another transaction while this statement ran (two
+                        // instances replaying one record): not known yet whether it is the
+                        // same order. Left unanswered, the write fails as unavailable and
+                        // its retry reads the order.
+                        (false, false, _) => return None,
+                    }))
                 });
             }
         }

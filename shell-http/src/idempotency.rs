@@ -77,12 +77,14 @@ const FIND: &str = "
 
 const COUNT: &str = "SELECT keys FROM idempotency_count WHERE one = 1";
 
-// Finished keys first, oldest first; an in-flight key whose lease ran out counts as failed.
+// Only answered keys, oldest first. A failed key (or an in-flight one whose lease ran out)
+// may have been published after all: forgotten, its retry would publish a new order under
+// its id. Those stay until they expire.
 const EVICT: &str = "
     DELETE FROM idempotency_keys WHERE key IN (
         SELECT key FROM idempotency_keys
-        WHERE state <> 'in_flight' OR lease_until_ms <= ?1
-        ORDER BY created_at_ms LIMIT ?2)";
+        WHERE state = 'done'
+        ORDER BY created_at_ms LIMIT ?1)";
 
 const NEXT_LEASE_END: &str = "
     SELECT MIN(lease_until_ms) FROM idempotency_keys
@@ -502,7 +504,7 @@ fn begin(
             let max = i64::try_from(policy.max_keys).unwrap_or(i64::MAX);
             let keys: i64 = tx.query_row(COUNT, [], |row| row.get(0))?;
             if keys >= max {
-                tx.execute(EVICT, params![now_ms, keys - max + 1])?;
+                tx.execute(EVICT, params![keys - max + 1])?;
             }
             let keys: i64 = tx.query_row(COUNT, [], |row| row.get(0))?;
             if keys >= max {
@@ -867,6 +869,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         store.fail(c).await.unwrap();
+        // A failed key may have been published after all: never evicted for room, so its
+        // retry republishes the stored order rather than a new one.
+        match store
+            .begin(key("d"), print, "d".into(), at(5))
+            .await
+            .unwrap()
+        {
+            Begin::Full { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        match store
+            .begin(key("c"), print, "c-new".into(), at(5))
+            .await
+            .unwrap()
+        {
+            Begin::Resume(claim) => assert_eq!(claim.payload(), "c"),
+            other => panic!("{other:?}"),
+        }
         store.finish(a, StatusCode::CREATED, done).await.unwrap();
         // Past the TTL even a done key is forgotten: the same key is new again.
         let again = store

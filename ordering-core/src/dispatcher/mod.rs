@@ -331,7 +331,11 @@ where
             // here instead, as a new owner would.
             tracing::warn!(tp = %meta.tp, offset = meta.offset, "offsets went backwards; the partition starts over from this record");
             let tp = meta.tp.clone();
-            self.reset(&tp)
+            let slot = self.reset(&tp);
+            // What was acknowledged for the old records is past the new ones: a commit of it
+            // would skip them after a crash. Commit from this record instead.
+            self.source.ack(&tp, meta.offset);
+            slot
         };
         let state = self.slots.get_mut(slot)?.as_mut()?;
         if !tracked {

@@ -10,15 +10,19 @@ use std::collections::VecDeque;
 #[derive(Debug, Default)]
 pub(crate) struct Watermark {
     pending: VecDeque<(i64, bool)>,
+    /// The highest offset ever tracked, done or not: a record at or below it means the
+    /// partition went backwards, even once everything before it was committed.
+    last: Option<i64>,
 }
 
 impl Watermark {
     /// Starts tracking `offset`. Refuses an offset not above the last one tracked: tracking it
-    /// could let the watermark pass an unfinished record.
+    /// could let the watermark pass an unfinished record, or commit over new records.
     pub(crate) fn track(&mut self, offset: i64) -> bool {
-        if self.pending.back().is_some_and(|&(last, _)| offset <= last) {
+        if self.last.is_some_and(|last| offset <= last) {
             return false;
         }
+        self.last = Some(offset);
         self.pending.push_back((offset, false));
         true
     }
@@ -100,5 +104,9 @@ mod tests {
         assert!(!w.track(3));
         assert_eq!(w.complete(4), None);
         assert_eq!(w.len(), 1);
+        // Refused even once everything tracked is done.
+        assert_eq!(w.complete(7), Some(8));
+        assert!(!w.track(7));
+        assert!(w.track(8));
     }
 }

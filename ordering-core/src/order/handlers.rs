@@ -224,6 +224,14 @@ impl RedriveGuard for OrderRedriveGuard {
         let Some(positions) = self.store.positions(&id).await? else {
             return Ok(false);
         };
-        Ok(for_orders || origin.is_covered_by(positions.status.as_ref()))
+        // A position written before stores kept topics has none: it was of this topic, as
+        // the stores' own guard takes it.
+        let status = positions.status.map(|mut last| {
+            if last.topic.is_empty() {
+                last.topic = origin.topic.clone();
+            }
+            last
+        });
+        Ok(for_orders || origin.is_covered_by(status.as_ref()))
     }
 }

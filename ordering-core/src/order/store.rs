@@ -36,7 +36,8 @@ pub enum CreateWrite {
 pub struct OrderPositions {
     /// The order event that created it.
     pub created: Position,
-    /// The status update last applied; `None` before the first.
+    /// The status update last applied; `None` before the first. A position written before
+    /// the store kept topics has an empty topic.
     pub status: Option<Position>,
 }
 
