@@ -528,3 +528,32 @@ async fn a_sqlite_write_that_fails_half_way_leaves_nothing_behind() {
     );
     assert_eq!(store.count().await.unwrap(), 1);
 }
+
+/// Two instances replaying one order event at once (a rebalance hands a partition over while
+/// the old owner still runs): both creates race on one PostgreSQL. The same order twice is
+/// never a duplicate, whichever transaction commits first; a create that lost the race is
+/// retried (unavailable), never dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_create_racing_on_two_postgres_stores_is_never_a_duplicate() {
+    let pg = TestPostgres::shared();
+    let url = StoreUrl::parse(&pg.create_database().await).unwrap();
+    let (a, b) = (url.open().await.unwrap(), url.open().await.unwrap());
+    let until_answered = |store: Arc<dyn Store>, order: Order, n: i64| async move {
+        loop {
+            match store.create(&order, at(0, n)).await {
+                Err(StoreError::Unavailable(_)) => continue,
+                other => return other.unwrap(),
+            }
+        }
+    };
+    for n in 0..200 {
+        let order = order(&format!("ORD-RACE-{n:03}"), 2);
+        let (one, two) = tokio::join!(
+            until_answered(a.clone(), order.clone(), n),
+            until_answered(b.clone(), order.clone(), n),
+        );
+        let mut outcomes = [one, two];
+        outcomes.sort_by_key(|o| *o != CREATED);
+        assert_eq!(outcomes, [CREATED, SAME_ORDER], "{n}");
+    }
+}
