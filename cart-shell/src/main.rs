@@ -14,6 +14,7 @@ use shell_http::{Stop, stop_reason};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    shell_http::memory::cap_malloc_arenas();
     match run().await {
         Ok(code) => code,
         Err(error) => {

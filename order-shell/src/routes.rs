@@ -34,6 +34,10 @@ const DEFAULT_LIMIT: usize = 100;
 /// bounded memory.
 const STATS_LIMIT: usize = 1000;
 const STATS_MAX_LIMIT: usize = 10_000;
+/// Distinct ids `/api/getAllOrderIdsFromTopic` answers with per page, by default and at most:
+/// what a scan holds no longer grows with the topic.
+const IDS_LIMIT: usize = 1000;
+const IDS_MAX_LIMIT: usize = 10_000;
 
 /// What serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,8 +292,9 @@ impl App {
                 names.join(", ")
             )));
         }
+        let limit = number(params.get("limit"), "limit", IDS_LIMIT, 1, IDS_MAX_LIMIT)?;
         let bounds = PageBounds {
-            keep: IDS_SCAN,
+            keep: limit,
             scan: IDS_SCAN,
             timeout: SCAN_TIMEOUT,
         };
@@ -353,11 +358,9 @@ impl App {
             from,
             bounds,
             (Distinct::default(), turn),
+            // Kept: a record whose id is new to the page, so the page ends at `keep` ids.
             move |(ids, _turn): &mut (Distinct, Turn), record| {
-                if let Some(id) = id_of(&record) {
-                    ids.add(id);
-                }
-                true
+                id_of(&record).is_some_and(|id| ids.add(id))
             },
         )
         .await
@@ -478,11 +481,14 @@ struct Distinct {
 }
 
 impl Distinct {
-    fn add(&mut self, id: String) {
-        if !self.seen.contains(&id) {
-            self.seen.insert(id.clone());
-            self.order.push(id);
+    /// Whether `id` was new.
+    fn add(&mut self, id: String) -> bool {
+        if self.seen.contains(&id) {
+            return false;
         }
+        self.seen.insert(id.clone());
+        self.order.push(id);
+        true
     }
 }
 

@@ -498,6 +498,28 @@ async fn dead_letters_are_browsed_page_by_page_with_filters_and_a_cursor() {
     assert_eq!(ids.status, 200, "{}", ids.text);
     assert_eq!(ids.json["count"], 6);
     assert_eq!(ids.json["truncated"], false);
+    // Pages of `limit` distinct ids, the next from where the last stopped.
+    let url = |rest: &str| {
+        system.order.url(&format!(
+            "/api/getAllOrderIdsFromTopic?topicName={}&limit=4{rest}",
+            system.topics[2]
+        ))
+    };
+    let first = get(&url("")).await;
+    assert_eq!(first.json["count"], 4, "{}", first.text);
+    assert_eq!(first.json["truncated"], true);
+    let cursor = first.json["nextCursor"].as_str().unwrap().to_owned();
+    let second = get(&url(&format!("&cursor={cursor}"))).await;
+    assert_eq!(second.json["count"], 2, "{}", second.text);
+    assert_eq!(second.json["truncated"], false);
+    let paged: Vec<&str> = [&first, &second]
+        .iter()
+        .flat_map(|page| page.json["orderIds"].as_array().unwrap())
+        .filter_map(|id| id.as_str())
+        .collect();
+    assert_eq!(paged, expected, "each id once, in topic order");
+    let too_many = get(&url("&limit=10001")).await;
+    assert_eq!(too_many.status, 400, "{}", too_many.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ pub mod body;
 pub mod env;
 pub mod idempotency;
 pub mod limit;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
