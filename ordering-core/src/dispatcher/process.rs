@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -62,15 +63,68 @@ impl<H, D> Shared<H, D> {
     }
 
     /// Runs one handler call, timing it when asked to (`DispatcherConfig::handler_latency`).
-    async fn timed<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
-        if !self.handler_latency {
-            return call.await;
+    /// A call that panics fails like one that returned an error: the panic stays in its
+    /// record, it does not take the consumer down.
+    async fn call<E>(&self, call: impl Future<Output = Result<(), E>>) -> Result<(), CallError<E>> {
+        let call = std::panic::AssertUnwindSafe(call).catch_unwind();
+        let result = if self.handler_latency {
+            let started = std::time::Instant::now();
+            let result = call.await;
+            self.counters
+                .handled(started.elapsed(), matches!(result, Ok(Ok(()))));
+            result
+        } else {
+            call.await
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(CallError::Failed(error)),
+            Err(panic) => Err(CallError::Panicked(panic_message(panic.as_ref()))),
         }
-        let started = std::time::Instant::now();
-        let result = call.await;
-        self.counters.handled(started.elapsed(), result.is_ok());
-        result
     }
+}
+
+/// How a handler call failed: its own error, or a panic (a bug in the handler, which may be
+/// one that only some inputs or moments trigger: retried within the budget like a retryable
+/// error, then dead-lettered as `HandlerPanicked`).
+#[derive(Debug)]
+enum CallError<E> {
+    Failed(E),
+    Panicked(String),
+}
+
+impl<E: Classify> CallError<E> {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Failed(error) => error.class(),
+            Self::Panicked(_) => ErrorClass::Retryable,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Failed(error) => error.kind(),
+            Self::Panicked(_) => "HandlerPanicked",
+        }
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(error) => error.fmt(f),
+            Self::Panicked(message) => write!(f, "the handler panicked: {message}"),
+        }
+    }
+}
+
+/// The message a panic carried, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// The span of a record's processing, carrying where it came from. Every record gets one at
@@ -104,7 +158,7 @@ where
         Ok(event) => {
             let first = shared.handler.handle(event, meta);
             let first = shared
-                .timed(first.instrument(record_span!(debug_span, meta)))
+                .call(first.instrument(record_span!(debug_span, meta)))
                 .await;
             match first {
                 Ok(()) => return Outcome::Applied,
@@ -143,7 +197,7 @@ async fn retry<E, H, D>(
     shared: &Shared<H, D>,
     event: &E,
     record: &Record<E>,
-    mut error: H::Error,
+    mut error: CallError<H::Error>,
 ) -> Result<(), Option<Failure>>
 where
     E: Sync,
@@ -199,7 +253,7 @@ where
             }
         }
         let handled = shared
-            .timed(shared.handler.handle(event, &record.meta))
+            .call(shared.handler.handle(event, &record.meta))
             .await;
         error = match handled {
             Ok(()) => return Ok(()),
