@@ -800,3 +800,33 @@ async fn an_overloaded_sink_is_503_with_retry_after_and_nothing_is_published() {
     assert!(!replayed(&keyed));
     assert_eq!((updates.len(), orders.len()), (1, 2));
 }
+
+#[test]
+fn random_requests_get_documented_answers_and_never_a_5xx_but_503() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cart = runtime.block_on(serve());
+    shell_http::fuzz::run(
+        &runtime,
+        &shell_http::fuzz::Target {
+            service: SERVICE,
+            base: &cart.base,
+            routes: &ROUTES,
+            params: &["orderId"],
+            fields: &["orderId", "numItems", "status", "reason"],
+            headers: &[
+                ("idempotency-key", "fuzz-key-1"),
+                ("idempotency-key", "fuzz-key-2"),
+            ],
+            samples: &["ORD-1", "ORD-FUZZ-2", "shipped", "delivered", "late truck"],
+        },
+        300,
+    );
+    // Whatever it was sent, what it published are valid events.
+    for order in cart.orders.messages() {
+        assert!(order.check().is_ok(), "{order:?}");
+    }
+}

@@ -49,11 +49,12 @@ impl Served {
 
 /// The service with `settings` on top of a broker address where nothing listens.
 async fn serve(settings: &[(&str, &str)]) -> Served {
-    let mut pairs = vec![
+    // The first of a name wins: `settings` before the defaults.
+    let mut pairs = settings.to_vec();
+    pairs.extend_from_slice(&[
         ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9"),
         ("LOG_FORMAT", "text"),
-    ];
-    pairs.extend_from_slice(settings);
+    ]);
     let config = Config::from_env(&Env::from_pairs(&pairs)).unwrap();
     let store = Arc::new(MemoryStore::new());
     let app = Arc::new(App::new(config, store.clone(), Metrics::detached()).unwrap());
@@ -319,4 +320,81 @@ async fn expensive_requests_beyond_their_limit_are_told_to_come_back_and_lookups
     }
     let still = shell.get(SCAN).await;
     assert_eq!(still.json["error"], "Busy", "{}", still.text);
+}
+
+#[test]
+fn random_requests_get_documented_answers_and_never_a_5xx_but_503() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A broker that answers: reads of a broker that does not would each wait for their
+    // timeout (seconds), and the fuzz is about the routes.
+    let broker = ordering_kafka::testing::TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    let served = runtime.block_on(serve(&[
+        ("OPERATOR_TOKEN", TOKEN),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+    ]));
+    runtime.block_on(async {
+        let order = ordering_core::order::generate_order(
+            OrderId::parse("ORD-FUZZ-1").unwrap(),
+            ordering_core::order::NumItems::new(2).unwrap(),
+            "2026-11-30T12:00:00Z".into(),
+            &mut rand::rng(),
+        );
+        served
+            .store
+            .create(&order, Position::new("t", 0, 1))
+            .await
+            .unwrap();
+    });
+    let bearer = format!("Bearer {TOKEN}");
+    shell_http::fuzz::run(
+        &runtime,
+        &shell_http::fuzz::Target {
+            service: SERVICE,
+            base: &served.base,
+            routes: &ROUTES,
+            params: &[
+                "orderId",
+                "topicName",
+                "cursor",
+                "limit",
+                "offset",
+                "errorType",
+                "errorClass",
+            ],
+            fields: &[
+                "errorType",
+                "errorClass",
+                "orderId",
+                "fromTimestamp",
+                "toTimestamp",
+                "maxMessages",
+                "ratePerSecond",
+                "dryRun",
+                "again",
+                "force",
+            ],
+            headers: &[
+                ("authorization", bearer.as_str()),
+                ("accept", "application/json"),
+            ],
+            samples: &[
+                "ORD-FUZZ-1",
+                "order-events",
+                "order-status-updates",
+                "order-events-dlq",
+                "OrderNotFound",
+                "retryable",
+                "permanent",
+                "poison",
+                "0:0",
+                "2026-11-30T12:00:00Z",
+            ],
+        },
+        300,
+    );
 }

@@ -17,6 +17,8 @@
 pub mod auth;
 pub mod body;
 pub mod env;
+#[cfg(feature = "testing")]
+pub mod fuzz;
 pub mod idempotency;
 pub mod limit;
 pub mod memory;

@@ -161,6 +161,18 @@ pub async fn call_with(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> Reply {
+    try_call_with(method, url, body, headers)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`call_with`], with a request that could not be made, sent or answered as an error.
+pub async fn try_call_with(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = hyper::Request::builder()
         .method(method)
@@ -171,11 +183,11 @@ pub async fn call_with(
     }
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
-        .expect("a valid request");
+        .map_err(|e| format!("{method} {url}: not a valid request: {e}"))?;
     let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
         .await
-        .unwrap_or_else(|_| panic!("{method} {url}: no answer within 30 s"))
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        .map_err(|_| format!("{method} {url}: no answer within 30 s"))?
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response
@@ -186,12 +198,12 @@ pub async fn call_with(
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
+    Ok(Reply {
         status,
         headers,
         text,
         json,
-    }
+    })
 }
 
 pub async fn get(url: &str) -> Reply {
