@@ -6,7 +6,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ordering_core::order::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
-use ordering_kafka::{AvroCodec, Codec, SchemaFamily};
+use ordering_kafka::Codec;
+use ordering_kafka::order::{AvroCodec, SchemaFamily};
 use std::hint::black_box;
 
 fn order() -> Order {

@@ -17,10 +17,11 @@ use ordering_core::testing::MemorySink;
 use ordering_core::{
     DeadLetter, DecodeError, Dispatcher, DispatcherConfig, Handler, Polled, RecordMeta, Source,
 };
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    AvroCodec, Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaError, KafkaProducer,
-    KafkaSource, ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
+    Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaError, KafkaProducer, KafkaSource,
+    ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};

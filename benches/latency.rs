@@ -20,10 +20,10 @@ use ordering_core::order::{
 };
 use ordering_core::testing::MemorySink;
 use ordering_core::{DeadLetter, Dispatcher, DispatcherConfig, LaneMode, Position, StoreError};
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings,
-    ensure_topics,
+    KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
 };
 use ordering_store::StoreUrl;
 use ordering_store::testing::TestPostgres;

@@ -26,10 +26,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordering_core::order::{NumItems, OrderEvent, OrderId, Status, StatusUpdate, generate_order};
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
-use ordering_kafka::{
-    AvroCodec, Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure_topics,
-};
+use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure_topics};
 use ordering_store::testing::TestPostgres;
 use shell_http::testing::{ShellProcess, get};
 

@@ -11,9 +11,9 @@ use ordering_core::order::OrderEvent;
 use ordering_core::{Classify, Dispatcher, DispatcherConfig, ErrorClass, Handler, RecordMeta};
 use std::time::Duration;
 
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings,
-    ensure_topics,
+    KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
 };
 
 const KNOWN: &[&str] = &["pending", "paid", "shipped", "delivered", "cancelled"];

@@ -20,7 +20,8 @@ use ordering_core::order::{
     NumItems, Order, OrderId, Status, StatusUpdate, ValidationError, generate_order, parse_reason,
 };
 use ordering_core::{Sink, SinkError, now_iso8601};
-use ordering_kafka::{AvroCodec, KafkaProducer, ProducerConfig, SchemaFamily};
+use ordering_kafka::order::{AvroCodec, SchemaFamily};
+use ordering_kafka::{KafkaProducer, ProducerConfig};
 use serde::Deserialize;
 use serde_json::json;
 use shell_http::body::{required, text, whole_number};

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordering_core::{PolicyError, RetryPolicy};
-use ordering_kafka::{AvroCodec, DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION, SchemaFamily};
+use ordering_kafka::order::{AvroCodec, SchemaFamily};
+use ordering_kafka::{DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION};
 use ordering_store::StoreUrl;
 use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};

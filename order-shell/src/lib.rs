@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use ordering_core::order::{OrderEvent, OrderEventHandler, OrderRedriveGuard};
 use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, Stats};
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
+    KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
     ensure_topics_when_ready,
 };
 use ordering_store::Store;

@@ -6,7 +6,8 @@
 //!   has the record, in bounded time.
 //! - [`Avro`]: Avro single-object encoding for any serde type registered with its schema's
 //!   [`SchemaVersions`] (older and newer versions read through resolution);
-//!   [`AvroCodec`]: the order flow's three types, registered that way from `schemas/`.
+//!   [`DeadLetterCodec`]: dead letters, beside any event codec;
+//!   [`order::AvroCodec`]: the order flow's three types, registered that way from `schemas/`.
 //! - [`ensure_topics`], [`read_topic`], [`read_page`]: topic creation, whole-topic reads and
 //!   bounded pages (DLQ).
 //! - [`Redriver`]: dead letters sent back to their topic, filtered, paced, remembered in a
@@ -28,9 +29,14 @@ pub mod testing;
 
 pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
 pub use codec::{
-    Avro, AvroCodec, Codec, DEAD_LETTER_SCHEMA, MAGIC, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA,
-    SchemaError, SchemaFamily, SchemaVersions,
+    Avro, Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, MAGIC, SchemaError, SchemaVersions,
 };
+
+/// The order flow's codec and schemas: what the two shells read and write. A service of its
+/// own needs none of it: [`Avro`] for its events, [`DeadLetterCodec`] for its dead letters.
+pub mod order {
+    pub use crate::codec::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaFamily};
+}
 pub use error::KafkaError;
 pub use message::Message;
 pub use reader::{

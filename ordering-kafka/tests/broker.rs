@@ -16,10 +16,11 @@ use ordering_core::{
     DeadLetter, Dispatcher, DispatcherConfig, FailureClass, Handler, Polled, RecordMeta,
     RetryPolicy, Sink, Source,
 };
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
-    AvroCodec, Cursor, KafkaProducer, KafkaSource, PageBounds, ProducerConfig, SourceConfig,
-    TopicSettings, ensure_topics, read_page, read_topic,
+    Cursor, KafkaProducer, KafkaSource, PageBounds, ProducerConfig, SourceConfig, TopicSettings,
+    ensure_topics, read_page, read_topic,
 };
 use tokio::time::{sleep, timeout};
 

@@ -7,7 +7,8 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use ordering_core::order::{Order, OrderEvent, OrderId, OrderItem, Status, StatusUpdate};
 use ordering_core::{DeadLetter, DecodeErrorKind, FailureClass};
-use ordering_kafka::{AvroCodec, Codec, MAGIC, STATUS_UPDATE_SCHEMA};
+use ordering_kafka::order::{AvroCodec, STATUS_UPDATE_SCHEMA};
+use ordering_kafka::{Codec, MAGIC};
 
 mod common;
 use common::crc64_avro;
@@ -225,7 +226,7 @@ fn bad_payloads_are_decode_errors() {
 #[test]
 fn a_blank_order_id_in_an_order_is_a_decode_error() {
     // Encode a raw Avro record with a blank id, bypassing the validated type.
-    let schema = Schema::parse_str(ordering_kafka::ORDER_SCHEMA).unwrap();
+    let schema = Schema::parse_str(ordering_kafka::order::ORDER_SCHEMA).unwrap();
     let codec = AvroCodec::new().unwrap();
     let mut value = apache_avro::to_value(order()).unwrap();
     if let apache_avro::types::Value::Record(fields) = &mut value {
@@ -332,4 +333,36 @@ fn any_serde_type_registers_its_schema_versions() {
     let upgraded =
         Avro::<Reading>::with_schema_dir(reading_versions(&[READING_V1]), dir.path()).unwrap();
     assert_eq!(upgraded.decode(&payload).unwrap().sensor, "s-1");
+}
+
+/// A type whose serde name is not its schema's record: every decode would fail.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SensorReading {
+    sensor: String,
+    celsius: f64,
+}
+
+#[test]
+fn a_type_and_schema_that_do_not_match_are_refused_at_construction_with_the_fix() {
+    use ordering_kafka::{Avro, SchemaError, SchemaVersions};
+    let error = Avro::<SensorReading>::new(reading_versions(&[READING_V1])).unwrap_err();
+    assert!(matches!(error, SchemaError::TypeName { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("SensorReading") && message.contains(r#"#[serde(rename = "Reading")]"#),
+        "{message}"
+    );
+
+    // `record` must name the schema's record.
+    let wrong = SchemaVersions {
+        name: "reading",
+        record: "com.example.Sensor",
+        published: &[READING_V1],
+    };
+    let error = Avro::<Reading>::new(wrong).unwrap_err();
+    assert!(
+        matches!(error, SchemaError::RecordMismatch { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("com.example.Reading"), "{error}");
 }

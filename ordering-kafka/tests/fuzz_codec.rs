@@ -13,7 +13,8 @@ use std::alloc::System;
 
 use ordering_core::DeadLetter;
 use ordering_core::order::{NumItems, Order, OrderEvent, OrderId, Status, StatusUpdate};
-use ordering_kafka::{AvroCodec, Codec, MAGIC};
+use ordering_kafka::order::AvroCodec;
+use ordering_kafka::{Codec, MAGIC};
 use peakmem_alloc::{PeakMemAlloc, PeakMemAllocTrait};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use ordering_core::order::OrderEvent;
 use ordering_core::{DeadLetter, FailureClass, MemoryLedger, Sink};
+use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    AvroCodec, KafkaProducer, ProducerConfig, Redrive, Redriver, TopicSettings, ensure_topics,
-    read_topic,
+    KafkaProducer, ProducerConfig, Redrive, Redriver, TopicSettings, ensure_topics, read_topic,
 };
 
 fn letter(topic: &str, key: &str, value: &[u8]) -> DeadLetter {

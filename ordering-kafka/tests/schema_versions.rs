@@ -13,8 +13,9 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use common::crc64_avro;
 use ordering_core::order::{OrderEvent, OrderId, Status, StatusUpdate};
 use ordering_core::{DeadLetter, DecodeErrorKind, FailureClass};
+use ordering_kafka::order::{AvroCodec, SchemaFamily};
 use ordering_kafka::testing::{STATUS_UPDATE_V3, status_update_v3};
-use ordering_kafka::{AvroCodec, Codec, SchemaError, SchemaFamily};
+use ordering_kafka::{Codec, SchemaError};
 
 fn history() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/history")

@@ -3,7 +3,7 @@
 /// glibc malloc arenas the shells keep (unless `MALLOC_ARENA_MAX` says otherwise).
 const ARENAS: i32 = 2;
 
-/// Caps glibc's malloc arenas at [`ARENAS`]. glibc gives threads that allocate at the same
+/// Caps glibc's malloc arenas at two (`ARENAS`). glibc gives threads that allocate at the same
 /// time arenas of their own (up to eight per core) and seldom hands their free memory back, so
 /// a burst of work spread over many threads (librdkafka's, one set per topic reader, and the
 /// blocking pool's) leaves each thread's peak behind: eight clients paging through a topic

@@ -4,7 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use ordering_kafka::{AvroCodec, SchemaFamily, TopicSettings};
+use ordering_kafka::TopicSettings;
+use ordering_kafka::order::{AvroCodec, SchemaFamily};
 
 use crate::env::{Env, EnvError};
 

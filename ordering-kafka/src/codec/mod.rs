@@ -37,6 +37,84 @@ pub const ORDER_SCHEMA: &str = include_str!("../../../schemas/order.avsc");
 pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../../schemas/status_update.avsc");
 pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dlq.avsc");
 
+/// The dead-letter codec, beside any event codec: letters in Avro with the DLQ's own schema
+/// (`schemas/dlq.avsc`, record `com.ecommerce.dlq.DeadLetter`), every published version read,
+/// the newest written unless pinned. A letter keeps the failed record's bytes as they were, so
+/// it does not matter how the events themselves are encoded (`Avro<M>` of any type, JSON,
+/// bytes). Cheap to copy.
+#[derive(Clone, Copy)]
+pub struct DeadLetterCodec {
+    family: &'static Family,
+    pin: Option<u32>,
+}
+
+impl std::fmt::Debug for DeadLetterCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterCodec")
+            .field("writes", &self.writes())
+            .finish()
+    }
+}
+
+impl DeadLetterCodec {
+    /// Reads every published version of the letter schema, writes the newest.
+    pub fn new() -> Result<Self, SchemaError> {
+        Self::with(None)
+    }
+
+    /// Also reads the letter versions in the `.avsc` files of `dir`.
+    pub fn with_schema_dir(dir: &Path) -> Result<Self, SchemaError> {
+        Self::with(Some(dir))
+    }
+
+    fn with(dir: Option<&Path>) -> Result<Self, SchemaError> {
+        let versions = SchemaFamily::DeadLetter.versions();
+        let family =
+            Schemas::registered(&[versions], dir)?
+                .only()
+                .ok_or(SchemaError::Embedded {
+                    name: versions.name.into(),
+                    reason: "not registered".into(),
+                })?;
+        Ok(Self { family, pin: None })
+    }
+
+    /// Writes published version `version` instead of the newest (for a rollout where the
+    /// readers of the DLQ are upgraded first).
+    pub fn pin(mut self, version: u32) -> Result<Self, SchemaError> {
+        if !self.family.has_version(version) {
+            return Err(SchemaError::NoSuchVersion {
+                schema: self.family.name,
+                version,
+                latest: self.family.latest(),
+            });
+        }
+        self.pin = (version != self.family.latest()).then_some(version);
+        Ok(self)
+    }
+
+    /// The version this codec writes.
+    pub fn writes(&self) -> u32 {
+        self.pin.unwrap_or_else(|| self.family.latest())
+    }
+}
+
+impl Codec<DeadLetter> for DeadLetterCodec {
+    fn encode(&self, letter: &DeadLetter) -> Result<Vec<u8>, KafkaError> {
+        self.family
+            .encode_as(self.writes(), dead_letter_value(letter))
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<DeadLetter, DecodeError> {
+        let (fingerprint, _) = split(payload)?;
+        let value = self
+            .family
+            .read(payload)?
+            .ok_or_else(|| unknown(fingerprint))?;
+        dead_letter_from(value)
+    }
+}
+
 /// The Avro codec of the order flow. Cheap to copy: the schemas are parsed once per process.
 #[derive(Clone, Copy)]
 pub struct AvroCodec {
@@ -151,8 +229,9 @@ impl<M> std::fmt::Debug for Avro<M> {
     }
 }
 
-impl<M> Avro<M> {
-    /// A codec for the versions of `versions`.
+impl<M: DeserializeOwned> Avro<M> {
+    /// A codec for the versions of `versions`. Refuses a type whose serde name is not the
+    /// schema record's name (every decode would fail), saying how to fix it.
     pub fn new(versions: SchemaVersions) -> Result<Self, SchemaError> {
         Self::with(versions, None)
     }
@@ -171,13 +250,31 @@ impl<M> Avro<M> {
                     name: versions.name.into(),
                     reason: "not registered".into(),
                 })?;
+        // After the schemas: `record` is then known to name the schema's record.
+        let short = versions
+            .record
+            .rsplit('.')
+            .next()
+            .unwrap_or(versions.record);
+        if let Some(serde_name) = serde_struct_name::<M>()
+            && serde_name != short
+        {
+            return Err(SchemaError::TypeName {
+                rust_type: std::any::type_name::<M>(),
+                serde_name,
+                record: versions.record.into(),
+                short: short.into(),
+            });
+        }
         Ok(Self {
             family,
             pin: None,
             _message: std::marker::PhantomData,
         })
     }
+}
 
+impl<M> Avro<M> {
     /// Writes published version `version` instead of the newest.
     pub fn pin(mut self, version: u32) -> Result<Self, SchemaError> {
         if !self.family.has_version(version) {
@@ -195,6 +292,42 @@ impl<M> Avro<M> {
     pub fn writes(&self) -> u32 {
         self.pin.unwrap_or_else(|| self.family.latest())
     }
+}
+
+/// The name serde gives `M` when `M` is a struct (its `#[serde(rename)]` included), found by
+/// asking `M` to deserialize from a probe that only notes the name; `None` for other shapes.
+fn serde_struct_name<M: DeserializeOwned>() -> Option<&'static str> {
+    use serde::de::{Error as _, Visitor};
+
+    struct Probe<'a>(&'a std::cell::Cell<Option<&'static str>>);
+
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("a probe, not data"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            _fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(Some(name));
+            Err(Self::Error::custom("a probe, not data"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let name = std::cell::Cell::new(None);
+    let _ = M::deserialize(Probe(&name));
+    name.get()
 }
 
 impl<M: Serialize + DeserializeOwned> Codec<M> for Avro<M> {

@@ -140,6 +140,24 @@ pub enum SchemaError {
         schema: &'static str,
         reason: String,
     },
+    #[error(
+        "{name} version {version} defines record {found:?}, but its SchemaVersions say {record:?}: make `record` the schema's namespace and name"
+    )]
+    RecordMismatch {
+        name: String,
+        version: usize,
+        record: String,
+        found: String,
+    },
+    #[error(
+        "the Rust type {rust_type} reads as serde struct {serde_name:?}, but the schema's record is {record:?}: every decode would fail; add #[serde(rename = \"{short}\")] to the type"
+    )]
+    TypeName {
+        rust_type: &'static str,
+        serde_name: &'static str,
+        record: String,
+        short: String,
+    },
     #[error("{schema} has no version {version} (published: 1 to {latest})")]
     NoSuchVersion {
         schema: &'static str,
@@ -326,6 +344,15 @@ impl Family {
         let mut published = Vec::new();
         for (n, text) in versions.published.iter().enumerate() {
             let schema = leak(Schema::parse_str(text).map_err(|e| embedded(e.to_string(), n))?);
+            let found = full_name(schema).unwrap_or_default();
+            if found != versions.record {
+                return Err(SchemaError::RecordMismatch {
+                    name: versions.name.into(),
+                    version: n + 1,
+                    record: versions.record.into(),
+                    found,
+                });
+            }
             let writer = GenericDatumWriter::builder(schema)
                 .build()
                 .map_err(|e| embedded(e.to_string(), n))?;

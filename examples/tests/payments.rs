@@ -1,0 +1,196 @@
+//! The payments example as its users run it: a process against a real broker. 1 000 payments,
+//! one in ten negative; the service is stopped (SIGTERM) half-way and started again. Every
+//! positive payment is booked exactly once (a clean stop commits what it booked: nothing is
+//! booked again after the restart), and every negative one is dead-lettered as
+//! `NegativeAmount`, permanent, with its key and bytes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ordering_core::{DeadLetter, FailureClass, Sink};
+use ordering_kafka::testing::{TestBroker, unique_topic};
+use ordering_kafka::{
+    Avro, DeadLetterCodec, KafkaProducer, ProducerConfig, SchemaVersions, read_topic,
+};
+use serde::{Deserialize, Serialize};
+
+const PAYMENTS: usize = 1000;
+
+/// The client's copy of the event and its schema.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename = "Payment", rename_all = "camelCase")]
+struct Payment {
+    payment_id: String,
+    account: String,
+    amount_cents: i64,
+}
+
+const PAYMENT_VERSIONS: SchemaVersions = SchemaVersions {
+    name: "payment",
+    record: "com.example.payments.Payment",
+    published: &[
+        r#"{"type": "record", "name": "Payment", "namespace": "com.example.payments",
+      "fields": [{"name": "paymentId", "type": "string"}, {"name": "account", "type": "string"},
+                 {"name": "amountCents", "type": "long"}]}"#,
+    ],
+};
+
+/// Keyed by account: one account's payments in order.
+impl ordering_kafka::Message for Payment {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.account.as_bytes())
+    }
+}
+
+fn payment(n: usize) -> Payment {
+    Payment {
+        payment_id: format!("PAY-{n:04}"),
+        account: format!("ACC-{}", n % 17),
+        amount_cents: if n % 10 == 7 { -100 } else { 100 + n as i64 },
+    }
+}
+
+/// `cargo test` builds the examples next to the test binaries' directory.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).unwrap();
+    let path = target.join("examples").join("payments");
+    assert!(
+        path.is_file(),
+        "{} is missing: cargo test builds it",
+        path.display()
+    );
+    path
+}
+
+fn start(env: &[(&str, String)]) -> Child {
+    Command::new(example())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn booked(ledger: &Path) -> Vec<String> {
+    std::fs::read_to_string(ledger)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').next().map(str::to_owned))
+        .collect()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
+    let broker = TestBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.txt");
+    let (topic, dlq) = (unique_topic("payments"), unique_topic("payments-dlq"));
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("PAYMENTS_TOPIC", topic.clone()),
+        ("PAYMENTS_DLQ_TOPIC", dlq.clone()),
+        ("PAYMENTS_GROUP", unique_topic("payments")),
+        ("PAYMENTS_LEDGER", ledger.display().to_string()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    let mut service = start(&env);
+
+    let producer = KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap();
+    let payments = producer.sink(&topic, Avro::<Payment>::new(PAYMENT_VERSIONS).unwrap());
+    let (first, second) = (PAYMENTS / 2, PAYMENTS);
+    for n in 0..first {
+        payments.publish(&payment(n)).await.unwrap();
+    }
+    let positives = |upto: usize| (0..upto).filter(|n| n % 10 != 7).count();
+    wait_for("the first half booked", || {
+        booked(&ledger).len() >= positives(first)
+    })
+    .await;
+
+    // A clean stop: SIGTERM, as a service manager sends it.
+    let pid = service.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = service.wait().unwrap();
+    assert!(status.success(), "the service stopped with {status}");
+    let mut service = start(&env);
+    for n in first..second {
+        payments.publish(&payment(n)).await.unwrap();
+    }
+    wait_for("every payment booked", || {
+        booked(&ledger).len() >= positives(second)
+    })
+    .await;
+
+    let codec = DeadLetterCodec::new().unwrap();
+    let negatives: HashSet<String> = (0..PAYMENTS)
+        .filter(|n| n % 10 == 7)
+        .map(|n| payment(n).payment_id)
+        .collect();
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters.len() < negatives.len() && Instant::now() < deadline {
+        letters = read_topic(&broker.bootstrap(), &dlq, codec, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event.unwrap())
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Settled: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = service.kill();
+    let _ = service.wait();
+
+    let lines = booked(&ledger);
+    let unique: HashSet<&String> = lines.iter().collect();
+    assert_eq!(lines.len(), unique.len(), "a payment was booked twice");
+    let expected: HashSet<String> = (0..PAYMENTS)
+        .filter(|n| n % 10 != 7)
+        .map(|n| payment(n).payment_id)
+        .collect();
+    assert_eq!(
+        unique.into_iter().cloned().collect::<HashSet<_>>(),
+        expected
+    );
+
+    assert_eq!(
+        letters.len(),
+        negatives.len(),
+        "one letter per negative payment"
+    );
+    for letter in &letters {
+        assert_eq!(letter.error_type, "NegativeAmount");
+        assert_eq!(letter.error_class, FailureClass::Permanent);
+        assert_eq!(letter.original_topic, topic);
+        let decoded: Payment = ordering_kafka::Codec::decode(
+            &Avro::<Payment>::new(PAYMENT_VERSIONS).unwrap(),
+            &letter.original_value,
+        )
+        .unwrap();
+        assert!(negatives.contains(&decoded.payment_id), "{decoded:?}");
+        assert_eq!(
+            letter.original_key.as_deref(),
+            Some(decoded.account.as_bytes())
+        );
+    }
+}
