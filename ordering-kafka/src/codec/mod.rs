@@ -33,9 +33,9 @@ pub trait Codec<M>: Send + Sync {
 
 /// The current schemas, embedded from `schemas/`: never re-typed. Each is the same text as
 /// the newest version in `schemas/history/`.
-pub const ORDER_SCHEMA: &str = include_str!("../../../schemas/order.avsc");
-pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../../schemas/status_update.avsc");
-pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dlq.avsc");
+pub const ORDER_SCHEMA: &str = include_str!("../../schemas/order.avsc");
+pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../schemas/status_update.avsc");
+pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/dlq.avsc");
 
 /// The dead-letter codec, beside any event codec: letters in Avro with the DLQ's own schema
 /// (`schemas/dlq.avsc`, record `com.ecommerce.dlq.DeadLetter`), every published version read,

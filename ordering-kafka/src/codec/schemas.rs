@@ -86,15 +86,15 @@ impl SchemaFamily {
     /// schema").
     pub fn published(self) -> &'static [&'static str] {
         match self {
-            Self::Order => &[include_str!("../../../schemas/history/order.v1.avsc")],
+            Self::Order => &[include_str!("../../schemas/history/order.v1.avsc")],
             Self::StatusUpdate => &[
-                include_str!("../../../schemas/history/status_update.v1.avsc"),
-                include_str!("../../../schemas/history/status_update.v2.avsc"),
+                include_str!("../../schemas/history/status_update.v1.avsc"),
+                include_str!("../../schemas/history/status_update.v2.avsc"),
             ],
             Self::DeadLetter => &[
-                include_str!("../../../schemas/history/dlq.v1.avsc"),
-                include_str!("../../../schemas/history/dlq.v2.avsc"),
-                include_str!("../../../schemas/history/dlq.v3.avsc"),
+                include_str!("../../schemas/history/dlq.v1.avsc"),
+                include_str!("../../schemas/history/dlq.v2.avsc"),
+                include_str!("../../schemas/history/dlq.v3.avsc"),
             ],
         }
     }
