@@ -4,22 +4,19 @@
 //! `payments-dlq`) and waits out a ledger it cannot write. Retries, dead letters, per-key
 //! order, commits and shutdown come from the library.
 //!
-//! `cargo run -p ordering-examples --example payments` with `KAFKA_BOOTSTRAP_SERVERS` (default
-//! `127.0.0.1:9092`), and `PAYMENTS_TOPIC`, `PAYMENTS_DLQ_TOPIC`, `PAYMENTS_GROUP`,
-//! `PAYMENTS_LEDGER` to change the defaults. SIGTERM or Ctrl-C stops it after committing.
-//! `examples/tests/payments.rs` runs it against a real broker.
+//! `cargo run -p ordering-examples --example payments` (`-- --help` lists the service's
+//! settings: `KAFKA_BOOTSTRAP_SERVERS`, `API_PORT` for `/health` and `/metrics`, ...), and
+//! `PAYMENTS_TOPIC`, `PAYMENTS_DLQ_TOPIC`, `PAYMENTS_GROUP`, `PAYMENTS_LEDGER` to change the
+//! defaults. SIGTERM or Ctrl-C stops it after committing. `examples/tests/payments.rs` runs
+//! it against a real broker.
 
 use std::io::Write;
-use std::time::Duration;
+use std::process::ExitCode;
 
 use async_trait::async_trait;
-use ordering_core::{
-    Classify, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode, RecordMeta,
-};
-use ordering_kafka::{
-    Avro, DeadLetterCodec, KafkaProducer, KafkaSource, ProducerConfig, SchemaVersions,
-    SourceConfig, TopicSettings, ensure_topics,
-};
+use ordering_core::{Classify, ErrorClass, Handler, RecordMeta};
+use ordering_kafka::{Avro, SchemaVersions};
+use ordering_service::ConsumerService;
 use serde::{Deserialize, Serialize};
 
 /// The event, as its Avro schema names it (the record's name is the type's, or `rename`).
@@ -99,54 +96,16 @@ impl Handler<Payment> for Ledger {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The library logs through `tracing`: without a subscriber its logs go nowhere.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let setting =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    let bootstrap = setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
-    let (topic, dlq) = (
-        setting("PAYMENTS_TOPIC", "payments"),
-        setting("PAYMENTS_DLQ_TOPIC", "payments-dlq"),
-    );
     let ledger = Ledger(setting("PAYMENTS_LEDGER", "payments-ledger.txt").into());
-
-    ensure_topics(
-        &bootstrap,
-        &[&topic, &dlq],
-        &TopicSettings::new(3),
-        Duration::from_secs(30),
-    )
-    .await?;
-    let mut config = SourceConfig::new(&bootstrap, setting("PAYMENTS_GROUP", "payments"), [&topic]);
-    // A restarted instance rejoins fast instead of waiting out librdkafka's 45 s.
-    config
-        .overrides
-        .push(("session.timeout.ms".into(), "10000".into()));
-    let source = KafkaSource::new(&config, Avro::<Payment>::new(PAYMENT_VERSIONS)?)?;
-    let dead_letters =
-        KafkaProducer::new(&ProducerConfig::new(&bootstrap))?.sink(&dlq, DeadLetterCodec::new()?);
-    // Per account: one account's retries hold back only that account.
-    let config = DispatcherConfig {
-        lanes: LaneMode::Key,
-        ..DispatcherConfig::default()
-    };
-
-    tracing::info!(%topic, %dlq, "booking payments");
-    Dispatcher::new(source, ledger, dead_letters, config)
-        .run(stop_signal())
-        .await?;
-    tracing::info!("stopped; everything booked is committed");
-    Ok(())
-}
-
-/// SIGTERM (a service manager stopping it) or Ctrl-C.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        Some(()) = async { term.as_mut()?.recv().await } => {}
-    }
+    let codec = Avro::<Payment>::new(PAYMENT_VERSIONS)?;
+    // Topics, dead letters, signals, session timeout, /health, /metrics and logs: wired once.
+    Ok(ConsumerService::new("payments", ledger, codec)
+        .topics([setting("PAYMENTS_TOPIC", "payments")])
+        .dead_letters(setting("PAYMENTS_DLQ_TOPIC", "payments-dlq"))
+        .group(setting("PAYMENTS_GROUP", "payments"))
+        .run()
+        .await)
 }

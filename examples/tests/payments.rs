@@ -54,6 +54,13 @@ fn payment(n: usize) -> Payment {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
 /// `cargo test` builds the examples next to the test binaries' directory.
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -105,7 +112,9 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
         ("PAYMENTS_GROUP", unique_topic("payments")),
         ("PAYMENTS_LEDGER", ledger.display().to_string()),
         ("RUST_LOG", "warn".into()),
+        ("API_PORT", free_port().to_string()),
     ];
+    let base = format!("http://127.0.0.1:{}", env.last().unwrap().1);
     let mut service = start(&env);
 
     let producer = KafkaProducer::new(&ProducerConfig::new(broker.bootstrap())).unwrap();
@@ -119,6 +128,17 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
         booked(&ledger).len() >= positives(first)
     })
     .await;
+
+    // What the service builder serves: health and metrics.
+    let health = shell_http::testing::get(&format!("{base}/health")).await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert_eq!(health.json["consumer"]["isRunning"], true);
+    let metrics = shell_http::testing::get(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.text.contains("ordering_records_applied_total"),
+        "{}",
+        metrics.text
+    );
 
     // A clean stop: SIGTERM, as a service manager sends it.
     let pid = service.id().to_string();

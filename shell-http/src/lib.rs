@@ -40,7 +40,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
-pub use serve::{listen, serve};
+pub use serve::{MAX_CONNECTIONS, listen, serve};
 
 /// What every handler returns.
 pub type Response = hyper::Response<Full<Bytes>>;

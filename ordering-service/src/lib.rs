@@ -1,0 +1,426 @@
+//! A Kafka consumer service from a handler and a codec, wired once:
+//!
+//! ```no_run
+//! # use ordering_core::{Handler, RecordMeta, Classify, ErrorClass};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Payment { amount: i64 }
+//! # struct Ledger;
+//! # #[derive(Debug, thiserror::Error)] #[error("x")] struct E;
+//! # impl Classify for E { fn class(&self) -> ErrorClass { ErrorClass::Permanent } fn kind(&self) -> &'static str { "E" } }
+//! # #[async_trait::async_trait] impl Handler<Payment> for Ledger {
+//! #     type Error = E;
+//! #     async fn handle(&self, _: &Payment, _: &RecordMeta) -> Result<(), E> { Ok(()) }
+//! # }
+//! # const VERSIONS: ordering_kafka::SchemaVersions = ordering_kafka::SchemaVersions {
+//! #     name: "payment", record: "Payment", published: &[] };
+//! # async fn run() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//! use ordering_service::ConsumerService;
+//! let codec = ordering_kafka::Avro::<Payment>::new(VERSIONS)?;
+//! Ok(ConsumerService::new("payments", Ledger, codec)
+//!     .dead_letters("payments-dlq")
+//!     .run()
+//!     .await)
+//! # }
+//! ```
+//!
+//! [`ConsumerService::run`] reads its settings (flags or environment: `--help` lists them),
+//! installs a `tracing` subscriber (`LOG_FORMAT`, `RUST_LOG`) and the Prometheus recorder,
+//! creates the topics and the dead-letter topic if missing, consumes with a
+//! [`KafkaSource`] (a session timeout that lets a restarted instance rejoin in seconds)
+//! through the [`Dispatcher`], writes dead letters with the [`DeadLetterCodec`] beside any
+//! event codec, serves `GET /health` and `GET /metrics`, and stops cleanly on SIGTERM or
+//! Ctrl-C (what is done is committed), or with exit code 3 when the producer fails for good.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Arg, Command};
+use hyper::{Method, StatusCode};
+use ordering_core::{Dispatcher, DispatcherConfig, Handler, LaneMode, RetryPolicy, Stats};
+use ordering_kafka::{
+    Codec, DeadLetterCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, SourceStatus,
+    TopicSettings, ensure_topics_when_ready,
+};
+use serde::Serialize;
+use serde_json::json;
+use shell_http::env::Env;
+use shell_http::metrics::Metrics;
+use shell_http::{HttpRequest, Response, json};
+
+/// How long `/health` waits for the broker.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A consumer service: what it consumes, how it handles it, where dead letters go.
+pub struct ConsumerService<H, C> {
+    name: String,
+    handler: H,
+    codec: C,
+    topics: Vec<String>,
+    dead_letters: String,
+    group: String,
+    lanes: LaneMode,
+    retry: RetryPolicy,
+    partitions: i32,
+}
+
+impl<H, C> std::fmt::Debug for ConsumerService<H, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerService")
+            .field("name", &self.name)
+            .field("topics", &self.topics)
+            .field("dead_letters", &self.dead_letters)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H, C> ConsumerService<H, C> {
+    /// The service `name`: by default it consumes the topic `name` in the group `name`, dead
+    /// letters go to `name-dlq`, one lane per key, the default retry policy.
+    pub fn new(name: &str, handler: H, codec: C) -> Self {
+        Self {
+            name: name.to_owned(),
+            handler,
+            codec,
+            topics: vec![name.to_owned()],
+            dead_letters: format!("{name}-dlq"),
+            group: name.to_owned(),
+            lanes: LaneMode::Key,
+            retry: RetryPolicy::default(),
+            partitions: 3,
+        }
+    }
+
+    pub fn topics<T: Into<String>>(mut self, topics: impl IntoIterator<Item = T>) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn dead_letters(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letters = topic.into();
+        self
+    }
+
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    pub fn lanes(mut self, lanes: LaneMode) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Partitions of the topics it creates (those that exist are left as they are).
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// The settings it reads, for `--help` and the environment.
+    pub fn command(&self) -> Command {
+        Command::new(self.name.clone())
+            .about(format!("The {} consumer service.", self.name))
+            .arg(setting(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                "127.0.0.1:9092",
+                "Kafka brokers",
+            ))
+            .arg(setting(
+                "KAFKA_SESSION_TIMEOUT_MS",
+                "10000",
+                "How long the group waits for a member that stopped answering, in milliseconds",
+            ))
+            .arg(setting(
+                "API_HOST",
+                "127.0.0.1",
+                "Address /health and /metrics are served on",
+            ))
+            .arg(setting(
+                "API_PORT",
+                "8080",
+                "Port /health and /metrics are served on",
+            ))
+            .arg(setting(
+                "LOG_FORMAT",
+                "text",
+                "text or json; RUST_LOG filters",
+            ))
+    }
+
+    /// Runs the service until SIGTERM or Ctrl-C (exit code 0), a producer that failed for
+    /// good (3), a bad setting (2) or a consumer that cannot go on (1).
+    pub async fn run<E>(self) -> ExitCode
+    where
+        E: Serialize + Send + Sync + 'static,
+        H: Handler<E> + 'static,
+        C: Codec<E> + 'static,
+    {
+        let env = match Env::from_command_line(self.command()) {
+            Ok(env) => env,
+            Err(error) => error.exit(),
+        };
+        let name = self.name.clone();
+        match self.run_with(&env).await {
+            Ok(code) => code,
+            Err(error) => {
+                tracing::error!(%error, "{name} stopped");
+                eprintln!("{name}: {error}");
+                error.exit_code()
+            }
+        }
+    }
+
+    async fn run_with<E>(self, env: &Env) -> Result<ExitCode, ServiceError>
+    where
+        E: Serialize + Send + Sync + 'static,
+        H: Handler<E> + 'static,
+        C: Codec<E> + 'static,
+    {
+        shell_http::init_tracing(env).map_err(ServiceError::Setting)?;
+        let bootstrap = env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
+        let session: u64 = env
+            .check("KAFKA_SESSION_TIMEOUT_MS", 10_000, |ms: &u64| {
+                if (1000..=3_600_000).contains(ms) {
+                    Ok(())
+                } else {
+                    Err("must be 1000 to 3600000".into())
+                }
+            })
+            .map_err(ServiceError::Setting)?;
+        let host: std::net::IpAddr = env
+            .get("API_HOST", std::net::Ipv4Addr::LOCALHOST.into())
+            .map_err(ServiceError::Setting)?;
+        let port: u16 = env.get("API_PORT", 8080).map_err(ServiceError::Setting)?;
+        let metrics = Metrics::install().map_err(|e| ServiceError::Start(e.to_string()))?;
+
+        let mut topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        topics.push(&self.dead_letters);
+        let settings = TopicSettings::new(self.partitions);
+        ensure_topics_when_ready(&bootstrap, &topics, &settings)
+            .await
+            .map_err(|e| ServiceError::Start(format!("creating the topics: {e}")))?;
+        let mut config = SourceConfig::new(&bootstrap, &self.group, &self.topics);
+        config
+            .overrides
+            .push(("session.timeout.ms".into(), session.to_string()));
+        let source = KafkaSource::new(&config, self.codec)
+            .map_err(|e| ServiceError::Start(e.to_string()))?;
+        let status = source.status();
+        let producer = KafkaProducer::new(&ProducerConfig::new(&bootstrap))
+            .map_err(|e| ServiceError::Start(e.to_string()))?;
+        let codec = DeadLetterCodec::new().map_err(|e| ServiceError::Start(e.to_string()))?;
+        let dead_letters = producer.sink(&self.dead_letters, codec);
+        let dispatcher = Dispatcher::new(
+            source,
+            self.handler,
+            dead_letters,
+            DispatcherConfig {
+                lanes: self.lanes,
+                retry: self.retry,
+                ..DispatcherConfig::default()
+            },
+        );
+        let health = Arc::new(Health {
+            stats: dispatcher.stats(),
+            status,
+            producer: producer.clone(),
+            metrics,
+        });
+
+        let listener = shell_http::listen(&self.name, SocketAddr::new(host, port))
+            .await
+            .map_err(|_| ServiceError::Start(format!("cannot listen on {host}:{port}")))?;
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(shell_http::serve(
+            listener,
+            shell_http::MAX_CONNECTIONS,
+            route,
+            move |request| {
+                let health = health.clone();
+                async move { health.answer(&request).await }
+            },
+            async {
+                let _ = http_stopped.await;
+            },
+        ));
+
+        tracing::info!(topics = ?self.topics, dead_letters = %self.dead_letters, "{} consuming", self.name);
+        let stop = std::sync::Mutex::new(None);
+        let stopped = dispatcher
+            .run(async {
+                let reason = shell_http::stop_reason(&producer).await;
+                *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+            })
+            .await;
+        let _ = stop_http.send(());
+        let _ = http.await;
+        stopped.map_err(|e| ServiceError::Consumer(e.to_string()))?;
+        let reason = stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        tracing::info!("{} stopped; what was done is committed", self.name);
+        Ok(reason.map_or(ExitCode::SUCCESS, |r| r.exit_code()))
+    }
+}
+
+fn setting(name: &'static str, default: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name.to_ascii_lowercase().replace('_', "-"))
+        .env(name)
+        .default_value(default)
+        .help(help)
+}
+
+fn route(path: &str) -> &'static str {
+    match path {
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+/// Why a service stopped other than by a signal.
+#[derive(Debug, thiserror::Error)]
+enum ServiceError {
+    #[error("{0}")]
+    Setting(shell_http::env::EnvError),
+    #[error("cannot start: {0}")]
+    Start(String),
+    #[error("the consumer stopped: {0}")]
+    Consumer(String),
+}
+
+impl ServiceError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Setting(_) => ExitCode::from(2),
+            Self::Start(_) | Self::Consumer(_) => ExitCode::from(1),
+        }
+    }
+}
+
+/// What `/health` and `/metrics` read.
+struct Health {
+    stats: Stats,
+    status: SourceStatus,
+    producer: KafkaProducer,
+    metrics: Metrics,
+}
+
+impl Health {
+    async fn answer(&self, request: &HttpRequest) -> Response {
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => self.metrics.response(),
+            (&Method::GET, "/health") => self.health().await,
+            (_, "/health" | "/metrics") => shell_http::method_not_allowed("GET"),
+            (_, path) => shell_http::no_such_path(path),
+        }
+    }
+
+    /// `200` while the consumer runs and the broker answers and the producer works; else
+    /// `503` saying which.
+    async fn health(&self) -> Response {
+        let stats = self.stats.snapshot();
+        let broker = self.producer.ping(HEALTH_TIMEOUT).await;
+        let producer = self.producer.fatal_error();
+        let healthy = stats.is_running && broker.is_ok() && producer.is_none();
+        let assigned: Vec<String> = self
+            .status
+            .assigned()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        json(
+            if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            &json!({
+                "status": if healthy { "healthy" } else { "unhealthy" },
+                "consumer": {"isRunning": stats.is_running, "assignedPartitions": assigned},
+                "stats": stats,
+                "broker": broker.err().map(|e| e.to_string()),
+                "producer": producer,
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ordering_core::{Classify, DecodeError, ErrorClass, RecordMeta};
+    use ordering_kafka::KafkaError;
+
+    struct Text;
+    impl Codec<String> for Text {
+        fn encode(&self, message: &String) -> Result<Vec<u8>, KafkaError> {
+            Ok(message.as_bytes().to_vec())
+        }
+        fn decode(&self, payload: &[u8]) -> Result<String, DecodeError> {
+            String::from_utf8(payload.to_vec()).map_err(|e| DecodeError::new(e.to_string()))
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    struct Never;
+    impl Classify for Never {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Permanent
+        }
+        fn kind(&self) -> &'static str {
+            "Never"
+        }
+    }
+
+    struct Accept;
+    #[async_trait::async_trait]
+    impl Handler<String> for Accept {
+        type Error = Never;
+        async fn handle(&self, _: &String, _: &RecordMeta) -> Result<(), Never> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_setting_stops_it_with_exit_code_2_naming_the_setting() {
+        for (name, value) in [
+            ("API_PORT", "eighty"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "5"),
+            ("API_HOST", "not an address"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let env = Env::from_pairs(&[(name, value)]);
+            let service = ConsumerService::new("test", Accept, Text);
+            let error = service.run_with(&env).await.unwrap_err();
+            assert!(error.to_string().contains(name), "{name}: {error}");
+            assert_eq!(error.exit_code(), ExitCode::from(2));
+        }
+    }
+
+    #[test]
+    fn help_lists_every_setting_it_reads() {
+        let help = ConsumerService::new("test", Accept, Text)
+            .command()
+            .render_help()
+            .to_string();
+        for name in [
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_SESSION_TIMEOUT_MS",
+            "API_HOST",
+            "API_PORT",
+            "LOG_FORMAT",
+        ] {
+            assert!(help.contains(name), "{name} missing from:\n{help}");
+        }
+    }
+}
