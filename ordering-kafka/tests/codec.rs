@@ -366,3 +366,30 @@ fn a_type_and_schema_that_do_not_match_are_refused_at_construction_with_the_fix(
     );
     assert!(error.to_string().contains("com.example.Reading"), "{error}");
 }
+
+#[test]
+fn versions_read_at_run_time_are_owned_and_a_bad_datum_names_both_sides() {
+    use ordering_kafka::{Avro, Codec, SchemaVersions};
+    let texts = vec![READING_V1.to_owned(), READING_V2.to_owned()];
+    let versions =
+        SchemaVersions::from_owned("reading".into(), "com.example.Reading".into(), texts);
+    let codec = Avro::<Reading>::new(versions).unwrap();
+    let reading = Reading {
+        sensor: "s-2".into(),
+        celsius: -4.0,
+        unit: "C".into(),
+    };
+    let payload = codec.encode(&reading).unwrap();
+    assert_eq!(codec.decode(&payload).unwrap(), reading);
+
+    // The right header, then a string length past the end: the error says which schema wrote
+    // it and which Rust type read it.
+    let mut bad = payload[..10].to_vec();
+    bad.extend_from_slice(&[0x7E, b'x']);
+    let error = codec.decode(&bad).unwrap_err().to_string();
+    assert!(
+        error.contains("writer: the current com.example.Reading schema")
+            && error.contains("reader: the Rust type"),
+        "{error}"
+    );
+}

@@ -41,6 +41,23 @@ pub struct SchemaVersions {
     pub published: &'static [&'static str],
 }
 
+impl SchemaVersions {
+    /// Versions known only at run time (read from files, a registry): owned texts, kept for
+    /// the life of the process, as every codec keeps the schemas it parsed. Make it once, at
+    /// start-up.
+    pub fn from_owned(name: String, record: String, published: Vec<String>) -> Self {
+        let published: Vec<&'static str> = published
+            .into_iter()
+            .map(|text| &*Box::leak(text.into_boxed_str()))
+            .collect();
+        Self {
+            name: Box::leak(name.into_boxed_str()),
+            record: Box::leak(record.into_boxed_str()),
+            published: Box::leak(published.into_boxed_slice()),
+        }
+    }
+}
+
 /// The order flow's three message types, registered with their schema versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaFamily {
@@ -518,6 +535,15 @@ impl Current {
     ) -> Result<M, DecodeError> {
         self.whole(&self.reader, datum, |reader, bytes| {
             reader.read_deser(bytes)
+        })
+        .map_err(|e| {
+            // Both sides in one line: which schema the bytes were written with, and which
+            // Rust type they were read into.
+            DecodeError::new(format!(
+                "{e} (writer: the current {} schema; reader: the Rust type {})",
+                self.name,
+                std::any::type_name::<M>()
+            ))
         })
     }
 
