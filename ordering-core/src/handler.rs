@@ -6,14 +6,17 @@ use async_trait::async_trait;
 
 use crate::record::RecordMeta;
 
-/// How the dispatcher should treat a handler failure.
+/// How the dispatcher should treat a handler failure. One rule: the record's fault is
+/// `Retryable` or `Permanent` (it ends in the DLQ if it does not clear), the world's fault is
+/// `Unavailable` (it is waited out and never dead-lettered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorClass {
-    /// May succeed later (the order has not arrived yet, the store is busy): retry with
-    /// backoff, dead-letter when the retries are spent.
+    /// About the record, and may clear later (the order it updates has not arrived yet):
+    /// retry with backoff, dead-letter when the retries are spent.
     Retryable,
-    /// Will fail the same way every time (invalid input): dead-letter at once.
+    /// About the record, and will fail the same way every time (invalid input): dead-letter
+    /// at once.
     Permanent,
     /// Not the record's fault: something it needs (a database, a service) is down, busy or
     /// timing out. The record waits (capped backoff, no limit, its lane waits too) and is never

@@ -32,6 +32,20 @@ pub use codec::{
     Avro, Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, MAGIC, SchemaError, SchemaVersions,
 };
 
+/// What a service of its own imports: the traits whose methods it calls (`publish` is
+/// `Sink`'s, the key is `Message`'s) and the types it implements or names.
+/// `use ordering_kafka::prelude::*;`
+pub mod prelude {
+    pub use crate::{
+        Avro, Codec, DeadLetterCodec, KafkaProducer, KafkaSource, Message, ProducerConfig,
+        SchemaVersions, SourceConfig,
+    };
+    pub use ordering_core::{
+        Classify, DeadLetter, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode,
+        RecordMeta, Sink,
+    };
+}
+
 /// The order flow's codec and schemas: what the two shells read and write. A service of its
 /// own needs none of it: [`Avro`] for its events, [`DeadLetterCodec`] for its dead letters.
 pub mod order {

@@ -1,26 +1,108 @@
-//! A Kafka consumer service from a handler and a codec, wired once:
+//! A Kafka consumer service from a handler and a codec, wired once.
+//!
+//! # Build your own service
+//!
+//! A payments service: its own event type and Avro schema, a handler, dead letters to
+//! `payments-dlq`. Nothing here is about orders. (`examples/payments.rs` is this service in
+//! full, and `examples/tests/payments.rs` runs it against a real broker.)
 //!
 //! ```no_run
-//! # use ordering_core::{Handler, RecordMeta, Classify, ErrorClass};
-//! # #[derive(serde::Serialize, serde::Deserialize)] struct Payment { amount: i64 }
-//! # struct Ledger;
-//! # #[derive(Debug, thiserror::Error)] #[error("x")] struct E;
-//! # impl Classify for E { fn class(&self) -> ErrorClass { ErrorClass::Permanent } fn kind(&self) -> &'static str { "E" } }
-//! # #[async_trait::async_trait] impl Handler<Payment> for Ledger {
-//! #     type Error = E;
-//! #     async fn handle(&self, _: &Payment, _: &RecordMeta) -> Result<(), E> { Ok(()) }
-//! # }
-//! # const VERSIONS: ordering_kafka::SchemaVersions = ordering_kafka::SchemaVersions {
-//! #     name: "payment", record: "Payment", published: &[] };
-//! # async fn run() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//! use ordering_kafka::prelude::*;
 //! use ordering_service::ConsumerService;
-//! let codec = ordering_kafka::Avro::<Payment>::new(VERSIONS)?;
-//! Ok(ConsumerService::new("payments", Ledger, codec)
-//!     .dead_letters("payments-dlq")
-//!     .run()
-//!     .await)
-//! # }
+//! use serde::{Deserialize, Serialize};
+//!
+//! // 1. The event and every published version of its schema, oldest first. The Avro
+//! //    record's name is the type's serde name: `rename` when they differ (`Avro::new`
+//! //    refuses a mismatch and says so).
+//! #[derive(Debug, Serialize, Deserialize)]
+//! #[serde(rename = "Payment", rename_all = "camelCase")]
+//! struct Payment {
+//!     payment_id: String,
+//!     account: String,
+//!     amount_cents: i64,
+//! }
+//!
+//! const VERSIONS: SchemaVersions = SchemaVersions {
+//!     name: "payment",
+//!     record: "com.example.payments.Payment",
+//!     published: &[r#"{"type": "record", "name": "Payment", "namespace": "com.example.payments",
+//!         "fields": [{"name": "paymentId", "type": "string"},
+//!                    {"name": "account", "type": "string"},
+//!                    {"name": "amountCents", "type": "long"}]}"#],
+//! };
+//!
+//! // 2. The key, for whoever publishes it: one account's payments on one partition, in
+//! //    order. With `LaneMode::Key` (the service's default), one account's retries hold
+//! //    back no other account.
+//! impl Message for Payment {
+//!     fn key(&self) -> Option<&[u8]> {
+//!         Some(self.account.as_bytes())
+//!     }
+//! }
+//!
+//! // 3. The handler's errors, classed by one rule: the record's fault is `Retryable` (it may
+//! //    clear: retried with backoff, then dead-lettered) or `Permanent` (dead-lettered at
+//! //    once); the world's fault is `Unavailable` (waited out, never dead-lettered, no
+//! //    retry budget spent).
+//! #[derive(Debug, thiserror::Error)]
+//! enum BookingError {
+//!     #[error("a negative amount: {0}")]
+//!     Negative(i64),
+//!     #[error("the ledger is busy")]
+//!     LedgerBusy,
+//! }
+//!
+//! impl Classify for BookingError {
+//!     fn class(&self) -> ErrorClass {
+//!         match self {
+//!             Self::Negative(_) => ErrorClass::Permanent,
+//!             Self::LedgerBusy => ErrorClass::Unavailable,
+//!         }
+//!     }
+//!     fn kind(&self) -> &'static str {
+//!         match self {
+//!             Self::Negative(_) => "NegativeAmount", // the letter's errorType
+//!             Self::LedgerBusy => "LedgerBusy",
+//!         }
+//!     }
+//! }
+//!
+//! // 4. The handler: called again for the same record after a retry, a crash or a
+//! //    rebalance (at-least-once), so its effect must be idempotent.
+//! struct Ledger;
+//!
+//! #[async_trait::async_trait]
+//! impl Handler<Payment> for Ledger {
+//!     type Error = BookingError;
+//!     async fn handle(&self, payment: &Payment, _meta: &RecordMeta) -> Result<(), BookingError> {
+//!         if payment.amount_cents < 0 {
+//!             return Err(BookingError::Negative(payment.amount_cents));
+//!         }
+//!         Ok(()) // book it, keyed by payment_id
+//!     }
+//! }
+//!
+//! // 5. Run it: settings from flags or the environment (`--help`), topics created, dead
+//! //    letters with their own codec, /health and /metrics, logs, a clean stop on SIGTERM.
+//! #[tokio::main]
+//! async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//!     let codec = Avro::<Payment>::new(VERSIONS)?;
+//!     Ok(ConsumerService::new("payments", Ledger, codec)
+//!         .dead_letters("payments-dlq")
+//!         .run()
+//!         .await)
+//! }
 //! ```
+//!
+//! What it then guarantees: an offset is committed only once its record was handled or its
+//! dead letter acknowledged by the broker; records of one key are handled in order; at most
+//! `max_in_flight_per_partition` records per partition are held (then the partition is
+//! paused); nothing of a revoked partition runs after the revocation; a payload that does
+//! not decode is dead-lettered at once with its bytes; a handler that panics fails that
+//! attempt. To publish payments, `KafkaProducer::new(&ProducerConfig::new(bootstrap))?
+//! .sink(topic, codec).publish(&payment)` (`Sink` and `Message` come with the prelude).
+//!
+//! # What `run` does
 //!
 //! [`ConsumerService::run`] reads its settings (flags or environment: `--help` lists them),
 //! installs a `tracing` subscriber (`LOG_FORMAT`, `RUST_LOG`) and the Prometheus recorder,
