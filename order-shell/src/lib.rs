@@ -141,7 +141,7 @@ impl App {
                 config.max_redrives,
                 store.clone(),
             )?
-            .with_codec(config.codec)
+            .with_codec(config.codec.dead_letters())
             // A letter whose order moved on is skipped, never sent back to move it back.
             .with_guard(Arc::new(OrderRedriveGuard::new(
                 store.clone(),

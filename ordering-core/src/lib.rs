@@ -23,6 +23,7 @@ mod cause;
 mod dead_letter;
 mod dispatcher;
 mod handler;
+#[cfg(feature = "order")]
 pub mod order;
 mod record;
 mod redrive;

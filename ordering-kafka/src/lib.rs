@@ -46,7 +46,8 @@ pub mod prelude {
     };
 }
 
-/// The order flow's codec and schemas: what the two shells read and write. A service of its
+#[cfg(feature = "order")]
+/// The order flow's codec and schemas (feature `order`): what the two shells read and write. A service of its
 /// own needs none of it: [`Avro`] for its events, [`DeadLetterCodec`] for its dead letters.
 pub mod order {
     pub use crate::codec::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaFamily};

@@ -1,6 +1,7 @@
 //! What a message carries besides its value: its key and headers.
 
 use ordering_core::DeadLetter;
+#[cfg(feature = "order")]
 use ordering_core::order::{Order, OrderEvent, StatusUpdate};
 
 /// The Kafka key and headers of a message.
@@ -14,18 +15,21 @@ pub trait Message: Send + Sync {
     }
 }
 
+#[cfg(feature = "order")]
 impl Message for Order {
     fn key(&self) -> Option<&[u8]> {
         Some(self.order_id.as_str().as_bytes())
     }
 }
 
+#[cfg(feature = "order")]
 impl Message for StatusUpdate {
     fn key(&self) -> Option<&[u8]> {
         Some(self.order_id.as_bytes())
     }
 }
 
+#[cfg(feature = "order")]
 impl Message for OrderEvent {
     fn key(&self) -> Option<&[u8]> {
         Some(self.order_id().as_bytes())

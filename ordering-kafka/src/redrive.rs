@@ -30,14 +30,14 @@ use serde::Serialize;
 use std::collections::HashSet;
 use tokio::time::Instant;
 
-use crate::codec::AvroCodec;
+use crate::codec::DeadLetterCodec;
 use crate::error::KafkaError;
 use crate::reader::{Cursor, PageBounds, end_offsets, read_page};
 use crate::sink::KafkaProducer;
 
 /// The oldest dead-letter schema version that keeps what a redrive needs: the key's bytes and
 /// the headers, among them a redriven record's origin. A service that redrives must not write
-/// its letters with an older one (`AvroCodec::pin`): a letter of a redriven copy would lose
+/// its letters with an older one (`DeadLetterCodec::pin`): a letter of a redriven copy would lose
 /// its origin, and could move an order backwards when sent again.
 pub const REDRIVABLE_DLQ_VERSION: u32 = 3;
 
@@ -230,7 +230,7 @@ pub struct Redriver {
     max_redrives: u32,
     ledger: Arc<dyn RedriveLedger>,
     guard: Option<Arc<dyn RedriveGuard>>,
-    codec: AvroCodec,
+    codec: DeadLetterCodec,
 }
 
 impl std::fmt::Debug for Redriver {
@@ -262,7 +262,7 @@ impl Redriver {
             max_redrives,
             ledger,
             guard: None,
-            codec: AvroCodec::new()?,
+            codec: DeadLetterCodec::new().map_err(|e| KafkaError::Encode(e.to_string()))?,
         })
     }
 
@@ -274,7 +274,7 @@ impl Redriver {
 
     /// Reads the DLQ with `codec` (one that knows more schema versions, say) instead of the
     /// embedded schemas.
-    pub fn with_codec(mut self, codec: AvroCodec) -> Self {
+    pub fn with_codec(mut self, codec: DeadLetterCodec) -> Self {
         self.codec = codec;
         self
     }

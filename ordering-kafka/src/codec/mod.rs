@@ -9,11 +9,12 @@
 //! dispatcher dead-letters either as poison).
 
 mod dead_letter;
+#[cfg(feature = "order")]
+mod order;
 mod schemas;
 
 use std::path::Path;
 
-use ordering_core::order::{Order, OrderEvent, StatusUpdate};
 use ordering_core::{DeadLetter, DecodeError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,7 +23,11 @@ use crate::error::KafkaError;
 use dead_letter::{dead_letter_from, dead_letter_value};
 use schemas::{Family, Schemas, split, unknown};
 
-pub use schemas::{MAGIC, SchemaError, SchemaFamily, SchemaVersions};
+#[cfg(feature = "order")]
+pub use order::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
+#[cfg(feature = "order")]
+pub use schemas::SchemaFamily;
+pub use schemas::{MAGIC, SchemaError, SchemaVersions};
 
 /// Encodes messages of type `M` for the wire and decodes them back. Implement it for another
 /// framing (a Confluent schema-registry codec, say) without touching any handler.
@@ -31,10 +36,8 @@ pub trait Codec<M>: Send + Sync {
     fn decode(&self, payload: &[u8]) -> Result<M, DecodeError>;
 }
 
-/// The current schemas, embedded from `schemas/`: never re-typed. Each is the same text as
+/// The current dead-letter schema, embedded from `schemas/`: never re-typed. The same text as
 /// the newest version in `schemas/history/`.
-pub const ORDER_SCHEMA: &str = include_str!("../../schemas/order.avsc");
-pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../schemas/status_update.avsc");
 pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/dlq.avsc");
 
 /// The dead-letter codec, beside any event codec: letters in Avro with the DLQ's own schema
@@ -68,7 +71,7 @@ impl DeadLetterCodec {
     }
 
     fn with(dir: Option<&Path>) -> Result<Self, SchemaError> {
-        let versions = SchemaFamily::DeadLetter.versions();
+        let versions = schemas::DEAD_LETTER_VERSIONS;
         let family =
             Schemas::registered(&[versions], dir)?
                 .only()
@@ -112,90 +115,6 @@ impl Codec<DeadLetter> for DeadLetterCodec {
             .read(payload)?
             .ok_or_else(|| unknown(fingerprint))?;
         dead_letter_from(value)
-    }
-}
-
-/// The Avro codec of the order flow. Cheap to copy: the schemas are parsed once per process.
-#[derive(Clone, Copy)]
-pub struct AvroCodec {
-    schemas: &'static Schemas,
-    /// Per family (in [`SchemaFamily::ALL`] order), the published version to write, if not
-    /// the current one.
-    pins: [Option<u32>; 3],
-}
-
-impl std::fmt::Debug for AvroCodec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AvroCodec")
-            .field("pins", &self.pins)
-            .finish()
-    }
-}
-
-impl AvroCodec {
-    /// Reads every published version, writes the current ones.
-    pub fn new() -> Result<Self, KafkaError> {
-        Ok(Self {
-            schemas: Schemas::embedded()?,
-            pins: [None; 3],
-        })
-    }
-
-    /// Also reads the versions in `dir` (`.avsc` files, each told apart by its record name):
-    /// versions published after this binary was built, so that records a newer producer
-    /// wrote decode without a new release. Each must resolve into the current version.
-    pub fn with_schema_dir(dir: &Path) -> Result<Self, SchemaError> {
-        Ok(Self {
-            schemas: Schemas::with_dir(dir)?,
-            pins: [None; 3],
-        })
-    }
-
-    /// Writes `family` with its published version `version` instead of the current one: for
-    /// a rollout where the readers are upgraded first (README, "Changing a schema").
-    pub fn pin(mut self, family: SchemaFamily, version: u32) -> Result<Self, SchemaError> {
-        let known = self.family(family);
-        if !known.has_version(version) {
-            return Err(SchemaError::NoSuchVersion {
-                schema: known.name,
-                version,
-                latest: known.latest(),
-            });
-        }
-        let latest = version == known.latest();
-        self.pins[family.index()] = (!latest).then_some(version);
-        Ok(self)
-    }
-
-    /// The version this codec writes for `family`.
-    pub fn writes(&self, family: SchemaFamily) -> u32 {
-        self.pins[family.index()].unwrap_or_else(|| self.family(family).latest())
-    }
-
-    /// The fingerprints of the current versions: order, status update, dead letter.
-    pub fn fingerprints(&self) -> [[u8; 8]; 3] {
-        SchemaFamily::ALL.map(|f| self.family(f).current.fingerprint)
-    }
-
-    fn family(&self, family: SchemaFamily) -> &'static Family {
-        self.schemas.family(family)
-    }
-
-    fn encode_serde<M: Serialize>(
-        &self,
-        family: SchemaFamily,
-        message: &M,
-    ) -> Result<Vec<u8>, KafkaError> {
-        self.family(family)
-            .encode_serde(self.pins[family.index()], message)
-    }
-
-    fn decode_serde<M: DeserializeOwned>(
-        &self,
-        family: SchemaFamily,
-        payload: &[u8],
-    ) -> Result<M, DecodeError> {
-        self.family(family).decode_serde(payload)
     }
 }
 
@@ -337,63 +256,5 @@ impl<M: Serialize + DeserializeOwned> Codec<M> for Avro<M> {
 
     fn decode(&self, payload: &[u8]) -> Result<M, DecodeError> {
         self.family.decode_serde(payload)
-    }
-}
-
-impl Codec<Order> for AvroCodec {
-    fn encode(&self, order: &Order) -> Result<Vec<u8>, KafkaError> {
-        self.encode_serde(SchemaFamily::Order, order)
-    }
-
-    fn decode(&self, payload: &[u8]) -> Result<Order, DecodeError> {
-        self.decode_serde(SchemaFamily::Order, payload)
-    }
-}
-
-impl Codec<StatusUpdate> for AvroCodec {
-    fn encode(&self, update: &StatusUpdate) -> Result<Vec<u8>, KafkaError> {
-        self.encode_serde(SchemaFamily::StatusUpdate, update)
-    }
-
-    fn decode(&self, payload: &[u8]) -> Result<StatusUpdate, DecodeError> {
-        self.decode_serde(SchemaFamily::StatusUpdate, payload)
-    }
-}
-
-/// Either event, told apart by the fingerprint: one consumer can read both topics.
-impl Codec<OrderEvent> for AvroCodec {
-    fn encode(&self, event: &OrderEvent) -> Result<Vec<u8>, KafkaError> {
-        match event {
-            OrderEvent::Created(order) => self.encode(order),
-            OrderEvent::StatusUpdated(update) => self.encode(update),
-        }
-    }
-
-    fn decode(&self, payload: &[u8]) -> Result<OrderEvent, DecodeError> {
-        let (fingerprint, _) = split(payload)?;
-        if self.family(SchemaFamily::Order).knows(fingerprint) {
-            self.decode(payload).map(OrderEvent::Created)
-        } else if self.family(SchemaFamily::StatusUpdate).knows(fingerprint) {
-            self.decode(payload).map(OrderEvent::StatusUpdated)
-        } else {
-            Err(unknown(fingerprint))
-        }
-    }
-}
-
-impl Codec<DeadLetter> for AvroCodec {
-    fn encode(&self, letter: &DeadLetter) -> Result<Vec<u8>, KafkaError> {
-        let family = SchemaFamily::DeadLetter;
-        self.family(family)
-            .encode_as(self.writes(family), dead_letter_value(letter))
-    }
-
-    fn decode(&self, payload: &[u8]) -> Result<DeadLetter, DecodeError> {
-        let (fingerprint, _) = split(payload)?;
-        let value = self
-            .family(SchemaFamily::DeadLetter)
-            .read(payload)?
-            .ok_or_else(|| unknown(fingerprint))?;
-        dead_letter_from(value)
     }
 }

@@ -5,6 +5,7 @@
 //! into the current version, and a writer can be pinned to an older one for a rollout.
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "order")]
 use std::sync::LazyLock;
 
 use apache_avro::Schema;
@@ -58,7 +59,20 @@ impl SchemaVersions {
     }
 }
 
+/// The dead letters' schema: every published version, oldest first, as embedded
+/// (`schemas/history/dlq.vN.avsc`).
+pub(super) const DEAD_LETTER_VERSIONS: SchemaVersions = SchemaVersions {
+    name: "dlq",
+    record: "com.ecommerce.dlq.DeadLetter",
+    published: &[
+        include_str!("../../schemas/history/dlq.v1.avsc"),
+        include_str!("../../schemas/history/dlq.v2.avsc"),
+        include_str!("../../schemas/history/dlq.v3.avsc"),
+    ],
+};
+
 /// The order flow's three message types, registered with their schema versions.
+#[cfg(feature = "order")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaFamily {
     /// `order.avsc`, record `com.ecommerce.order.Order`.
@@ -69,6 +83,7 @@ pub enum SchemaFamily {
     DeadLetter,
 }
 
+#[cfg(feature = "order")]
 impl SchemaFamily {
     pub const ALL: [SchemaFamily; 3] = [Self::Order, Self::StatusUpdate, Self::DeadLetter];
 
@@ -85,7 +100,7 @@ impl SchemaFamily {
         match self {
             Self::Order => "com.ecommerce.order.Order",
             Self::StatusUpdate => "com.ecommerce.order.OrderStatusUpdate",
-            Self::DeadLetter => "com.ecommerce.dlq.DeadLetter",
+            Self::DeadLetter => DEAD_LETTER_VERSIONS.record,
         }
     }
 
@@ -108,11 +123,7 @@ impl SchemaFamily {
                 include_str!("../../schemas/history/status_update.v1.avsc"),
                 include_str!("../../schemas/history/status_update.v2.avsc"),
             ],
-            Self::DeadLetter => &[
-                include_str!("../../schemas/history/dlq.v1.avsc"),
-                include_str!("../../schemas/history/dlq.v2.avsc"),
-                include_str!("../../schemas/history/dlq.v3.avsc"),
-            ],
+            Self::DeadLetter => DEAD_LETTER_VERSIONS.published,
         }
     }
 
@@ -125,6 +136,7 @@ impl SchemaFamily {
     }
 }
 
+#[cfg(feature = "order")]
 impl std::fmt::Display for SchemaFamily {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.file_stem())
@@ -243,10 +255,12 @@ fn full_name(schema: &Schema) -> Option<String> {
 }
 
 /// The order flow's types, in [`SchemaFamily::ALL`] order.
+#[cfg(feature = "order")]
 fn order_flow() -> Vec<SchemaVersions> {
     SchemaFamily::ALL.map(SchemaFamily::versions).to_vec()
 }
 
+#[cfg(feature = "order")]
 static EMBEDDED: LazyLock<Result<&'static Schemas, String>> = LazyLock::new(|| {
     Schemas::build(&order_flow(), Vec::new())
         .map(|schemas| &*Box::leak(Box::new(schemas)))
@@ -255,11 +269,13 @@ static EMBEDDED: LazyLock<Result<&'static Schemas, String>> = LazyLock::new(|| {
 
 impl Schemas {
     /// The embedded versions, parsed once per process.
+    #[cfg(feature = "order")]
     pub(super) fn embedded() -> Result<&'static Schemas, KafkaError> {
         EMBEDDED.clone().map_err(KafkaError::Config)
     }
 
     /// The order flow's embedded versions plus the `.avsc` files of `dir`.
+    #[cfg(feature = "order")]
     pub(super) fn with_dir(dir: &Path) -> Result<&'static Schemas, SchemaError> {
         Self::registered(&order_flow(), Some(dir))
     }
@@ -297,6 +313,7 @@ impl Schemas {
         Ok(Self { families })
     }
 
+    #[cfg(feature = "order")]
     pub(super) fn family(&self, family: SchemaFamily) -> &Family {
         &self.families[family.index()]
     }
@@ -511,6 +528,7 @@ impl Family {
     }
 
     /// Whether this family knows the fingerprint of `payload`'s writer.
+    #[cfg(feature = "order")]
     pub(super) fn knows(&self, fp: [u8; 8]) -> bool {
         fp == self.current.fingerprint || self.others.iter().any(|o| o.fingerprint == fp)
     }
