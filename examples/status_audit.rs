@@ -54,6 +54,11 @@ impl Handler<OrderEvent> for Audit {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The library logs through `tracing` (retries, dead letters, rebalances): without a
+    // subscriber those logs go nowhere.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let bootstrap =
         std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let codec = AvroCodec::new()?;

@@ -15,12 +15,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ordering_core::order::{OrderEvent, OrderEventHandler, OrderRedriveGuard};
-use ordering_core::{Dispatcher, DispatcherConfig, LaneMode, Stats};
+use ordering_core::{DispatcherConfig, LaneMode, Stats};
 use ordering_kafka::order::AvroCodec;
-use ordering_kafka::{
-    KafkaProducer, KafkaSource, ProducerConfig, Redriver, SourceConfig, SourceStatus,
-    ensure_topics_when_ready,
-};
+use ordering_kafka::{KafkaProducer, ProducerConfig, Redriver, SourceStatus};
+use ordering_service::ConsumerSpec;
 use ordering_store::Store;
 use shell_http::metrics::Metrics;
 use shell_http::openapi::OpenApi;
@@ -192,38 +190,18 @@ pub async fn consume(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ConsumeError> {
     let kafka = &app.config.kafka;
-    let topics = [
-        app.config.order_topic.as_str(),
-        app.config.status_topic.as_str(),
-        app.config.dlq_topic.as_str(),
-    ];
-    let settings = kafka.topics();
-    let ready = ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, &settings);
-    let mut shutdown = std::pin::pin!(shutdown);
-    tokio::select! {
-        // Topics that exist with other settings were logged as warnings: left as they are.
-        ready = ready => drop(ready.map_err(ConsumeError::Topics)?),
-        () = &mut shutdown => return Ok(()),
-    }
-    let mut source_config = SourceConfig::new(
-        &kafka.bootstrap_servers,
-        &app.config.consumer_group,
-        [&app.config.order_topic, &app.config.status_topic],
-    );
-    source_config.fetch_wait_max = app.config.fetch_wait_max;
-    if let Some(timeout) = app.config.session_timeout {
-        source_config
-            .overrides
-            .push(("session.timeout.ms".into(), timeout.as_millis().to_string()));
-    }
-    let source = KafkaSource::<OrderEvent, _>::new(&source_config, app.codec)
-        .map_err(ConsumeError::Consumer)?;
-    let status = source.status();
-    let dispatcher = Dispatcher::new(
-        source,
-        OrderEventHandler::new(app.store.clone()),
-        app.producer.sink(&app.config.dlq_topic, app.codec),
-        DispatcherConfig {
+    let spec = ConsumerSpec {
+        bootstrap: kafka.bootstrap_servers.clone(),
+        group: app.config.consumer_group.clone(),
+        topics: vec![
+            app.config.order_topic.clone(),
+            app.config.status_topic.clone(),
+        ],
+        dead_letters: app.config.dlq_topic.clone(),
+        topic_settings: kafka.topics(),
+        session_timeout: app.config.session_timeout,
+        fetch_wait_max: Some(app.config.fetch_wait_max),
+        dispatcher: DispatcherConfig {
             retry: app.config.retry.clone(),
             // Per order: a retrying update (an order not there yet) holds back only its own
             // order, and many orders' writes can share one store commit.
@@ -231,8 +209,20 @@ pub async fn consume(
             max_in_flight_per_partition: MAX_IN_FLIGHT_PER_PARTITION,
             ..DispatcherConfig::default()
         },
-    );
-    let _ = app.consumer.set((dispatcher.stats(), status));
-    tracing::info!(group = %app.config.consumer_group, "consumer running");
-    Ok(dispatcher.run(shutdown).await?)
+    };
+    // Wired as every consumer service is (ordering-service); the HTTP side is this shell's.
+    ordering_service::consume::<OrderEvent, _, _, _>(
+        &spec,
+        app.codec,
+        OrderEventHandler::new(app.store.clone()),
+        app.producer.sink(&app.config.dlq_topic, app.codec),
+        |stats, status| drop(app.consumer.set((stats, status))),
+        shutdown,
+    )
+    .await
+    .map_err(|error| match error {
+        ordering_service::ConsumeError::Topics(e) => ConsumeError::Topics(e),
+        ordering_service::ConsumeError::Consumer(e) => ConsumeError::Consumer(e),
+        ordering_service::ConsumeError::Dispatch(e) => ConsumeError::Dispatch(e),
+    })
 }

@@ -282,43 +282,33 @@ impl<H, C> ConsumerService<H, C> {
         let port: u16 = env.get("API_PORT", 8080).map_err(ServiceError::Setting)?;
         let metrics = Metrics::install().map_err(|e| ServiceError::Start(e.to_string()))?;
 
-        let mut topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        topics.push(&self.dead_letters);
-        let settings = TopicSettings::new(self.partitions);
-        ensure_topics_when_ready(&bootstrap, &topics, &settings)
-            .await
-            .map_err(|e| ServiceError::Start(format!("creating the topics: {e}")))?;
-        let mut config = SourceConfig::new(&bootstrap, &self.group, &self.topics);
-        config
-            .overrides
-            .push(("session.timeout.ms".into(), session.to_string()));
-        let source = KafkaSource::new(&config, self.codec)
-            .map_err(|e| ServiceError::Start(e.to_string()))?;
-        let status = source.status();
         let producer = KafkaProducer::new(&ProducerConfig::new(&bootstrap))
             .map_err(|e| ServiceError::Start(e.to_string()))?;
         let codec = DeadLetterCodec::new().map_err(|e| ServiceError::Start(e.to_string()))?;
         let dead_letters = producer.sink(&self.dead_letters, codec);
-        let dispatcher = Dispatcher::new(
-            source,
-            self.handler,
-            dead_letters,
-            DispatcherConfig {
+        let spec = ConsumerSpec {
+            bootstrap,
+            group: self.group,
+            topics: self.topics,
+            dead_letters: self.dead_letters,
+            topic_settings: TopicSettings::new(self.partitions),
+            session_timeout: Some(Duration::from_millis(session)),
+            fetch_wait_max: None,
+            dispatcher: DispatcherConfig {
                 lanes: self.lanes,
                 retry: self.retry,
                 ..DispatcherConfig::default()
             },
-        );
+        };
         let health = Arc::new(Health {
-            stats: dispatcher.stats(),
-            status,
+            consumer: std::sync::OnceLock::new(),
             producer: producer.clone(),
             metrics,
         });
-
         let listener = shell_http::listen(&self.name, SocketAddr::new(host, port))
             .await
             .map_err(|_| ServiceError::Start(format!("cannot listen on {host}:{port}")))?;
+        let consuming = health.clone();
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(shell_http::serve(
             listener,
@@ -333,21 +323,101 @@ impl<H, C> ConsumerService<H, C> {
             },
         ));
 
-        tracing::info!(topics = ?self.topics, dead_letters = %self.dead_letters, "{} consuming", self.name);
         let stop = std::sync::Mutex::new(None);
-        let stopped = dispatcher
-            .run(async {
+        let consumed = consume(
+            &spec,
+            self.codec,
+            self.handler,
+            dead_letters,
+            |stats, status| drop(consuming.consumer.set((stats, status))),
+            async {
                 let reason = shell_http::stop_reason(&producer).await;
                 *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-            })
-            .await;
+            },
+        )
+        .await;
         let _ = stop_http.send(());
         let _ = http.await;
-        stopped.map_err(|e| ServiceError::Consumer(e.to_string()))?;
+        consumed.map_err(|e| ServiceError::Consumer(e.to_string()))?;
         let reason = stop.lock().unwrap_or_else(|e| e.into_inner()).take();
         tracing::info!("{} stopped; what was done is committed", self.name);
         Ok(reason.map_or(ExitCode::SUCCESS, |r| r.exit_code()))
     }
+}
+
+/// Where and how a consumer consumes. [`ConsumerService`] and a service with its own HTTP
+/// routes (order-shell) both hand one to [`consume`], so a consumer is wired one way.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub bootstrap: String,
+    pub group: String,
+    pub topics: Vec<String>,
+    /// The dead-letter topic, created with the others.
+    pub dead_letters: String,
+    /// How missing topics are created (those that exist are left as they are).
+    pub topic_settings: TopicSettings,
+    /// librdkafka's `session.timeout.ms`; `None` keeps its default (45 s).
+    pub session_timeout: Option<Duration>,
+    /// `fetch.wait.max.ms`; `None` keeps `KafkaSource`'s default.
+    pub fetch_wait_max: Option<Duration>,
+    pub dispatcher: DispatcherConfig,
+}
+
+/// Why [`consume`] stopped other than by its shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(
+        "the topics could not be created (their partitions, replication factor and min.insync.replicas settings): {0}"
+    )]
+    Topics(#[source] ordering_kafka::KafkaError),
+    #[error("the consumer could not be created: {0}")]
+    Consumer(#[source] ordering_kafka::KafkaError),
+    #[error(transparent)]
+    Dispatch(#[from] ordering_core::DispatchError),
+}
+
+/// Creates the topics when the broker is ready, then consumes `spec.topics` with `codec`
+/// through `handler`, dead letters to `dead_letters`, until `shutdown` (then what is done is
+/// committed). `started` gets the dispatcher's counters and the source's status once
+/// consuming, for a health check.
+pub async fn consume<E, C, H, D>(
+    spec: &ConsumerSpec,
+    codec: C,
+    handler: H,
+    dead_letters: D,
+    started: impl FnOnce(Stats, SourceStatus),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConsumeError>
+where
+    E: Serialize + Send + Sync + 'static,
+    C: Codec<E> + 'static,
+    H: Handler<E> + 'static,
+    D: ordering_core::DeadLetterSink + 'static,
+{
+    let mut topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+    topics.push(&spec.dead_letters);
+    let ready = ensure_topics_when_ready(&spec.bootstrap, &topics, &spec.topic_settings);
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        // Topics that exist with other settings were logged as warnings: left as they are.
+        ready = ready => drop(ready.map_err(ConsumeError::Topics)?),
+        () = &mut shutdown => return Ok(()),
+    }
+    let mut config = SourceConfig::new(&spec.bootstrap, &spec.group, &spec.topics);
+    if let Some(wait) = spec.fetch_wait_max {
+        config.fetch_wait_max = wait;
+    }
+    if let Some(timeout) = spec.session_timeout {
+        config
+            .overrides
+            .push(("session.timeout.ms".into(), timeout.as_millis().to_string()));
+    }
+    let source = KafkaSource::new(&config, codec).map_err(ConsumeError::Consumer)?;
+    let status = source.status();
+    let dispatcher = Dispatcher::new(source, handler, dead_letters, spec.dispatcher.clone());
+    started(dispatcher.stats(), status);
+    tracing::info!(group = %spec.group, topics = ?spec.topics, "consumer running");
+    Ok(dispatcher.run(shutdown).await?)
 }
 
 fn setting(name: &'static str, default: &'static str, help: &'static str) -> Arg {
@@ -388,8 +458,8 @@ impl ServiceError {
 
 /// What `/health` and `/metrics` read.
 struct Health {
-    stats: Stats,
-    status: SourceStatus,
+    /// The dispatcher's counters and the source's status, once consuming.
+    consumer: std::sync::OnceLock<(Stats, SourceStatus)>,
     producer: KafkaProducer,
     metrics: Metrics,
 }
@@ -407,16 +477,17 @@ impl Health {
     /// `200` while the consumer runs and the broker answers and the producer works; else
     /// `503` saying which.
     async fn health(&self) -> Response {
-        let stats = self.stats.snapshot();
+        let (stats, assigned) = match self.consumer.get() {
+            Some((stats, status)) => (
+                Some(stats.snapshot()),
+                status.assigned().iter().map(ToString::to_string).collect(),
+            ),
+            None => (None, Vec::new()), // still creating the topics
+        };
+        let running = stats.is_some_and(|s| s.is_running);
         let broker = self.producer.ping(HEALTH_TIMEOUT).await;
         let producer = self.producer.fatal_error();
-        let healthy = stats.is_running && broker.is_ok() && producer.is_none();
-        let assigned: Vec<String> = self
-            .status
-            .assigned()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let healthy = running && broker.is_ok() && producer.is_none();
         json(
             if healthy {
                 StatusCode::OK
@@ -425,7 +496,7 @@ impl Health {
             },
             &json!({
                 "status": if healthy { "healthy" } else { "unhealthy" },
-                "consumer": {"isRunning": stats.is_running, "assignedPartitions": assigned},
+                "consumer": {"isRunning": running, "assignedPartitions": assigned},
                 "stats": stats,
                 "broker": broker.err().map(|e| e.to_string()),
                 "producer": producer,
