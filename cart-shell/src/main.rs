@@ -12,9 +12,11 @@ use shell_http::env::Env;
 use shell_http::metrics::Metrics;
 use shell_http::{Stop, stop_reason};
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    shell_http::memory::cap_malloc_arenas();
+fn main() -> ExitCode {
+    shell_http::memory::run("cart-shell", start)
+}
+
+async fn start() -> ExitCode {
     match run().await {
         Ok(code) => code,
         Err(error) => {

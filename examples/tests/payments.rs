@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ordering_core::{DeadLetter, FailureClass, Sink};
-use ordering_kafka::testing::{TestBroker, unique_topic};
+use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
     Avro, DeadLetterCodec, KafkaProducer, ProducerConfig, SchemaVersions, read_topic,
 };
@@ -91,6 +91,15 @@ fn booked(ledger: &Path) -> Vec<String> {
         .collect()
 }
 
+async fn letters(broker: &TestBroker, dlq: &str, codec: DeadLetterCodec) -> Vec<DeadLetter> {
+    read_topic(&broker.bootstrap(), dlq, codec, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.unwrap())
+        .collect()
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !done() {
@@ -140,6 +149,17 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
         metrics.text
     );
 
+    let negatives_upto = |upto: usize| (0..upto).filter(|n| n % 10 == 7).count();
+    let codec = DeadLetterCodec::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters(&broker, &dlq, codec).await.len() < negatives_upto(first) {
+        assert!(
+            Instant::now() < deadline,
+            "the first half's letters never came"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A clean stop: SIGTERM, as a service manager sends it.
     let pid = service.id().to_string();
     assert!(
@@ -151,6 +171,13 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
     );
     let status = service.wait().unwrap();
     assert!(status.success(), "the service stopped with {status}");
+    // Everything it handled is committed: its restart reads nothing of the first half again.
+    let group = &env[3].1;
+    // (However many partitions the topic got: the first publish may create it.)
+    let committed: i64 = (0..16)
+        .map(|p| committed_offset(&broker.bootstrap(), group, &topic, p).unwrap_or(0))
+        .sum();
+    assert_eq!(committed, first as i64, "committed after the clean stop");
     let mut service = start(&env);
     for n in first..second {
         payments.publish(&payment(n)).await.unwrap();
@@ -160,26 +187,29 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
     })
     .await;
 
-    let codec = DeadLetterCodec::new().unwrap();
     let negatives: HashSet<String> = (0..PAYMENTS)
         .filter(|n| n % 10 == 7)
         .map(|n| payment(n).payment_id)
         .collect();
-    let mut letters: Vec<DeadLetter> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while letters.len() < negatives.len() && Instant::now() < deadline {
-        letters = read_topic(&broker.bootstrap(), &dlq, codec, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.event.unwrap())
-            .collect();
+    while letters(&broker, &dlq, codec).await.len() < negatives.len() {
+        assert!(Instant::now() < deadline, "the letters never all came");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Settled: nothing more arrives.
+    // Settled: nothing more arrives; read once more.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let letters = letters(&broker, &dlq, codec).await;
     let _ = service.kill();
     let _ = service.wait();
+    let offsets: HashSet<(i32, i64)> = letters
+        .iter()
+        .map(|l| (l.original_partition, l.original_offset))
+        .collect();
+    assert_eq!(
+        offsets.len(),
+        letters.len(),
+        "a payment was dead-lettered twice"
+    );
 
     let lines = booked(&ledger);
     let unique: HashSet<&String> = lines.iter().collect();

@@ -14,9 +14,11 @@ use shell_http::metrics::Metrics;
 use shell_http::{Stop, shutdown_signal};
 use tokio::sync::watch;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    shell_http::memory::cap_malloc_arenas();
+fn main() -> ExitCode {
+    shell_http::memory::run(order_shell::SERVICE, start)
+}
+
+async fn start() -> ExitCode {
     // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
     let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
     let config = match shell_http::init_tracing(&env).and_then(|()| Config::from_env(&env)) {

@@ -65,12 +65,33 @@ impl DeadLetterCodec {
         Self::with(None)
     }
 
-    /// Also reads the letter versions in the `.avsc` files of `dir`.
+    /// Also reads the letter versions in the `.avsc` files of `dir`. Every file there must
+    /// be a version of the letter record (`com.ecommerce.dlq.DeadLetter`): a file of another
+    /// record is refused (`SchemaError::UnknownRecord`), so keep the letters' versions in a
+    /// directory of their own.
     pub fn with_schema_dir(dir: &Path) -> Result<Self, SchemaError> {
         Self::with(Some(dir))
     }
 
     fn with(dir: Option<&Path>) -> Result<Self, SchemaError> {
+        // The embedded versions are parsed once per process, however many codecs are made.
+        static EMBEDDED: std::sync::LazyLock<Result<&'static Family, String>> =
+            std::sync::LazyLock::new(|| {
+                DeadLetterCodec::parse(None)
+                    .map(|codec| codec.family)
+                    .map_err(|e| e.to_string())
+            });
+        if dir.is_none() {
+            let family = EMBEDDED.clone().map_err(|reason| SchemaError::Embedded {
+                name: schemas::DEAD_LETTER_VERSIONS.name.into(),
+                reason,
+            })?;
+            return Ok(Self { family, pin: None });
+        }
+        Self::parse(dir)
+    }
+
+    fn parse(dir: Option<&Path>) -> Result<Self, SchemaError> {
         let versions = schemas::DEAD_LETTER_VERSIONS;
         let family =
             Schemas::registered(&[versions], dir)?
