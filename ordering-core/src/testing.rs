@@ -364,3 +364,39 @@ impl Running {
         }
     }
 }
+
+/// A proptest runner for a generated test, the same on every run unless asked otherwise:
+/// `{PREFIX}_CASES` cases (default `cases`) from the seed `{PREFIX}_SEED` (default a fixed
+/// one), and no failure files. Say the seed and the case count when a case fails, so that
+/// the run can be replayed (`SIM_SEED=… cargo test …`).
+#[derive(Debug)]
+pub struct Seeded {
+    pub runner: proptest::test_runner::TestRunner,
+    pub seed: u64,
+    pub cases: u32,
+}
+
+impl Seeded {
+    pub fn new(prefix: &str, cases: u32) -> Self {
+        let number = |name: String| std::env::var(name).ok()?.parse::<u64>().ok();
+        let cases = number(format!("{prefix}_CASES"))
+            .map_or(cases, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let seed = number(format!("{prefix}_SEED")).unwrap_or(20_261_130);
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        Self {
+            runner: TestRunner::new_with_rng(
+                config,
+                TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+            ),
+            seed,
+            cases,
+        }
+    }
+}

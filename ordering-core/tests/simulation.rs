@@ -35,13 +35,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordering_core::testing::spawn;
+use ordering_core::testing::{Seeded, spawn};
 use ordering_core::{
     Classify, DeadLetter, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode, Polled,
     Record, RecordMeta, RetryPolicy, Sink, SinkError, Source, SourceError, TopicPartition,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -674,13 +674,6 @@ fn history() -> impl Strategy<Value = History> {
         })
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn the_dispatcher_keeps_its_guarantees_in_every_generated_history() {
     // Scripted panics are expected by the hundred: print only the others.
@@ -690,19 +683,11 @@ fn the_dispatcher_keeps_its_guarantees_in_every_generated_history() {
             default_hook(info);
         }
     }));
-    let cases = env_number("SIM_CASES", 256);
-    let seed = env_number("SIM_SEED", 20_261_130);
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config {
-        cases: u32::try_from(cases).unwrap_or(u32::MAX),
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
+    let Seeded {
+        mut runner,
+        seed,
+        cases,
+    } = Seeded::new("SIM", 256);
     // Which generated case failed first (before shrinking), to tell how soon a bug shows.
     let run = std::sync::atomic::AtomicU64::new(0);
     let first_failure = std::sync::atomic::AtomicU64::new(0);

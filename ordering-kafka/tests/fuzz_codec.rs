@@ -13,21 +13,18 @@ use std::alloc::System;
 
 use ordering_core::DeadLetter;
 use ordering_core::order::{NumItems, Order, OrderEvent, OrderId, Status, StatusUpdate};
+use ordering_core::testing::Seeded;
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{Codec, MAGIC};
 use peakmem_alloc::{PeakMemAlloc, PeakMemAllocTrait};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 #[global_allocator]
 static HEAP: PeakMemAlloc<System> = PeakMemAlloc::new(System);
 
 /// The most one decode may add to the heap at its peak: two of the codec's largest blocks.
 const PEAK_BOUND: usize = 32 * 1024 * 1024;
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.parse().ok()
-}
 
 /// Valid payloads of every type the codec writes, to cut and flip.
 fn valid(codec: &AvroCodec) -> Vec<Vec<u8>> {
@@ -120,18 +117,11 @@ fn payloads(valid: Vec<Vec<u8>>, fingerprints: Vec<[u8; 8]>) -> impl Strategy<Va
 #[test]
 fn no_payload_panics_the_codec_or_grows_its_heap_past_the_bound() {
     let codec = AvroCodec::new().unwrap();
-    let cases = env_number("FUZZ_CASES").unwrap_or(2000);
-    let seed = env_number("FUZZ_SEED").unwrap_or(20_261_130);
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases: u32::try_from(cases).unwrap_or(u32::MAX),
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
+    let Seeded {
+        mut runner,
+        seed,
+        cases,
+    } = Seeded::new("FUZZ", 2000);
     let strategy = payloads(valid(&codec), codec.fingerprints().to_vec());
     let highest = std::sync::atomic::AtomicUsize::new(0);
     let result = runner.run(&strategy, |payload| {

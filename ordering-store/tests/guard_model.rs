@@ -19,11 +19,12 @@ use std::sync::Arc;
 use ordering_core::order::{
     CreateWrite, Order, OrderId, OrderItem, OrderPositions, Status, StatusWrite,
 };
+use ordering_core::testing::Seeded;
 use ordering_core::{Position, Written};
 use ordering_store::testing::TestPostgres;
 use ordering_store::{Store, StoreUrl};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 const IDS: usize = 3;
 const STATUSES: [&str; 5] = ["pending", "paid", "shipped", "delivered", "cancelled"];
@@ -261,35 +262,21 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Runs the generated histories on the stores `open` gives (two handles on fresh data each).
 fn run<F>(name: &str, open: F)
 where
     F: Fn(&tokio::runtime::Runtime) -> [Arc<dyn Store>; 2],
 {
-    let cases = env_number("GUARD_CASES", 48);
-    let seed = env_number("GUARD_SEED", 20_261_130);
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let Seeded {
+        mut runner,
+        seed,
+        cases,
+    } = Seeded::new("GUARD", 48);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases: u32::try_from(cases).unwrap_or(u32::MAX),
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
     let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
         let stores = open(&runtime);
         runtime

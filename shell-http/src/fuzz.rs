@@ -7,8 +7,9 @@
 //! - every `4xx` has the error body (`success: false`, `error`, `details`);
 //! - the service keeps serving: a panic would drop the connection, which fails the request.
 
+use ordering_core::testing::Seeded;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
 use crate::router::Routes;
@@ -58,18 +59,11 @@ pub struct Request {
 /// smallest failing request if one breaks a rule. `FUZZ_CASES` and `FUZZ_SEED` override
 /// `cases` and the fixed seed.
 pub fn run<E: Copy>(runtime: &tokio::runtime::Runtime, target: &Target<'_, E>, cases: u32) {
-    let cases = env_number("FUZZ_CASES").map_or(cases, |n| u32::try_from(n).unwrap_or(u32::MAX));
-    let seed = env_number("FUZZ_SEED").unwrap_or(20_261_130);
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases,
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
+    let Seeded {
+        mut runner,
+        seed,
+        cases,
+    } = Seeded::new("FUZZ", cases);
     // The statuses seen, to show what the run reached.
     let seen = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
     let result = runner.run(&request(target), |request| {
@@ -94,10 +88,6 @@ pub fn run<E: Copy>(runtime: &tokio::runtime::Runtime, target: &Target<'_, E>, c
         "{}: {cases} random requests, seed {seed}, answered {seen:?}",
         target.service
     );
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.parse().ok()
 }
 
 /// Sends `request` and checks the answer.

@@ -106,20 +106,13 @@ impl DeadLetterCodec {
     /// Writes published version `version` instead of the newest (for a rollout where the
     /// readers of the DLQ are upgraded first).
     pub fn pin(mut self, version: u32) -> Result<Self, SchemaError> {
-        if !self.family.has_version(version) {
-            return Err(SchemaError::NoSuchVersion {
-                schema: self.family.name,
-                version,
-                latest: self.family.latest(),
-            });
-        }
-        self.pin = (version != self.family.latest()).then_some(version);
+        self.pin = self.family.pin(version)?;
         Ok(self)
     }
 
     /// The version this codec writes.
     pub fn writes(&self) -> u32 {
-        self.pin.unwrap_or_else(|| self.family.latest())
+        self.family.writes(self.pin)
     }
 }
 
@@ -217,20 +210,13 @@ impl<M: DeserializeOwned> Avro<M> {
 impl<M> Avro<M> {
     /// Writes published version `version` instead of the newest.
     pub fn pin(mut self, version: u32) -> Result<Self, SchemaError> {
-        if !self.family.has_version(version) {
-            return Err(SchemaError::NoSuchVersion {
-                schema: self.family.name,
-                version,
-                latest: self.family.latest(),
-            });
-        }
-        self.pin = (version != self.family.latest()).then_some(version);
+        self.pin = self.family.pin(version)?;
         Ok(self)
     }
 
     /// The version this codec writes.
     pub fn writes(&self) -> u32 {
-        self.pin.unwrap_or_else(|| self.family.latest())
+        self.family.writes(self.pin)
     }
 }
 

@@ -55,22 +55,13 @@ impl AvroCodec {
     /// Writes `family` with its published version `version` instead of the current one: for
     /// a rollout where the readers are upgraded first (README, "Changing a schema").
     pub fn pin(mut self, family: SchemaFamily, version: u32) -> Result<Self, SchemaError> {
-        let known = self.family(family);
-        if !known.has_version(version) {
-            return Err(SchemaError::NoSuchVersion {
-                schema: known.name,
-                version,
-                latest: known.latest(),
-            });
-        }
-        let latest = version == known.latest();
-        self.pins[family.index()] = (!latest).then_some(version);
+        self.pins[family.index()] = self.family(family).pin(version)?;
         Ok(self)
     }
 
     /// The version this codec writes for `family`.
     pub fn writes(&self, family: SchemaFamily) -> u32 {
-        self.pins[family.index()].unwrap_or_else(|| self.family(family).latest())
+        self.family(family).writes(self.pins[family.index()])
     }
 
     /// Its dead-letter codec: the same letter schemas (a schema directory included) and the

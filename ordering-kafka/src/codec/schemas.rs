@@ -452,6 +452,24 @@ impl Family {
         u32::try_from(self.published.len()).unwrap_or(u32::MAX)
     }
 
+    /// What a codec keeps to write published version `version`: `None` for the newest
+    /// (written straight from the type), refused for a version this family does not have.
+    pub(super) fn pin(&self, version: u32) -> Result<Option<u32>, SchemaError> {
+        if !self.has_version(version) {
+            return Err(SchemaError::NoSuchVersion {
+                schema: self.name,
+                version,
+                latest: self.latest(),
+            });
+        }
+        Ok((version != self.latest()).then_some(version))
+    }
+
+    /// The version a codec with `pin` writes.
+    pub(super) fn writes(&self, pin: Option<u32>) -> u32 {
+        pin.unwrap_or_else(|| self.latest())
+    }
+
     pub(super) fn has_version(&self, version: u32) -> bool {
         (1..=self.latest()).contains(&version)
     }
