@@ -11,7 +11,6 @@
 //! (`scripts/broker install`) and runs `target/release/cart-shell`; the load comes from this
 //! binary (one keep-alive connection per worker, as wrk makes them).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use ordering_benches::release_binary;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{TopicSettings, ensure_topics};
 use shell_http::testing::ShellProcess;
@@ -46,14 +46,7 @@ async fn main() -> Result<(), Error> {
         .collect::<Result<_, _>>()?;
     let seconds: u64 = arg(1, "10").parse()?;
     let settings = arg(2, "");
-    let cart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/cart-shell");
-    if !cart.is_file() {
-        return Err(format!(
-            "{} is missing: cargo build --release -p cart-shell",
-            cart.display()
-        )
-        .into());
-    }
+    let cart = release_binary("cart-shell")?;
 
     let broker = TestBroker::start();
     let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));

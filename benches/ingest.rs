@@ -11,15 +11,13 @@
 //! `target/release/cart-shell`; the HTTP load comes from this binary (keep-alive connections,
 //! one request at a time on each).
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use ordering_benches::{Error, load, release_binary};
 use ordering_core::order::{OrderId, Status, StatusUpdate};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
@@ -28,8 +26,6 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use shell_http::testing::ShellProcess;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,14 +33,7 @@ async fn main() -> Result<(), Error> {
     let concurrency: usize = arg(0, "16").parse()?;
     let seconds: u64 = arg(1, "10").parse()?;
     let rounds: usize = arg(2, "2").parse()?;
-    let cart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/cart-shell");
-    if !cart.is_file() {
-        return Err(format!(
-            "{} is missing: cargo build --release -p cart-shell",
-            cart.display()
-        )
-        .into());
-    }
+    let cart = release_binary("cart-shell")?;
 
     let broker = TestBroker::start();
     let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
@@ -91,40 +80,6 @@ async fn main() -> Result<(), Error> {
         h / b
     );
     Ok(())
-}
-
-/// Runs `concurrency` loops of `one` for `seconds`; completions per second.
-async fn load<F, Fut>(concurrency: usize, seconds: u64, one: F) -> Result<f64, Error>
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), Error>> + Send,
-{
-    let one = Arc::new(one);
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency as u64)
-        .map(|w| {
-            let (one, done, stop) = (one.clone(), done.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut n = w;
-                while !stop.load(Ordering::Relaxed) {
-                    one(n).await?;
-                    done.fetch_add(1, Ordering::Relaxed);
-                    n += concurrency as u64;
-                }
-                Ok::<_, Error>(())
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let count = done.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    for worker in workers {
-        worker.await??;
-    }
-    Ok(count as f64 / elapsed.as_secs_f64())
 }
 
 /// Publishes status updates with a bare rdkafka producer set up as cart-shell's (acks=all,

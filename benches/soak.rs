@@ -21,13 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ordering_benches::{Error, release_binary};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_store::testing::TestPostgres;
 use serde_json::json;
 use shell_http::testing::{ShellProcess, call_with, try_call_with};
 use tokio::sync::Mutex;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const TOKEN: &str = "soak-operator-token-3f9c";
 
@@ -105,17 +104,10 @@ async fn main() -> Result<(), Error> {
     let minutes: u64 = arg(0, "10").parse()?;
     let rate: u64 = arg(1, "100").parse()?;
     let orders: usize = arg(2, "50").parse()?;
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    let (cart_bin, order_bin) = (release.join("cart-shell"), release.join("order-shell"));
-    for binary in [&cart_bin, &order_bin] {
-        if !binary.is_file() {
-            return Err(format!(
-                "{} is missing: cargo build --release -p cart-shell -p order-shell",
-                binary.display()
-            )
-            .into());
-        }
-    }
+    let (cart_bin, order_bin) = (
+        release_binary("cart-shell")?,
+        release_binary("order-shell")?,
+    );
 
     let mut broker = TestBroker::start_with(Storage::Sqlite);
     let mut postgres = TestPostgres::start();

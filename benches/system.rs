@@ -18,9 +18,7 @@
 //! `5,50,500`); defaults 10 s, 1 000/s, 1 round (rounds repeat the whole list), and the
 //! broker's data in `sqlite` as `scripts/start` keeps it (or `memory`).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,11 +26,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use ordering_benches::{Error, load, release_binary};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{TopicSettings, ensure_topics};
 use shell_http::testing::ShellProcess;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const ORDERS: usize = 200;
@@ -53,17 +51,10 @@ async fn main() -> Result<(), Error> {
         "memory" => Storage::Memory,
         other => return Err(format!("broker storage {other}: sqlite or memory").into()),
     };
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    let (cart, order) = (release.join("cart-shell"), release.join("order-shell"));
-    for binary in [&cart, &order] {
-        if !binary.is_file() {
-            return Err(format!(
-                "{} is missing: cargo build --release -p cart-shell -p order-shell",
-                binary.display()
-            )
-            .into());
-        }
-    }
+    let (cart, order) = (
+        release_binary("cart-shell")?,
+        release_binary("order-shell")?,
+    );
 
     println!(
         "{CONNECTIONS} connections for ingest, {rate}/s for latency, {seconds} s each, {ORDERS} orders"
@@ -183,34 +174,18 @@ fn order_id(n: usize) -> String {
 
 /// 16 connections, one `PUT` at a time each, for `seconds`: `202`s per second.
 async fn ingest(client: &HttpClient, cart: &ShellProcess, seconds: u64) -> Result<f64, Error> {
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let url = cart.url("/api/update-order");
-    let started = Instant::now();
-    let workers: Vec<_> = (0..CONNECTIONS)
-        .map(|w| {
-            let (client, url, done, stop) =
-                (client.clone(), url.clone(), done.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut n = w;
-                while !stop.load(Ordering::Relaxed) {
-                    let body = format!(r#"{{"orderId": "{}", "status": "shipped"}}"#, order_id(n));
-                    expect(&client, "PUT", &url, &body, 202).await?;
-                    done.fetch_add(1, Ordering::Relaxed);
-                    n += CONNECTIONS;
-                }
-                Ok::<_, Error>(())
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let count = done.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    for worker in workers {
-        worker.await??;
-    }
-    Ok(count as f64 / elapsed.as_secs_f64())
+    let (client, url) = (client.clone(), cart.url("/api/update-order"));
+    load(CONNECTIONS, seconds, move |n| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body = format!(
+                r#"{{"orderId": "{}", "status": "shipped"}}"#,
+                order_id(n as usize)
+            );
+            expect(&client, "PUT", &url, &body, 202).await
+        }
+    })
+    .await
 }
 
 /// `PUT`s at `rate` per second; every [`SAMPLE_EVERY`]th is followed until visible.

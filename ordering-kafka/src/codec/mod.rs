@@ -92,14 +92,7 @@ impl DeadLetterCodec {
     }
 
     fn parse(dir: Option<&Path>) -> Result<Self, SchemaError> {
-        let versions = schemas::DEAD_LETTER_VERSIONS;
-        let family =
-            Schemas::registered(&[versions], dir)?
-                .only()
-                .ok_or(SchemaError::Embedded {
-                    name: versions.name.into(),
-                    reason: "not registered".into(),
-                })?;
+        let family = Schemas::one(schemas::DEAD_LETTER_VERSIONS, dir)?;
         Ok(Self { family, pin: None })
     }
 
@@ -176,13 +169,7 @@ impl<M: DeserializeOwned> Avro<M> {
     }
 
     fn with(versions: SchemaVersions, dir: Option<&Path>) -> Result<Self, SchemaError> {
-        let family =
-            Schemas::registered(&[versions], dir)?
-                .only()
-                .ok_or(SchemaError::Embedded {
-                    name: versions.name.into(),
-                    reason: "not registered".into(),
-                })?;
+        let family = Schemas::one(versions, dir)?;
         // After the schemas: `record` is then known to name the schema's record.
         let short = versions
             .record

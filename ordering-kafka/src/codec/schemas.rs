@@ -318,9 +318,19 @@ impl Schemas {
         &self.families[family.index()]
     }
 
-    /// The first registered type's family (a codec of one type registers one).
-    pub(super) fn only(&self) -> Option<&Family> {
-        self.families.first()
+    /// The family of one type, `versions` (plus the `.avsc` files of `dir`): what a codec of
+    /// one type reads and writes.
+    pub(super) fn one(
+        versions: SchemaVersions,
+        dir: Option<&Path>,
+    ) -> Result<&'static Family, SchemaError> {
+        Self::registered(&[versions], dir)?
+            .families
+            .first()
+            .ok_or(SchemaError::Embedded {
+                name: versions.name.into(),
+                reason: "not registered".into(),
+            })
     }
 }
 
