@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ordering_core::order::{
     CreateWrite, Order, OrderEvent, OrderEventHandler, OrderId, OrderPositions, OrderStore, Status,
-    StatusUpdate, StatusWrite, generate_order,
+    StatusChange, StatusUpdate, StatusWrite, generate_order,
 };
 use ordering_core::testing::MemorySink;
 use ordering_core::{DeadLetter, Dispatcher, DispatcherConfig, LaneMode, Position, StoreError};
@@ -232,12 +232,11 @@ impl OrderStore for Watched {
     async fn update_status(
         &self,
         id: &OrderId,
-        status: &Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError> {
-        let written = self.inner.update_status(id, status, reason, at).await?;
-        lock(&self.applied).insert(status.to_string(), Instant::now());
+        let status = change.status.to_string();
+        let written = self.inner.update_status(id, change).await?;
+        lock(&self.applied).insert(status, Instant::now());
         Ok(written)
     }
 

@@ -430,9 +430,10 @@ async fn direct() -> Result<(), Error> {
                 store
                     .update_status(
                         &id,
-                        &status,
-                        None,
-                        ordering_core::Position::new("order-status-updates", 1, u as i64),
+                        ordering_core::order::StatusChange::new(
+                            status,
+                            ordering_core::Position::new("order-status-updates", 1, u as i64),
+                        ),
                     )
                     .await
             });

@@ -56,7 +56,7 @@ pub use retry::{Decision, PolicyError, RetryPolicy};
 pub use sink::{DeadLetterSink, Sink, SinkError};
 pub use source::{Polled, Source, SourceError};
 pub use storage::{Position, StoreError, Written};
-pub use time::now_iso8601;
+pub use time::{now_iso8601, now_ms};
 
 // The code in the workspace README is compiled and run as a doctest of this crate.
 #[cfg(doctest)]

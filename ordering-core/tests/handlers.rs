@@ -9,7 +9,7 @@ use mockall::{mock, predicate::eq};
 use ordering_core::order::{
     CreateWrite, MemoryStore, Order, OrderCreatedHandler, OrderError, OrderEvent,
     OrderEventHandler, OrderId, OrderItem, OrderPositions, OrderRedriveGuard, OrderStore, Status,
-    StatusUpdate, StatusUpdateHandler, StatusWrite,
+    StatusChange, StatusUpdate, StatusUpdateHandler, StatusWrite,
 };
 use ordering_core::{
     Classify, DeadLetter, ErrorClass, FailureClass, Handler, Header, LetterId, Position,
@@ -22,7 +22,7 @@ mock! {
     impl OrderStore for Store {
         async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
         async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError>;
-        async fn update_status(&self, id: &OrderId, status: &Status, reason: Option<String>, at: Position) -> Result<StatusWrite, StoreError>;
+        async fn update_status(&self, id: &OrderId, change: StatusChange) -> Result<StatusWrite, StoreError>;
         async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError>;
         async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError>;
         async fn count(&self) -> Result<u64, StoreError>;
@@ -76,12 +76,14 @@ async fn a_status_update_of_an_existing_order_is_applied() {
         .expect_update_status()
         .with(
             eq(id("ORD-1")),
-            eq(status("shipped")),
-            eq(None),
-            eq(Position::new("order-status-updates", 2, 17)),
+            eq(StatusChange::new(
+                status("shipped"),
+                Position::new("order-status-updates", 2, 17),
+            )
+            .with_event_time("2026-01-30T12:00:00Z")),
         )
         .times(1)
-        .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::Applied)));
+        .returning(|_, _| Ok(StatusWrite::Written(Written::Applied)));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     handler
         .handle(&update(" ORD-1 ", " shipped "), &meta())
@@ -95,7 +97,7 @@ async fn an_unknown_order_is_a_retryable_order_not_found() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _, _, _| Ok(StatusWrite::NotFound));
+        .returning(|_, _| Ok(StatusWrite::NotFound));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("DOES-NOT-EXIST", "shipped"), &meta())
@@ -131,7 +133,7 @@ async fn a_store_outage_is_unavailable_not_the_records_fault() {
     let mut store = MockStore::new();
     store
         .expect_update_status()
-        .returning(|_, _, _, _| Err(StoreError::unavailable("connection reset")));
+        .returning(|_, _| Err(StoreError::unavailable("connection reset")));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     let error = handler
         .handle(&update("ORD-1", "shipped"), &meta())
@@ -159,7 +161,7 @@ async fn a_redelivered_update_is_success_without_a_change() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::AlreadyApplied)));
+        .returning(|_, _| Ok(StatusWrite::Written(Written::AlreadyApplied)));
     let handler = StatusUpdateHandler::new(Arc::new(store));
     handler
         .handle(&update("ORD-1", "shipped"), &meta())
@@ -202,7 +204,7 @@ async fn the_event_handler_routes_each_event_to_its_handler() {
     store
         .expect_update_status()
         .times(1)
-        .returning(|_, _, _, _| Ok(StatusWrite::Written(Written::Applied)));
+        .returning(|_, _| Ok(StatusWrite::Written(Written::Applied)));
     let handler = OrderEventHandler::new(Arc::new(store));
     handler
         .handle(&OrderEvent::Created(order("ORD-1")), &meta())

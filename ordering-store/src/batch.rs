@@ -3,7 +3,7 @@
 //! write only after that transaction is durable. Under load many records share one commit;
 //! alone, a write is committed at once (no timer, no added latency).
 
-use ordering_core::order::{CreateWrite, OrderId, StatusWrite};
+use ordering_core::order::{CreateWrite, OrderId, StatusChange, StatusWrite};
 use ordering_core::{Position, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,12 +22,15 @@ pub(crate) enum Op {
         /// The order as JSON.
         body: String,
         status: String,
+        /// The order's date: its history's first event time.
+        event_time: String,
         at: Position,
     },
     Status {
         order_id: String,
         status: String,
         reason: Option<String>,
+        event_time: Option<String>,
         at: Position,
     },
 }
@@ -82,6 +85,7 @@ impl Queue {
             order_id: order.order_id.to_string(),
             body,
             status: order.status.to_string(),
+            event_time: order.order_date.clone(),
             at,
         };
         match self.submit(op).await? {
@@ -93,15 +97,14 @@ impl Queue {
     pub(crate) async fn update_status(
         &self,
         id: &OrderId,
-        status: &ordering_core::order::Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError> {
         let op = Op::Status {
             order_id: id.to_string(),
-            status: status.to_string(),
-            reason,
-            at,
+            status: change.status.to_string(),
+            reason: change.reason,
+            event_time: change.event_time,
+            at: change.at,
         };
         match self.submit(op).await? {
             Done::Status(write) => Ok(write),
@@ -150,4 +153,32 @@ pub(crate) fn order_from_row(
         .map_err(|e| StoreError::rejected(format!("a stored status is invalid: {e}")))?;
     order.status_reason = reason;
     Ok(order)
+}
+
+/// History entries one read returns at most, whatever the caller asks.
+pub(crate) const MAX_HISTORY_PAGE: usize = 1000;
+
+/// A history row as read: seq, status, reason, event time, applied at, topic, partition,
+/// offset.
+pub(crate) type HistoryRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    i32,
+    i64,
+);
+
+pub(crate) fn history_entry(row: HistoryRow) -> ordering_core::order::HistoryEntry {
+    let (seq, status, reason, event_time, applied_at_ms, topic, partition, offset) = row;
+    ordering_core::order::HistoryEntry {
+        seq,
+        status,
+        reason,
+        event_time,
+        applied_at_ms,
+        at: Position::new(topic, partition, offset),
+    }
 }

@@ -194,12 +194,7 @@ fn parse_ids(raw: Vec<String>) -> Result<Vec<OrderId>, StoreError> {
         .collect())
 }
 
-/// Now, in milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use ordering_core::now_ms;
 
 #[cfg(test)]
 mod tests {

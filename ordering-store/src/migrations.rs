@@ -26,6 +26,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 4,
         sql: include_str!("migrations/sqlite/0004_integrity.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("migrations/sqlite/0005_order_history.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -44,6 +48,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 4,
         sql: include_str!("migrations/postgres/0004_integrity.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("migrations/postgres/0005_order_history.sql"),
     },
 ];
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ordering_core::order::{
-    CreateWrite, Order, OrderId, OrderPositions, OrderStore, Status, StatusWrite,
+    CreateWrite, HistoryEntry, Order, OrderId, OrderPositions, OrderStore, StatusChange,
+    StatusWrite,
 };
 use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use std::collections::{HashMap, HashSet};
@@ -38,9 +39,9 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 // that id) apart. The outer query sees the table as it was when the statement began: an
 // order another transaction created meanwhile is neither created nor there (see `apply`).
 const CREATE_MANY: &str = "
-    WITH input (order_id, body, status, topic, part, off) AS (
+    WITH input (order_id, body, status, topic, part, off, event_time) AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
-                             $6::int8[])
+                             $6::int8[], $7::text[])
     ), created AS (
         INSERT INTO orders AS o (order_id, body, created_topic, created_partition, created_offset)
         SELECT order_id, body, topic, part, off FROM input
@@ -50,6 +51,12 @@ const CREATE_MANY: &str = "
         INSERT INTO order_status (order_id, status)
         SELECT input.order_id, input.status FROM input JOIN created USING (order_id)
         ON CONFLICT (order_id) DO NOTHING
+    ), history AS (
+        INSERT INTO order_history (order_id, status, event_time, applied_at_ms, src_topic,
+                                   src_partition, src_offset)
+        SELECT input.order_id, input.status, input.event_time, $8, input.topic, input.part,
+               input.off
+        FROM input JOIN created USING (order_id)
     )
     SELECT input.order_id, created.order_id IS NOT NULL, existing.order_id IS NOT NULL,
            COALESCE(existing.body = input.body, false)
@@ -62,9 +69,9 @@ const CREATE_MANY: &str = "
 // position is covered by the last applied one of the same topic (NULL: written before topics
 // were kept) and partition at or above it.
 const UPDATE_MANY: &str = "
-    WITH input (order_id, status, topic, part, off, reason) AS (
+    WITH input (order_id, status, topic, part, off, reason, event_time) AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[],
-                             $6::text[])
+                             $6::text[], $7::text[])
     ), updated AS (
         UPDATE order_status AS s SET status = input.status, status_topic = input.topic,
                                      status_partition = input.part, status_offset = input.off,
@@ -75,6 +82,12 @@ const UPDATE_MANY: &str = "
                    AND s.status_offset >= input.off
                    AND (s.status_topic IS NULL OR s.status_topic = input.topic))
         RETURNING s.order_id
+    ), history AS (
+        INSERT INTO order_history (order_id, status, reason, event_time, applied_at_ms,
+                                   src_topic, src_partition, src_offset)
+        SELECT input.order_id, input.status, input.reason, input.event_time, $8, input.topic,
+               input.part, input.off
+        FROM input JOIN updated USING (order_id)
     )
     SELECT input.order_id, updated.order_id IS NOT NULL, existing.order_id IS NOT NULL
     FROM input
@@ -83,6 +96,14 @@ const UPDATE_MANY: &str = "
 
 // Byte order, as everywhere else, whatever the database's collation; the index
 // `orders_id_bytes` makes a page a range scan.
+const HISTORY: &str = "
+    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset
+    FROM order_history WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+const PRUNE_HISTORY: &str = "
+    DELETE FROM order_history WHERE seq IN (
+        SELECT seq FROM order_history WHERE applied_at_ms < $1 ORDER BY applied_at_ms LIMIT $2)";
+
 const IDS: &str = "
     SELECT order_id FROM orders WHERE order_id COLLATE \"C\" > $1
     ORDER BY order_id COLLATE \"C\" LIMIT $2";
@@ -306,6 +327,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
     let create = tx.prepare_cached(CREATE_MANY).await.map_err(failed)?;
     let update = tx.prepare_cached(UPDATE_MANY).await.map_err(failed)?;
     let mut done: Vec<Option<Done>> = vec![None; batch.len()];
+    let now = crate::now_ms();
     for round in rounds(batch) {
         let mut creates = Columns::default();
         let mut updates = Columns::default();
@@ -315,16 +337,22 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                     order_id,
                     body,
                     status,
+                    event_time,
                     at,
-                } => creates.push(i, order_id, Some(body), status, at),
+                } => {
+                    creates.push(i, order_id, Some(body), status, at);
+                    creates.event_times.push(Some(event_time));
+                }
                 Op::Status {
                     order_id,
                     status,
                     reason,
+                    event_time,
                     at,
                 } => {
                     updates.push(i, order_id, None, status, at);
                     updates.reasons.push(reason.as_deref());
+                    updates.event_times.push(event_time.as_deref());
                 }
             }
         }
@@ -340,6 +368,8 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                         &c.topics,
                         &c.partitions,
                         &c.offsets,
+                        &c.event_times,
+                        &now,
                     ],
                 )
                 .await
@@ -375,6 +405,8 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                         &u.partitions,
                         &u.offsets,
                         &u.reasons,
+                        &u.event_times,
+                        &now,
                     ],
                 )
                 .await
@@ -411,6 +443,7 @@ struct Columns<'a> {
     offsets: Vec<i64>,
     /// Status updates only.
     reasons: Vec<Option<&'a str>>,
+    event_times: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -477,11 +510,53 @@ impl OrderStore for PostgresStore {
     async fn update_status(
         &self,
         id: &OrderId,
-        status: &Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError> {
-        self.writes.update_status(id, status, reason, at).await
+        self.writes.update_status(id, change).await
+    }
+
+    async fn history(
+        &self,
+        id: &OrderId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let limit = limit.min(batch::MAX_HISTORY_PAGE) as i64;
+        let rows = bounded(async {
+            let client = self.client().await?;
+            client
+                .query(HISTORY, &[&id.as_str(), &after.unwrap_or(0), &limit])
+                .await
+                .map_err(|e| classify(&e))
+        })
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                batch::history_entry((
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                    row.get(4),
+                    row.get(5),
+                    row.get(6),
+                    row.get(7),
+                ))
+            })
+            .collect())
+    }
+
+    async fn prune_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        bounded(async {
+            let client = self.client().await?;
+            client
+                .execute(PRUNE_HISTORY, &[&before_ms, &limit])
+                .await
+                .map_err(|e| classify(&e))
+        })
+        .await
     }
 
     async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {

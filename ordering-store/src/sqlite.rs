@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordering_core::order::{
-    CreateWrite, Order, OrderId, OrderPositions, OrderStore, Status, StatusWrite,
+    CreateWrite, HistoryEntry, Order, OrderId, OrderPositions, OrderStore, StatusChange,
+    StatusWrite,
 };
 use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -29,6 +30,19 @@ const CREATE: &str = "
 const SET_CREATED_STATUS: &str = "
     INSERT INTO order_status (order_id, status) VALUES (?1, ?2)
     ON CONFLICT (order_id) DO NOTHING";
+
+const ADD_HISTORY: &str = "
+    INSERT INTO order_history (order_id, status, reason, event_time, applied_at_ms, src_topic,
+                               src_partition, src_offset)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+const HISTORY: &str = "
+    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset
+    FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
+const PRUNE_HISTORY: &str = "
+    DELETE FROM order_history WHERE seq IN (
+        SELECT seq FROM order_history WHERE applied_at_ms < ?1 ORDER BY applied_at_ms LIMIT ?2)";
 
 const SAME_BODY: &str = "SELECT body = ?2 FROM orders WHERE order_id = ?1";
 
@@ -312,9 +326,10 @@ fn apply(
 ) -> rusqlite::Result<Vec<Result<Done, StoreError>>> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
+    let now = crate::now_ms();
     for write in batch {
         let savepoint = tx.savepoint()?;
-        let result = apply_one(&savepoint, &write.op);
+        let result = apply_one(&savepoint, &write.op, now);
         match result {
             Ok(done) => {
                 savepoint.commit()?;
@@ -331,12 +346,35 @@ fn apply(
     Ok(results)
 }
 
-fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
+/// Adds a row to an order's history, in the write's own savepoint.
+fn add_history(
+    conn: &Connection,
+    order_id: &str,
+    (status, reason, event_time): (&str, Option<&str>, Option<&str>),
+    at: &Position,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(ADD_HISTORY)?
+        .execute(params![
+            order_id,
+            status,
+            reason,
+            event_time,
+            now,
+            &*at.topic,
+            at.partition,
+            at.offset
+        ])
+        .map(drop)
+}
+
+fn apply_one(conn: &Connection, op: &Op, now: i64) -> rusqlite::Result<Done> {
     match op {
         Op::Create {
             order_id,
             body,
             status,
+            event_time,
             at,
         } => {
             let created = conn.prepare_cached(CREATE)?.execute(params![
@@ -349,6 +387,8 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
             if created > 0 {
                 conn.prepare_cached(SET_CREATED_STATUS)?
                     .execute(params![order_id, status])?;
+                let entry = (status.as_str(), None, Some(event_time.as_str()));
+                add_history(conn, order_id, entry, at, now)?;
                 return Ok(Done::Created(CreateWrite::Written(Written::Applied)));
             }
             let same: bool = conn
@@ -364,6 +404,7 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
             order_id,
             status,
             reason,
+            event_time,
             at,
         } => {
             let changed = conn.prepare_cached(UPDATE_STATUS)?.execute(params![
@@ -375,6 +416,8 @@ fn apply_one(conn: &Connection, op: &Op) -> rusqlite::Result<Done> {
                 reason
             ])?;
             if changed > 0 {
+                let entry = (status.as_str(), reason.as_deref(), event_time.as_deref());
+                add_history(conn, order_id, entry, at, now)?;
                 return Ok(Done::Status(StatusWrite::Written(Written::Applied)));
             }
             let exists = conn
@@ -432,11 +475,45 @@ impl OrderStore for SqliteStore {
     async fn update_status(
         &self,
         id: &OrderId,
-        status: &Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError> {
-        self.writes.update_status(id, status, reason, at).await
+        self.writes.update_status(id, change).await
+    }
+
+    async fn history(
+        &self,
+        id: &OrderId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let id = id.to_string();
+        let limit = limit.min(batch::MAX_HISTORY_PAGE) as i64;
+        let rows = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(HISTORY)?;
+                let rows = stmt.query_map(params![id, after.unwrap_or(0), limit], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                        row.get(7)?,
+                    ))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<batch::HistoryRow>>>()
+            })
+            .await?;
+        Ok(rows.into_iter().map(batch::history_entry).collect())
+    }
+
+    async fn prune_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.ledger(move |tx| tx.execute(PRUNE_HISTORY, params![before_ms, limit]))
+            .await
+            .map(|n| n as u64)
     }
 
     async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {

@@ -9,7 +9,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics::{Histogram, Unit};
 use ordering_core::order::{
-    CreateWrite, Order, OrderId, OrderPositions, OrderStore, Status, StatusWrite,
+    CreateWrite, HistoryEntry, Order, OrderId, OrderPositions, OrderStore, StatusChange,
+    StatusWrite,
 };
 use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError};
 
@@ -22,6 +23,8 @@ enum Op {
     Create,
     UpdateStatus,
     Positions,
+    History,
+    PruneHistory,
     Ids,
     Count,
     Ping,
@@ -31,11 +34,13 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 10] = [
+    const ALL: [Op; 12] = [
         Op::Get,
         Op::Create,
         Op::UpdateStatus,
         Op::Positions,
+        Op::History,
+        Op::PruneHistory,
         Op::Ids,
         Op::Count,
         Op::Ping,
@@ -51,6 +56,8 @@ impl Op {
             Op::Create => "create",
             Op::UpdateStatus => "update_status",
             Op::Positions => "positions",
+            Op::History => "history",
+            Op::PruneHistory => "prune_history",
             Op::Ids => "ids",
             Op::Count => "count",
             Op::Ping => "ping",
@@ -121,15 +128,25 @@ impl<S: Store> OrderStore for Timed<S> {
     async fn update_status(
         &self,
         id: &OrderId,
-        status: &Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError> {
-        self.time(
-            Op::UpdateStatus,
-            self.inner.update_status(id, status, reason, at),
-        )
-        .await
+        self.time(Op::UpdateStatus, self.inner.update_status(id, change))
+            .await
+    }
+
+    async fn history(
+        &self,
+        id: &OrderId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.time(Op::History, self.inner.history(id, after, limit))
+            .await
+    }
+
+    async fn prune_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        self.time(Op::PruneHistory, self.inner.prune_history(before_ms, limit))
+            .await
     }
 
     async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use ordering_core::order::{
-    CreateWrite, Order, OrderId, OrderItem, OrderPositions, OrderStore, Status, StatusWrite,
+    CreateWrite, Order, OrderId, OrderItem, OrderPositions, OrderStore, Status, StatusChange,
+    StatusWrite,
 };
 use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use ordering_store::testing::TestPostgres;
@@ -55,7 +56,7 @@ async fn current_status(store: &dyn OrderStore, order_id: &str) -> String {
 
 /// A status update that must be answered.
 async fn set(s: &dyn OrderStore, order_id: &str, new_status: &str, at: Position) -> StatusWrite {
-    s.update_status(&id(order_id), &status(new_status), None, at)
+    s.update_status(&id(order_id), StatusChange::new(status(new_status), at))
         .await
         .unwrap()
 }
@@ -98,7 +99,7 @@ async fn contract(store: Arc<dyn Store>) {
 
     // A status update of an unknown order finds nothing and changes nothing.
     let unknown = s
-        .update_status(&id("NOPE"), &status("shipped"), None, at(0, 1))
+        .update_status(&id("NOPE"), StatusChange::new(status("shipped"), at(0, 1)))
         .await;
     assert_eq!(unknown.unwrap(), StatusWrite::NotFound);
     assert_eq!(s.get(&id("NOPE")).await.unwrap(), None);
@@ -160,10 +161,16 @@ async fn contract(store: Arc<dyn Store>) {
             let name = format!("ORD-C{n:03}");
             let created = store.create(&order(&name, 1), at(0, 100 + n)).await?;
             let updated = store
-                .update_status(&id(&name), &status("shipped"), None, at(1, 100 + n))
+                .update_status(
+                    &id(&name),
+                    StatusChange::new(status("shipped"), at(1, 100 + n)),
+                )
                 .await?;
             let again = store
-                .update_status(&id(&name), &status("paid"), None, at(1, 100 + n))
+                .update_status(
+                    &id(&name),
+                    StatusChange::new(status("paid"), at(1, 100 + n)),
+                )
                 .await?;
             Ok::<_, StoreError>((created, updated, again))
         }
@@ -187,8 +194,8 @@ async fn contract(store: Arc<dyn Store>) {
     // is answered, and the later position wins whatever the order they are applied in.
     let (c000, packed, delivered) = (id("ORD-C000"), status("packed"), status("delivered"));
     let (first, second) = tokio::join!(
-        s.update_status(&c000, &packed, None, at(1, 5000)),
-        s.update_status(&c000, &delivered, None, at(1, 5001)),
+        s.update_status(&c000, StatusChange::new(packed.clone(), at(1, 5000))),
+        s.update_status(&c000, StatusChange::new(delivered.clone(), at(1, 5001))),
     );
     assert!(matches!(first.unwrap(), StatusWrite::Written(_)));
     assert_eq!(second.unwrap(), APPLIED);
@@ -201,6 +208,87 @@ async fn contract(store: Arc<dyn Store>) {
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted);
+    history_contract(s).await;
+}
+
+/// An order's history: its creation, then each status applied, once, oldest first, paged by
+/// `seq`; redeliveries, superseded updates and updates of unknown orders add nothing; the
+/// retention deletes by age and never touches the orders. Leaves no orders behind but HIST-*.
+async fn history_contract(s: &dyn OrderStore) {
+    let h = id("HIST-1");
+    assert_eq!(s.history(&h, None, 10).await.unwrap(), []);
+    // Past the millisecond of the writes before, so that `before` tells them apart.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let before = ordering_core::now_ms();
+    assert_eq!(put(s, "HIST-1", 1, at(0, 1)).await, CREATED);
+    let shipped = StatusChange::new(status("shipped"), at(1, 10))
+        .with_reason(Some("left the depot".into()))
+        .with_event_time("2026-01-30T13:00:00Z");
+    assert_eq!(s.update_status(&h, shipped.clone()).await.unwrap(), APPLIED);
+    // A redelivery, and an older update of the same partition: nothing new.
+    assert_eq!(s.update_status(&h, shipped).await.unwrap(), ALREADY);
+    assert_eq!(set(s, "HIST-1", "paid", at(1, 9)).await, ALREADY);
+    assert_eq!(
+        set(s, "HIST-2", "paid", at(1, 11)).await,
+        StatusWrite::NotFound
+    );
+    assert_eq!(set(s, "HIST-1", "delivered", at(1, 12)).await, APPLIED);
+    // Created again (a redelivered order event): nothing new either.
+    assert_eq!(put(s, "HIST-1", 1, at(0, 1)).await, SAME_ORDER);
+
+    let all = s.history(&h, None, 10).await.unwrap();
+    let seen: Vec<(&str, Option<&str>, Option<&str>, Position)> = all
+        .iter()
+        .map(|e| {
+            (
+                e.status.as_str(),
+                e.reason.as_deref(),
+                e.event_time.as_deref(),
+                e.at.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pending", None, Some("2026-01-30T12:00:00Z"), at(0, 1)),
+            (
+                "shipped",
+                Some("left the depot"),
+                Some("2026-01-30T13:00:00Z"),
+                at(1, 10)
+            ),
+            ("delivered", None, None, at(1, 12)),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
+    assert!(all.iter().all(|e| e.applied_at_ms >= before), "{all:?}");
+    // Page by page from the last seq seen.
+    let first = s.history(&h, None, 2).await.unwrap();
+    let rest = s.history(&h, Some(first[1].seq), 2).await.unwrap();
+    assert_eq!([first, rest].concat(), all);
+
+    // Retention: what was applied before `before` (the other orders' histories) goes, in
+    // pieces; HIST-1's stays until its time comes, then goes too.
+    while s.prune_history(before, 100).await.unwrap() > 0 {}
+    assert_eq!(s.history(&h, None, 10).await.unwrap(), all);
+    let deleted = s
+        .prune_history(ordering_core::now_ms() + 1, 2)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2, "at most `limit` at a time");
+    assert_eq!(
+        s.prune_history(ordering_core::now_ms() + 1, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.history(&h, None, 10).await.unwrap(), []);
+    assert_eq!(
+        current_status(s, "HIST-1").await,
+        "delivered",
+        "the order stays"
+    );
 }
 
 fn letter(offset: i64) -> RedriveKey {
@@ -262,14 +350,17 @@ async fn survives_a_reopen(url: &StoreUrl) {
         let store = url.open().await.unwrap();
         store.create(&order("ORD-KEEP", 1), at(0, 1)).await.unwrap();
         store
-            .update_status(&id("ORD-KEEP"), &status("shipped"), None, at(0, 7))
+            .update_status(
+                &id("ORD-KEEP"),
+                StatusChange::new(status("shipped"), at(0, 7)),
+            )
             .await
             .unwrap();
     }
     let store = url.open().await.unwrap();
     assert_eq!(current_status(store.as_ref(), "ORD-KEEP").await, "shipped");
     let again = store
-        .update_status(&id("ORD-KEEP"), &status("paid"), None, at(0, 7))
+        .update_status(&id("ORD-KEEP"), StatusChange::new(status("paid"), at(0, 7)))
         .await;
     assert_eq!(again.unwrap(), ALREADY, "positions are durable too");
     let claims = store.claim(&[letter(99)], false, 1).await.unwrap();
@@ -321,13 +412,13 @@ async fn two_postgres_stores_on_one_database_see_each_others_writes() {
     let (a, b) = (a.unwrap(), b.unwrap());
     a.create(&order("ORD-A", 1), at(0, 1)).await.unwrap();
     assert_eq!(
-        b.update_status(&id("ORD-A"), &status("shipped"), None, at(0, 2))
+        b.update_status(&id("ORD-A"), StatusChange::new(status("shipped"), at(0, 2)))
             .await
             .unwrap(),
         APPLIED
     );
     assert_eq!(
-        a.update_status(&id("ORD-A"), &status("paid"), None, at(0, 2))
+        a.update_status(&id("ORD-A"), StatusChange::new(status("paid"), at(0, 2)))
             .await
             .unwrap(),
         ALREADY
@@ -383,7 +474,7 @@ async fn a_stopped_postgres_is_unavailable_then_serves_again() {
 
     pg.stop();
     let down = store
-        .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
+        .update_status(&id("ORD-1"), StatusChange::new(status("shipped"), at(0, 2)))
         .await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
     assert!(matches!(
@@ -399,7 +490,7 @@ async fn a_stopped_postgres_is_unavailable_then_serves_again() {
     let mut result = Err(StoreError::unavailable("not tried"));
     for _ in 0..50 {
         result = store
-            .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
+            .update_status(&id("ORD-1"), StatusChange::new(status("shipped"), at(0, 2)))
             .await;
         if result.is_ok() {
             break;
@@ -454,7 +545,7 @@ async fn a_read_only_postgres_is_unavailable_and_its_health_check_says_why() {
     let mut down = Ok(APPLIED);
     for _ in 0..50 {
         down = store
-            .update_status(&id("ORD-1"), &status("shipped"), None, at(0, 2))
+            .update_status(&id("ORD-1"), StatusChange::new(status("shipped"), at(0, 2)))
             .await;
         if down.is_err() {
             break;
@@ -481,7 +572,10 @@ async fn a_read_only_postgres_is_unavailable_and_its_health_check_says_why() {
         // Another position than the first loop's, one of whose writes may have gone through
         // before the reload reached its connection.
         up = store
-            .update_status(&id("ORD-1"), &status("delivered"), None, at(0, 9))
+            .update_status(
+                &id("ORD-1"),
+                StatusChange::new(status("delivered"), at(0, 9)),
+            )
             .await;
         if up.is_ok() {
             break;

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordering_core::order::{
-    CreateWrite, Order, OrderId, OrderItem, OrderPositions, Status, StatusWrite,
+    CreateWrite, HistoryEntry, Order, OrderId, OrderItem, OrderPositions, Status, StatusChange,
+    StatusWrite,
 };
 use ordering_core::testing::Seeded;
 use ordering_core::{Position, Written};
@@ -74,6 +75,8 @@ struct Modelled {
     status: String,
     reason: Option<String>,
     status_at: Option<Position>,
+    /// Every status applied, oldest first: status, reason, position.
+    history: Vec<(String, Option<String>, Position)>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +101,7 @@ impl Model {
                             status: "pending".into(),
                             reason: None,
                             status_at: None,
+                            history: vec![("pending".into(), None, at.position())],
                         },
                     );
                     Answer::Create(CreateWrite::Written(Written::Applied))
@@ -123,6 +127,8 @@ impl Model {
                 }
                 order.status = STATUSES[*status].into();
                 order.reason = reason.map(reason_text);
+                let entry = (order.status.clone(), order.reason.clone(), at.clone());
+                order.history.push(entry);
                 order.status_at = Some(at);
                 Answer::Status(StatusWrite::Written(Written::Applied))
             }
@@ -173,9 +179,8 @@ async fn write(store: &dyn Store, op: &Op) -> Answer {
             store
                 .update_status(
                     &order_id(*id),
-                    &Status::parse(STATUSES[*status]).unwrap(),
-                    reason.map(reason_text),
-                    at.position(),
+                    StatusChange::new(Status::parse(STATUSES[*status]).unwrap(), at.position())
+                        .with_reason(reason.map(reason_text)),
                 )
                 .await
                 .unwrap(),
@@ -222,13 +227,28 @@ async fn check(stores: [Arc<dyn Store>; 2], ops: &[Op]) -> Result<(), String> {
                     created: m.created.clone(),
                     status: m.status_at.clone(),
                 };
+                // Read a page at a time, through the other handle.
+                let mut history = Vec::new();
+                loop {
+                    let after = history.last().map(|e: &HistoryEntry| e.seq);
+                    let page = stores[1].history(&order_id(id), after, 3).await.unwrap();
+                    if page.is_empty() {
+                        break;
+                    }
+                    history.extend(page);
+                }
+                let history: Vec<_> = history
+                    .into_iter()
+                    .map(|e| (e.status, e.reason, e.at))
+                    .collect();
                 if stored.status.to_string() != m.status
                     || stored.status_reason != m.reason
                     || positions != want
                     || stored.items != order(id, m.variant).items
+                    || history != m.history
                 {
                     return Err(format!(
-                        "order {id}: stored {} {:?} {positions:?} with items {:?}, the model {m:?}",
+                        "order {id}: stored {} {:?} {positions:?} with items {:?} and history {history:?}, the model {m:?}",
                         stored.status, stored.status_reason, stored.items
                     ));
                 }

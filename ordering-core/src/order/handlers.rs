@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::model::{InvalidOrder, Order, OrderEvent, OrderId, StatusUpdate, ValidationError};
-use super::store::{CreateWrite, OrderStore, StatusWrite};
+use super::store::{CreateWrite, OrderStore, StatusChange, StatusWrite};
 use crate::dead_letter::DeadLetter;
 use crate::handler::{Classify, ErrorClass, Handler};
 use crate::record::RecordMeta;
@@ -127,11 +127,10 @@ impl Handler<StatusUpdate> for StatusUpdateHandler {
 
     async fn handle(&self, update: &StatusUpdate, meta: &RecordMeta) -> Result<(), OrderError> {
         let (id, status) = update.validate()?;
-        match self
-            .store
-            .update_status(&id, &status, update.reason.clone(), meta.position())
-            .await?
-        {
+        let change = StatusChange::new(status.clone(), meta.position())
+            .with_reason(update.reason.clone())
+            .with_event_time(update.update_timestamp.clone());
+        match self.store.update_status(&id, change).await? {
             StatusWrite::Written(Written::AlreadyApplied) if meta.origin().is_some() => {
                 tracing::info!(order = %id, status = %status, "redriven status update superseded by a newer one; not applied");
                 Ok(())

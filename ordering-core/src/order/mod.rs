@@ -16,4 +16,6 @@ pub use model::{
     OrderItem, STATUS_UPDATE_EVENT_TYPE, Status, StatusUpdate, ValidationError, parse_reason,
     round_cents, shipping_cost, total_amount,
 };
-pub use store::{CreateWrite, MemoryStore, OrderPositions, OrderStore, StatusWrite};
+pub use store::{
+    CreateWrite, HistoryEntry, MemoryStore, OrderPositions, OrderStore, StatusChange, StatusWrite,
+};

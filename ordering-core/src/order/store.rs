@@ -50,6 +50,57 @@ pub enum StatusWrite {
     NotFound,
 }
 
+/// A status to apply to an order, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub status: Status,
+    /// Why, when the client said; `None` clears an earlier reason.
+    pub reason: Option<String>,
+    /// When the client says it happened (a status update's `updateTimestamp`), as sent.
+    pub event_time: Option<String>,
+    /// The record that carries it: what makes the write idempotent.
+    pub at: Position,
+}
+
+impl StatusChange {
+    pub fn new(status: Status, at: Position) -> Self {
+        Self {
+            status,
+            reason: None,
+            event_time: None,
+            at,
+        }
+    }
+
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    pub fn with_event_time(mut self, event_time: impl Into<String>) -> Self {
+        self.event_time = Some(event_time.into());
+        self
+    }
+}
+
+/// One status an order took: a row of its history. The creation is the first (with the
+/// order's own status and date); each status update applied adds one. Redeliveries and
+/// superseded updates, which change nothing, add none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Orders the entries of one order; the cursor of a page.
+    pub seq: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    /// When the client says it happened, as sent (an order's `orderDate`, an update's
+    /// `updateTimestamp`).
+    pub event_time: Option<String>,
+    /// When the store applied it, in milliseconds since the Unix epoch.
+    pub applied_at_ms: i64,
+    /// The record it came from.
+    pub at: Position,
+}
+
 /// Orders by id. Object-safe so services can hold an `Arc<dyn OrderStore>`.
 ///
 /// A write returns only once it is durable (for a durable store): the record it came from
@@ -64,13 +115,12 @@ pub trait OrderStore: Send + Sync {
     async fn create(&self, order: &Order, at: Position) -> Result<CreateWrite, StoreError>;
 
     /// Sets the status of an existing order, and the reason given for it (`None` clears an
-    /// earlier one), from the status update at `at`, unless `at` was already applied.
+    /// earlier one), from the status update at `change.at`, unless that was already applied.
+    /// An applied change adds an entry to the order's history in the same transaction.
     async fn update_status(
         &self,
         id: &OrderId,
-        status: &Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError>;
 
     /// Where the last writes of the order came from; `None` if there is no such order.
@@ -82,12 +132,34 @@ pub trait OrderStore: Send + Sync {
 
     async fn count(&self) -> Result<u64, StoreError>;
 
+    /// Up to `limit` entries of the order's history after `after` (a [`HistoryEntry::seq`];
+    /// from the first without it), oldest first. Empty for an unknown order.
+    ///
+    /// The default is for stores that keep no history: it says so as an error.
+    async fn history(
+        &self,
+        id: &OrderId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let _ = (id, after, limit);
+        Err(StoreError::rejected("this store keeps no order history"))
+    }
+
+    /// Deletes up to `limit` history entries applied before `before_ms` (milliseconds since
+    /// the Unix epoch) and says how many it deleted: the retention of history.
+    /// Orders themselves are never deleted.
+    async fn prune_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        let _ = (before_ms, limit);
+        Ok(0)
+    }
+
     /// Answers when the store can serve reads *and* take writes (a database that went
     /// read-only, a revoked grant, a full disk fail it), for health checks; the error says why.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// An order with the positions that last wrote it.
+/// An order with the positions that last wrote it, and its history.
 #[derive(Debug, Clone)]
 struct Stored {
     /// The order as created, to tell the same order from another under its id.
@@ -95,6 +167,7 @@ struct Stored {
     order: Order,
     created_at: Position,
     status_at: Option<Position>,
+    history: Vec<HistoryEntry>,
 }
 
 /// A process-local store: fast, and gone with the process. It keeps a [`MemoryLedger`] of
@@ -102,6 +175,8 @@ struct Stored {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     orders: RwLock<HashMap<OrderId, Stored>>,
+    /// The last history sequence number given.
+    seq: std::sync::atomic::AtomicI64,
     redrives: MemoryLedger,
 }
 
@@ -130,6 +205,10 @@ impl MemoryStore {
         Self::default()
     }
 
+    fn next_seq(&self) -> i64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
     // A poisoned lock only means a panic elsewhere mid-update of a plain map; the map itself
     // is still consistent, so keep serving rather than failing every later call.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<OrderId, Stored>> {
@@ -156,11 +235,20 @@ impl OrderStore for MemoryStore {
                 CreateWrite::Duplicate
             });
         }
+        let entry = HistoryEntry {
+            seq: self.next_seq(),
+            status: order.status.to_string(),
+            reason: None,
+            event_time: Some(order.order_date.clone()),
+            applied_at_ms: crate::now_ms(),
+            at: at.clone(),
+        };
         let stored = Stored {
             created: order.clone(),
             order: order.clone(),
             created_at: at,
             status_at: None,
+            history: vec![entry],
         };
         orders.insert(order.order_id.clone(), stored);
         Ok(CreateWrite::Written(Written::Applied))
@@ -169,21 +257,60 @@ impl OrderStore for MemoryStore {
     async fn update_status(
         &self,
         id: &OrderId,
-        status: &Status,
-        reason: Option<String>,
-        at: Position,
+        change: StatusChange,
     ) -> Result<StatusWrite, StoreError> {
         let mut orders = self.write();
         let Some(stored) = orders.get_mut(id) else {
             return Ok(StatusWrite::NotFound);
         };
-        if at.is_covered_by(stored.status_at.as_ref()) {
+        if change.at.is_covered_by(stored.status_at.as_ref()) {
             return Ok(StatusWrite::Written(Written::AlreadyApplied));
         }
-        stored.order.status = status.clone();
-        stored.order.status_reason = reason;
-        stored.status_at = Some(at);
+        stored.history.push(HistoryEntry {
+            seq: self.next_seq(),
+            status: change.status.to_string(),
+            reason: change.reason.clone(),
+            event_time: change.event_time,
+            applied_at_ms: crate::now_ms(),
+            at: change.at.clone(),
+        });
+        stored.order.status = change.status;
+        stored.order.status_reason = change.reason;
+        stored.status_at = Some(change.at);
         Ok(StatusWrite::Written(Written::Applied))
+    }
+
+    async fn history(
+        &self,
+        id: &OrderId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(self.read().get(id).map_or_else(Vec::new, |stored| {
+            stored
+                .history
+                .iter()
+                .filter(|entry| after.is_none_or(|after| entry.seq > after))
+                .take(limit)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn prune_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        let mut orders = self.write();
+        let mut left = limit;
+        for stored in orders.values_mut() {
+            let old = stored
+                .history
+                .iter()
+                .take_while(|entry| entry.applied_at_ms < before_ms)
+                .count()
+                .min(left);
+            stored.history.drain(..old);
+            left -= old;
+        }
+        Ok((limit - left) as u64)
     }
 
     async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError> {
