@@ -26,6 +26,9 @@ pub struct Cli {
     /// Where orders are kept: sqlite://PATH, postgres://USER@HOST:PORT/DB or memory://
     #[arg(long, env, default_value = DEFAULT_STORE_URL)]
     pub order_store_url: Option<String>,
+    /// Days an order's history entries are kept (0: kept for good); orders themselves stay
+    #[arg(long, env, default_value = "90")]
+    pub order_history_retention_days: Option<String>,
     #[command(flatten)]
     pub dead_letters: DeadLetterArgs,
     #[command(flatten)]
@@ -124,6 +127,9 @@ pub struct Config {
     pub max_connections: usize,
     /// `ORDER_STORE_URL`, default `sqlite://data/orders.db`: where orders are kept.
     pub store: StoreUrl,
+    /// `ORDER_HISTORY_RETENTION_DAYS`, default 90: history entries older than this are
+    /// deleted (`None`, from 0: kept for good).
+    pub history_retention: Option<Duration>,
     /// `KAFKA_SESSION_TIMEOUT_MS`, default librdkafka's (45 s): how long the group waits for a
     /// member that stopped answering (a crashed instance) before moving its partitions.
     pub session_timeout: Option<Duration>,
@@ -222,6 +228,7 @@ impl Config {
             listen: listen_addr(env, 8001)?,
             max_connections: max_connections(env)?,
             store: store_url(env)?,
+            history_retention: history_retention(env)?,
             session_timeout: session_timeout(env)?,
             fetch_wait_max: Duration::from_millis(env.check(
                 "KAFKA_FETCH_WAIT_MAX_MS",
@@ -277,6 +284,14 @@ fn store_url(env: &Env) -> Result<StoreUrl, EnvError> {
     })
 }
 
+fn history_retention(env: &Env) -> Result<Option<Duration>, EnvError> {
+    let days: u64 = env.check("ORDER_HISTORY_RETENTION_DAYS", 90, |days| match days {
+        0..=36_500 => Ok(()),
+        _ => Err("must be from 0 (kept for good) to 36500 days".into()),
+    })?;
+    Ok((days > 0).then(|| Duration::from_secs(days * 24 * 3600)))
+}
+
 fn session_timeout(env: &Env) -> Result<Option<Duration>, EnvError> {
     // librdkafka's own bounds; the broker may narrow them further.
     let ms: u64 = env.check("KAFKA_SESSION_TIMEOUT_MS", 0, |ms| match ms {
@@ -300,6 +315,10 @@ mod tests {
         assert_eq!(config.store, StoreUrl::Sqlite("data/orders.db".into()));
         assert_eq!(config.session_timeout, None);
         assert_eq!(config.fetch_wait_max, DEFAULT_FETCH_WAIT_MAX);
+        assert_eq!(
+            config.history_retention,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
         let env = Env::from_pairs(&[("KAFKA_FETCH_WAIT_MAX_MS", "5")]);
         let config = Config::from_env(&env).unwrap();
         assert_eq!(config.fetch_wait_max, Duration::from_millis(5));
@@ -338,6 +357,10 @@ mod tests {
                 "KAFKA_SESSION_TIMEOUT_MS",
             ),
             (("KAFKA_FETCH_WAIT_MAX_MS", "0"), "KAFKA_FETCH_WAIT_MAX_MS"),
+            (
+                ("ORDER_HISTORY_RETENTION_DAYS", "99999"),
+                "ORDER_HISTORY_RETENTION_DAYS",
+            ),
         ];
         for ((name, value), expected) in cases {
             let error = Config::from_env(&Env::from_pairs(&[(name, value)]))

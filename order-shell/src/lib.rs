@@ -7,6 +7,7 @@
 //! documented in `docs/openapi.yaml`); every rule lives in the libraries.
 
 pub mod config;
+mod console;
 mod redrive;
 mod routes;
 
@@ -14,7 +15,9 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ordering_core::order::{OrderEvent, OrderEventHandler, OrderRedriveGuard};
+use ordering_core::order::{
+    OrderEvent, OrderEventHandler, OrderRedriveGuard, prune_history_older_than,
+};
 use ordering_core::{DispatcherConfig, LaneMode, Stats};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{KafkaProducer, ProducerConfig, Redriver, SourceStatus};
@@ -26,6 +29,7 @@ use tokio::net::TcpListener;
 
 use config::Config;
 
+pub use console::{Asset, Page};
 pub use routes::{Endpoint, ROUTES};
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
@@ -50,6 +54,10 @@ pub struct App {
     /// Set once the consumer runs (after the topics exist).
     consumer: OnceLock<(Stats, SourceStatus)>,
     openapi: OpenApi,
+    /// The console's pages, parsed once.
+    pages: console::Pages,
+    /// The console's charts: the last hour of the metrics, sampled by [`App::upkeep`].
+    series: console::series::Series,
 }
 
 impl std::fmt::Debug for App {
@@ -116,6 +124,8 @@ pub enum BuildError {
     Kafka(#[from] ordering_kafka::KafkaError),
     #[error(transparent)]
     OpenApi(#[from] shell_http::openapi::OpenApiError),
+    #[error("the console's templates do not parse: {0}")]
+    Console(#[from] minijinja::Error),
 }
 
 impl App {
@@ -155,6 +165,8 @@ impl App {
             store,
             consumer: OnceLock::new(),
             openapi: OpenApi::for_service(SERVICE)?,
+            pages: console::Pages::new()?,
+            series: console::series::Series::default(),
             config,
         })
     }
@@ -168,8 +180,10 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
+    /// Runs the service's upkeep meanwhile.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let max_connections = self.config.max_connections;
+        let upkeep = tokio::spawn(self.clone().upkeep());
         shell_http::serve(
             listener,
             max_connections,
@@ -181,8 +195,38 @@ impl App {
             shutdown,
         )
         .await;
+        upkeep.abort();
+    }
+
+    /// What runs beside the requests: the console's samples of the metrics, and the order
+    /// history's retention.
+    async fn upkeep(self: Arc<Self>) {
+        let mut sample = tokio::time::interval(console::series::EVERY);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = sample.tick() => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    self.series.sample(&self.metrics.render(), now);
+                }
+                _ = prune.tick() => {
+                    let Some(retention) = self.config.history_retention else { continue };
+                    match prune_history_older_than(self.store.as_ref(), retention).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(deleted, ?retention, "order history pruned"),
+                        // Tried again at the next tick; history only grows meanwhile.
+                        Err(error) => tracing::warn!(%error, "order history not pruned"),
+                    }
+                }
+            }
+        }
     }
 }
+
+/// How often history past its retention is deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Waits for the broker and the topics, then runs the dispatcher until `shutdown`.
 pub async fn consume(

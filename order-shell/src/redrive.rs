@@ -37,6 +37,16 @@ struct RedriveBody {
     again: bool,
     #[serde(default)]
     force: bool,
+    /// Only these letters (ticked in the console), if they pass the filter too.
+    letters: Option<Vec<LetterRef>>,
+}
+
+/// A letter by its place in the DLQ topic, as `/api/dlq/messages` lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LetterRef {
+    dlq_partition: i32,
+    dlq_offset: i64,
 }
 
 /// A text filter: trimmed; blank means "not given".
@@ -90,7 +100,23 @@ impl RedriveBody {
                     })?,
             ),
         };
+        let letters = match self.letters {
+            None => None,
+            Some(letters) if letters.is_empty() || letters.len() > MAX_MESSAGES as usize => {
+                return Err(bad(
+                    "letters",
+                    format!("must name from 1 to {MAX_MESSAGES} letters"),
+                ));
+            }
+            Some(letters) => Some(
+                letters
+                    .into_iter()
+                    .map(|l| (l.dlq_partition, l.dlq_offset))
+                    .collect(),
+            ),
+        };
         Ok(Redrive {
+            letters,
             filter: LetterFilter {
                 error_type: text(self.error_type),
                 error_class,
@@ -170,8 +196,11 @@ mod tests {
             "errorType": "OrderNotFound", "errorClass": "retryable", "orderId": " ORD-1 ",
             "fromTimestamp": "2026-11-25T10:00:00Z", "toTimestamp": "2026-11-25T12:00:00+01:00",
             "maxMessages": 5, "ratePerSecond": 10, "dryRun": true,
+            "letters": [{"dlqPartition": 1, "dlqOffset": 7}, {"dlqPartition": 0, "dlqOffset": 2}],
         }))
         .unwrap();
+        let letters = request.letters.clone().unwrap();
+        assert_eq!(letters.into_iter().collect::<Vec<_>>(), [(0, 2), (1, 7)]);
         assert_eq!(request.filter.key.as_deref(), Some("ORD-1"));
         assert_eq!(request.filter.error_class, Some(FailureClass::Retryable));
         assert_eq!(request.max_messages, 5);
@@ -190,6 +219,7 @@ mod tests {
             ),
             (json!({"maxMessages": 0}), "maxMessages"),
             (json!({"ratePerSecond": 0}), "ratePerSecond"),
+            (json!({"letters": []}), "letters"),
         ] {
             let error = parse(body.clone()).unwrap_err();
             assert!(error.starts_with(field), "{body}: {error}");

@@ -7,7 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
 use ordering_core::order::{OrderEvent, OrderId};
-use ordering_core::{DeadLetter, FailureClass, LetterFilter, Record, StoreError};
+use ordering_core::{
+    DeadLetter, FailureClass, LetterFilter, Record, RedriveKey, StoreError, TopicPartition,
+    parse_instant,
+};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{Codec, Cursor, PageBounds, scan_page};
 use serde_json::{Value, json};
@@ -16,6 +19,7 @@ use shell_http::router::{Route, Routes};
 use shell_http::{ApiError, HttpRequest, Response, json, query};
 
 use crate::App;
+use crate::console::{self, Asset, Facts, Page, series};
 
 /// How long `/health` waits for the broker and for the store.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,6 +56,10 @@ pub enum Endpoint {
     Health,
     Metrics,
     OpenApi,
+    OrderHistory,
+    ConsoleOverview,
+    Console(Page),
+    ConsoleAsset(Asset),
 }
 
 /// Every endpoint, once.
@@ -69,8 +77,53 @@ pub static ROUTES: Routes<Endpoint> = Routes(&[
     Route::new(Method::GET, "/health", Endpoint::Health),
     Route::new(Method::GET, "/metrics", Endpoint::Metrics),
     Route::new(Method::GET, "/openapi.json", Endpoint::OpenApi),
+    Route::new(Method::GET, "/api/order-history", Endpoint::OrderHistory),
+    Route::new(
+        Method::GET,
+        "/api/console/overview",
+        Endpoint::ConsoleOverview,
+    ),
+    Route::new(Method::GET, "/console", Endpoint::Console(Page::Overview)),
+    Route::new(
+        Method::GET,
+        "/console/dead-letters",
+        Endpoint::Console(Page::DeadLetters),
+    ),
+    Route::new(
+        Method::GET,
+        "/console/redrive",
+        Endpoint::Console(Page::Redrive),
+    ),
+    Route::new(
+        Method::GET,
+        "/console/orders",
+        Endpoint::Console(Page::Orders),
+    ),
+    Route::new(
+        Method::GET,
+        "/console/assets/console.js",
+        Endpoint::ConsoleAsset(Asset::Script),
+    ),
+    Route::new(
+        Method::GET,
+        "/console/assets/console.css",
+        Endpoint::ConsoleAsset(Asset::Styles),
+    ),
+    Route::new(
+        Method::GET,
+        "/console/assets/vendor/uPlot.iife.min.js",
+        Endpoint::ConsoleAsset(Asset::ChartScript),
+    ),
+    Route::new(
+        Method::GET,
+        "/console/assets/vendor/uPlot.min.css",
+        Endpoint::ConsoleAsset(Asset::ChartStyles),
+    ),
 ]);
 const MAX_LIMIT: usize = 1000;
+/// History entries `/api/order-history` answers per page, by default and at most.
+const HISTORY_LIMIT: usize = 100;
+const HISTORY_MAX_LIMIT: usize = 1000;
 
 impl App {
     /// Answers one request.
@@ -89,6 +142,10 @@ impl App {
             Endpoint::Health => Ok(self.health(&request).await),
             Endpoint::Metrics => Ok(self.metrics.response()),
             Endpoint::OpenApi => Ok(self.openapi.response()),
+            Endpoint::OrderHistory => self.order_history(&request).await,
+            Endpoint::ConsoleOverview => Ok(self.console_overview().await),
+            Endpoint::Console(page) => Ok(self.pages.render(page, &self.console_facts())),
+            Endpoint::ConsoleAsset(asset) => Ok(console::asset(asset)),
         };
         result.unwrap_or_else(ApiError::into_response)
     }
@@ -128,6 +185,128 @@ impl App {
         ))
     }
 
+    /// A page of an order's history, oldest first; `nextCursor` asks for the next.
+    async fn order_history(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        let params = query(request);
+        let raw = params.get("orderId").map_or("", String::as_str);
+        let id = OrderId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let limit = number(
+            params.get("limit"),
+            "limit",
+            HISTORY_LIMIT,
+            1,
+            HISTORY_MAX_LIMIT,
+        )?;
+        let after = match params.get("cursor").map(|c| c.trim()) {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!("cursor is not one this service gave: {raw:?}"))
+            })?),
+        };
+        let unavailable = |e: StoreError| ApiError::unavailable(e.to_string());
+        let entries = self
+            .store
+            .history(&id, after, limit)
+            .await
+            .map_err(unavailable)?;
+        if entries.is_empty()
+            && after.is_none()
+            && self.store.get(&id).await.map_err(unavailable)?.is_none()
+        {
+            return Err(ApiError::not_found(format!("Order {id} not found")));
+        }
+        let next = (entries.len() == limit)
+            .then(|| entries.last().map(|e| e.seq.to_string()))
+            .flatten();
+        let entries: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "status": e.status,
+                    "reason": e.reason,
+                    "eventTime": e.event_time,
+                    "appliedAt": iso_millis(e.applied_at_ms),
+                    "topic": e.at.topic.as_ref(),
+                    "partition": e.at.partition,
+                    "offset": e.at.offset,
+                })
+            })
+            .collect();
+        Ok(json(
+            StatusCode::OK,
+            &json!({"success": true, "orderId": id.as_str(), "entries": entries, "nextCursor": next}),
+        ))
+    }
+
+    /// The console's overview: the group's members and their partitions, the lag of the
+    /// partitions this instance holds, and the last hour of the charts' series.
+    async fn console_overview(&self) -> Response {
+        let group = &self.config.consumer_group;
+        let held: Vec<TopicPartition> = self
+            .consumer
+            .get()
+            .map(|(_, source)| source.assigned())
+            .unwrap_or_default();
+        let names = |partitions: &[TopicPartition]| -> Vec<String> {
+            partitions.iter().map(ToString::to_string).collect()
+        };
+        // As the coordinator sees the group; this instance alone when it cannot be asked.
+        let (instances, members_error) =
+            match self.producer.group_members(group, HEALTH_TIMEOUT).await {
+                Ok(members) if !members.is_empty() => (
+                    members
+                        .iter()
+                        .map(|m| {
+                            json!({
+                                "clientId": m.client_id,
+                                "host": m.client_host,
+                                "partitions": names(&m.partitions),
+                                // Two members never hold the same partitions.
+                                "thisInstance": !held.is_empty() && m.partitions == held,
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                    None,
+                ),
+                described => (
+                    vec![json!({
+                        "clientId": "this instance",
+                        "host": null,
+                        "partitions": names(&held),
+                        "thisInstance": true,
+                    })],
+                    Some(match described {
+                        Err(error) => error.to_string(),
+                        Ok(_) => "the coordinator lists no members yet".to_owned(),
+                    }),
+                ),
+            };
+        let exposition = self.metrics.render();
+        let held: Vec<(String, i32)> = held
+            .iter()
+            .map(|tp| (tp.topic.to_string(), tp.partition))
+            .collect();
+        json(
+            StatusCode::OK,
+            &json!({
+                "success": true,
+                "consumerGroup": group,
+                "instances": instances,
+                "membersError": members_error,
+                "lag": series::lag(&exposition, group, &held),
+                "series": self.series.json(),
+            }),
+        )
+    }
+
+    fn console_facts(&self) -> Facts {
+        Facts {
+            token_configured: self.config.operator_token.is_some(),
+            dlq_topic: self.config.dlq_topic.clone(),
+            consumer_group: self.config.consumer_group.clone(),
+        }
+    }
+
     /// A page of dead letters, filtered. A page reads at most [`PAGE_SCAN`] records of the
     /// topic (more only to skip `offset` matches): follow `nextCursor` for the next one.
     ///
@@ -165,14 +344,15 @@ impl App {
         };
         // Matches before `offset` are counted, not kept; the page's letters are kept as their
         // answer only. The read keeps its turn to its end.
-        let ((messages, _, _turn), page) = scan_page(
+        let ((mut messages, _, _turn), page) = scan_page(
             &self.config.kafka.bootstrap_servers,
             topic,
             self.codec,
             from,
             bounds,
             (Vec::new(), offset, turn),
-            move |(messages, skip, _): &mut (Vec<Value>, usize, Turn), record| {
+            move |(messages, skip, _): &mut (Vec<(Value, Option<RedriveKey>)>, usize, Turn),
+                  record| {
                 let matches = match &record.event {
                     Ok(letter) => filter.accepts(letter),
                     // Not a letter this service can read: kept only when nothing is asked of it.
@@ -181,7 +361,10 @@ impl App {
                 if matches {
                     match skip.checked_sub(1) {
                         Some(left) => *skip = left,
-                        None => messages.push(letter_json(&record, redacted)),
+                        None => messages.push((
+                            letter_json(&record, redacted),
+                            record.event.as_ref().ok().map(DeadLetter::redrive_key),
+                        )),
                     }
                 }
                 matches
@@ -189,6 +372,10 @@ impl App {
         )
         .await
         .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))?;
+        if !redacted {
+            self.add_redrives(&mut messages).await?;
+        }
+        let messages: Vec<Value> = messages.into_iter().map(|(letter, _)| letter).collect();
         Ok(json(
             StatusCode::OK,
             &json!({
@@ -204,6 +391,28 @@ impl App {
                 "messages": messages,
             }),
         ))
+    }
+
+    /// Each letter's history of redrives, from the ledger: `redriven` is `null` for a record
+    /// never sent back, else how often and when last.
+    async fn add_redrives(
+        &self,
+        letters: &mut [(Value, Option<RedriveKey>)],
+    ) -> Result<(), ApiError> {
+        let keys: Vec<RedriveKey> = letters.iter().filter_map(|(_, k)| k.clone()).collect();
+        let known = self
+            .store
+            .lookup(&keys)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let mut known = known.into_iter();
+        for (letter, _) in letters.iter_mut().filter(|(_, key)| key.is_some()) {
+            letter["redriven"] = match known.next().flatten() {
+                Some(r) => json!({"times": r.times, "lastAt": iso_millis(r.last_at_ms)}),
+                None => Value::Null,
+            };
+        }
+        Ok(())
     }
 
     fn dlq_info(&self) -> Response {
@@ -453,6 +662,12 @@ impl App {
     }
 }
 
+/// Milliseconds since the Unix epoch as ISO 8601 UTC, e.g. `2026-11-30T12:00:00.000Z`.
+fn iso_millis(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 /// A query parameter as a number within `min..=max`, or `default` when absent.
 fn number(
     raw: Option<&String>,
@@ -510,11 +725,18 @@ fn letter_filter(params: &HashMap<String, String>) -> Result<LetterFilter, ApiEr
             ))
         })?),
     };
+    let instant = |name: &str| match text(name) {
+        None => Ok(None),
+        Some(raw) => parse_instant(&raw)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+    };
     Ok(LetterFilter {
         error_type: text("errorType"),
         error_class,
         key: text("orderId"),
-        ..LetterFilter::default()
+        failed_from: instant("fromTimestamp")?,
+        failed_to: instant("toTimestamp")?,
     })
 }
 

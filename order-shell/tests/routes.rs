@@ -10,7 +10,9 @@ use std::sync::Arc;
 use order_shell::config::Config;
 use order_shell::{App, ROUTES, SERVICE};
 use ordering_core::Position;
-use ordering_core::order::{MemoryStore, Order, OrderId, OrderItem, OrderStore, Status};
+use ordering_core::order::{
+    MemoryStore, Order, OrderId, OrderItem, OrderStore, Status, StatusChange,
+};
 use serde_json::{Value, json};
 use shell_http::env::Env;
 use shell_http::metrics::Metrics;
@@ -397,4 +399,141 @@ fn random_requests_get_documented_answers_and_never_a_5xx_but_503() {
         },
         300,
     );
+}
+
+#[tokio::test]
+async fn an_orders_history_is_paged_and_checked() {
+    let shell = serve(&[]).await;
+    for (query, status) in [
+        ("", 400),
+        ("orderId=%20", 400),
+        ("orderId=ORD-404", 404),
+        ("orderId=ORD-H&limit=0", 400),
+        ("orderId=ORD-H&limit=1001", 400),
+        ("orderId=ORD-H&cursor=-1", 400),
+        ("orderId=ORD-H&cursor=x", 400),
+    ] {
+        let reply = shell.get(&format!("/api/order-history?{query}")).await;
+        assert_eq!(reply.status, status, "{query}: {}", reply.text);
+    }
+    let order = Order {
+        order_id: OrderId::parse("ORD-H").unwrap(),
+        customer_id: "CUST-1".into(),
+        order_date: "2026-11-25T12:00:00Z".into(),
+        items: vec![],
+        total_amount: 0.0,
+        currency: "USD".into(),
+        status: Status::parse("pending").unwrap(),
+        status_reason: None,
+    };
+    let store = &shell.store;
+    store
+        .create(&order, Position::new("order-events", 0, 3))
+        .await
+        .unwrap();
+    for (offset, status) in [(7, "paid"), (9, "shipped")] {
+        let change = StatusChange::new(
+            Status::parse(status).unwrap(),
+            Position::new("order-status-updates", 1, offset),
+        )
+        .with_reason(Some(format!("because {status}")))
+        .with_event_time("2026-11-25T13:00:00Z");
+        store.update_status(&order.order_id, change).await.unwrap();
+    }
+    let mut entries = Vec::new();
+    let mut path = "/api/order-history?orderId=ORD-H&limit=2".to_owned();
+    loop {
+        let reply = shell.get(&path).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        entries.extend(reply.json["entries"].as_array().unwrap().clone());
+        match reply.json["nextCursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/api/order-history?orderId=ORD-H&limit=2&cursor={cursor}")
+            }
+            None => break,
+        }
+    }
+    let seen: Vec<(&str, &str, i64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap(),
+                e["topic"].as_str().unwrap(),
+                e["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pending", "order-events", 3),
+            ("paid", "order-status-updates", 7),
+            ("shipped", "order-status-updates", 9)
+        ]
+    );
+    assert_eq!(entries[2]["reason"], "because shipped");
+    assert_eq!(entries[2]["eventTime"], "2026-11-25T13:00:00Z");
+    assert!(entries[2]["appliedAt"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
+    for (settings, token_form) in [
+        (vec![], false),
+        (vec![("OPERATOR_TOKEN", "s3cret-operator-token")], true),
+    ] {
+        let shell = serve(&settings).await;
+        for page in [
+            "/console",
+            "/console/dead-letters",
+            "/console/redrive",
+            "/console/orders",
+        ] {
+            let reply = shell.get(page).await;
+            assert_eq!(reply.status, 200, "{page}");
+            assert!(reply.text.contains("<main id=\"main\""), "{page}");
+            assert_eq!(
+                reply.text.contains("id=\"token-input\""),
+                token_form,
+                "{page}"
+            );
+            assert!(
+                !reply.text.contains("s3cret-operator-token"),
+                "the token is never in a page"
+            );
+            let policy = &reply.headers["content-security-policy"];
+            assert!(
+                policy.to_str().unwrap().contains("script-src 'self'"),
+                "{page}"
+            );
+            assert_eq!(reply.headers["cache-control"], "no-store");
+        }
+        for (asset, kind) in [
+            ("/console/assets/console.js", "text/javascript"),
+            ("/console/assets/console.css", "text/css"),
+            (
+                "/console/assets/vendor/uPlot.iife.min.js",
+                "text/javascript",
+            ),
+            ("/console/assets/vendor/uPlot.min.css", "text/css"),
+        ] {
+            let reply = shell.get(asset).await;
+            assert_eq!(reply.status, 200, "{asset}");
+            assert!(
+                reply.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(kind)
+            );
+            assert!(reply.text.len() > 1000, "{asset}");
+        }
+        let reply = shell.get("/api/console/overview").await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(
+            reply.json["instances"][0]["thisInstance"], true,
+            "{}",
+            reply.text
+        );
+        assert!(reply.json["series"]["t"].is_array(), "{}", reply.text);
+    }
 }

@@ -18,6 +18,7 @@ mod admin;
 mod codec;
 mod convert;
 mod error;
+mod group;
 mod message;
 mod metrics;
 mod reader;
@@ -53,6 +54,7 @@ pub mod order {
     pub use crate::codec::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaFamily};
 }
 pub use error::KafkaError;
+pub use group::GroupMember;
 pub use message::Message;
 pub use reader::{
     Cursor, Page, PageBounds, Scanned, end_offsets, read_page, read_topic, scan_page,

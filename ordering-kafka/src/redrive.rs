@@ -27,7 +27,7 @@ use ordering_core::{
     Claim, DeadLetter, LetterFilter, LetterId, Record, RedriveGuard, RedriveKey, RedriveLedger,
 };
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use tokio::time::Instant;
 
 use crate::codec::DeadLetterCodec;
@@ -54,6 +54,9 @@ const LISTED: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Redrive {
     pub filter: LetterFilter,
+    /// Only these letters, by their place in the DLQ (partition, offset), if they pass the
+    /// filter too; `None`: every letter the filter accepts.
+    pub letters: Option<BTreeSet<(i32, i64)>>,
     /// Letters matched at most; the run stops there.
     pub max_messages: usize,
     /// Republishes per second at most; `None`: as fast as the broker takes them.
@@ -70,6 +73,7 @@ impl Default for Redrive {
     fn default() -> Self {
         Self {
             filter: LetterFilter::default(),
+            letters: None,
             max_messages: 1000,
             rate_per_second: None,
             dry_run: false,
@@ -294,17 +298,23 @@ impl Redriver {
         let mut pace = Pace::new(request.rate_per_second);
         let mut seen = HashSet::new();
         let mut from = Cursor::default();
-        while (report.matched as usize) < request.max_messages && !from.reached(&end) {
+        // Letters chosen one by one: the run ends once it has them all.
+        let wanted = request
+            .letters
+            .as_ref()
+            .map_or(request.max_messages, |l| l.len().min(request.max_messages));
+        while (report.matched as usize) < wanted && !from.reached(&end) {
             let unreadable = Arc::new(AtomicU64::new(0));
             let keep = {
                 let (filter, end, unreadable) =
                     (request.filter.clone(), end.clone(), unreadable.clone());
+                let chosen = request.letters.clone();
                 move |record: &Record<DeadLetter>| {
-                    let before_end = end
-                        .get(record.meta.tp.partition)
-                        .is_some_and(|end| record.meta.offset < end);
+                    let at = (record.meta.tp.partition, record.meta.offset);
+                    let before_end = end.get(at.0).is_some_and(|end| at.1 < end);
+                    let chosen = chosen.as_ref().is_none_or(|chosen| chosen.contains(&at));
                     match &record.event {
-                        Ok(letter) => before_end && filter.accepts(letter),
+                        Ok(letter) => before_end && chosen && filter.accepts(letter),
                         Err(_) => {
                             unreadable.fetch_add(u64::from(before_end), Relaxed);
                             false
@@ -313,7 +323,7 @@ impl Redriver {
                 }
             };
             let bounds = PageBounds {
-                keep: request.max_messages - report.matched as usize,
+                keep: wanted - report.matched as usize,
                 scan: PAGE_SCAN,
                 timeout: READ_TIMEOUT,
             };

@@ -96,7 +96,7 @@ pub struct Delivered {
 /// Cheap to clone; one per process is enough.
 #[derive(Clone)]
 pub struct KafkaProducer {
-    producer: FutureProducer,
+    pub(crate) producer: FutureProducer,
     delivery_timeout: Duration,
     slots: Option<Arc<Slots>>,
 }

@@ -64,9 +64,14 @@ impl Metrics {
         Self(PrometheusBuilder::new().build_recorder().handle())
     }
 
+    /// The metrics in the Prometheus text format, as `GET /metrics` serves them.
+    pub fn render(&self) -> String {
+        self.0.render()
+    }
+
     /// `GET /metrics`.
     pub fn response(&self) -> Response {
-        let mut response = hyper::Response::new(Full::new(Bytes::from(self.0.render())));
+        let mut response = hyper::Response::new(Full::new(Bytes::from(self.render())));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(
             CONTENT_TYPE,

@@ -18,4 +18,5 @@ pub use model::{
 };
 pub use store::{
     CreateWrite, HistoryEntry, MemoryStore, OrderPositions, OrderStore, StatusChange, StatusWrite,
+    prune_history_older_than,
 };

@@ -159,6 +159,28 @@ pub trait OrderStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// History entries one prune deletes at most: a long backlog goes in many short
+/// transactions, never one that holds the store.
+const PRUNE_BATCH: usize = 10_000;
+
+/// Deletes the history entries applied longer than `retention` ago, a batch at a time, and
+/// says how many: the retention of order history, for a service to run now and then.
+pub async fn prune_history_older_than(
+    store: &dyn OrderStore,
+    retention: std::time::Duration,
+) -> Result<u64, StoreError> {
+    let age = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let before = crate::now_ms().saturating_sub(age);
+    let mut deleted = 0;
+    loop {
+        let n = store.prune_history(before, PRUNE_BATCH).await?;
+        deleted += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
 /// An order with the positions that last wrote it, and its history.
 #[derive(Debug, Clone)]
 struct Stored {
