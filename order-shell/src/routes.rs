@@ -250,10 +250,11 @@ impl App {
         let names = |partitions: &[TopicPartition]| -> Vec<String> {
             partitions.iter().map(ToString::to_string).collect()
         };
-        // As the coordinator sees the group; this instance alone when it cannot be asked.
+        // As the coordinator sees the group; this instance alone when it cannot be asked, or
+        // describes no assignments (some Kafka-protocol brokers leave them out).
         let (instances, members_error) =
             match self.producer.group_members(group, HEALTH_TIMEOUT).await {
-                Ok(members) if !members.is_empty() => (
+                Ok(members) if members.iter().any(|m| !m.partitions.is_empty()) => (
                     members
                         .iter()
                         .map(|m| {
@@ -277,7 +278,10 @@ impl App {
                     })],
                     Some(match described {
                         Err(error) => error.to_string(),
-                        Ok(_) => "the coordinator lists no members yet".to_owned(),
+                        Ok(members) if members.is_empty() => {
+                            "the coordinator lists no members yet".to_owned()
+                        }
+                        Ok(_) => "the coordinator describes no member's partitions".to_owned(),
                     }),
                 ),
             };

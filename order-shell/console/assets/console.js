@@ -347,16 +347,31 @@
     return line;
   }
 
+  // Up to now (or to the last sample, if the clocks disagree), in unix seconds: from the
+  // first sample, at least five minutes and at most the hour kept.
+  function lastHour(u, min, max) {
+    const end = Math.max(max || 0, Date.now() / 1000);
+    const first = Number.isFinite(min) ? min : end;
+    return [Math.max(end - 3600, Math.min(first, end - 300)), end];
+  }
+
+  const clockTime = (seconds) => new Date(seconds * 1000)
+    .toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
   function chartOptions(spec, width) {
     const axis = { stroke: '#57606a', grid: { stroke: '#e6e9ed', width: 1 }, ticks: { stroke: '#d0d7de' } };
     return {
       width,
       height: CHART_HEIGHT,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-      axes: [axis, { ...axis, size: 56 }],
+      // The last hour, always: a chart fills from the right as samples come, and a single
+      // sample does not stretch the axis over years.
+      scales: { x: { time: true, range: lastHour }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      // Times of day only, on whole minutes: the window is at most an hour.
+      axes: [{ ...axis, space: 70, incrs: [60, 120, 300, 600, 900, 1800], values: (u, splits) => splits.map(clockTime) }, { ...axis, size: 56 }],
       series: [{}, ...spec.series.map(([, label, stroke]) => ({
         label: spec.series.length === 1 ? spec.unit : `${label} (${spec.unit})`,
         stroke, width: 2, spanGaps: false, value: (u, v) => formatNumber(v),
+        points: { show: true, size: 4 },
       }))],
     };
   }
@@ -399,6 +414,9 @@
         if (health.body.status) renderHealth(health.body);
         if (overview.ok) {
           fillRows('#instances', overview.body.instances || [], instanceRow, 'No instances reported.');
+          // The group as the coordinator sees it, unless it could not say: then this instance only.
+          $('#instances-note').textContent = overview.body.membersError
+            ? `Only this instance is shown: ${overview.body.membersError}.` : '';
           fillRows('#lag', overview.body.lag || [], lagRow, 'No lag reported.');
           renderCharts(charts, overview.body.series || {});
         }
