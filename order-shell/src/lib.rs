@@ -56,9 +56,16 @@ pub struct App {
     openapi: OpenApi,
     /// The console's pages, parsed once.
     pages: console::Pages,
-    /// The console's charts: the last hour of the metrics, sampled by [`App::upkeep`].
+    /// The console's charts: the last hour of the metrics, sampled by `App::sample_metrics`.
     series: console::series::Series,
+    /// The consumer group's members as last asked, and when (the console's overview).
+    members: tokio::sync::Mutex<Option<GroupMembers>>,
 }
+
+type GroupMembers = (
+    std::time::Instant,
+    Result<Vec<ordering_kafka::GroupMember>, String>,
+);
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +174,7 @@ impl App {
             openapi: OpenApi::for_service(SERVICE)?,
             pages: console::Pages::new()?,
             series: console::series::Series::default(),
+            members: tokio::sync::Mutex::new(None),
             config,
         })
     }
@@ -180,10 +188,11 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
-    /// Runs the service's upkeep meanwhile.
+    /// Meanwhile samples the metrics for the console and prunes old order history.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let max_connections = self.config.max_connections;
-        let upkeep = tokio::spawn(self.clone().upkeep());
+        let sampling = tokio::spawn(self.clone().sample_metrics());
+        let pruning = tokio::spawn(self.clone().prune_history());
         shell_http::serve(
             listener,
             max_connections,
@@ -195,31 +204,39 @@ impl App {
             shutdown,
         )
         .await;
-        upkeep.abort();
+        sampling.abort();
+        pruning.abort();
     }
 
-    /// What runs beside the requests: the console's samples of the metrics, and the order
-    /// history's retention.
-    async fn upkeep(self: Arc<Self>) {
-        let mut sample = tokio::time::interval(console::series::EVERY);
-        let mut prune = tokio::time::interval(PRUNE_EVERY);
+    /// Samples the metrics for the console's charts, every [`console::series::EVERY`]; a
+    /// tick missed (a busy runtime) is skipped, not made up in a burst that would read as a
+    /// spike.
+    async fn sample_metrics(self: Arc<Self>) {
+        let mut every = tokio::time::interval(console::series::EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            tokio::select! {
-                _ = sample.tick() => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    self.series.sample(&self.metrics.render(), now);
-                }
-                _ = prune.tick() => {
-                    let Some(retention) = self.config.history_retention else { continue };
-                    match prune_history_older_than(self.store.as_ref(), retention).await {
-                        Ok(0) => {}
-                        Ok(deleted) => tracing::info!(deleted, ?retention, "order history pruned"),
-                        // Tried again at the next tick; history only grows meanwhile.
-                        Err(error) => tracing::warn!(%error, "order history not pruned"),
-                    }
-                }
+            every.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.series.sample(&self.metrics.render(), now);
+        }
+    }
+
+    /// Deletes order history past `ORDER_HISTORY_RETENTION_DAYS`, every [`PRUNE_EVERY`].
+    async fn prune_history(self: Arc<Self>) {
+        let Some(retention) = self.config.history_retention else {
+            return;
+        };
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match prune_history_older_than(self.store.as_ref(), retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, ?retention, "order history pruned"),
+                // Tried again at the next tick; history only grows meanwhile.
+                Err(error) => tracing::warn!(%error, "order history not pruned"),
             }
         }
     }

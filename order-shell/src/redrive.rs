@@ -13,8 +13,10 @@ use shell_http::{ApiError, HttpRequest, Response, json, read_typed_or_default};
 
 use crate::App;
 
-/// The largest body the endpoint reads.
-const BODY_LIMIT: usize = 16 * 1024;
+/// The largest body the endpoint reads: room for [`MAX_LETTERS`] chosen letters.
+const BODY_LIMIT: usize = 64 * 1024;
+/// Letters one request may name: a page of `/api/dlq/messages`, or a preview's list.
+const MAX_LETTERS: usize = 1000;
 /// Letters one request takes at most, and by default.
 const MAX_MESSAGES: u64 = 100_000;
 const DEFAULT_MAX_MESSAGES: u64 = 1000;
@@ -102,10 +104,10 @@ impl RedriveBody {
         };
         let letters = match self.letters {
             None => None,
-            Some(letters) if letters.is_empty() || letters.len() > MAX_MESSAGES as usize => {
+            Some(letters) if letters.is_empty() || letters.len() > MAX_LETTERS => {
                 return Err(bad(
                     "letters",
-                    format!("must name from 1 to {MAX_MESSAGES} letters"),
+                    format!("must name from 1 to {MAX_LETTERS} letters"),
                 ));
             }
             Some(letters) => Some(

@@ -12,7 +12,7 @@ use ordering_core::{
     parse_instant,
 };
 use ordering_kafka::order::AvroCodec;
-use ordering_kafka::{Codec, Cursor, PageBounds, scan_page};
+use ordering_kafka::{Codec, Cursor, GroupMember, PageBounds, scan_page};
 use serde_json::{Value, json};
 use shell_http::limit::Turn;
 use shell_http::router::{Route, Routes};
@@ -121,6 +121,8 @@ pub static ROUTES: Routes<Endpoint> = Routes(&[
     ),
 ]);
 const MAX_LIMIT: usize = 1000;
+/// How long the group's members, once asked, answer the overview.
+const MEMBERS_FOR: Duration = Duration::from_secs(5);
 /// History entries `/api/order-history` answers per page, by default and at most.
 const HISTORY_LIMIT: usize = 100;
 const HISTORY_MAX_LIMIT: usize = 1000;
@@ -143,7 +145,7 @@ impl App {
             Endpoint::Metrics => Ok(self.metrics.response()),
             Endpoint::OpenApi => Ok(self.openapi.response()),
             Endpoint::OrderHistory => self.order_history(&request).await,
-            Endpoint::ConsoleOverview => Ok(self.console_overview().await),
+            Endpoint::ConsoleOverview => self.console_overview(&request).await,
             Endpoint::Console(page) => Ok(self.pages.render(page, &self.console_facts())),
             Endpoint::ConsoleAsset(asset) => Ok(console::asset(asset)),
         };
@@ -240,7 +242,11 @@ impl App {
 
     /// The console's overview: the group's members and their partitions, the lag of the
     /// partitions this instance holds, and the last hour of the charts' series.
-    async fn console_overview(&self) -> Response {
+    /// With a token configured, for the operator only: it names the group's hosts.
+    async fn console_overview(&self, request: &HttpRequest) -> Result<Response, ApiError> {
+        if let Some(token) = &self.config.operator_token {
+            token.check(request)?;
+        }
         let group = &self.config.consumer_group;
         let held: Vec<TopicPartition> = self
             .consumer
@@ -252,45 +258,44 @@ impl App {
         };
         // As the coordinator sees the group; this instance alone when it cannot be asked, or
         // describes no assignments (some Kafka-protocol brokers leave them out).
-        let (instances, members_error) =
-            match self.producer.group_members(group, HEALTH_TIMEOUT).await {
-                Ok(members) if members.iter().any(|m| !m.partitions.is_empty()) => (
-                    members
-                        .iter()
-                        .map(|m| {
-                            json!({
-                                "clientId": m.client_id,
-                                "host": m.client_host,
-                                "partitions": names(&m.partitions),
-                                // Two members never hold the same partitions.
-                                "thisInstance": !held.is_empty() && m.partitions == held,
-                            })
+        let (instances, members_error) = match self.group_members().await {
+            Ok(members) if members.iter().any(|m| !m.partitions.is_empty()) => (
+                members
+                    .iter()
+                    .map(|m| {
+                        json!({
+                            "clientId": m.client_id,
+                            "host": m.client_host,
+                            "partitions": names(&m.partitions),
+                            // Two members never hold the same partitions.
+                            "thisInstance": !held.is_empty() && m.partitions == held,
                         })
-                        .collect::<Vec<_>>(),
-                    None,
-                ),
-                described => (
-                    vec![json!({
-                        "clientId": "this instance",
-                        "host": null,
-                        "partitions": names(&held),
-                        "thisInstance": true,
-                    })],
-                    Some(match described {
-                        Err(error) => error.to_string(),
-                        Ok(members) if members.is_empty() => {
-                            "the coordinator lists no members yet".to_owned()
-                        }
-                        Ok(_) => "the coordinator describes no member's partitions".to_owned(),
-                    }),
-                ),
-            };
+                    })
+                    .collect::<Vec<_>>(),
+                None,
+            ),
+            described => (
+                vec![json!({
+                    "clientId": "this instance",
+                    "host": null,
+                    "partitions": names(&held),
+                    "thisInstance": true,
+                })],
+                Some(match described {
+                    Err(error) => error.to_string(),
+                    Ok(members) if members.is_empty() => {
+                        "the coordinator lists no members yet".to_owned()
+                    }
+                    Ok(_) => "the coordinator describes no member's partitions".to_owned(),
+                }),
+            ),
+        };
         let exposition = self.metrics.render();
         let held: Vec<(String, i32)> = held
             .iter()
             .map(|tp| (tp.topic.to_string(), tp.partition))
             .collect();
-        json(
+        Ok(json(
             StatusCode::OK,
             &json!({
                 "success": true,
@@ -300,7 +305,25 @@ impl App {
                 "lag": series::lag(&exposition, group, &held),
                 "series": self.series.json(),
             }),
-        )
+        ))
+    }
+
+    /// The group's members, asked of the coordinator at most every [`MEMBERS_FOR`]: however
+    /// many consoles poll, one request at a time reaches the broker (on a blocking thread).
+    async fn group_members(&self) -> Result<Vec<GroupMember>, String> {
+        let mut cached = self.members.lock().await;
+        if let Some((at, members)) = cached.as_ref()
+            && at.elapsed() < MEMBERS_FOR
+        {
+            return members.clone();
+        }
+        let members = self
+            .producer
+            .group_members(&self.config.consumer_group, HEALTH_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string());
+        *cached = Some((std::time::Instant::now(), members.clone()));
+        members
     }
 
     fn console_facts(&self) -> Facts {
@@ -376,9 +399,12 @@ impl App {
         )
         .await
         .map_err(|e| ApiError::unavailable(format!("the topic could not be read: {e}")))?;
-        if !redacted {
-            self.add_redrives(&mut messages).await?;
-        }
+        // The letters come from the broker; only their redrive history from the store: a
+        // store that is down leaves that out, not the page.
+        let redrives_unknown = match redacted {
+            true => None,
+            false => self.add_redrives(&mut messages).await.err(),
+        };
         let messages: Vec<Value> = messages.into_iter().map(|(letter, _)| letter).collect();
         Ok(json(
             StatusCode::OK,
@@ -392,6 +418,7 @@ impl App {
                 "scanned": page.scanned,
                 "nextCursor": page.next.map(|c| c.to_string()),
                 "redacted": redacted,
+                "redrivesUnknown": redrives_unknown.map(|e| e.to_string()),
                 "messages": messages,
             }),
         ))
@@ -402,13 +429,9 @@ impl App {
     async fn add_redrives(
         &self,
         letters: &mut [(Value, Option<RedriveKey>)],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let keys: Vec<RedriveKey> = letters.iter().filter_map(|(_, k)| k.clone()).collect();
-        let known = self
-            .store
-            .lookup(&keys)
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let known = self.store.lookup(&keys).await?;
         let mut known = known.into_iter();
         for (letter, _) in letters.iter_mut().filter(|(_, key)| key.is_some()) {
             letter["redriven"] = match known.next().flatten() {
@@ -735,12 +758,20 @@ fn letter_filter(params: &HashMap<String, String>) -> Result<LetterFilter, ApiEr
             .map(Some)
             .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
     };
+    let (failed_from, failed_to) = (instant("fromTimestamp")?, instant("toTimestamp")?);
+    if let (Some(from), Some(to)) = (failed_from, failed_to)
+        && from > to
+    {
+        return Err(ApiError::bad_request(format!(
+            "fromTimestamp: {from} is after toTimestamp {to}"
+        )));
+    }
     Ok(LetterFilter {
         error_type: text("errorType"),
         error_class,
         key: text("orderId"),
-        failed_from: instant("fromTimestamp")?,
-        failed_to: instant("toTimestamp")?,
+        failed_from,
+        failed_to,
     })
 }
 

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{OPERATOR_TOKEN, System, eventually};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use ordering_kafka::testing::{Storage, TestBroker};
@@ -140,6 +141,43 @@ impl Browser {
             .execute(script, vec![])
             .await
             .expect("the script runs")
+    }
+
+    /// Presses Tab from the top of the page until focus has gone round, and checks that the
+    /// skip link came first and that every visible control was reached.
+    async fn tab_reaches_every_control(&self, page: &str) {
+        // Let the page's script draw what it loads (rows and their buttons) first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.script(
+            "window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();
+             window.__focused = [];
+             document.addEventListener('focusin', (e) => window.__focused.push(e.target));",
+        )
+        .await;
+        let controls = self.script(&format!("return {CONTROLS}.length")).await;
+        // A date-time input takes a Tab per part (month, day, year, hours, ...).
+        let presses = controls.as_u64().unwrap_or(0) * 3 + 20;
+        // As a person would: key presses to whatever has focus (WebDriver's actions), not
+        // keys sent to a chosen element, which would focus it first.
+        let tab = '\u{e004}';
+        for _ in 0..presses {
+            let press = KeyActions::new("keyboard".into())
+                .then(KeyAction::Down { value: tab })
+                .then(KeyAction::Up { value: tab });
+            self.client.perform_actions(press).await.expect("Tab");
+        }
+        let first = self
+            .script("return window.__focused[0] ? window.__focused[0].className : ''")
+            .await;
+        assert_eq!(first, json!("skip-link"), "{page}: the first Tab");
+        let missed = self
+            .script(&format!(
+                "const seen = new Set(window.__focused);
+                 return {CONTROLS}.filter((e) => !seen.has(e))
+                     .map((e) => e.outerHTML.slice(0, 80));"
+            ))
+            .await;
+        assert_eq!(missed, json!([]), "{page}: controls Tab never reached");
     }
 
     async fn screenshot(&self, name: &str) {
@@ -334,21 +372,17 @@ async fn an_operator_finds_previews_and_redrives_a_dead_letter_in_the_console() 
     browser.screenshot("orders").await;
     assert_eq!(history_statuses(&system).await, ["pending", "shipped"]);
 
-    // Keyboard first: the first Tab reaches the skip link. A narrow window scrolls no page
-    // sideways (wide tables scroll inside their own region).
-    browser
-        .script("document.activeElement && document.activeElement.blur()")
-        .await;
-    browser
-        .find("body")
-        .await
-        .send_keys("\u{e004}")
-        .await
-        .unwrap();
-    let focused = browser
-        .script("return document.activeElement.className")
-        .await;
-    assert_eq!(focused, json!("skip-link"));
+    // Keyboard: on every page, Tab from the top reaches every control, the skip link first.
+    for page in [
+        "/console",
+        "/console/dead-letters?orderId=CON-1",
+        "/console/redrive?letters=0:1",
+        "/console/orders?orderId=CON-1",
+    ] {
+        browser.goto(&console(page)).await;
+        browser.find("#main").await;
+        browser.tab_reaches_every_control(page).await;
+    }
     browser.client.set_window_size(360, 800).await.unwrap();
     for page in [
         "/console",
@@ -369,6 +403,11 @@ async fn an_operator_finds_previews_and_redrives_a_dead_letter_in_the_console() 
     browser.screenshot("narrow").await;
     browser.assert_token_nowhere_but_the_tab().await;
 }
+
+/// The page's visible controls, in a script.
+const CONTROLS: &str = "[...document.querySelectorAll(
+    'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea, [tabindex=\"0\"]'
+)].filter((e) => e.offsetParent !== null)";
 
 /// The elements that stick out of a narrow window (outside the tables' own scroll regions).
 const WIDER_THAN_THE_WINDOW: &str = "

@@ -528,6 +528,20 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
             assert!(reply.text.len() > 1000, "{asset}");
         }
         let reply = shell.get("/api/console/overview").await;
+        if token_form {
+            assert_eq!(
+                reply.status, 401,
+                "the operator's, with a token: {}",
+                reply.text
+            );
+            let bearer = "Bearer s3cret-operator-token";
+            let url = format!("{}/api/console/overview", shell.base);
+            let reply =
+                shell_http::testing::call_with("GET", &url, None, &[("authorization", bearer)])
+                    .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            continue;
+        }
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(
             reply.json["instances"][0]["thisInstance"], true,

@@ -236,7 +236,8 @@
       return cell;
     }
     if (letter.redriven) cell.append(`redriven ${letter.redriven.times}× (last at `, timeEl(letter.redriven.lastAt), ')');
-    else cell.append('not redriven');
+    else if (letter.redriven === null) cell.append('not redriven');
+    else cell.append('–'); // not told: no token, or the ledger could not be read
     if (letter.redriveCount) cell.append(el('br'), el('span', { class: 'muted' }, `redrive count ${letter.redriveCount}`));
     return cell;
   }
@@ -365,6 +366,8 @@
       height: CHART_HEIGHT,
       // The last hour, always: a chart fills from the right as samples come, and a single
       // sample does not stretch the axis over years.
+      // No legend: its rows toggle series by mouse only; the "Latest" line says the values.
+      legend: { show: false },
       scales: { x: { time: true, range: lastHour }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       // Times of day only, on whole minutes: the window is at most an hour.
       axes: [{ ...axis, space: 70, incrs: [60, 120, 300, 600, 900, 1800], values: (u, splits) => splits.map(clockTime) }, { ...axis, size: 56 }],
@@ -577,7 +580,8 @@
       state.nextCursor = data.nextCursor || null;
       if (result.ok) clearAlert();
       else showFailure(result, 'The dead letters could not be read');
-      const empty = result.ok ? 'No dead letters match.'
+      const empty = result.ok
+        ? (data.nextCursor ? 'No dead letters match on this page: the next page reads on.' : 'No dead letters match.')
         : result.status === 401 ? 'Enter the operator token to see the dead letters.' : 'No letters to show.';
       fillRows('#letters', letters, (letter) => letterRow(letter, onDetails), empty);
       $('#letters-summary').textContent = !result.ok ? ''
@@ -745,8 +749,16 @@
       if (!report) return setConfirm(null);
       renderReport('preview', report);
       const count = report.wouldRepublish ?? 0;
+      // The send names the previewed letters, so letters that arrive meanwhile are not sent
+      // unseen; a preview too long to list them all sends by its filter (and says so).
+      const listed = (report.letters || []).filter((l) => l.outcome === 'wouldRepublish');
+      const exact = listed.length === count ? { ...body, letters: listed.map((l) => ({ dlqPartition: l.dlqPartition, dlqOffset: l.dlqOffset })) } : body;
+      if (exact.letters) delete exact.maxMessages;
       // Only a complete preview with something to send may be confirmed.
-      setConfirm(result.ok && count > 0 ? body : null, count);
+      setConfirm(result.ok && count > 0 ? exact : null, count);
+      if (state.previewed && !exact.letters) {
+        return hint('More letters than the preview lists: sending applies the same filter again, so letters that arrived since may go too.');
+      }
       const everything = Object.keys(body).length === 0 ? 'No filter: this covers letters of every kind. ' : '';
       return hint(state.previewed ? `${everything}Check the preview, then send.`
         : 'Nothing to send: change the form and preview again.');
@@ -772,6 +784,9 @@
   }
 
   /* ---------- orders page ---------- */
+
+  // DLQ pages the orders page reads at most looking for an order's letters.
+  const LETTER_PAGES = 20;
 
   function money(amount, currency) {
     if (amount === null || amount === undefined) return '–';
@@ -823,12 +838,24 @@
       more.hidden = !state.cursor;
     };
 
+    // A page of the DLQ reads at most 10 000 records: follow the cursor to the topic's end
+    // (or LETTER_PAGES pages, then say how far the search went) before saying "none".
     const loadLetters = async () => {
-      const result = await api(`/api/dlq/messages${query({ orderId: state.orderId, limit: 100 })}`);
+      const found = [];
+      let cursor = '';
+      let result = null;
+      for (let page = 0; page < LETTER_PAGES; page += 1) {
+        result = await api(`/api/dlq/messages${query({ orderId: state.orderId, limit: 100, cursor })}`);
+        if (!result.ok) break;
+        found.push(...(result.body.messages || []));
+        cursor = result.body.nextCursor || '';
+        if (!cursor || found.length >= 100) break;
+      }
       const failed = result.status === 401 ? 'Enter the operator token to see the dead letters.'
         : `The dead letters could not be read: ${result.body.error || `HTTP ${result.status}`}`;
-      fillRows('#order-letters', result.body.messages || [], orderLetterRow,
-        result.ok ? 'No dead letters for this order.' : failed);
+      const none = cursor ? `No dead letters for this order in the first ${LETTER_PAGES} pages of the topic.`
+        : 'No dead letters for this order.';
+      fillRows('#order-letters', found, orderLetterRow, result.ok ? none : failed);
     };
 
     const lookup = async (orderId) => {

@@ -369,6 +369,35 @@ impl OrderStore for MemoryStore {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn old_history_is_pruned_batch_after_batch_and_the_orders_stay() {
+        let store = MemoryStore::new();
+        let order = |n: usize| Order {
+            order_id: OrderId::parse(&format!("ORD-{n}")).unwrap(),
+            customer_id: "CUST-1".into(),
+            order_date: "2026-11-30T12:00:00Z".into(),
+            items: vec![],
+            total_amount: 0.0,
+            currency: "EUR".into(),
+            status: Status::parse("pending").unwrap(),
+            status_reason: None,
+        };
+        let orders = PRUNE_BATCH + 5;
+        for n in 0..orders {
+            let at = Position::new("order-events", 0, n as i64);
+            store.create(&order(n), at).await.unwrap();
+        }
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(prune_history_older_than(&store, hour).await.unwrap(), 0);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let zero = std::time::Duration::ZERO;
+        let deleted = prune_history_older_than(&store, zero).await.unwrap();
+        assert_eq!(deleted, orders as u64, "more than one batch");
+        let id = OrderId::parse("ORD-7").unwrap();
+        assert_eq!(store.history(&id, None, 10).await.unwrap(), []);
+        assert_eq!(store.count().await.unwrap(), orders as u64);
+    }
+
     #[test]
     fn a_position_is_covered_only_within_its_topic_and_partition() {
         let last = Position::new("t", 1, 10);

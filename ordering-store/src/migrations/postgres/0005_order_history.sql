@@ -1,6 +1,7 @@
 -- Every status an order took (see ordering-core's OrderStore::history): written by the same
 -- transaction as the status itself, so history and status never disagree. Bounded by the
--- retention setting (OrderStore::prune_history), which deletes by applied time.
+-- retention setting (OrderStore::prune_history), which deletes by applied time. Orders stored
+-- before this version have history from the upgrade on.
 CREATE TABLE order_history (
     seq           BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     order_id      TEXT    NOT NULL,

@@ -1,8 +1,10 @@
 -- Every status an order took (see ordering-core's OrderStore::history): written by the same
 -- transaction as the status itself, so history and status never disagree. Bounded by the
--- retention setting (OrderStore::prune_history), which deletes by applied time.
+-- retention setting (OrderStore::prune_history), which deletes by applied time. Orders stored
+-- before this version have history from the upgrade on. AUTOINCREMENT: a seq is never given
+-- twice, even once pruning emptied the table, so a client's cursor stays valid.
 CREATE TABLE order_history (
-    seq           INTEGER NOT NULL PRIMARY KEY,
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     order_id      TEXT    NOT NULL,
     status        TEXT    NOT NULL,
     reason        TEXT,
