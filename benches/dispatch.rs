@@ -149,5 +149,86 @@ fn dispatch_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, retry_decision, dispatch_path);
+/// A span exporter that drops what it is given: the cost measured is the spans', not a
+/// network's.
+#[derive(Debug)]
+struct Discard;
+
+impl opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The no-op path under the subscribers a service runs (the dispatcher's record spans are
+/// under `ordering::messaging`): logs only, as the shells run without an OTLP endpoint
+/// (those spans filtered out at their call site); and logs with an OpenTelemetry layer
+/// sampling 1% of the records (records carry no trace, so each is a root the sampler
+/// decides on), exporting in batches to [`Discard`]. Against `noop_partition_lanes` of the
+/// group above, and the same case with no subscriber at all, in one run.
+fn dispatch_traced(c: &mut Criterion) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("dispatch_100k_tracing");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    let logs = || {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(EnvFilter::new("info,ordering::messaging=off"))
+    };
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01))
+        .with_batch_exporter(Discard)
+        .build();
+    let subscribers: [(&str, Option<tracing::Dispatch>); 3] = [
+        ("no_subscriber", None),
+        (
+            "logs_only",
+            Some(tracing::Dispatch::new(
+                tracing_subscriber::registry().with(logs()),
+            )),
+        ),
+        (
+            "otel_1pct_sampled",
+            Some(tracing::Dispatch::new(
+                tracing_subscriber::registry().with(logs()).with(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(provider.tracer("bench"))
+                        .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+                ),
+            )),
+        ),
+    ];
+    for (name, subscriber) in subscribers {
+        let run = |records| rt.block_on(dispatch(records, LaneMode::Partition, 0, true));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || records(None, false),
+                |records| match &subscriber {
+                    Some(subscriber) => {
+                        tracing::dispatcher::with_default(subscriber, || run(records))
+                    }
+                    None => run(records),
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+    let _ = provider.shutdown();
+}
+
+criterion_group!(benches, retry_decision, dispatch_path, dispatch_traced);
 criterion_main!(benches);

@@ -30,7 +30,8 @@ async fn start() -> ExitCode {
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
     let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
-    shell_http::init_tracing(&env)?;
+    // Kept to the end: dropping it flushes the traces not yet exported.
+    let _telemetry = shell_http::init_tracing(&env, cart_shell::SERVICE)?;
     let Settings {
         kafka,
         order_topic,

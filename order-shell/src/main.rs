@@ -21,8 +21,11 @@ fn main() -> ExitCode {
 async fn start() -> ExitCode {
     // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
     let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
-    let config = match shell_http::init_tracing(&env).and_then(|()| Config::from_env(&env)) {
-        Ok(config) => config,
+    // Kept to the end: dropping it flushes the traces not yet exported.
+    let started = shell_http::init_tracing(&env, order_shell::SERVICE)
+        .and_then(|telemetry| Ok((telemetry, Config::from_env(&env)?)));
+    let (_telemetry, config) = match started {
+        Ok(started) => started,
         Err(error) => {
             eprintln!("order-shell: {error}");
             return ExitCode::from(2);

@@ -34,6 +34,7 @@ mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+pub mod trace;
 
 pub use cause::Cause;
 pub use dead_letter::{

@@ -29,6 +29,7 @@ use ordering_core::{
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::codec::DeadLetterCodec;
 use crate::error::KafkaError;
@@ -521,14 +522,32 @@ impl Redriver {
         Ok(())
     }
 
+    /// Sends one letter's record back, in a span of its own: a new trace, linked to the
+    /// record's original one (its trace headers, kept in the letter), which the copy carries
+    /// on to its consumer.
     async fn republish(&self, id: &LetterId, letter: &DeadLetter) -> Result<(), KafkaError> {
+        let span = tracing::info_span!(
+            target: ordering_core::trace::TARGET,
+            "redrive",
+            otel.name = %format_args!("redrive {}", letter.original_topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.destination.name = %letter.original_topic,
+            ordering.letter = %id,
+            ordering.origin = %letter.origin(),
+            ordering.redrive_count = letter.redrive_count + 1,
+        );
+        ordering_core::trace::link_new_trace(&span, &letter.original_headers);
+        let mut headers = letter.redrive_headers(id);
+        ordering_core::trace::inject_span(&span, &mut headers);
         self.producer
             .send(
                 &letter.original_topic,
                 letter.original_key.as_deref(),
                 &letter.original_value,
-                &letter.redrive_headers(id),
+                &headers,
             )
+            .instrument(span)
             .await?;
         tracing::info!(letter = %id, topic = %letter.original_topic, origin = %letter.origin(), "dead letter redriven");
         Ok(())

@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tracing::Instrument;
 
 use crate::codec::Codec;
 use crate::error::KafkaError;
@@ -161,7 +162,45 @@ impl KafkaProducer {
     /// publish that gets no turn within `queue_wait`, or finds librdkafka's queue full, fails
     /// at once with an error that [`is_overloaded`](KafkaError::is_overloaded), having sent
     /// nothing.
+    ///
+    /// The record carries the trace context of its send's span (a `producer` span under
+    /// `ordering_core::trace::TARGET`, child of the caller's) when a subscriber records it.
     pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[RecordHeader],
+    ) -> Result<Delivered, KafkaError> {
+        let span = tracing::info_span!(
+            target: ordering_core::trace::TARGET,
+            "send",
+            otel.name = %format_args!("send {topic}"),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.destination.name = topic,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self.send_record(topic, key, payload, headers).await;
+        }
+        let mut traced = headers.to_vec();
+        ordering_core::trace::inject_span(&span, &mut traced);
+        let sent = self
+            .send_record(topic, key, payload, &traced)
+            .instrument(span.clone())
+            .await;
+        if let Ok(delivered) = &sent {
+            span.record("messaging.destination.partition.id", delivered.partition);
+            span.record("messaging.kafka.offset", delivered.offset);
+        }
+        sent
+    }
+
+    async fn send_record(
         &self,
         topic: &str,
         key: Option<&[u8]>,

@@ -265,7 +265,9 @@ impl<H, C> ConsumerService<H, C> {
         H: Handler<E> + 'static,
         C: Codec<E> + 'static,
     {
-        shell_http::init_tracing(env).map_err(ServiceError::Setting)?;
+        // Kept to the end: dropping it flushes the traces not yet exported.
+        let _telemetry =
+            shell_http::init_tracing(env, &self.name).map_err(ServiceError::Setting)?;
         let bootstrap = env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
         let session: u64 = env
             .check("KAFKA_SESSION_TIMEOUT_MS", 10_000, |ms: &u64| {

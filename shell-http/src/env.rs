@@ -25,7 +25,9 @@ pub const ENVIRONMENT_ONLY: &[&str] = &["OPERATOR_TOKEN", "OPERATOR_TOKEN_FILE"]
 /// What a shell's `--help` says of [`ENVIRONMENT_ONLY`] settings.
 pub const ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
     OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
-    OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN";
+    OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN\n  \
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
+                         OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
 
 /// Looks a variable up.
 type Lookup = Box<dyn Fn(&str) -> Option<String>>;

@@ -7,7 +7,7 @@
 //! - [`query`]: query-string parameters;
 //! - [`mod@env`], [`settings`]: settings from flags and environment variables (clap), naming
 //!   the bad one;
-//! - [`shutdown_signal`], [`init_tracing`];
+//! - [`shutdown_signal`], [`init_tracing`] (logs, and traces over OTLP: [`telemetry`]);
 //! - [`metrics::Metrics`]: Prometheus `/metrics`;
 //! - [`auth::OperatorToken`]: the bearer token of operator endpoints;
 //! - [`idempotency`]: `Idempotency-Key`s and their durable store;
@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod router;
 mod serve;
 pub mod settings;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -41,6 +42,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
 pub use serve::{MAX_CONNECTIONS, listen, serve};
+pub use telemetry::{Telemetry, init_tracing};
 
 /// What every handler returns.
 pub type Response = hyper::Response<Full<Bytes>>;
@@ -329,21 +331,6 @@ impl std::str::FromStr for LogFormat {
             _ => Err("must be text or json".into()),
         }
     }
-}
-
-/// Logs to stdout in `LOG_FORMAT` (`text`, the default, or `json`); `RUST_LOG` filters
-/// (default `info,rdkafka=warn`). A bad `LOG_FORMAT` is an error naming it.
-pub fn init_tracing(env: &env::Env) -> Result<(), env::EnvError> {
-    let format = env.get("LOG_FORMAT", LogFormat::Text)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    // Already set (a second call in one process): the first one stays.
-    let _ = match format {
-        LogFormat::Text => logs.try_init(),
-        LogFormat::Json => logs.json().with_current_span(true).try_init(),
-    };
-    Ok(())
 }
 
 /// A request as handlers receive it.

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::{HttpRequest, Response};
 
@@ -87,9 +88,14 @@ pub async fn serve<H, F>(
             let path = request.uri().path();
             let route = route(path);
             let method = request.method().clone();
-            let response = handle(request);
+            let span = crate::telemetry::request_span(&request, route);
+            let response = {
+                let _entered = span.enter();
+                handle(request)
+            };
             async move {
-                let response = response.await;
+                let mut response = response.instrument(span.clone()).await;
+                crate::telemetry::answer(&span, &mut response);
                 crate::metrics::request(
                     route,
                     method.as_str(),

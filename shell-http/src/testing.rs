@@ -430,7 +430,7 @@ where
     let name = command.get_name().to_owned();
     let env = Env::from_args(command.clone(), [name.as_str()]).expect("no arguments parse");
     let from_command_line = read(&env).expect("the defaults are valid");
-    crate::init_tracing(&env).expect("the default log format is valid");
+    drop(crate::init_tracing(&env, "test").expect("the default log format is valid"));
     let asked: Vec<String> = env.asked().into_iter().map(str::to_owned).collect();
     assert_eq!(
         asked,

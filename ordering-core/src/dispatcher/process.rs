@@ -143,11 +143,54 @@ macro_rules! record_span {
     };
 }
 
-/// Processes `record` to an outcome. Never gives up on a record except for shutdown.
-///
+/// The OpenTelemetry consumer span of a record's processing (messaging conventions), child
+/// of and linked to the span that sent the record. Disabled, and free, unless a subscriber
+/// wants [`trace::TARGET`](crate::trace::TARGET) (a service exporting traces).
+fn messaging_span<H, D>(shared: &Shared<H, D>, meta: &crate::record::RecordMeta) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "process",
+        otel.name = %format_args!("process {}", meta.tp.topic),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = %meta.tp.topic,
+        messaging.destination.partition.id = %meta.tp.partition,
+        messaging.kafka.offset = meta.offset,
+        messaging.kafka.message.key = meta.key_str().as_deref().unwrap_or(""),
+        messaging.consumer.group.name = %shared.consumer_group,
+        ordering.outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    crate::trace::continue_from(&span, meta);
+    crate::trace::record_ids(&span);
+    span
+}
+
+/// Processes `record` to an outcome, in its consumer span. Never gives up on a record except
+/// for shutdown.
+pub(crate) async fn process<E, H, D>(shared: &Shared<H, D>, record: &Record<E>) -> Outcome
+where
+    E: Serialize + Sync,
+    H: Handler<E>,
+    D: DeadLetterSink,
+{
+    let span = messaging_span(shared, &record.meta);
+    if span.is_disabled() {
+        return process_record(shared, record).await;
+    }
+    let outcome = process_record(shared, record)
+        .instrument(span.clone())
+        .await;
+    span.record("ordering.outcome", format!("{outcome:?}").as_str());
+    outcome
+}
+
 /// The first attempt runs inline; retries and dead letters are rare, so their state (timers,
 /// the letter) is boxed: the future every record carries stays small.
-pub(crate) async fn process<E, H, D>(shared: &Shared<H, D>, record: &Record<E>) -> Outcome
+async fn process_record<E, H, D>(shared: &Shared<H, D>, record: &Record<E>) -> Outcome
 where
     E: Serialize + Sync,
     H: Handler<E>,
@@ -185,7 +228,17 @@ where
         }
     };
     let letter = dead_letter(shared, record, failure);
-    Box::pin(publish_dead_letter(shared, letter).instrument(record_span!(info_span, meta))).await
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "dead letter",
+        otel.name = "dead letter",
+        error.type = %letter.error_type,
+        ordering.error_class = letter.error_class.as_str(),
+    );
+    let publish = publish_dead_letter(shared, letter)
+        .instrument(span)
+        .instrument(record_span!(info_span, meta));
+    Box::pin(publish).await
 }
 
 /// Retries after the first failure, `error`, as the policy says. `Ok` when applied,
@@ -252,8 +305,21 @@ where
                 }));
             }
         }
+        // A span per retry: its number, and whether an outage was waited out before it.
+        let attempt = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "retry",
+            otel.name = "retry",
+            ordering.attempt = attempts + 1,
+            ordering.after_outage = unavailable,
+        );
         let handled = shared
-            .call(shared.handler.handle(event, &record.meta))
+            .call(
+                shared
+                    .handler
+                    .handle(event, &record.meta)
+                    .instrument(attempt),
+            )
             .await;
         error = match handled {
             Ok(()) => return Ok(()),

@@ -1,0 +1,153 @@
+//! Logs and traces. Logs go to stdout (`LOG_FORMAT`, `RUST_LOG`). Traces are exported over
+//! OTLP (HTTP/protobuf) when OpenTelemetry's standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the SDK reads the rest of its standard
+//! variables itself (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
+//! `OTEL_BSP_*`, …). Without an endpoint no span of the libraries' messaging target or of
+//! the request spans is even created: tracing costs nothing when off.
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::env::{Env, EnvError};
+use crate::{HttpRequest, LogFormat, Response};
+
+/// The target of the request spans (one per HTTP request, `otel.kind = server`).
+pub const REQUEST_TARGET: &str = "shell_http::request";
+
+/// Spans for traces only, left out of logs unless traces are on.
+const TRACE_ONLY: &str = "ordering::messaging=off,shell_http::request=off";
+
+/// Keeps the exporter; dropping it flushes the spans not yet sent (at the end of `main`).
+#[derive(Debug, Default)]
+#[must_use = "dropping it stops the export of traces"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether traces are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("traces not all exported at shutdown: {error}");
+        }
+    }
+}
+
+/// Installs the process's subscriber: logs in `LOG_FORMAT` (`text`, the default, or `json`)
+/// filtered by `RUST_LOG` (default `info,rdkafka=warn`), and, with an OTLP endpoint set, an
+/// OpenTelemetry layer exporting the spans of `service` (the `service.name` unless
+/// `OTEL_SERVICE_NAME` says otherwise) and of the libraries. A bad `LOG_FORMAT` is an error
+/// naming it; an exporter that cannot be built stops tracing, not the service.
+pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
+    let format = env.get("LOG_FORMAT", LogFormat::Text)?;
+    let provider = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .or_else(|| std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        .and_then(|_| match exporter(service) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                eprintln!("{service}: traces are not exported: {error}");
+                None
+            }
+        });
+    // With traces on, logs carry the request and record spans too (their trace ids).
+    let default = match provider {
+        Some(_) => "info,rdkafka=warn".to_owned(),
+        None => format!("info,rdkafka=warn,{TRACE_ONLY}"),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service.to_owned()))
+            .with_filter(
+                Targets::new()
+                    .with_default(Level::INFO)
+                    .with_target("rdkafka", Level::WARN),
+            )
+    });
+    // Already set (a second call in one process): the first one stays.
+    let _ = Registry::default().with(logs).with(traces).try_init();
+    Ok(Telemetry { provider })
+}
+
+fn exporter(service: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .build()?;
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service.to_owned());
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build())
+}
+
+/// The span of one HTTP request (`otel.kind = server`), continuing the trace of the caller's
+/// `traceparent`; disabled (and free) unless traces are on.
+pub(crate) fn request_span(request: &HttpRequest, route: &'static str) -> tracing::Span {
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        target: REQUEST_TARGET,
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let parent = ordering_core::trace::propagator()
+        .extract(&opentelemetry_http::HeaderExtractor(request.headers()));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    ordering_core::trace::record_ids(&span);
+    span
+}
+
+/// Answers with the request span's `traceparent`, so a client can find its trace.
+pub(crate) fn answer(span: &tracing::Span, response: &mut Response) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("http.response.status_code", response.status().as_u16());
+    let context = span.context();
+    if context.span().span_context().is_valid() {
+        ordering_core::trace::propagator().inject_context(
+            &context,
+            &mut opentelemetry_http::HeaderInjector(response.headers_mut()),
+        );
+    }
+}
