@@ -183,35 +183,39 @@ fn dispatch_traced(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    let logs = || {
+    let logs = |filter: &str| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
-            .with_filter(EnvFilter::new("info,ordering::messaging=off"))
+            .with_filter(EnvFilter::new(filter))
     };
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01))
         .with_batch_exporter(Discard)
         .build();
-    let subscribers: [(&str, Option<tracing::Dispatch>); 3] = [
-        ("no_subscriber", None),
-        (
-            "logs_only",
+    // Each subscriber made just before its case and dropped after: the call sites' interest
+    // is that of the subscribers alive, as in a service.
+    let subscribers: [(&str, &dyn Fn() -> Option<tracing::Dispatch>); 3] = [
+        ("no_subscriber", &|| None),
+        ("logs_only", &|| {
+            // As the shells run without an OTLP endpoint.
+            let logs = logs("info,ordering::messaging=off,shell_http::request=off");
             Some(tracing::Dispatch::new(
-                tracing_subscriber::registry().with(logs()),
-            )),
-        ),
-        (
-            "otel_1pct_sampled",
-            Some(tracing::Dispatch::new(
-                tracing_subscriber::registry().with(logs()).with(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(provider.tracer("bench"))
-                        .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-                ),
-            )),
-        ),
+                tracing_subscriber::registry().with(logs),
+            ))
+        }),
+        ("otel_1pct_sampled", &|| {
+            // As the shells run with one: the spans in the logs too.
+            let traces = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+            let registry = tracing_subscriber::registry()
+                .with(logs("info"))
+                .with(traces);
+            Some(tracing::Dispatch::new(registry))
+        }),
     ];
     for (name, subscriber) in subscribers {
+        let subscriber = subscriber();
         let run = |records| rt.block_on(dispatch(records, LaneMode::Partition, 0, true));
         group.bench_function(name, |b| {
             b.iter_batched(
@@ -225,6 +229,7 @@ fn dispatch_traced(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        drop(subscriber);
     }
     group.finish();
     let _ = provider.shutdown();

@@ -38,6 +38,7 @@ use shell_http::settings::{
 };
 use shell_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
 pub const SERVICE: &str = "cart-shell";
@@ -417,7 +418,8 @@ impl Cart {
             fingerprint,
             order,
         );
-        tokio::spawn(once).await.map_err(|e| {
+        // In the request's span: the publish stays in the client's trace.
+        tokio::spawn(once.in_current_span()).await.map_err(|e| {
             ApiError::unavailable(format!("the create stopped before it was answered: {e}"))
         })?
     }

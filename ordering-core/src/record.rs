@@ -92,6 +92,12 @@ impl RecordMeta {
             .unwrap_or_else(|| Position::new(self.tp.topic.clone(), self.tp.partition, self.offset))
     }
 
+    /// The trace context the record's headers carry (W3C `traceparent`, `tracestate`,
+    /// `baggage`), as the producer injected it; empty when there is none.
+    pub fn trace_context(&self) -> opentelemetry::Context {
+        crate::trace::extract(&self.headers)
+    }
+
     /// The key as text (lossy for keys that are not UTF-8).
     pub fn key_str(&self) -> Option<String> {
         self.key

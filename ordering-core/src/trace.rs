@@ -48,7 +48,7 @@ pub fn extract(headers: &[Header]) -> Context {
 /// Writes `context` into `headers`, replacing any trace headers there: a record carries the
 /// context of the span that sent it.
 pub fn inject(context: &Context, headers: &mut Vec<Header>) {
-    headers.retain(|h| !TRACE_HEADERS.contains(&h.name.as_str()));
+    headers.retain(|h| !TRACE_HEADERS.iter().any(|t| h.name.eq_ignore_ascii_case(t)));
     PROPAGATOR.inject_context(context, &mut HeadersMut(headers));
 }
 
@@ -71,7 +71,7 @@ pub fn continue_from(span: &tracing::Span, meta: &RecordMeta) {
     if span.is_disabled() {
         return;
     }
-    let parent = extract(&meta.headers);
+    let parent = meta.trace_context();
     let sender = parent.span().span_context().clone();
     if sender.is_valid() {
         let _ = span.set_parent(parent);
@@ -174,6 +174,40 @@ mod tests {
             Some(&b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"[..])
         );
         assert!(out.iter().any(|h| h.name == "other"), "other headers stay");
+    }
+
+    #[test]
+    fn a_redrive_starts_a_new_trace_even_inside_another_span_and_links_back() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!(target: TARGET, "outer");
+            let _inside = outer.enter();
+            let redrive = tracing::info_span!(target: TARGET, "redrive");
+            link_new_trace(&redrive, &[header("traceparent", PARENT)]);
+            let own = redrive.context().span().span_context().clone();
+            let outer_trace = outer.context().span().span_context().trace_id();
+            assert!(own.is_valid());
+            assert_ne!(own.trace_id(), outer_trace, "not the current span's trace");
+            assert_ne!(
+                own.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+
+            // A record continues the trace it carries, as a child.
+            let process = tracing::info_span!(target: TARGET, "process");
+            let mut meta = RecordMeta::new(crate::record::TopicPartition::new("t", 0), 1);
+            meta.headers.push(header("traceparent", PARENT));
+            continue_from(&process, &meta);
+            let own = process.context().span().span_context().clone();
+            assert_eq!(
+                own.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+        });
     }
 
     #[test]

@@ -9,6 +9,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -23,8 +24,11 @@ use crate::{HttpRequest, LogFormat, Response};
 /// The target of the request spans (one per HTTP request, `otel.kind = server`).
 pub const REQUEST_TARGET: &str = "shell_http::request";
 
-/// Spans for traces only, left out of logs unless traces are on.
-const TRACE_ONLY: &str = "ordering::messaging=off,shell_http::request=off";
+/// Spans for traces only: with traces off, filtered out at their call sites.
+const TRACE_ONLY: [(&str, &str); 2] = [
+    (ordering_core::trace::TARGET, "ordering::messaging=off"),
+    (REQUEST_TARGET, "shell_http::request=off"),
+];
 
 /// Keeps the exporter; dropping it flushes the spans not yet sent (at the end of `main`).
 #[derive(Debug, Default)]
@@ -57,21 +61,31 @@ impl Drop for Telemetry {
 /// naming it; an exporter that cannot be built stops tracing, not the service.
 pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
     let format = env.get("LOG_FORMAT", LogFormat::Text)?;
-    let provider = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .or_else(|| std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-        .and_then(|_| match exporter(service) {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let endpoint = set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let provider = endpoint
+        .then(|| exporter(service))
+        .and_then(|built| match built {
             Ok(provider) => Some(provider),
             Err(error) => {
                 eprintln!("{service}: traces are not exported: {error}");
                 None
             }
         });
-    // With traces on, logs carry the request and record spans too (their trace ids).
-    let default = match provider {
-        Some(_) => "info,rdkafka=warn".to_owned(),
-        None => format!("info,rdkafka=warn,{TRACE_ONLY}"),
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    if provider.is_none() {
+        // Traces off: their spans are never created, whatever RUST_LOG says (unless it
+        // names their targets itself).
+        let asked = std::env::var("RUST_LOG").unwrap_or_default();
+        for (target, directive) in TRACE_ONLY {
+            if !asked.contains(target)
+                && let Ok(directive) = directive.parse()
+            {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -80,17 +94,21 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
             .with_filter(filter)
             .boxed(),
     };
-    let traces = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service.to_owned()))
-            .with_filter(
-                Targets::new()
-                    .with_default(Level::INFO)
-                    .with_target("rdkafka", Level::WARN),
-            )
-    });
-    // Already set (a second call in one process): the first one stays.
-    let _ = Registry::default().with(logs).with(traces).try_init();
+    // Already set (a second call in one process): the first one stays. Without traces, the
+    // logs alone: an absent layer would still make every span call site ask.
+    let _ = match &provider {
+        None => Registry::default().with(logs).try_init(),
+        Some(provider) => {
+            let traces = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(service.to_owned()))
+                .with_filter(
+                    Targets::new()
+                        .with_target(ordering_core::trace::TARGET, Level::INFO)
+                        .with_target(REQUEST_TARGET, Level::INFO),
+                );
+            Registry::default().with(logs).with(traces).try_init()
+        }
+    };
     Ok(Telemetry { provider })
 }
 
@@ -100,7 +118,9 @@ fn exporter(service: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::Expo
         .with_protocol(Protocol::HttpBinary)
         .build()?;
     let mut resource = Resource::builder();
-    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
+    if !named {
         resource = resource.with_service_name(service.to_owned());
     }
     Ok(SdkTracerProvider::builder()
@@ -144,8 +164,9 @@ pub(crate) fn answer(span: &tracing::Span, response: &mut Response) {
     }
     span.record("http.response.status_code", response.status().as_u16());
     let context = span.context();
+    // `traceparent` (and `tracestate`) only: baggage is the caller's, not for the answer.
     if context.span().span_context().is_valid() {
-        ordering_core::trace::propagator().inject_context(
+        TraceContextPropagator::new().inject_context(
             &context,
             &mut opentelemetry_http::HeaderInjector(response.headers_mut()),
         );
