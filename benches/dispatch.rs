@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ordering_benches::Subscriber;
 use ordering_core::testing::{MemorySink, MemorySource};
 use ordering_core::{
     Classify, DeadLetter, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode, Record,
@@ -149,31 +150,10 @@ fn dispatch_path(c: &mut Criterion) {
     group.finish();
 }
 
-/// A span exporter that drops what it is given: the cost measured is the spans', not a
-/// network's.
-#[derive(Debug)]
-struct Discard;
-
-impl opentelemetry_sdk::trace::SpanExporter for Discard {
-    async fn export(
-        &self,
-        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-}
-
-/// The no-op path under the subscribers a service runs (the dispatcher's record spans are
-/// under `ordering::messaging`): logs only, as the shells run without an OTLP endpoint
-/// (those spans filtered out at their call site); and logs with an OpenTelemetry layer
-/// sampling 1% of the records (records carry no trace, so each is a root the sampler
-/// decides on), exporting in batches to [`Discard`]. Against `noop_partition_lanes` of the
-/// group above, and the same case with no subscriber at all, in one run.
+/// The no-op path under the subscribers a service runs ([`Subscriber`]): none, logs only
+/// (the shells without an OTLP endpoint), logs and an OpenTelemetry layer sampling 1%.
+/// Against each other in one run; `none` is also `noop_partition_lanes` of the group above.
 fn dispatch_traced(c: &mut Criterion) {
-    use opentelemetry::trace::TracerProvider as _;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::{EnvFilter, Layer};
-
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -183,45 +163,18 @@ fn dispatch_traced(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    let logs = |filter: &str| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::sink)
-            .with_filter(EnvFilter::new(filter))
-    };
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01))
-        .with_batch_exporter(Discard)
-        .build();
-    // Each subscriber made just before its case and dropped after: the call sites' interest
-    // is that of the subscribers alive, as in a service.
-    let subscribers: [(&str, &dyn Fn() -> Option<tracing::Dispatch>); 3] = [
-        ("no_subscriber", &|| None),
-        ("logs_only", &|| {
-            // As the shells run without an OTLP endpoint.
-            let logs = logs("info,ordering::messaging=off,shell_http::request=off");
-            Some(tracing::Dispatch::new(
-                tracing_subscriber::registry().with(logs),
-            ))
-        }),
-        ("otel_1pct_sampled", &|| {
-            // As the shells run with one: the spans in the logs too.
-            let traces = tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("bench"))
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-            let registry = tracing_subscriber::registry()
-                .with(logs("info"))
-                .with(traces);
-            Some(tracing::Dispatch::new(registry))
-        }),
-    ];
-    for (name, subscriber) in subscribers {
-        let subscriber = subscriber();
+    for (name, kind) in [
+        ("no_subscriber", Subscriber::None),
+        ("logs_only", Subscriber::Logs),
+        ("otel_1pct_sampled", Subscriber::Otel1Pct),
+    ] {
+        let subscriber = kind.dispatch();
         let run = |records| rt.block_on(dispatch(records, LaneMode::Partition, 0, true));
         group.bench_function(name, |b| {
             b.iter_batched(
                 || records(None, false),
                 |records| match &subscriber {
-                    Some(subscriber) => {
+                    Some((subscriber, _)) => {
                         tracing::dispatcher::with_default(subscriber, || run(records))
                     }
                     None => run(records),
@@ -229,10 +182,11 @@ fn dispatch_traced(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
-        drop(subscriber);
+        if let Some((_, Some(provider))) = subscriber {
+            let _ = provider.shutdown();
+        }
     }
     group.finish();
-    let _ = provider.shutdown();
 }
 
 criterion_group!(benches, retry_decision, dispatch_path, dispatch_traced);

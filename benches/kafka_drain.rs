@@ -5,8 +5,9 @@
 //! with a no-op handler (and dispatch). The ratio of the last to the first is the figure that
 //! matters; the steps say where the time goes.
 //!
-//! `cargo run --release -p ordering-benches --bin kafka_drain -- [RECORDS] [ROUNDS]`
-//! (defaults 200000 and 3). Starts its own Nisshi broker (`scripts/broker install`).
+//! `cargo run --release -p ordering-benches --bin kafka_drain -- [RECORDS] [ROUNDS] [SUBSCRIBER]`
+//! (defaults 200000, 3 and `none`; `logs` or `otel1pct` run it under a tracing subscriber,
+//! `ordering_benches::Subscriber`). Starts its own Nisshi broker (`scripts/broker install`).
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,16 @@ async fn main() -> Result<(), Error> {
         .transpose()?
         .unwrap_or(200_000);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    // What the library runs under (tracing's cost): none, logs or otel1pct.
+    let subscriber: ordering_benches::Subscriber = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(ordering_benches::Subscriber::None);
+    let subscriber = subscriber.dispatch();
+    let _default = subscriber
+        .as_ref()
+        .map(|(dispatch, _)| tracing::dispatcher::set_global_default(dispatch.clone()));
 
     let broker = TestBroker::start();
     let topic = unique_topic("drain");

@@ -59,3 +59,88 @@ where
     }
     Ok(count as f64 / elapsed.as_secs_f64())
 }
+
+/// The subscribers a service runs the library under, for measuring what tracing costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscriber {
+    /// None at all: every span call site is off.
+    None,
+    /// Logs only (to nowhere), as the shells run without an OTLP endpoint: the library's
+    /// messaging spans and the request spans filtered out at their call sites.
+    Logs,
+    /// Logs and an OpenTelemetry layer sampling 1% (records that carry no trace are roots
+    /// the sampler decides on), exporting in batches to an exporter that drops them: as the
+    /// shells run with an endpoint and `OTEL_TRACES_SAMPLER=traceidratio`, 0.01.
+    Otel1Pct,
+}
+
+impl std::str::FromStr for Subscriber {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "none" => Ok(Self::None),
+            "logs" => Ok(Self::Logs),
+            "otel1pct" => Ok(Self::Otel1Pct),
+            other => Err(format!("{other}: none, logs or otel1pct")),
+        }
+    }
+}
+
+/// A span exporter that drops what it is given: the cost measured is the spans', not a
+/// network's.
+#[derive(Debug)]
+struct Discard;
+
+impl opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+impl Subscriber {
+    /// The subscriber, and the tracer provider to shut down after (for `Otel1Pct`). Make it
+    /// just before its case and drop it after: call sites take the interest of the
+    /// subscribers alive.
+    pub fn dispatch(
+        self,
+    ) -> Option<(
+        tracing::Dispatch,
+        Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    )> {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::{EnvFilter, Layer};
+        let logs = |filter: &str| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(EnvFilter::new(filter))
+        };
+        match self {
+            Self::None => None,
+            Self::Logs => {
+                let logs = logs("info,ordering::messaging=off,shell_http::request=off");
+                let registry = tracing_subscriber::registry().with(logs);
+                Some((tracing::Dispatch::new(registry), None))
+            }
+            Self::Otel1Pct => {
+                let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                    .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01))
+                    .with_batch_exporter(Discard)
+                    .build();
+                let traces = tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("bench"))
+                    .with_filter(
+                        tracing_subscriber::filter::Targets::new()
+                            .with_target(ordering_core::trace::TARGET, tracing::Level::INFO),
+                    );
+                let registry = tracing_subscriber::registry()
+                    .with(logs("info"))
+                    .with(traces);
+                Some((tracing::Dispatch::new(registry), Some(provider)))
+            }
+        }
+    }
+}
