@@ -132,12 +132,15 @@ impl Subscriber {
                     .build();
                 let traces = tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("bench"))
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_tracked_inactivity(false)
                     .with_filter(
                         tracing_subscriber::filter::Targets::new()
                             .with_target(ordering_core::trace::TARGET, tracing::Level::INFO),
                     );
                 let registry = tracing_subscriber::registry()
-                    .with(logs("info"))
+                    .with(logs("info,ordering::messaging=off"))
                     .with(traces);
                 Some((tracing::Dispatch::new(registry), Some(provider)))
             }

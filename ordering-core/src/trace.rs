@@ -95,10 +95,15 @@ pub fn link_new_trace(span: &tracing::Span, headers: &[Header]) {
 /// Writes the span's trace and span ids into its `trace_id` and `span_id` fields (when it
 /// declares them), so that the logs of what runs in it say which trace they belong to.
 pub fn record_ids(span: &tracing::Span) {
-    if span.is_disabled() {
+    record_ids_of(span, span);
+}
+
+/// Writes the trace and span ids of `of` into the `trace_id` and `span_id` fields of `span`.
+pub fn record_ids_of(span: &tracing::Span, of: &tracing::Span) {
+    if span.is_disabled() || of.is_disabled() {
         return;
     }
-    let context = span.context();
+    let context = of.context();
     let ids = context.span().span_context().clone();
     if ids.is_valid() {
         span.record("trace_id", ids.trace_id().to_string().as_str());

@@ -74,16 +74,18 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
         });
     let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    if provider.is_none() {
-        // Traces off: their spans are never created, whatever RUST_LOG says (unless it
-        // names their targets itself).
-        let asked = std::env::var("RUST_LOG").unwrap_or_default();
-        for (target, directive) in TRACE_ONLY {
-            if !asked.contains(target)
-                && let Ok(directive) = directive.parse()
-            {
-                filter = filter.add_directive(directive);
-            }
+    // The per-record messaging spans are for traces, never for logs (formatting their fields
+    // for every record cost more than the record): a failing record's logs carry its trace
+    // ids in its own span. The request spans are logged when traces are on (their ids), and
+    // never created when off. Unless RUST_LOG names these targets itself.
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    for (target, directive) in TRACE_ONLY {
+        let for_traces_only = target == ordering_core::trace::TARGET || provider.is_none();
+        if for_traces_only
+            && !asked.contains(target)
+            && let Ok(directive) = directive.parse()
+        {
+            filter = filter.add_directive(directive);
         }
     }
     let logs = match format {
@@ -99,8 +101,13 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
     let _ = match &provider {
         None => Registry::default().with(logs).try_init(),
         Some(provider) => {
+            // No code locations, threads or busy/idle times per span: attributes nobody
+            // reads, paid on every record.
             let traces = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service.to_owned()))
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(
                     Targets::new()
                         .with_target(ordering_core::trace::TARGET, Level::INFO)

@@ -26,6 +26,16 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::DeadLettered => "dead-lettered",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// What every record's processing shares.
 pub(crate) struct Shared<H, D> {
     pub(crate) handler: H,
@@ -139,8 +149,18 @@ macro_rules! record_span {
             partition = $meta.tp.partition,
             offset = $meta.offset,
             key = $meta.key_str().as_deref().unwrap_or(""),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         )
     };
+}
+
+/// The info-level record span of a record that failed, carrying the trace ids of its
+/// consumer span (when traces are on): the logs about a failing record name its trace.
+fn failing_record_span(meta: &crate::record::RecordMeta) -> tracing::Span {
+    let span = record_span!(info_span, meta);
+    crate::trace::record_ids_of(&span, &tracing::Span::current());
+    span
 }
 
 /// The OpenTelemetry consumer span of a record's processing (messaging conventions), child
@@ -161,11 +181,8 @@ fn messaging_span<H, D>(shared: &Shared<H, D>, meta: &crate::record::RecordMeta)
         messaging.kafka.message.key = meta.key_str().as_deref().unwrap_or(""),
         messaging.consumer.group.name = %shared.consumer_group,
         ordering.outcome = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
     );
     crate::trace::continue_from(&span, meta);
-    crate::trace::record_ids(&span);
     span
 }
 
@@ -184,7 +201,7 @@ where
     let outcome = process_record(shared, record)
         .instrument(span.clone())
         .await;
-    span.record("ordering.outcome", format!("{outcome:?}").as_str());
+    span.record("ordering.outcome", outcome.as_str());
     outcome
 }
 
@@ -207,7 +224,7 @@ where
                 Ok(()) => return Outcome::Applied,
                 Err(error) => {
                     let retried = retry(shared, event, record, error);
-                    match Box::pin(retried.instrument(record_span!(info_span, meta))).await {
+                    match Box::pin(retried.instrument(failing_record_span(meta))).await {
                         Ok(()) => return Outcome::Applied,
                         Err(None) => return Outcome::Abandoned,
                         Err(Some(failure)) => failure,
@@ -237,7 +254,7 @@ where
     );
     let publish = publish_dead_letter(shared, letter)
         .instrument(span)
-        .instrument(record_span!(info_span, meta));
+        .instrument(failing_record_span(meta));
     Box::pin(publish).await
 }
 
