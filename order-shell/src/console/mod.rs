@@ -132,6 +132,10 @@ impl Pages {
             "base.html",
             include_str!("../../console/templates/base.html"),
         )?;
+        env.add_template(
+            "filters.html",
+            include_str!("../../console/templates/filters.html"),
+        )?;
         for page in Page::ALL {
             let (name, source) = page.template();
             env.add_template(name, source)?;
