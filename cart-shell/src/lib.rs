@@ -37,7 +37,6 @@ use shell_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
 };
 use shell_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
-use tokio::net::TcpListener;
 use tracing::Instrument;
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
@@ -133,6 +132,8 @@ pub struct Settings {
     pub codec: AvroCodec,
     pub idempotency: IdempotencySettings,
     pub publish: PublishSettings,
+    /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: HTTPS only; `None`: plain HTTP.
+    pub https: Option<shell_http::tls::Https>,
 }
 
 /// How much publishing may be under way before requests are shed.
@@ -251,6 +252,7 @@ impl Settings {
             )?,
             idempotency: IdempotencySettings::from_env(env)?,
             publish: PublishSettings::from_env(env)?,
+            https: shell_http::tls::https(env)?,
         })
     }
 }
@@ -316,7 +318,7 @@ impl Broker for KafkaProducer {
     async fn ping(&self, timeout: Duration) -> Result<(), String> {
         KafkaProducer::ping(self, timeout)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| shell_http::security::kafka_problem(&e))
     }
 }
 
@@ -359,7 +361,7 @@ impl Cart {
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
     pub async fn serve(
         self: Arc<Self>,
-        listener: TcpListener,
+        listener: impl Into<shell_http::Listener>,
         max_connections: usize,
         shutdown: impl Future<Output = ()>,
     ) {

@@ -41,14 +41,28 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         codec,
         idempotency,
         publish,
+        https,
     } = Settings::from_env(&env)?;
     let keys = idempotency.open(kafka.delivery_timeout)?;
     let metrics = Metrics::install()?;
 
-    let mut config = ProducerConfig::new(&kafka.bootstrap_servers);
+    let mut config = ProducerConfig::new(&kafka.cluster);
     config.delivery_timeout = kafka.delivery_timeout;
     publish.apply(&mut config);
-    let producer = KafkaProducer::new(&config)?;
+    let producer =
+        KafkaProducer::new(&config).map_err(|e| shell_http::security::kafka_problem(&e))?;
+    // A login or a certificate the brokers refuse stops the start, saying which setting to
+    // look at; brokers that are merely down are waited for.
+    if let Err(failure) = producer
+        .check_access(shell_http::security::ACCESS_CHECK)
+        .await
+    {
+        eprintln!(
+            "cart-shell: cannot connect to Kafka: {failure}; {}",
+            shell_http::security::kafka_hint(&failure)
+        );
+        return Ok(ExitCode::from(1));
+    }
     let cart = Arc::new(Cart::new(
         Arc::new(producer.sink(&order_topic, codec)),
         Arc::new(producer.sink(&status_topic, codec)),
@@ -58,8 +72,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     )?);
     tokio::spawn(async move {
         let topics = [order_topic.as_str(), status_topic.as_str()];
-        if let Err(error) =
-            ensure_topics_when_ready(&kafka.bootstrap_servers, &topics, &kafka.topics()).await
+        if let Err(error) = ensure_topics_when_ready(&kafka.cluster, &topics, &kafka.topics()).await
         {
             tracing::error!(
                 %error, partitions = kafka.partitions, replication_factor = ?kafka.replication_factor,
@@ -68,7 +81,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
         }
     });
-    let listener = match shell_http::listen(cart_shell::SERVICE, listen).await {
+    let listener = match shell_http::listen(cart_shell::SERVICE, listen, https).await {
         Ok(listener) => listener,
         Err(code) => return Ok(code),
     };

@@ -10,6 +10,7 @@ use ordering_store::StoreUrl;
 use shell_http::auth::OperatorToken;
 use shell_http::env::{Env, EnvError};
 use shell_http::limit::WorkLimit;
+use shell_http::security::{redacted_url, secret};
 use shell_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
 };
@@ -149,6 +150,8 @@ pub struct Config {
     /// (redrive, dead letters with their contents). Without one, redrive is refused and dead
     /// letters are listed without their contents.
     pub operator_token: Option<OperatorToken>,
+    /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: HTTPS only; `None`: plain HTTP.
+    pub https: Option<shell_http::tls::Https>,
     /// `SCAN_CONCURRENCY` (2), `DLQ_PAGE_CONCURRENCY` (4), `REDRIVE_CONCURRENCY` (1),
     /// `BUSY_WAIT_MS` (2000): expensive requests at once per kind, and how long one waits
     /// for its turn before `503`.
@@ -254,6 +257,7 @@ impl Config {
             codec: dlq_codec(env)?,
             operator_token: OperatorToken::from_env(env)?,
             limits: Limits::from_env(env)?,
+            https: shell_http::tls::https(env)?,
         })
     }
 }
@@ -275,13 +279,23 @@ fn dlq_codec(env: &Env) -> Result<AvroCodec, EnvError> {
     Ok(codec)
 }
 
+/// `ORDER_STORE_URL`, with the password of `ORDER_STORE_PASSWORD_FILE` if set. Messages
+/// show the URL without its password.
 fn store_url(env: &Env) -> Result<StoreUrl, EnvError> {
     let raw = env.text("ORDER_STORE_URL", DEFAULT_STORE_URL);
-    StoreUrl::parse(&raw).map_err(|error| EnvError {
+    let url = StoreUrl::parse(&raw).map_err(|error| EnvError {
         name: "ORDER_STORE_URL",
-        value: raw,
+        value: redacted_url(&raw),
         reason: error.to_string(),
-    })
+    })?;
+    match secret(env, None, "ORDER_STORE_PASSWORD_FILE")? {
+        None => Ok(url),
+        Some(password) => url.with_password(&password).map_err(|error| EnvError {
+            name: "ORDER_STORE_PASSWORD_FILE",
+            value: env.text("ORDER_STORE_PASSWORD_FILE", ""),
+            reason: error.to_string(),
+        }),
+    }
 }
 
 fn history_retention(env: &Env) -> Result<Option<Duration>, EnvError> {

@@ -25,7 +25,6 @@ use ordering_service::ConsumerSpec;
 use ordering_store::Store;
 use shell_http::metrics::Metrics;
 use shell_http::openapi::OpenApi;
-use tokio::net::TcpListener;
 
 use config::Config;
 
@@ -101,12 +100,28 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreOpenErro
 
 /// The order store could not be opened, for a reason waiting cannot fix.
 #[derive(Debug, thiserror::Error)]
-#[error("ORDER_STORE_URL={url}: {source}")]
+#[error("ORDER_STORE_URL={url}: {source}{}", store_hint(source))]
 pub struct StoreOpenError {
     /// The URL, with any password hidden.
     url: String,
     #[source]
     source: ordering_store::OpenError,
+}
+
+/// What to look at when the store refuses the service.
+fn store_hint(error: &ordering_store::OpenError) -> &'static str {
+    use ordering_store::Refusal;
+    match error {
+        ordering_store::OpenError::Refused(refusal) => match refusal {
+            Refusal::Authentication(_) => {
+                "; check the user in ORDER_STORE_URL and its password (ORDER_STORE_PASSWORD_FILE)"
+            }
+            Refusal::TlsRequired(_) => "; set sslmode=verify-full (or require) in ORDER_STORE_URL",
+            Refusal::NoTls => "; the server has no TLS: check sslmode in ORDER_STORE_URL",
+            _ => "; check sslmode and sslrootcert in ORDER_STORE_URL",
+        },
+        _ => "",
+    }
 }
 
 /// Why the consumer stopped other than by its shutdown signal.
@@ -143,14 +158,14 @@ impl App {
         store: Arc<dyn Store>,
         metrics: Metrics,
     ) -> Result<Self, BuildError> {
-        let mut producer = ProducerConfig::new(&config.kafka.bootstrap_servers);
+        let mut producer = ProducerConfig::new(&config.kafka.cluster);
         producer.delivery_timeout = config.kafka.delivery_timeout;
         let producer = KafkaProducer::new(&producer)?;
         let kafka = &config.kafka;
         let redriver = Arc::new(
             Redriver::new(
                 producer.clone(),
-                &kafka.bootstrap_servers,
+                &kafka.cluster,
                 &config.dlq_topic,
                 vec![config.order_topic.clone(), config.status_topic.clone()],
                 config.max_redrives,
@@ -189,7 +204,11 @@ impl App {
 
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
     /// Meanwhile samples the metrics for the console and prunes old order history.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: impl Into<shell_http::Listener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let max_connections = self.config.max_connections;
         let sampling = tokio::spawn(self.clone().sample_metrics());
         let pruning = tokio::spawn(self.clone().prune_history());
@@ -252,7 +271,7 @@ pub async fn consume(
 ) -> Result<(), ConsumeError> {
     let kafka = &app.config.kafka;
     let spec = ConsumerSpec {
-        bootstrap: kafka.bootstrap_servers.clone(),
+        cluster: kafka.cluster.clone(),
         group: app.config.consumer_group.clone(),
         topics: vec![
             app.config.order_topic.clone(),

@@ -80,8 +80,22 @@ async fn start() -> ExitCode {
             Stop::ProducerFailed(error)
         }
     });
+    // A login or a certificate the brokers refuse stops the start, saying which setting to
+    // look at; brokers that are merely down are waited for.
+    if let Err(failure) = app
+        .producer()
+        .check_access(shell_http::security::ACCESS_CHECK)
+        .await
+    {
+        eprintln!(
+            "order-shell: cannot connect to Kafka: {failure}; {}",
+            shell_http::security::kafka_hint(&failure)
+        );
+        return ExitCode::from(1);
+    }
     let addr = app.config().listen;
-    let listener = match shell_http::listen(order_shell::SERVICE, addr).await {
+    let https = app.config().https.clone();
+    let listener = match shell_http::listen(order_shell::SERVICE, addr, https).await {
         Ok(listener) => listener,
         Err(code) => return code,
     };

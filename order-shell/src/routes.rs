@@ -372,7 +372,7 @@ impl App {
         // Matches before `offset` are counted, not kept; the page's letters are kept as their
         // answer only. The read keeps its turn to its end.
         let ((mut messages, _, _turn), page) = scan_page(
-            &self.config.kafka.bootstrap_servers,
+            &self.config.kafka.cluster,
             topic,
             self.codec,
             from,
@@ -589,7 +589,7 @@ impl App {
         AvroCodec: Codec<M>,
     {
         let (ids, scanned) = scan_page(
-            &self.config.kafka.bootstrap_servers,
+            &self.config.kafka.cluster,
             topic,
             self.codec,
             from,
@@ -645,6 +645,7 @@ impl App {
             "status": if healthy { "healthy" } else { "unhealthy" },
             "service": "order-shell",
             "broker": if broker.is_ok() { "available" } else { "unavailable" },
+            "brokerError": broker.as_ref().err().map(shell_http::security::kafka_problem),
             "store": store_state,
             "producer": match &producer {
                 None => json!({"state": "ok"}),

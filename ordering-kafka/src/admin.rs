@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::KafkaError;
+use crate::security::{Cluster, Connectivity};
 
 /// How topics are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,17 +63,32 @@ impl std::fmt::Display for TopicDrift {
 /// left as they are, and checked: each setting they do not have as asked is returned (and
 /// logged as a warning). Works on a broker with topic auto-creation off.
 pub async fn ensure_topics(
-    bootstrap_servers: &str,
+    cluster: impl Into<Cluster>,
     topics: &[&str],
     settings: &TopicSettings,
     timeout: Duration,
 ) -> Result<Vec<TopicDrift>, KafkaError> {
-    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap_servers)
-            .create()
+    let admin: Arc<AdminClient<Connectivity>> = Arc::new(
+        cluster
+            .into()
+            .client_config()
+            .create_with_context(Connectivity::default())
             .map_err(KafkaError::client("creating the admin client"))?,
     );
+    let ensured = ensure_with(&admin, topics, settings, timeout).await;
+    // A refusal (a login, a certificate) says more than the timeout it caused.
+    match (ensured, admin.inner().context().failure()) {
+        (Err(error), Some(failure)) if error.is_retryable() => Err(KafkaError::Connect(failure)),
+        (ensured, _) => ensured,
+    }
+}
+
+async fn ensure_with(
+    admin: &Arc<AdminClient<Connectivity>>,
+    topics: &[&str],
+    settings: &TopicSettings,
+    timeout: Duration,
+) -> Result<Vec<TopicDrift>, KafkaError> {
     // -1: the broker's default replication factor (Kafka 2.4+), right for one local broker
     // and for a cluster alike.
     let replication = settings.replication_factor.unwrap_or(-1);
@@ -117,7 +131,7 @@ pub async fn ensure_topics(
             }
         }
     }
-    let drifts = check_existing(&admin, &existing, settings, &options, timeout).await?;
+    let drifts = check_existing(admin, &existing, settings, &options, timeout).await?;
     for drift in &drifts {
         tracing::warn!("{drift}");
     }
@@ -126,7 +140,7 @@ pub async fn ensure_topics(
 
 /// The settings of `topics` (which exist) that differ from `settings`.
 async fn check_existing(
-    admin: &Arc<AdminClient<DefaultClientContext>>,
+    admin: &Arc<AdminClient<Connectivity>>,
     topics: &[String],
     settings: &TopicSettings,
     options: &AdminOptions,
@@ -191,13 +205,14 @@ async fn check_existing(
 /// [`ensure_topics`] until it succeeds: a service started before its broker waits for it
 /// instead of failing. Gives up only on an error retrying cannot fix.
 pub async fn ensure_topics_when_ready(
-    bootstrap_servers: &str,
+    cluster: impl Into<Cluster>,
     topics: &[&str],
     settings: &TopicSettings,
 ) -> Result<Vec<TopicDrift>, KafkaError> {
+    let cluster = cluster.into();
     let mut wait = Duration::from_millis(500);
     loop {
-        match ensure_topics(bootstrap_servers, topics, settings, Duration::from_secs(5)).await {
+        match ensure_topics(&cluster, topics, settings, Duration::from_secs(5)).await {
             Ok(drifts) => return Ok(drifts),
             Err(error) if error.is_retryable() => {
                 tracing::warn!(%error, ?wait, "topics not ready; the broker may be down, trying again");

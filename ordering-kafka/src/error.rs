@@ -28,6 +28,11 @@ pub enum KafkaError {
         max_in_flight: usize,
         waited: std::time::Duration,
     },
+    /// The brokers refuse this client for a reason a person fixes (a wrong password, an
+    /// untrusted certificate, the wrong protocol): retryable, as an outage is (the record is
+    /// not at fault), and reported as such by a health check and at start-up.
+    #[error("cannot connect to Kafka: {0}")]
+    Connect(crate::ConnectFailure),
     #[error("{operation} failed: {source}")]
     Client {
         operation: &'static str,
@@ -39,17 +44,22 @@ pub enum KafkaError {
 impl KafkaError {
     pub(crate) fn client(operation: &'static str) -> impl FnOnce(RdError) -> Self {
         move |source| match source {
-            RdError::ClientConfig(..) => Self::Config(source.to_string()),
+            // librdkafka's description and the property's name; never its value, which may
+            // be a password.
+            RdError::ClientConfig(_, description, key, _) => {
+                Self::Config(format!("{key}: {description}"))
+            }
             source => Self::Client { operation, source },
         }
     }
 
-    /// Worth trying again later: the broker is down, slow or electing a leader. Not worth it:
-    /// bad configuration, a message the broker refuses, missing authorisation.
+    /// Worth trying again later: the broker is down, slow or electing a leader, or refuses
+    /// the login or the certificates (a person fixes it; the record is not at fault). Not
+    /// worth it: bad configuration, a message the broker refuses, missing authorisation.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Config(_) | Self::Encode(_) => false,
-            Self::Timeout { .. } | Self::Overloaded { .. } => true,
+            Self::Timeout { .. } | Self::Overloaded { .. } | Self::Connect(_) => true,
             Self::Client { source, .. } => is_retryable(source),
         }
     }
@@ -90,7 +100,6 @@ fn is_retryable_code(code: Code) -> bool {
             | Code::GroupAuthorizationFailed
             | Code::ClusterAuthorizationFailed
             | Code::TransactionalIdAuthorizationFailed
-            | Code::SaslAuthenticationFailed
             | Code::InvalidArgument
             | Code::InvalidTopic
             | Code::InvalidPartitions
@@ -104,6 +113,14 @@ fn is_retryable_code(code: Code) -> bool {
 }
 
 impl KafkaError {
+    /// Why the brokers refuse this client, if that is what failed.
+    pub fn connect_failure(&self) -> Option<&crate::ConnectFailure> {
+        match self {
+            Self::Connect(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
     /// The producer is at its bound (its slots are taken, or librdkafka's queue is full):
     /// nothing was sent, and the same message may go through soon.
     pub fn is_overloaded(&self) -> bool {
@@ -124,7 +141,7 @@ impl KafkaError {
     pub fn surely_not_written(&self) -> bool {
         match self {
             Self::Config(_) | Self::Encode(_) | Self::Overloaded { .. } => true,
-            Self::Timeout { .. } => false,
+            Self::Timeout { .. } | Self::Connect(_) => false,
             // Refusals the broker (or librdkafka, before sending) answers for the record as
             // a whole; librdkafka retries anything else until its delivery timeout, which
             // leaves the outcome unknown.

@@ -1,5 +1,8 @@
 //! The Kafka transport of `ordering-core`.
 //!
+//! - [`Cluster`]: where the brokers are and how every client gets in ([`ClientSecurity`]:
+//!   TLS, SASL `PLAIN`/`SCRAM-SHA-256`/`SCRAM-SHA-512`, a `client.properties` file); every
+//!   constructor below takes one, and a plain `"host:port"` converts to a plaintext one.
 //! - [`KafkaSource`]: a consumer-group member yielding decoded records to the dispatcher;
 //!   offsets are stored only when acknowledged and committed in batches.
 //! - [`KafkaProducer`] / [`KafkaSink`]: `acks=all`, idempotent, answering only once the broker
@@ -23,6 +26,7 @@ mod message;
 mod metrics;
 mod reader;
 mod redrive;
+mod security;
 mod sink;
 mod source;
 #[cfg(feature = "testing")]
@@ -38,8 +42,8 @@ pub use codec::{
 /// `use ordering_kafka::prelude::*;`
 pub mod prelude {
     pub use crate::{
-        Avro, Codec, DeadLetterCodec, KafkaProducer, KafkaSource, Message, ProducerConfig,
-        SchemaVersions, SourceConfig,
+        Avro, ClientSecurity, Cluster, Codec, DeadLetterCodec, KafkaProducer, KafkaSource, Message,
+        ProducerConfig, SchemaVersions, SourceConfig,
     };
     pub use ordering_core::{
         Classify, DeadLetter, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode,
@@ -62,6 +66,11 @@ pub use reader::{
 pub use redrive::{
     LetterOutcome, Outcome, REDRIVABLE_DLQ_VERSION, Redrive, RedriveError, RedriveReport, Redriver,
     Skip, Skips,
+};
+pub use secrecy::{ExposeSecret, SecretString};
+pub use security::{
+    ClientCertificate, ClientSecurity, Cluster, ConnectFailure, Connectivity, PropertiesError,
+    SaslCredentials, SaslMechanism, SecurityProtocol,
 };
 pub use sink::{Delivered, KafkaProducer, KafkaSink, ProducerConfig};
 pub use source::{

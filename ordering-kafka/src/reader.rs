@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ordering_core::Record;
-use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -14,12 +13,13 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use crate::codec::Codec;
 use crate::convert::{TopicNames, to_record};
 use crate::error::KafkaError;
+use crate::security::{Cluster, Connectivity};
 
 /// Every record of `topic` from each partition's start to its end offset as of the call, in
 /// partition then offset order, decoded with `codec` (a record that does not decode comes
 /// with its `DecodeError`). A topic that does not exist has no records.
 pub async fn read_topic<M, C>(
-    bootstrap_servers: &str,
+    cluster: impl Into<Cluster>,
     topic: &str,
     codec: C,
     timeout: Duration,
@@ -28,10 +28,10 @@ where
     M: Send + 'static,
     C: Codec<M> + 'static,
 {
-    let bootstrap = bootstrap_servers.to_owned();
+    let cluster = cluster.into();
     let topic = topic.to_owned();
     // librdkafka's metadata, watermark and poll calls block their thread.
-    tokio::task::spawn_blocking(move || read_blocking(&bootstrap, &topic, &codec, timeout))
+    tokio::task::spawn_blocking(move || read_blocking(&cluster, &topic, &codec, timeout))
         .await
         .map_err(|_| KafkaError::Timeout {
             operation: "reading a topic",
@@ -54,47 +54,48 @@ const READER_QUEUE_BACKOFF_MS: &str = "5";
 /// its threads; more than this idle is memory for nothing.
 const IDLE_READERS: usize = 4;
 
-/// Readers not in use, by bootstrap address, for the next scan to take.
-static IDLE: std::sync::Mutex<Vec<(String, BaseConsumer)>> = std::sync::Mutex::new(Vec::new());
+/// Readers not in use, by cluster, for the next scan to take.
+static IDLE: std::sync::Mutex<Vec<(Cluster, BaseConsumer<Connectivity>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// A reader outside any group, taken from the idle ones or created; [`Reader::drop`] gives it
 /// back.
 struct Reader {
-    bootstrap: String,
-    consumer: Option<BaseConsumer>,
+    cluster: Cluster,
+    consumer: Option<BaseConsumer<Connectivity>>,
 }
 
 impl Reader {
-    fn take(bootstrap: &str) -> Result<Self, KafkaError> {
+    fn take(cluster: &Cluster) -> Result<Self, KafkaError> {
         let idle = {
             let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
             idle.iter()
-                .position(|(b, _)| b == bootstrap)
+                .position(|(c, _)| c == cluster)
                 .map(|i| idle.swap_remove(i).1)
         };
         let consumer = match idle {
             Some(consumer) => consumer,
-            None => ClientConfig::new()
-                .set("bootstrap.servers", bootstrap)
+            None => cluster
+                .client_config()
                 .set("group.id", "ordering-topic-reader") // required by librdkafka; nothing is committed
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("queued.max.messages.kbytes", READER_QUEUE_KB)
                 .set("fetch.max.bytes", READER_FETCH_BYTES)
                 .set("fetch.queue.backoff.ms", READER_QUEUE_BACKOFF_MS)
-                .create()
+                .create_with_context(Connectivity::default())
                 .map_err(KafkaError::client("creating the reader"))?,
         };
         Ok(Self {
-            bootstrap: bootstrap.to_owned(),
+            cluster: cluster.clone(),
             consumer: Some(consumer),
         })
     }
 }
 
 impl std::ops::Deref for Reader {
-    type Target = BaseConsumer;
-    fn deref(&self) -> &BaseConsumer {
+    type Target = BaseConsumer<Connectivity>;
+    fn deref(&self) -> &BaseConsumer<Connectivity> {
         // Only `drop` takes it out.
         self.consumer.as_ref().unwrap_or_else(|| unreachable!())
     }
@@ -111,21 +112,24 @@ impl Drop for Reader {
         }
         let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < IDLE_READERS {
-            idle.push((std::mem::take(&mut self.bootstrap), consumer));
+            idle.push((self.cluster.clone(), consumer));
         }
     }
 }
 
 /// A reader, and the partitions of `topic` in order (none if it does not exist).
 fn open_reader(
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
     timeout: Duration,
 ) -> Result<(Reader, Vec<i32>), KafkaError> {
-    let consumer = Reader::take(bootstrap)?;
+    let consumer = Reader::take(cluster)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(KafkaError::client("reading topic metadata"))?;
+        .map_err(|error| match consumer.context().failure() {
+            Some(failure) => KafkaError::Connect(failure),
+            None => KafkaError::client("reading topic metadata")(error),
+        })?;
     let mut partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -137,14 +141,14 @@ fn open_reader(
 }
 
 fn read_blocking<M, C: Codec<M>>(
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
     codec: &C,
     timeout: Duration,
 ) -> Result<Vec<Record<M>>, KafkaError> {
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let (consumer, partitions) = open_reader(bootstrap, topic, left())?;
+    let (consumer, partitions) = open_reader(cluster, topic, left())?;
 
     // Where each partition ends now; records produced later are not waited for.
     let mut ends = HashMap::new();
@@ -257,16 +261,16 @@ impl std::str::FromStr for Cursor {
 /// Where each partition of `topic` ends now (its high watermark): a cursor that a reader can
 /// stop at, so records produced later (by the reader's own doing, say) are left alone.
 pub async fn end_offsets(
-    bootstrap_servers: &str,
+    cluster: impl Into<Cluster>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Cursor, KafkaError> {
-    let bootstrap = bootstrap_servers.to_owned();
+    let cluster = cluster.into();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
-        let (consumer, partitions) = open_reader(&bootstrap, &topic, left())?;
+        let (consumer, partitions) = open_reader(&cluster, &topic, left())?;
         let mut ends = std::collections::BTreeMap::new();
         for partition in partitions {
             let (_, high) = consumer
@@ -311,7 +315,7 @@ pub struct PageBounds {
 /// start): partition by partition, in order, keeping the records `keep` accepts, until
 /// `bounds` say stop. Records produced after the call are left for a later page.
 pub async fn read_page<M, C, K>(
-    bootstrap_servers: &str,
+    cluster: impl Into<Cluster>,
     topic: &str,
     codec: C,
     from: Cursor,
@@ -324,7 +328,7 @@ where
     K: Fn(&Record<M>) -> bool + Send + 'static,
 {
     let (records, scan) = scan_page(
-        bootstrap_servers,
+        cluster,
         topic,
         codec,
         from,
@@ -365,7 +369,7 @@ pub struct Scanned {
 /// little, whatever the page's size. `visit` says whether the record counts as kept (toward
 /// `bounds.keep`). Gives back the state and what was read.
 pub async fn scan_page<M, C, S, V>(
-    bootstrap_servers: &str,
+    cluster: impl Into<Cluster>,
     topic: &str,
     codec: C,
     from: Cursor,
@@ -379,12 +383,12 @@ where
     S: Send + 'static,
     V: FnMut(&mut S, Record<M>) -> bool + Send + 'static,
 {
-    let bootstrap = bootstrap_servers.to_owned();
+    let cluster = cluster.into();
     let topic = topic.to_owned();
     let timeout = bounds.timeout;
     // librdkafka's metadata, watermark and poll calls block their thread.
     tokio::task::spawn_blocking(move || {
-        let scanned = page_blocking(&bootstrap, &topic, &codec, &from, bounds, &mut |record| {
+        let scanned = page_blocking(&cluster, &topic, &codec, &from, bounds, &mut |record| {
             visit(&mut state, record)
         })?;
         Ok((state, scanned))
@@ -397,7 +401,7 @@ where
 }
 
 fn page_blocking<M, C: Codec<M>>(
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
     codec: &C,
     from: &Cursor,
@@ -410,7 +414,7 @@ fn page_blocking<M, C: Codec<M>>(
         operation: "reading a page of a topic",
         after: bounds.timeout,
     };
-    let (consumer, partitions) = open_reader(bootstrap, topic, left())?;
+    let (consumer, partitions) = open_reader(cluster, topic, left())?;
 
     let mut names = TopicNames::default();
     let mut page = Scanned {

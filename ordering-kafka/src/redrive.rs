@@ -34,6 +34,7 @@ use tracing::Instrument;
 use crate::codec::DeadLetterCodec;
 use crate::error::KafkaError;
 use crate::reader::{Cursor, PageBounds, end_offsets, read_page};
+use crate::security::Cluster;
 use crate::sink::KafkaProducer;
 
 /// The oldest dead-letter schema version that keeps what a redrive needs: the key's bytes and
@@ -229,7 +230,7 @@ impl RedriveError {
 /// from sending one letter twice).
 pub struct Redriver {
     producer: KafkaProducer,
-    bootstrap_servers: String,
+    cluster: Cluster,
     dlq_topic: String,
     topics: Vec<String>,
     max_redrives: u32,
@@ -253,7 +254,7 @@ impl Redriver {
     /// topic is skipped) and stops at `max_redrives` redrives of a record.
     pub fn new(
         producer: KafkaProducer,
-        bootstrap_servers: impl Into<String>,
+        cluster: impl Into<Cluster>,
         dlq_topic: impl Into<String>,
         topics: Vec<String>,
         max_redrives: u32,
@@ -261,7 +262,7 @@ impl Redriver {
     ) -> Result<Self, KafkaError> {
         Ok(Self {
             producer,
-            bootstrap_servers: bootstrap_servers.into(),
+            cluster: cluster.into(),
             dlq_topic: dlq_topic.into(),
             topics,
             max_redrives,
@@ -291,7 +292,7 @@ impl Redriver {
     /// Runs `request` over the DLQ as it is now. Fails only when the DLQ cannot be read at
     /// the start; a failure later stops the run with what it did so far ([`RedriveReport::stopped`]).
     pub async fn run(&self, request: &Redrive) -> Result<RedriveReport, RedriveError> {
-        let end = end_offsets(&self.bootstrap_servers, &self.dlq_topic, READ_TIMEOUT).await?;
+        let end = end_offsets(&self.cluster, &self.dlq_topic, READ_TIMEOUT).await?;
         let mut report = RedriveReport {
             dry_run: request.dry_run,
             ..RedriveReport::default()
@@ -329,7 +330,7 @@ impl Redriver {
                 timeout: READ_TIMEOUT,
             };
             let page = match read_page(
-                &self.bootstrap_servers,
+                &self.cluster,
                 &self.dlq_topic,
                 self.codec,
                 from.clone(),

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordering_core::{Header as RecordHeader, Sink, SinkError};
-use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -15,11 +14,12 @@ use tracing::Instrument;
 use crate::codec::Codec;
 use crate::error::KafkaError;
 use crate::message::Message;
+use crate::security::{Cluster, Connectivity};
 
 /// How to reach the broker and how long a publish may take.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    pub bootstrap_servers: String,
+    pub cluster: Cluster,
     /// The longest a publish waits for the broker's acknowledgement, retries included; past
     /// it, the publish fails with a retryable error instead of hanging.
     pub delivery_timeout: Duration,
@@ -37,9 +37,9 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
-    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+    pub fn new(cluster: impl Into<Cluster>) -> Self {
         Self {
-            bootstrap_servers: bootstrap_servers.into(),
+            cluster: cluster.into(),
             delivery_timeout: Duration::from_secs(10),
             overrides: Vec::new(),
             max_in_flight: None,
@@ -97,7 +97,8 @@ pub struct Delivered {
 /// Cheap to clone; one per process is enough.
 #[derive(Clone)]
 pub struct KafkaProducer {
-    pub(crate) producer: FutureProducer,
+    pub(crate) producer: FutureProducer<Connectivity>,
+    connectivity: Connectivity,
     delivery_timeout: Duration,
     slots: Option<Arc<Slots>>,
 }
@@ -110,9 +111,8 @@ impl std::fmt::Debug for KafkaProducer {
 
 impl KafkaProducer {
     pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
-        let mut client = ClientConfig::new();
+        let mut client = config.cluster.client_config();
         client
-            .set("bootstrap.servers", &config.bootstrap_servers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set(
@@ -135,12 +135,14 @@ impl KafkaProducer {
         for (key, value) in &config.overrides {
             client.set(key, value);
         }
+        let connectivity = Connectivity::default();
         let producer = client
-            .create()
+            .create_with_context(connectivity.clone())
             .map_err(KafkaError::client("creating the producer"))?;
         crate::metrics::describe();
         Ok(Self {
             producer,
+            connectivity,
             delivery_timeout: config.delivery_timeout,
             slots: config
                 .max_in_flight
@@ -276,11 +278,12 @@ impl KafkaProducer {
         }
     }
 
-    /// Checks that the broker answers, within `timeout`.
+    /// Checks that the broker answers, within `timeout`. When it does not because it refuses
+    /// this client (a login or a certificate), the error says so: [`KafkaError::Connect`].
     pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
         // librdkafka's metadata request blocks the calling thread.
-        tokio::task::spawn_blocking(move || {
+        let answered = tokio::task::spawn_blocking(move || {
             producer
                 .client()
                 .fetch_metadata(None, timeout)
@@ -291,7 +294,40 @@ impl KafkaProducer {
         .map_err(|_| KafkaError::Timeout {
             operation: "reaching the broker",
             after: timeout,
-        })?
+        })?;
+        let connectivity = &self.connectivity;
+        match answered {
+            Ok(()) => {
+                connectivity.answered();
+                Ok(())
+            }
+            Err(error) => Err(connectivity.failure().map_or(error, KafkaError::Connect)),
+        }
+    }
+
+    /// Why the brokers refuse this producer, if they do (as last reported by librdkafka).
+    pub fn connect_failure(&self) -> Option<crate::ConnectFailure> {
+        self.connectivity.failure()
+    }
+
+    /// Pings until the cluster answers, for at most `within`: a service calls it at start-up,
+    /// so that settings a person must fix (a login, a certificate, the protocol) stop it there
+    /// rather than leave it waiting. A cluster that is merely down is not an error here: the
+    /// service starts and waits for it.
+    pub async fn check_access(&self, within: Duration) -> Result<(), crate::ConnectFailure> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.ping(left.min(Duration::from_secs(2))).await {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Connect(failure)) => return Err(failure),
+                Err(error) if left.is_zero() => {
+                    tracing::warn!(%error, "Kafka does not answer yet; starting, and waiting for it");
+                    return Ok(());
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     /// Waits until every record handed to the producer is acknowledged, or the delivery

@@ -7,23 +7,24 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use ordering_core::{Polled, Source, SourceError, TopicPartition};
+use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext};
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 
 use crate::codec::Codec;
 use crate::convert::{TopicNames, to_record};
 use crate::error::{KafkaError, is_retryable};
+use crate::security::{Cluster, Connectivity};
 
 /// How to join the consumer group.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    pub bootstrap_servers: String,
+    pub cluster: Cluster,
     pub group_id: String,
     pub topics: Vec<String>,
     /// How often acknowledged offsets are committed. Commits are batched: a crash may
@@ -39,12 +40,12 @@ pub struct SourceConfig {
 
 impl SourceConfig {
     pub fn new(
-        bootstrap_servers: impl Into<String>,
+        cluster: impl Into<Cluster>,
         group_id: impl Into<String>,
         topics: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
         Self {
-            bootstrap_servers: bootstrap_servers.into(),
+            cluster: cluster.into(),
             group_id: group_id.into(),
             topics: topics.into_iter().map(Into::into).collect(),
             commit_interval: Duration::from_secs(1),
@@ -93,6 +94,8 @@ pub(crate) struct SourceContext {
     any_revoked: AtomicBool,
     /// Partitions this member holds now.
     assigned: Mutex<Vec<TopicPartition>>,
+    /// Why the brokers refuse this consumer, if they do.
+    connectivity: Connectivity,
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -143,6 +146,10 @@ impl SourceContext {
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
         crate::metrics::consumer_lag(&self.group, &statistics);
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        self.connectivity.reported(&error, reason);
     }
 }
 
@@ -238,9 +245,8 @@ impl<E, C> Drop for KafkaSource<E, C> {
 
 impl<E, C: Codec<E>> KafkaSource<E, C> {
     pub fn new(config: &SourceConfig, codec: C) -> Result<Self, KafkaError> {
-        let mut client = ClientConfig::new();
+        let mut client = config.cluster.client_config();
         client
-            .set("bootstrap.servers", &config.bootstrap_servers)
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "true")
             .set(

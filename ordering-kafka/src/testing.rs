@@ -176,11 +176,17 @@ pub fn unique_topic(prefix: &str) -> String {
 
 /// The offset `group` has committed for `topic`/`partition` (the next to consume), asked
 /// without joining the group.
-pub fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+pub fn committed_offset(
+    cluster: impl Into<crate::Cluster>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = cluster
+        .into()
+        .client_config()
         .set("group.id", group)
         .create()
         .expect("creating a consumer to read committed offsets");

@@ -121,13 +121,14 @@ use clap::{Arg, Command};
 use hyper::{Method, StatusCode};
 use ordering_core::{Dispatcher, DispatcherConfig, Handler, LaneMode, RetryPolicy, Stats};
 use ordering_kafka::{
-    Codec, DeadLetterCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig, SourceStatus,
-    TopicSettings, ensure_topics_when_ready,
+    Cluster, Codec, DeadLetterCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig,
+    SourceStatus, TopicSettings, ensure_topics_when_ready,
 };
 use serde::Serialize;
 use serde_json::json;
 use shell_http::env::Env;
 use shell_http::metrics::Metrics;
+use shell_http::security::{kafka_problem, kafka_security};
 use shell_http::{HttpRequest, Response, json};
 
 /// How long `/health` waits for the broker.
@@ -234,6 +235,21 @@ impl<H, C> ConsumerService<H, C> {
                 "text",
                 "text or json; RUST_LOG filters",
             ))
+            .args(
+                [
+                    ("KAFKA_SECURITY_PROTOCOL", "plaintext, ssl, sasl_plaintext or sasl_ssl [default: plaintext]"),
+                    ("KAFKA_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the password: KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, environment only)"),
+                    ("KAFKA_SASL_USERNAME", "The SASL user name"),
+                    ("KAFKA_SSL_CA_LOCATION", "The CA certificates (PEM) that sign the brokers' certificates [default: the system's]"),
+                    ("KAFKA_SSL_CERTIFICATE_LOCATION", "A client certificate (PEM), for mutual TLS"),
+                    ("KAFKA_SSL_KEY_LOCATION", "The client certificate's key (PEM; its passphrase: KAFKA_SSL_KEY_PASSWORD_FILE, environment only)"),
+                    ("KAFKA_PROPERTIES_FILE", "A Kafka client.properties file of librdkafka properties, applied to every client first"),
+                    ("TLS_CERT_FILE", "The certificate chain (PEM) to serve /health and /metrics over HTTPS with"),
+                    ("TLS_KEY_FILE", "The certificate's private key (PEM)"),
+                ]
+                .map(|(name, help)| optional_setting(name, help)),
+            )
+            .after_help(shell_http::env::ENVIRONMENT_ONLY_HELP)
     }
 
     /// Runs the service until SIGTERM or Ctrl-C (exit code 0), a producer that failed for
@@ -268,7 +284,9 @@ impl<H, C> ConsumerService<H, C> {
         // Kept to the end: dropping it flushes the traces not yet exported.
         let _telemetry =
             shell_http::init_tracing(env, &self.name).map_err(ServiceError::Setting)?;
-        let bootstrap = env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
+        let cluster = Cluster::new(env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+            .with_security(kafka_security(env).map_err(ServiceError::Setting)?);
+        let https = shell_http::tls::https(env).map_err(ServiceError::Setting)?;
         let session: u64 = env
             .check("KAFKA_SESSION_TIMEOUT_MS", 10_000, |ms: &u64| {
                 if (1000..=3_600_000).contains(ms) {
@@ -284,12 +302,22 @@ impl<H, C> ConsumerService<H, C> {
         let port: u16 = env.get("API_PORT", 8080).map_err(ServiceError::Setting)?;
         let metrics = Metrics::install().map_err(|e| ServiceError::Start(e.to_string()))?;
 
-        let producer = KafkaProducer::new(&ProducerConfig::new(&bootstrap))
-            .map_err(|e| ServiceError::Start(e.to_string()))?;
+        let producer = KafkaProducer::new(&ProducerConfig::new(&cluster))
+            .map_err(|e| ServiceError::Start(kafka_problem(&e)))?;
+        // Settings a person must fix stop the start; brokers that are down are waited for.
+        producer
+            .check_access(shell_http::security::ACCESS_CHECK)
+            .await
+            .map_err(|failure| {
+                ServiceError::Start(format!(
+                    "cannot connect to Kafka: {failure}; {}",
+                    shell_http::security::kafka_hint(&failure)
+                ))
+            })?;
         let codec = DeadLetterCodec::new().map_err(|e| ServiceError::Start(e.to_string()))?;
         let dead_letters = producer.sink(&self.dead_letters, codec);
         let spec = ConsumerSpec {
-            bootstrap,
+            cluster,
             group: self.group,
             topics: self.topics,
             dead_letters: self.dead_letters,
@@ -307,7 +335,7 @@ impl<H, C> ConsumerService<H, C> {
             producer: producer.clone(),
             metrics,
         });
-        let listener = shell_http::listen(&self.name, SocketAddr::new(host, port))
+        let listener = shell_http::listen(&self.name, SocketAddr::new(host, port), https)
             .await
             .map_err(|_| ServiceError::Start(format!("cannot listen on {host}:{port}")))?;
         let consuming = health.clone();
@@ -351,7 +379,8 @@ impl<H, C> ConsumerService<H, C> {
 /// routes (order-shell) both hand one to [`consume`], so a consumer is wired one way.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
-    pub bootstrap: String,
+    /// The brokers and how every client gets in.
+    pub cluster: Cluster,
     pub group: String,
     pub topics: Vec<String>,
     /// The dead-letter topic, created with the others.
@@ -398,14 +427,14 @@ where
 {
     let mut topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
     topics.push(&spec.dead_letters);
-    let ready = ensure_topics_when_ready(&spec.bootstrap, &topics, &spec.topic_settings);
+    let ready = ensure_topics_when_ready(&spec.cluster, &topics, &spec.topic_settings);
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         // Topics that exist with other settings were logged as warnings: left as they are.
         ready = ready => drop(ready.map_err(ConsumeError::Topics)?),
         () = &mut shutdown => return Ok(()),
     }
-    let mut config = SourceConfig::new(&spec.bootstrap, &spec.group, &spec.topics);
+    let mut config = SourceConfig::new(&spec.cluster, &spec.group, &spec.topics);
     if let Some(wait) = spec.fetch_wait_max {
         config.fetch_wait_max = wait;
     }
@@ -420,6 +449,14 @@ where
     started(dispatcher.stats(), status);
     tracing::info!(group = %spec.group, topics = ?spec.topics, "consumer running");
     Ok(dispatcher.run(shutdown).await?)
+}
+
+/// A setting without a default.
+fn optional_setting(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name.to_ascii_lowercase().replace('_', "-"))
+        .env(name)
+        .help(help)
 }
 
 fn setting(name: &'static str, default: &'static str, help: &'static str) -> Arg {
@@ -500,7 +537,7 @@ impl Health {
                 "status": if healthy { "healthy" } else { "unhealthy" },
                 "consumer": {"isRunning": running, "assignedPartitions": assigned},
                 "stats": stats,
-                "broker": broker.err().map(|e| e.to_string()),
+                "broker": broker.err().map(|e| kafka_problem(&e)),
                 "producer": producer,
             }),
         )

@@ -22,19 +22,21 @@
 mod batch;
 mod migrations;
 mod postgres;
+mod postgres_url;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timed;
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use ordering_core::order::{MemoryStore, OrderId, OrderStore};
 use ordering_core::{RedriveLedger, StoreError};
 
 pub use postgres::PostgresStore;
+pub use postgres_url::{PostgresUrl, Refusal, SslMode};
+pub use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::SqliteStore;
 use timed::Timed;
 
@@ -50,7 +52,7 @@ impl<T: OrderStore + RedriveLedger + ?Sized> Store for T {}
 pub enum StoreUrl {
     Memory,
     Sqlite(PathBuf),
-    Postgres(Box<tokio_postgres::Config>),
+    Postgres(Box<PostgresUrl>),
 }
 
 // By hand: a PostgreSQL URL may carry a password, which must not reach a log.
@@ -87,6 +89,9 @@ pub enum OpenError {
     /// Worth trying again later: the server is not up (yet), or busy.
     #[error("the PostgreSQL server cannot be reached: {0}")]
     Unreachable(String),
+    /// The server refuses the connection for a reason a person fixes: the login, TLS.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Refused(Refusal),
     #[error("cannot open the PostgreSQL store: {0}")]
     Postgres(String),
 }
@@ -111,17 +116,20 @@ impl StoreUrl {
             return Ok(Self::Memory);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let config = tokio_postgres::Config::from_str(url)
-                .map_err(|e| UrlError::Postgres(e.to_string()))?;
-            if config.get_hosts().is_empty() {
-                return Err(UrlError::Postgres("it names no host".into()));
-            }
-            if config.get_user().is_none() {
-                return Err(UrlError::Postgres("it names no user".into()));
-            }
-            return Ok(Self::Postgres(Box::new(config)));
+            return Ok(Self::Postgres(Box::new(PostgresUrl::parse(url)?)));
         }
         Err(UrlError::Scheme)
+    }
+
+    /// The store's password from elsewhere than the URL (`ORDER_STORE_PASSWORD_FILE`): only
+    /// a PostgreSQL store has one, and only one place may give it.
+    pub fn with_password(self, password: &SecretString) -> Result<Self, UrlError> {
+        match self {
+            Self::Postgres(url) => Ok(Self::Postgres(Box::new(url.with_password(password)?))),
+            _ => Err(UrlError::Postgres(
+                "a password is for postgres:// stores only".into(),
+            )),
+        }
     }
 
     /// The URL without secrets, for logs and `/health`.
@@ -129,20 +137,7 @@ impl StoreUrl {
         match self {
             Self::Memory => "memory://".into(),
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Self::Postgres(config) => {
-                let host = match config.get_hosts().first() {
-                    Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-                    #[cfg(unix)]
-                    Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-                    None => String::new(),
-                };
-                let port = config.get_ports().first().copied().unwrap_or(5432);
-                format!(
-                    "postgres://{}@{host}:{port}/{}",
-                    config.get_user().unwrap_or_default(),
-                    config.get_dbname().unwrap_or_default()
-                )
-            }
+            Self::Postgres(url) => url.describe(),
         }
     }
 
@@ -171,8 +166,8 @@ impl StoreUrl {
                     })??;
                 Arc::new(Timed::new(store, kind))
             }
-            Self::Postgres(config) => {
-                let store = PostgresStore::open((**config).clone()).await?;
+            Self::Postgres(url) => {
+                let store = PostgresStore::open(url).await?;
                 Arc::new(Timed::new(store, kind))
             }
         })
@@ -213,7 +208,10 @@ mod tests {
         );
         let pg = StoreUrl::parse("postgres://app:secret@db.local:6543/orders").unwrap();
         assert_eq!(pg.kind(), "postgres");
-        assert_eq!(pg.describe(), "postgres://app@db.local:6543/orders");
+        assert_eq!(
+            pg.describe(),
+            "postgres://app@db.local:6543/orders?sslmode=prefer"
+        );
         assert!(!format!("{pg:?}").contains("secret"));
     }
 

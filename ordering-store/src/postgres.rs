@@ -12,11 +12,10 @@ use ordering_core::order::{
 };
 use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use std::collections::{HashMap, HashSet};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
-use crate::{OpenError, migrations};
+use crate::{OpenError, PostgresUrl, Refusal, migrations};
 
 /// The longest any one store operation (taking a connection included) may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,9 +163,11 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects with `config` (from a `postgres://` URL), migrates, and starts the writer
-    /// task on the current tokio runtime.
-    pub async fn open(mut config: tokio_postgres::Config) -> Result<Self, OpenError> {
+    /// Connects as `url` says (TLS included), migrates, and starts the writer task on the
+    /// current tokio runtime.
+    pub async fn open(url: &PostgresUrl) -> Result<Self, OpenError> {
+        let mut config = url.config();
+        let tls = url.tls().map_err(OpenError::Postgres)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.keepalives(true);
         if config.get_application_name().is_none() {
@@ -177,7 +178,7 @@ impl PostgresStore {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -202,7 +203,20 @@ impl PostgresStore {
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::unavailable(format!("no database connection: {error}"))
+    StoreError::unavailable(format!("no database connection: {}", connect_error(&error)))
+}
+
+/// Why no connection could be had, in words a person can act on: tokio-postgres's own
+/// display of a server's refusal is only "db error".
+fn connect_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => match (Refusal::of(e), e.as_db_error()) {
+            (Some(refusal), _) => refusal.to_string(),
+            (None, Some(db)) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            (None, None) => e.to_string(),
+        },
+        other => other.to_string(),
+    }
 }
 
 /// Only bad data (SQLSTATE class 22) and a broken constraint (class 23) are the write's
@@ -251,10 +265,13 @@ async fn migrate(pool: &Pool) -> Result<(), OpenError> {
             OpenError::Postgres(reason)
         }
     };
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| OpenError::Unreachable(e.to_string()))?;
+    let mut client = pool.get().await.map_err(|e| match &e {
+        deadpool_postgres::PoolError::Backend(backend) => match Refusal::of(backend) {
+            Some(refusal) => OpenError::Refused(refusal),
+            None => OpenError::Unreachable(connect_error(&e)),
+        },
+        _ => OpenError::Unreachable(connect_error(&e)),
+    })?;
     let tx = client.transaction().await.map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await

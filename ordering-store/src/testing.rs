@@ -278,6 +278,93 @@ impl TestPostgres {
         let _ = driver.await;
     }
 
+    /// Makes the server one a managed service runs: TCP connections only over TLS (`cert`
+    /// and `key`, PEM) and with a SCRAM-SHA-256 password (`pg_hba.conf`: `hostssl ...
+    /// scram-sha-256`, then `host ... reject`). `user` gets `password` and a database of its
+    /// own, whose name is returned. The test's own administration goes through the server's
+    /// socket from then on.
+    pub async fn require_tls(
+        &mut self,
+        cert: &str,
+        key: &str,
+        user: &str,
+        password: &str,
+    ) -> String {
+        let Server::Own { dir, port, .. } = &self.server else {
+            panic!("require_tls needs a server of its own, not TEST_POSTGRES_URL's");
+        };
+        let (data, sock, port) = (dir.join("data"), dir.join("sock"), *port);
+        let database = unique("secured");
+        // Quoting by doubling: the test's password is its own.
+        let literal = password.replace('\'', "''");
+        self.execute(&[
+            "SET password_encryption = 'scram-sha-256'",
+            &format!("CREATE ROLE {user} LOGIN PASSWORD '{literal}'"),
+            &format!("CREATE DATABASE {database} OWNER {user}"),
+            "ALTER SYSTEM SET ssl = on",
+        ])
+        .await;
+        std::fs::write(data.join("server.crt"), cert).expect("writing server.crt");
+        std::fs::write(data.join("server.key"), key).expect("writing server.key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             host all all 127.0.0.1/32 reject\n",
+        )
+        .expect("writing pg_hba.conf");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod server.key");
+        }
+        if let Server::Own {
+            as_postgres: true, ..
+        } = &self.server
+        {
+            check(
+                "chown postgres",
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .output(),
+            );
+        }
+        let socket = sock.display().to_string().replace('/', "%2F");
+        self.admin_url = format!("postgres://postgres@{socket}:{port}/postgres");
+        self.stop();
+        self.restart();
+        database
+    }
+
+    /// Runs `statements` one by one as the administrator.
+    pub async fn execute(&self, statements: &[&str]) {
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.admin_url));
+        let driver = tokio::spawn(connection);
+        for sql in statements {
+            client
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(client);
+        let _ = driver.await;
+    }
+
+    /// The TCP port of a throwaway server.
+    pub fn port(&self) -> Option<u16> {
+        match &self.server {
+            Server::Own { port, .. } => Some(*port),
+            Server::External => None,
+        }
+    }
+
     /// The server's directory (data, socket, log), for a throwaway server.
     pub fn dir(&self) -> Option<&Path> {
         match &self.server {

@@ -20,12 +20,22 @@ pub struct EnvError {
 
 /// Settings read from the environment only, never from a flag: secrets. `--help` names them
 /// in its closing text ([`ENVIRONMENT_ONLY_HELP`]).
-pub const ENVIRONMENT_ONLY: &[&str] = &["OPERATOR_TOKEN", "OPERATOR_TOKEN_FILE"];
+pub const ENVIRONMENT_ONLY: &[&str] = &[
+    "OPERATOR_TOKEN",
+    "OPERATOR_TOKEN_FILE",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SASL_PASSWORD_FILE",
+    "KAFKA_SSL_KEY_PASSWORD_FILE",
+    "ORDER_STORE_PASSWORD_FILE",
+];
 
 /// What a shell's `--help` says of [`ENVIRONMENT_ONLY`] settings.
 pub const ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
     OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
     OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN\n  \
+    KAFKA_SASL_PASSWORD  the SASL password (or KAFKA_SASL_PASSWORD_FILE, a file holding it)\n  \
+    KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
+    ORDER_STORE_PASSWORD_FILE    a file holding the PostgreSQL store's password (order-shell)\n  \
     OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
                          OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
 

@@ -25,11 +25,13 @@ pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
+pub mod security;
 mod serve;
 pub mod settings;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,7 +43,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
-pub use serve::{MAX_CONNECTIONS, listen, serve};
+pub use serve::{Listener, MAX_CONNECTIONS, listen, serve};
 pub use telemetry::{Telemetry, init_tracing};
 
 /// What every handler returns.

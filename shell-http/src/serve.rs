@@ -13,6 +13,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::Https;
 use tracing::Instrument;
 
 use crate::{HttpRequest, Response};
@@ -22,13 +25,52 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight at shutdown get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a shell serves: a bound socket, and TLS when it serves HTTPS.
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("tcp", &self.tcp)
+            .field("https", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Listener {
+    /// HTTPS only, with `https` ([`crate::tls::https`]); `None` keeps plain HTTP.
+    #[must_use]
+    pub fn with_https(mut self, https: Option<Https>) -> Self {
+        self.tls = https.map(|h| h.acceptor);
+        self
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Self {
+        Self { tcp, tls: None }
+    }
+}
+
 /// Binds `addr` for `service` and logs it; on failure says why, naming the variables that
 /// set the address, and gives the exit code to stop with.
-pub async fn listen(service: &str, addr: SocketAddr) -> Result<TcpListener, ExitCode> {
+pub async fn listen(
+    service: &str,
+    addr: SocketAddr,
+    https: Option<Https>,
+) -> Result<Listener, ExitCode> {
+    let scheme = if https.is_some() { "https" } else { "http" };
     match TcpListener::bind(addr).await {
         Ok(listener) => {
-            tracing::info!(%addr, "{service} listening");
-            Ok(listener)
+            tracing::info!(%addr, scheme, "{service} listening");
+            Ok(Listener::from(listener).with_https(https))
         }
         Err(error) => {
             eprintln!("{service}: cannot listen on {addr} (API_HOST/API_PORT): {error}");
@@ -50,7 +92,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// listen backlog until one closes (an idle one closes after 10 s without a request), so the
 /// process never runs out of file descriptors.
 pub async fn serve<H, F>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     max_connections: usize,
     route: fn(&str) -> &'static str,
     handle: H,
@@ -59,6 +101,7 @@ pub async fn serve<H, F>(
     H: Fn(HttpRequest) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    let Listener { tcp: listener, tls } = listener.into();
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -105,17 +148,41 @@ pub async fn serve<H, F>(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = http1::Builder::new()
+        let http = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            .clone();
+        let watcher = graceful.watcher();
+        match tls.clone() {
+            None => {
+                let connection =
+                    watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            // The handshake runs in the connection's task, bounded like the headers are: a
+            // slow or silent client holds its own slot, never the accept loop.
+            Some(tls) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection =
+                                watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%peer, %error, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {

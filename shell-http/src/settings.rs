@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use ordering_kafka::TopicSettings;
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
+use ordering_kafka::{Cluster, TopicSettings};
 
 use crate::env::{Env, EnvError};
 
@@ -30,6 +30,32 @@ pub struct KafkaArgs {
     /// created at start-up [default: the broker's]
     #[arg(long, env)]
     pub kafka_min_insync_replicas: Option<String>,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl, any case [default: plaintext, or
+    /// KAFKA_PROPERTIES_FILE's security.protocol]
+    #[arg(long, env)]
+    pub kafka_security_protocol: Option<String>,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with a SASL protocol (the password:
+    /// KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, environment only)
+    #[arg(long, env)]
+    pub kafka_sasl_mechanism: Option<String>,
+    /// The SASL user name
+    #[arg(long, env)]
+    pub kafka_sasl_username: Option<String>,
+    /// The CA certificates (PEM file or directory) that sign the brokers' certificates
+    /// [default: the system's]
+    #[arg(long, env)]
+    pub kafka_ssl_ca_location: Option<String>,
+    /// A client certificate (PEM), for brokers that require one (mutual TLS)
+    #[arg(long, env)]
+    pub kafka_ssl_certificate_location: Option<String>,
+    /// The client certificate's key (PEM; its passphrase: KAFKA_SSL_KEY_PASSWORD_FILE,
+    /// environment only)
+    #[arg(long, env)]
+    pub kafka_ssl_key_location: Option<String>,
+    /// A Kafka client.properties file of librdkafka properties, applied to every client
+    /// before the settings above
+    #[arg(long, env)]
+    pub kafka_properties_file: Option<String>,
 }
 
 /// The flags and variables of serving and logging, for a shell's command line. The port is
@@ -50,14 +76,21 @@ pub struct ServiceArgs {
     /// well
     #[arg(long, env)]
     pub avro_schema_dir: Option<String>,
+    /// The certificate chain (PEM) to serve HTTPS with; with TLS_KEY_FILE, HTTPS only
+    #[arg(long, env)]
+    pub tls_cert_file: Option<String>,
+    /// The certificate's private key (PEM)
+    #[arg(long, env)]
+    pub tls_key_file: Option<String>,
 }
 
 /// Where the broker is, and how topics created at start-up are set up. Which topics a shell
 /// uses is its own setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
-    /// `KAFKA_BOOTSTRAP_SERVERS`, default `127.0.0.1:9092`.
-    pub bootstrap_servers: String,
+    /// `KAFKA_BOOTSTRAP_SERVERS`, default `127.0.0.1:9092`, and the security of every client
+    /// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`, `KAFKA_PROPERTIES_FILE`).
+    pub cluster: Cluster,
     /// `KAFKA_TOPIC_PARTITIONS`, default 3: for topics created at start-up.
     pub partitions: i32,
     /// `KAFKA_DELIVERY_TIMEOUT_MS`, default 5000: the longest a publish waits for the broker.
@@ -85,7 +118,8 @@ impl KafkaSettings {
             }
         })?;
         Ok(Self {
-            bootstrap_servers: env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            cluster: Cluster::new(env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+                .with_security(crate::security::kafka_security(env)?),
             partitions: env.check("KAFKA_TOPIC_PARTITIONS", 3, |n| positive(i64::from(*n)))?,
             delivery_timeout: Duration::from_millis(env.check(
                 "KAFKA_DELIVERY_TIMEOUT_MS",
@@ -173,7 +207,7 @@ mod tests {
     fn defaults_are_the_contracts() {
         let env = Env::from_pairs(&[]);
         let kafka = KafkaSettings::from_env(&env).unwrap();
-        assert_eq!(kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(kafka.cluster, Cluster::new("127.0.0.1:9092"));
         assert_eq!(kafka.partitions, 3);
         assert_eq!(kafka.replication_factor, None);
         assert_eq!(kafka.min_insync_replicas, None);
