@@ -13,11 +13,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use ordering_benches::{Error, load, release_binary};
+use ordering_benches::{Error, cart_ingest, load, release_binary};
 use ordering_core::order::{OrderId, Status, StatusUpdate};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
@@ -59,9 +55,9 @@ async fn main() -> Result<(), Error> {
         // Alternate which goes first, so neither always meets a warmer broker.
         let (b, h) = if round % 2 == 0 {
             let b = bare_rdkafka(&broker, &updates, concurrency, seconds).await?;
-            (b, cart_shell(&shell, concurrency, seconds).await?)
+            (b, cart_ingest(&shell, concurrency, seconds).await?)
         } else {
-            let h = cart_shell(&shell, concurrency, seconds).await?;
+            let h = cart_ingest(&shell, concurrency, seconds).await?;
             (
                 bare_rdkafka(&broker, &updates, concurrency, seconds).await?,
                 h,
@@ -113,31 +109,6 @@ async fn bare_rdkafka(
                 .send(record, Duration::from_secs(10))
                 .await
                 .map_err(|(e, _)| e)?;
-            Ok(())
-        }
-    })
-    .await
-}
-
-/// `PUT /api/update-order` on cart-shell over keep-alive connections, each answer a `202`.
-async fn cart_shell(shell: &ShellProcess, concurrency: usize, seconds: u64) -> Result<f64, Error> {
-    let client = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(concurrency)
-        .build_http::<Full<Bytes>>();
-    let url = shell.url("/api/update-order");
-    load(concurrency, seconds, move |n| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let body = format!(r#"{{"orderId": "ORD-{}", "status": "shipped"}}"#, n % 1000);
-            let request = hyper::Request::put(url)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body)))?;
-            let response = client.request(request).await?;
-            let status = response.status();
-            response.into_body().collect().await?;
-            if status != hyper::StatusCode::ACCEPTED {
-                return Err(format!("cart-shell answered {status}").into());
-            }
             Ok(())
         }
     })

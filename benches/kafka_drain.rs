@@ -11,23 +11,19 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use ordering_core::order::{OrderError, OrderEvent, OrderId, Status, StatusUpdate};
-use ordering_core::testing::MemorySink;
-use ordering_core::{
-    DeadLetter, DecodeError, Dispatcher, DispatcherConfig, Handler, Polled, RecordMeta, Source,
-};
+use ordering_benches::{drain_engine, fill, rate};
+use ordering_core::order::OrderEvent;
+use ordering_core::{DecodeError, Polled, Source};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaError, KafkaProducer, KafkaSource,
-    ProducerConfig, SourceConfig, TopicSettings, ensure_topics,
+    Cluster, Codec, DEFAULT_FETCH_WAIT_MAX, FETCH_QUEUE_BACKOFF_MS, KafkaError, KafkaSource,
+    SourceConfig, TopicSettings, ensure_topics,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
-type Error = Box<dyn std::error::Error>;
+use ordering_benches::Error;
 
 const PARTITIONS: i32 = 3;
 
@@ -60,7 +56,8 @@ async fn main() -> Result<(), Error> {
         Duration::from_secs(20),
     )
     .await?;
-    fill(&broker, &topic, records).await?;
+    let cluster = Cluster::new(broker.bootstrap());
+    fill(&cluster, &topic, records).await?;
     println!("{records} status updates in {topic} ({PARTITIONS} partitions)");
 
     let mut results: [Vec<f64>; 4] = Default::default();
@@ -80,7 +77,7 @@ async fn main() -> Result<(), Error> {
                     )
                     .await?
                 }
-                _ => drain_engine(&broker, &topic, records, &group).await?,
+                _ => drain_engine(&cluster, &topic, records, &group).await?,
             };
         }
         report(&format!("round {round}"), rates);
@@ -108,39 +105,6 @@ fn report(what: &str, [bare, copied, decoded, engine]: [f64; 4]) {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn rate(records: usize, started: Instant) -> f64 {
-    (records - 1) as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn fill(broker: &TestBroker, topic: &str, records: usize) -> Result<(), Error> {
-    let mut config = ProducerConfig::new(broker.bootstrap());
-    config.delivery_timeout = Duration::from_secs(60);
-    config.overrides.push(("linger.ms".into(), "20".into()));
-    let producer = KafkaProducer::new(&config)?;
-    let codec = AvroCodec::new()?;
-    let status = Status::parse("shipped")?;
-    let mut in_flight = FuturesUnordered::new();
-    for n in 0..records {
-        let id = OrderId::parse(&format!("ORD-{n}"))?;
-        let update = StatusUpdate::new(&id, &status, "2026-01-30T12:00:00Z".into());
-        let payload = codec.encode(&update)?;
-        let producer = producer.clone();
-        let topic = topic.to_owned();
-        in_flight.push(async move {
-            producer
-                .send(&topic, Some(update.order_id.as_bytes()), &payload, &[])
-                .await
-        });
-        if in_flight.len() >= 10_000 {
-            in_flight.next().await.transpose()?;
-        }
-    }
-    while let Some(sent) = in_flight.next().await {
-        sent?;
-    }
-    Ok(())
 }
 
 /// Receive and count, nothing else; the same fetch settings as `KafkaSource`.
@@ -210,47 +174,4 @@ where
         }
     }
     Ok(rate(records, started))
-}
-
-/// A handler that does nothing: the figure is the transport's and the engine's cost.
-struct NoOp;
-
-#[async_trait::async_trait]
-impl Handler<OrderEvent> for NoOp {
-    type Error = OrderError;
-    async fn handle(&self, _event: &OrderEvent, _meta: &RecordMeta) -> Result<(), OrderError> {
-        Ok(())
-    }
-}
-
-/// The engine: every record decoded, dispatched in its lane, acknowledged, committed.
-async fn drain_engine(
-    broker: &TestBroker,
-    topic: &str,
-    records: usize,
-    group: &str,
-) -> Result<f64, Error> {
-    let source = source(broker, topic, group, AvroCodec::new()?)?;
-    let dispatcher = Dispatcher::new(
-        source,
-        NoOp,
-        MemorySink::<DeadLetter>::new(),
-        DispatcherConfig::default(),
-    );
-    let stats = dispatcher.stats();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(dispatcher.run(async {
-        let _ = stopped.await;
-    }));
-    while stats.snapshot().applied == 0 {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-    let started = Instant::now();
-    while (stats.snapshot().applied as usize) < records {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-    let rate = rate(records, started);
-    let _ = stop.send(());
-    run.await??;
-    Ok(rate)
 }

@@ -6,6 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ordering_core::order::{
+    NumItems, OrderError, OrderEvent, OrderId, Status, StatusUpdate, generate_order,
+};
+use ordering_core::testing::MemorySink;
+use ordering_core::{DeadLetter, Dispatcher, DispatcherConfig, Handler, RecordMeta};
+use ordering_kafka::order::AvroCodec;
+use ordering_kafka::{Cluster, Codec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig};
+
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// `target/release/<name>`, the shell a load run measures; an error saying how to build it
@@ -146,4 +156,163 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Records per second from the first record, which starts the clock.
+pub fn rate(records: usize, started: Instant) -> f64 {
+    (records - 1) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Fills `topic` with `records` status updates (keys `ORD-n`), acknowledged.
+pub async fn fill(cluster: &Cluster, topic: &str, records: usize) -> Result<(), Error> {
+    let mut config = ProducerConfig::new(cluster);
+    config.delivery_timeout = Duration::from_secs(60);
+    config.overrides.push(("linger.ms".into(), "20".into()));
+    let producer = KafkaProducer::new(&config)?;
+    let codec = AvroCodec::new()?;
+    let status = Status::parse("shipped")?;
+    let mut in_flight = FuturesUnordered::new();
+    for n in 0..records {
+        let id = OrderId::parse(&format!("ORD-{n}"))?;
+        let update = StatusUpdate::new(&id, &status, "2026-01-30T12:00:00Z".into());
+        let payload = codec.encode(&update)?;
+        let producer = producer.clone();
+        let topic = topic.to_owned();
+        in_flight.push(async move {
+            producer
+                .send(&topic, Some(update.order_id.as_bytes()), &payload, &[])
+                .await
+        });
+        if in_flight.len() >= 10_000 {
+            in_flight.next().await.transpose()?;
+        }
+    }
+    while let Some(sent) = in_flight.next().await {
+        sent?;
+    }
+    Ok(())
+}
+
+/// A handler that does nothing: the figure is the transport's and the engine's cost.
+struct NoOp;
+
+#[async_trait::async_trait]
+impl Handler<OrderEvent> for NoOp {
+    type Error = OrderError;
+    async fn handle(&self, _event: &OrderEvent, _meta: &RecordMeta) -> Result<(), OrderError> {
+        Ok(())
+    }
+}
+
+/// The engine: every record decoded, dispatched in its lane, acknowledged, committed.
+pub async fn drain_engine(
+    cluster: &Cluster,
+    topic: &str,
+    records: usize,
+    group: &str,
+) -> Result<f64, Error> {
+    let config = SourceConfig::new(cluster, group, [topic]);
+    let source = KafkaSource::new(&config, AvroCodec::new()?)?;
+    let dispatcher = Dispatcher::new(
+        source,
+        NoOp,
+        MemorySink::<DeadLetter>::new(),
+        DispatcherConfig::default(),
+    );
+    let stats = dispatcher.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+    while stats.snapshot().applied == 0 {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let started = Instant::now();
+    while (stats.snapshot().applied as usize) < records {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let rate = rate(records, started);
+    let _ = stop.send(());
+    run.await??;
+    Ok(rate)
+}
+
+/// Status updates per second applied to `store` directly (8 192 in flight), after 2 000
+/// orders are created.
+pub async fn update_rate(
+    store: std::sync::Arc<dyn ordering_store::Store>,
+    total: usize,
+) -> Result<f64, Error> {
+    let mut rng = rand::rng();
+    let ids: Vec<OrderId> = (0..2000)
+        .map(|n| OrderId::parse(&format!("ORD-{n:07}")))
+        .collect::<Result<_, _>>()?;
+    for (n, id) in ids.iter().enumerate() {
+        let order = generate_order(
+            id.clone(),
+            NumItems::new(2)?,
+            "2026-01-30T12:00:00Z".into(),
+            &mut rng,
+        );
+        store
+            .create(
+                &order,
+                ordering_core::Position::new("order-events", 0, n as i64),
+            )
+            .await?;
+    }
+    let status = Status::parse("shipped")?;
+    let started = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    for u in 0..total {
+        let (store, id, status) = (store.clone(), ids[u % ids.len()].clone(), status.clone());
+        in_flight.push(async move {
+            store
+                .update_status(
+                    &id,
+                    ordering_core::order::StatusChange::new(
+                        status,
+                        ordering_core::Position::new("order-status-updates", 1, u as i64),
+                    ),
+                )
+                .await
+        });
+        if in_flight.len() >= 8192 {
+            in_flight.next().await.transpose()?;
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Requests/s of `PUT /api/update-order` on cart-shell over keep-alive connections (HTTPS
+/// where the shell serves it), each answer a `202`.
+pub async fn cart_ingest(
+    shell: &shell_http::testing::ShellProcess,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<f64, Error> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build::<_, http_body_util::Full<bytes::Bytes>>(shell_http::testing::connector()?);
+    let url = shell.url("/api/update-order");
+    load(concurrency, seconds, move |n| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body = format!(r#"{{"orderId": "ORD-{}", "status": "shipped"}}"#, n % 1000);
+            let request = hyper::Request::put(url)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+            let response = client.request(request).await?;
+            let status = response.status();
+            http_body_util::BodyExt::collect(response.into_body()).await?;
+            if status != hyper::StatusCode::ACCEPTED {
+                return Err(format!("cart-shell answered {status}").into());
+            }
+            Ok(())
+        }
+    })
+    .await
 }

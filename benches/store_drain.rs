@@ -32,7 +32,7 @@ use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure
 use ordering_store::testing::TestPostgres;
 use shell_http::testing::{ShellProcess, get};
 
-type Error = Box<dyn std::error::Error>;
+use ordering_benches::Error;
 
 const PARTITIONS: i32 = 3;
 
@@ -402,52 +402,10 @@ async fn direct() -> Result<(), Error> {
         pg.create_database().await,
     ] {
         let store = ordering_store::StoreUrl::parse(&url)?.open().await?;
-        let mut rng = rand::rng();
-        let ids: Vec<OrderId> = (0..2000)
-            .map(|n| OrderId::parse(&format!("ORD-{n:07}")))
-            .collect::<Result<_, _>>()?;
-        for (n, id) in ids.iter().enumerate() {
-            let order = generate_order(
-                id.clone(),
-                NumItems::new(2)?,
-                "2026-01-30T12:00:00Z".into(),
-                &mut rng,
-            );
-            store
-                .create(
-                    &order,
-                    ordering_core::Position::new("order-events", 0, n as i64),
-                )
-                .await?;
-        }
-        let status = Status::parse("shipped")?;
-        let started = Instant::now();
-        let total = 200_000;
-        let mut in_flight = FuturesUnordered::new();
-        for u in 0..total {
-            let (store, id, status) = (store.clone(), ids[u % ids.len()].clone(), status.clone());
-            in_flight.push(async move {
-                store
-                    .update_status(
-                        &id,
-                        ordering_core::order::StatusChange::new(
-                            status,
-                            ordering_core::Position::new("order-status-updates", 1, u as i64),
-                        ),
-                    )
-                    .await
-            });
-            if in_flight.len() >= 8192 {
-                in_flight.next().await.transpose()?;
-            }
-        }
-        while let Some(done) = in_flight.next().await {
-            done?;
-        }
+        let rate = ordering_benches::update_rate(store, 200_000).await?;
         println!(
-            "{:>8}: {:.0} updates/s",
+            "{:>8}: {rate:.0} updates/s",
             url.split(':').next().unwrap_or(""),
-            total as f64 / started.elapsed().as_secs_f64()
         );
     }
     Ok(())

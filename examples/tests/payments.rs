@@ -175,7 +175,7 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
     let group = &env[3].1;
     // (However many partitions the topic got: the first publish may create it.)
     let committed: i64 = (0..16)
-        .map(|p| committed_offset(&broker.bootstrap(), group, &topic, p).unwrap_or(0))
+        .map(|p| committed_offset(broker.bootstrap(), group, &topic, p).unwrap_or(0))
         .sum();
     assert_eq!(committed, first as i64, "committed after the clean stop");
     let mut service = start(&env);

@@ -268,7 +268,7 @@ async fn sigterm_stops_order_shell_cleanly_and_commits() {
     let committed: i64 = (0..3)
         .filter_map(|p| {
             ordering_kafka::testing::committed_offset(
-                &system.broker.bootstrap(),
+                system.broker.bootstrap(),
                 &system.group,
                 &system.topics[0],
                 p,

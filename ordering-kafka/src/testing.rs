@@ -5,7 +5,7 @@
 //! where it is looked for.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub struct TestBroker {
     dir: PathBuf,
     storage: Storage,
     child: Option<Child>,
+    /// The certificate and key (PEM) of a broker that requires TLS and SASL/SCRAM.
+    secured: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for TestBroker {
@@ -79,8 +81,37 @@ impl TestBroker {
             dir,
             storage,
             child: None,
+            secured: None,
         };
         broker.launch();
+        broker
+    }
+
+    /// A broker that accepts only TLS (`cert` and `key`, PEM) and SASL/SCRAM logins, as a
+    /// production cluster does, knowing `users` (name, password; SCRAM-SHA-512 and
+    /// SCRAM-SHA-256 both). Users are created on a plaintext start on the same storage,
+    /// before the secured restart. Nisshi does not ask for client certificates: mutual TLS
+    /// cannot be tested against it.
+    pub fn start_secured(cert: &Path, key: &Path, users: &[(&str, &str)]) -> Self {
+        let mut broker = Self::start_with(Storage::Sqlite);
+        for (name, password) in users {
+            for mechanism in ["scram512", "scram256"] {
+                let output = Command::new(nisshi())
+                    .args(["user", "create", "--broker"])
+                    .arg(format!("tcp://127.0.0.1:{}", broker.port))
+                    .args([name, password, "--mechanism", mechanism])
+                    .current_dir(&broker.dir)
+                    .output()
+                    .expect("running nisshi user create");
+                assert!(
+                    output.status.success(),
+                    "nisshi user create {name} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        broker.secured = Some((cert.to_owned(), key.to_owned()));
+        broker.restart();
         broker
     }
 
@@ -124,6 +155,16 @@ impl TestBroker {
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             // Tests join groups one member at a time: no point waiting for more.
             .args(["--group-initial-rebalance-delay", "0s"])
+            .args(match &self.secured {
+                Some((cert, key)) => vec![
+                    "--cert".into(),
+                    cert.as_os_str().to_owned(),
+                    "--key".into(),
+                    key.as_os_str().to_owned(),
+                    "--authentication".into(),
+                ],
+                None => Vec::new(),
+            })
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("broker log"))

@@ -180,7 +180,7 @@ async fn a_new_member_of_the_group_continues_after_the_last_commit() {
     first.commit().await.unwrap();
     drop(first);
     assert_eq!(
-        committed_offset(&broker.bootstrap(), "resume-group", &topic, 0),
+        committed_offset(broker.bootstrap(), "resume-group", &topic, 0),
         Some(5)
     );
 
@@ -227,7 +227,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
     // While retrying (0.3 + 0.6 + 1.2 s), nothing is committed.
     until("a first retry", || stats.snapshot().retries > 0).await;
     assert_eq!(
-        committed_offset(&broker.bootstrap(), group, &updates, 0),
+        committed_offset(broker.bootstrap(), group, &updates, 0),
         None
     );
 
@@ -277,7 +277,7 @@ async fn a_missing_order_is_dead_lettered_with_its_origin_and_only_then_committe
 
     running.stop().await;
     assert_eq!(
-        committed_offset(&broker.bootstrap(), group, &updates, 0),
+        committed_offset(broker.bootstrap(), group, &updates, 0),
         Some(1)
     );
 }
@@ -314,7 +314,7 @@ async fn a_garbage_payload_is_dead_lettered_at_once_as_poison() {
     assert_eq!(letter.original_message, None);
     assert_eq!((letter.retry_count, letter.failed_attempts), (0, 0));
     assert_eq!(
-        committed_offset(&broker.bootstrap(), "poison-group", &updates, 0),
+        committed_offset(broker.bootstrap(), "poison-group", &updates, 0),
         Some(1)
     );
 }
@@ -547,7 +547,7 @@ async fn wait_until_all_committed(
     timeout(WAIT, async {
         loop {
             let done = ends.iter().all(|(&p, &end)| {
-                committed_offset(&broker.bootstrap(), group, topic, p) == Some(end)
+                committed_offset(broker.bootstrap(), group, topic, p) == Some(end)
             });
             if done {
                 return;

@@ -341,6 +341,22 @@ impl TestPostgres {
         database
     }
 
+    /// After [`require_tls`](Self::require_tls), lets the same users in over plaintext too
+    /// (with their password): for measuring what TLS costs against the same server.
+    pub async fn allow_plaintext(&self) {
+        let Server::Own { dir, .. } = &self.server else {
+            panic!("allow_plaintext needs a server of its own");
+        };
+        std::fs::write(
+            dir.join("data").join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("writing pg_hba.conf");
+        self.execute(&["SELECT pg_reload_conf()"]).await;
+    }
+
     /// Runs `statements` one by one as the administrator.
     pub async fn execute(&self, statements: &[&str]) {
         let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
@@ -355,6 +371,31 @@ impl TestPostgres {
         }
         drop(client);
         let _ = driver.await;
+    }
+
+    /// The rows of `sql` as the administrator, each value as text (`""` for NULL).
+    pub async fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.admin_url));
+        let driver = tokio::spawn(connection);
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        drop(client);
+        let _ = driver.await;
+        messages
+            .into_iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or_default().to_owned())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The TCP port of a throwaway server.

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::Value;
 
 /// A shell process on a free port of 127.0.0.1; killed when dropped.
@@ -16,6 +17,8 @@ pub struct ShellProcess {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    /// `https` when started with `TLS_CERT_FILE`, else `http`.
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for ShellProcess {
@@ -50,10 +53,14 @@ impl ShellProcess {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let https = env
+            .iter()
+            .any(|(k, v)| *k == "TLS_CERT_FILE" && !v.is_empty());
         let mut shell = Self {
             child: Some(child),
             port,
             log,
+            scheme: if https { "https" } else { "http" },
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -79,9 +86,10 @@ impl ShellProcess {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT` + `path`.
+    /// `http://127.0.0.1:PORT` + `path` (`https://` for a shell serving HTTPS; its CA must be
+    /// [`trust`]ed).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// What the process printed so far.
@@ -173,7 +181,7 @@ pub async fn try_call_with(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> Result<Reply, String> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector()?);
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(url)
@@ -204,6 +212,42 @@ pub async fn try_call_with(
         text,
         json,
     })
+}
+
+/// CA certificates (PEM) that sign the certificates of shells serving HTTPS, added to what
+/// [`call`] and the others trust in this process.
+pub fn trust(ca_pem: &str) {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = TRUSTED.lock().unwrap_or_else(|e| e.into_inner());
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.push(cert.expect("a PEM certificate").into_owned());
+    }
+}
+
+static TRUSTED: std::sync::Mutex<Vec<rustls_pki_types::CertificateDer<'static>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// HTTP, and HTTPS to servers whose CA was [`trust`]ed.
+pub fn connector()
+-> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
+{
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in TRUSTED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        roots.add(cert.clone()).map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build())
 }
 
 pub async fn get(url: &str) -> Reply {
@@ -444,4 +488,95 @@ where
         "the defaults --help shows differ from the code's"
     );
     help_lists(binary, &asked)
+}
+
+/// A throwaway PKI for TLS tests and benchmarks: a CA, the servers' certificate (localhost and 127.0.0.1) and key, an
+/// expired one, and a CA that signed none of them.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    /// The CA's certificate (PEM).
+    pub ca_pem: String,
+    /// The servers' certificate and key (PEM, the key PKCS#8).
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    /// A new PKI in a temporary directory, its files: `ca.pem`, `server.pem`, `server.key`,
+    /// `expired.pem`, `expired.key`, `rogue-ca.pem`.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a test certificate");
+        let (ca_pem, issuer) = authority("ordering test CA");
+        let (cert_pem, key_pem) = server_cert(&issuer, None);
+        let (expired_pem, expired_key) = server_cert(&issuer, Some((2020, 2021)));
+        let (rogue_pem, _) = authority("nobody's CA");
+        let pki = Self {
+            dir,
+            ca_pem,
+            cert_pem,
+            key_pem,
+        };
+        for (name, pem) in [
+            ("ca.pem", &pki.ca_pem),
+            ("server.pem", &pki.cert_pem),
+            ("server.key", &pki.key_pem),
+            ("expired.pem", &expired_pem),
+            ("expired.key", &expired_key),
+            ("rogue-ca.pem", &rogue_pem),
+        ] {
+            std::fs::write(pki.path(name), pem).expect("a test certificate");
+        }
+        pki
+    }
+
+    /// A file of the PKI's directory (`""`: the directory).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// [`path`](Self::path) as text, for a setting.
+    pub fn file(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+fn authority(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("a test certificate");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().expect("a test certificate");
+    let cert = params.self_signed(&key).expect("a test certificate");
+    (cert.pem(), Issuer::new(params, key))
+}
+
+/// A certificate for localhost and 127.0.0.1, valid from January of one year to January of
+/// another if given.
+fn server_cert(issuer: &Issuer<'_, KeyPair>, validity: Option<(i32, i32)>) -> (String, String) {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("a test certificate");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    if let Some((from, until)) = validity {
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    }
+    let key = KeyPair::generate().expect("a test certificate");
+    let cert = params.signed_by(&key, issuer).expect("a test certificate");
+    // PKCS#8, which the broker, PostgreSQL and rustls all read.
+    (cert.pem(), key.serialize_pem())
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki")
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
 }
