@@ -177,7 +177,13 @@ async fn the_order_flow_runs_over_sasl_ssl_a_verify_full_store_and_https_and_sho
     .await;
 
     // The id scans, the console and its API, health, metrics, the contract: every endpoint.
-    let ids = heard.keep(get(&system.order.url("/api/getAllOrderIdsFromTopic")).await);
+    let ids = heard.keep(
+        get(&system.order.url(&format!(
+            "/api/getAllOrderIdsFromTopic?topicName={}",
+            system.topics[0]
+        )))
+        .await,
+    );
     assert_eq!(ids.status, 200, "{}", ids.text);
     assert!(ids.text.contains("TLS-4"), "{}", ids.text);
     for path in [
@@ -330,8 +336,8 @@ fn run_to_exit(binary: &Path, env: &[(&str, String)]) -> (Option<i32>, String) {
         .map(|a| a.port())
         .unwrap();
     let mut child = Command::new(binary)
-        .env("RUST_LOG", "info")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
         .env("API_HOST", "127.0.0.1")
         .env("API_PORT", port.to_string())
         .stdout(std::process::Stdio::piped())
@@ -409,7 +415,10 @@ async fn refused_connections_stop_the_start_naming_the_setting() {
         (
             "plaintext to a TLS listener",
             cart_binary(),
-            with(&[("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext")]),
+            with(&[
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("KAFKA_SSL_CA_LOCATION", ""),
+            ]),
             &["another security protocol", "KAFKA_SECURITY_PROTOCOL"],
         ),
         (
@@ -439,6 +448,7 @@ async fn refused_connections_stop_the_start_naming_the_setting() {
         ),
     ];
     for (what, binary, env, expected) in cases {
+        eprintln!("{what}");
         let started = Instant::now();
         let (code, printed) = run_to_exit(&binary, &env);
         assert!(
@@ -483,4 +493,10 @@ async fn refused_connections_stop_the_start_naming_the_setting() {
         "expired: exit {code:?}\n{printed}"
     );
     assert!(printed.contains("expired"), "{printed}");
+    for secret in SECRETS {
+        assert!(
+            !printed.contains(secret),
+            "expired: shows a secret:\n{printed}"
+        );
+    }
 }

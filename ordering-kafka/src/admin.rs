@@ -68,11 +68,11 @@ pub async fn ensure_topics(
     settings: &TopicSettings,
     timeout: Duration,
 ) -> Result<Vec<TopicDrift>, KafkaError> {
+    let cluster = cluster.into();
     let admin: Arc<AdminClient<Connectivity>> = Arc::new(
         cluster
-            .into()
             .client_config()
-            .create_with_context(Connectivity::default())
+            .create_with_context(Connectivity::of(&cluster))
             .map_err(KafkaError::client("creating the admin client"))?,
     );
     let ensured = ensure_with(&admin, topics, settings, timeout).await;

@@ -83,7 +83,7 @@ impl Reader {
                 .set("queued.max.messages.kbytes", READER_QUEUE_KB)
                 .set("fetch.max.bytes", READER_FETCH_BYTES)
                 .set("fetch.queue.backoff.ms", READER_QUEUE_BACKOFF_MS)
-                .create_with_context(Connectivity::default())
+                .create_with_context(Connectivity::of(cluster))
                 .map_err(KafkaError::client("creating the reader"))?,
         };
         Ok(Self {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode as Code};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -47,6 +48,12 @@ impl Cluster {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         self.security.apply(&mut config);
+        // librdkafka says that a listener hung up on a plaintext client only at its info
+        // level (see `Connectivity::logged`): at least that, whatever the log filter says;
+        // the tracing filter still decides what is written.
+        if (config.log_level as i32) < (RDKafkaLogLevel::Info as i32) {
+            config.set_log_level(RDKafkaLogLevel::Info);
+        }
         config
     }
 }
@@ -433,7 +440,11 @@ impl ClientSecurity {
 pub enum ConnectFailure {
     #[error("authentication failed (wrong SASL mechanism, user name or password): {0}")]
     Authentication(String),
-    #[error("the broker's TLS certificate is not signed by a trusted CA: {0}")]
+    /// librdkafka says only that verification failed: an untrusted CA and an expired (or
+    /// not yet valid) certificate read the same.
+    #[error(
+        "the broker's TLS certificate could not be verified: not signed by a trusted CA, or expired: {0}"
+    )]
     UntrustedCertificate(String),
     #[error("a TLS certificate has expired: {0}")]
     ExpiredCertificate(String),
@@ -498,6 +509,9 @@ impl ConnectFailure {
 #[derive(Debug, Default, Clone)]
 pub struct Connectivity {
     failure: Arc<Mutex<Option<ConnectFailure>>>,
+    /// Whether the client speaks TLS: a broker that hangs up on its very first request is
+    /// then an outage, else most likely a TLS listener.
+    tls: bool,
 }
 
 impl Connectivity {
@@ -507,6 +521,14 @@ impl Connectivity {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// For a client of `cluster`.
+    pub(crate) fn of(cluster: &Cluster) -> Self {
+        Self {
+            failure: Arc::default(),
+            tls: cluster.security().protocol().uses_tls(),
+        }
     }
 
     /// The cluster answered: what failed before is over.
@@ -521,6 +543,35 @@ impl Connectivity {
             tracing::error!(target: "librdkafka", %error, reason, "librdkafka error");
             return;
         };
+        self.record(failure);
+    }
+
+    /// Called from a client context's `log`: librdkafka tells a plaintext client that a TLS
+    /// listener hung up on it only in a log line (a `FAIL` in the first request's state).
+    pub(crate) fn logged(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}");
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}");
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}"),
+        }
+        if !self.tls
+            && facility == "FAIL"
+            && message.contains("Disconnected")
+            && message.contains("APIVERSION_QUERY")
+        {
+            self.record(ConnectFailure::WrongProtocol(format!(
+                "the broker hung up on the first request, as a TLS listener does: {message}"
+            )));
+        }
+    }
+
+    fn record(&self, failure: ConnectFailure) {
         let mut last = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if last.as_ref() != Some(&failure) {
             tracing::error!(%failure, "cannot connect to Kafka");
@@ -532,6 +583,10 @@ impl Connectivity {
 impl rdkafka::ClientContext for Connectivity {
     fn error(&self, error: RdError, reason: &str) {
         self.reported(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.logged(level, facility, message);
     }
 }
 
@@ -594,7 +649,7 @@ mod tests {
         let path = dir.path().join("client.properties");
         std::fs::write(
             &path,
-            "# a comment\n! another\nsecurity.protocol=SASL_SSL\nsasl.mechanism = PLAIN\nsasl.username:svc\nsasl.password=pa\\\n  ss\nclient.id=a\\:b\n",
+            "# a comment\n! another\nsecurity.protocol=SASL_SSL\nsasl.mechanism = PLAIN\nsasl.username:svc\nsasl.password=hunter\\\n  42-value\nclient.id=a\\:b\n",
         )
         .unwrap();
         let security = ClientSecurity::plaintext()
@@ -603,7 +658,8 @@ mod tests {
         assert_eq!(security.protocol(), SecurityProtocol::SaslSsl);
         assert_eq!(security.get("sasl.username"), Some("svc"));
         assert_eq!(security.get("client.id"), Some("a:b"));
-        assert!(!format!("{security:?}").contains("pass"));
+        // The continuation line joined ("hunter42-value"), and never shown.
+        assert!(!format!("{security:?}").contains("hunter"));
         security.check().unwrap();
         let overridden = security.with_protocol(SecurityProtocol::Ssl);
         assert_eq!(overridden.protocol(), SecurityProtocol::Ssl);

@@ -135,7 +135,7 @@ impl KafkaProducer {
         for (key, value) in &config.overrides {
             client.set(key, value);
         }
-        let connectivity = Connectivity::default();
+        let connectivity = Connectivity::of(&config.cluster);
         let producer = client
             .create_with_context(connectivity.clone())
             .map_err(KafkaError::client("creating the producer"))?;

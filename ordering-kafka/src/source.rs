@@ -151,6 +151,10 @@ impl ClientContext for SourceContext {
     fn error(&self, error: RdError, reason: &str) {
         self.connectivity.reported(&error, reason);
     }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.connectivity.logged(level, facility, message);
+    }
 }
 
 impl ConsumerContext for SourceContext {
@@ -291,6 +295,7 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         let consumer: StreamConsumer<SourceContext> = client
             .create_with_context(SourceContext {
                 group: config.group_id.clone(),
+                connectivity: Connectivity::of(&config.cluster),
                 ..SourceContext::default()
             })
             .map_err(KafkaError::client("creating the consumer"))?;

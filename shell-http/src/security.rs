@@ -282,7 +282,7 @@ pub fn kafka_hint(failure: &ConnectFailure) -> &'static str {
             "check KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"
         }
         ConnectFailure::UntrustedCertificate(_) => {
-            "check KAFKA_SSL_CA_LOCATION: it must hold the CA that signs the brokers' certificates"
+            "check KAFKA_SSL_CA_LOCATION (it must hold the CA that signs the brokers' certificates) and that the brokers' certificate has not expired"
         }
         ConnectFailure::ExpiredCertificate(_) => {
             "renew the expired certificate (the brokers', or KAFKA_SSL_CERTIFICATE_LOCATION's)"
