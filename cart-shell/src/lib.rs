@@ -78,7 +78,7 @@ const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// cart-shell: takes orders and status updates over HTTP and publishes them to Kafka as Avro
 /// events. Every setting is a flag or an environment variable; a flag wins.
 #[derive(Debug, clap::Parser)]
-#[command(name = "cart-shell", version)]
+#[command(name = "cart-shell", version, after_help = shell_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)]
 pub struct Cli {
     /// Port to listen on
     #[arg(long, env, default_value = "8000")]

@@ -249,7 +249,7 @@ impl<H, C> ConsumerService<H, C> {
                 ]
                 .map(|(name, help)| optional_setting(name, help)),
             )
-            .after_help(shell_http::env::ENVIRONMENT_ONLY_HELP)
+            .after_help(shell_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)
     }
 
     /// Runs the service until SIGTERM or Ctrl-C (exit code 0), a producer that failed for

@@ -29,13 +29,23 @@ pub const ENVIRONMENT_ONLY: &[&str] = &[
     "ORDER_STORE_PASSWORD_FILE",
 ];
 
-/// What a shell's `--help` says of [`ENVIRONMENT_ONLY`] settings.
+/// What order-shell's `--help` says of its [`ENVIRONMENT_ONLY`] settings.
 pub const ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
     OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
     OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN\n  \
-    KAFKA_SASL_PASSWORD  the SASL password (or KAFKA_SASL_PASSWORD_FILE, a file holding it)\n  \
+    ORDER_STORE_PASSWORD_FILE  a file holding the PostgreSQL store's password\n  \
+    KAFKA_SASL_PASSWORD  the SASL password\n  \
+    KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
     KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
-    ORDER_STORE_PASSWORD_FILE    a file holding the PostgreSQL store's password (order-shell)\n  \
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
+                         OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
+
+/// What the `--help` of a service with no operator endpoints and no store (cart-shell, an
+/// `ordering-service`) says of its [`ENVIRONMENT_ONLY`] settings: the Kafka secrets.
+pub const KAFKA_ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
+    KAFKA_SASL_PASSWORD  the SASL password\n  \
+    KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
+    KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
     OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
                          OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
 
