@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use ordering_benches::{Error, cart_ingest, drain_engine, fill, release_binary, update_rate};
-use ordering_kafka::testing::{TestBroker, unique_topic};
+use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{
     ClientSecurity, Cluster, SaslCredentials, SaslMechanism, SecurityProtocol, TopicSettings,
     ensure_topics,
@@ -40,7 +40,9 @@ async fn main() -> Result<(), Error> {
     let cart = release_binary("cart-shell")?;
     let pki = Pki::new();
 
-    let plain_broker = TestBroker::start();
+    // The same storage as the secured broker, whose users must survive its restart: Nisshi's
+    // sqlite storage is far slower than its memory storage, and would be taken for TLS's cost.
+    let plain_broker = TestBroker::start_with(Storage::Sqlite);
     let secured_broker = TestBroker::start_secured(
         &pki.path("server.pem"),
         &pki.path("server.key"),
