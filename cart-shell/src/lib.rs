@@ -22,6 +22,7 @@ use ordering_core::order::{
 use ordering_core::{Sink, SinkError, now_iso8601};
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
+use ordering_store::{PostgresUrl, StoreUrl};
 use serde::Deserialize;
 use serde_json::json;
 use shell_http::body::{required, text, whole_number};
@@ -33,8 +34,10 @@ use shell_http::idempotency::{
 use shell_http::metrics::Metrics;
 use shell_http::openapi::{OpenApi, OpenApiError};
 use shell_http::router::{Route, Routes};
+use shell_http::security::{redacted_url, secret};
 use shell_http::settings::{
-    KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
+    KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
+    max_connections,
 };
 use shell_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
 use tracing::Instrument;
@@ -78,7 +81,7 @@ const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// cart-shell: takes orders and status updates over HTTP and publishes them to Kafka as Avro
 /// events. Every setting is a flag or an environment variable; a flag wins.
 #[derive(Debug, clap::Parser)]
-#[command(name = "cart-shell", version, after_help = shell_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)]
+#[command(name = "cart-shell", version, after_help = shell_http::env::CART_ENVIRONMENT_ONLY_HELP)]
 pub struct Cli {
     /// Port to listen on
     #[arg(long, env, default_value = "8000")]
@@ -96,9 +99,15 @@ pub struct Cli {
     /// Topic of the status updates
     #[arg(long, env, default_value = "order-status-updates")]
     pub kafka_status_update_topic: Option<String>,
-    /// The SQLite file of the Idempotency-Key store (created, with its directory)
-    #[arg(long, env, default_value = IDEMPOTENCY_DB)]
+    /// The SQLite file of the Idempotency-Key store (created, with its directory), for one
+    /// instance [default: data/cart-idempotency.db]
+    #[arg(long, env)]
     pub idempotency_db: Option<String>,
+    /// Where Idempotency-Keys are kept, shared by every instance: postgres://USER@HOST/DB
+    /// (sslmode and sslrootcert as libpq spells them), or sqlite://PATH; instead of
+    /// IDEMPOTENCY_DB
+    #[arg(long, env)]
+    pub idempotency_store_url: Option<String>,
     /// How long an Idempotency-Key is remembered after its first request (e.g. 24h, 90m)
     #[arg(long, env, default_value = "24h")]
     pub idempotency_key_ttl: Option<String>,
@@ -173,12 +182,85 @@ impl PublishSettings {
 /// Where `Idempotency-Key`s are kept and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencySettings {
-    /// `IDEMPOTENCY_DB`, default `data/cart-idempotency.db`.
-    pub path: PathBuf,
+    pub store: KeyStore,
     /// `IDEMPOTENCY_KEY_TTL` (humantime: `24h`, `90m`), default 24 h.
     pub ttl: Duration,
     /// `IDEMPOTENCY_MAX_KEYS`, default 100 000.
     pub max_keys: usize,
+}
+
+/// The store of the keys: a SQLite file of this instance, or a PostgreSQL database every
+/// instance shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStore {
+    /// `IDEMPOTENCY_DB`, default `data/cart-idempotency.db` (or `IDEMPOTENCY_STORE_URL=sqlite://PATH`).
+    Sqlite(PathBuf),
+    /// `IDEMPOTENCY_STORE_URL=postgres://…`, with the password of
+    /// `IDEMPOTENCY_STORE_PASSWORD_FILE` if set.
+    Postgres(Box<PostgresUrl>),
+}
+
+impl KeyStore {
+    /// The setting that chose the store, for messages.
+    fn setting(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "IDEMPOTENCY_DB",
+            Self::Postgres(_) => "IDEMPOTENCY_STORE_URL",
+        }
+    }
+
+    /// Where the keys are, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => url.describe(),
+        }
+    }
+
+    fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let db = env.text("IDEMPOTENCY_DB", "");
+        let raw = env.text("IDEMPOTENCY_STORE_URL", "");
+        let password = secret(env, None, "IDEMPOTENCY_STORE_PASSWORD_FILE")?;
+        if raw.is_empty() {
+            if password.is_some() {
+                return Err(EnvError {
+                    name: "IDEMPOTENCY_STORE_PASSWORD_FILE",
+                    value: env.text("IDEMPOTENCY_STORE_PASSWORD_FILE", ""),
+                    reason: "is for a postgres:// IDEMPOTENCY_STORE_URL, which is not set".into(),
+                });
+            }
+            let path = if db.is_empty() { IDEMPOTENCY_DB } else { &db };
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        let invalid = |reason: String| EnvError {
+            name: "IDEMPOTENCY_STORE_URL",
+            value: redacted_url(&raw),
+            reason,
+        };
+        if !db.is_empty() {
+            return Err(invalid(format!(
+                "and IDEMPOTENCY_DB={db:?} both say where the keys are; set one"
+            )));
+        }
+        let mut url = match StoreUrl::parse(&raw) {
+            Ok(StoreUrl::Sqlite(path)) => return Ok(Self::Sqlite(path)),
+            Ok(StoreUrl::Postgres(url)) => url,
+            Ok(_) => {
+                return Err(invalid(
+                    "keys must survive a restart: use postgres://… (shared by every instance) or sqlite://PATH".into(),
+                ));
+            }
+            Err(error) => return Err(invalid(error.to_string())),
+        };
+        if let Some(password) = password {
+            url = Box::new(url.with_password(&password).map_err(|error| EnvError {
+                name: "IDEMPOTENCY_STORE_PASSWORD_FILE",
+                value: env.text("IDEMPOTENCY_STORE_PASSWORD_FILE", ""),
+                reason: error.to_string(),
+            })?);
+        }
+        Ok(Self::Postgres(url))
+    }
 }
 
 impl IdempotencySettings {
@@ -195,7 +277,7 @@ impl IdempotencySettings {
             },
         )?;
         Ok(Self {
-            path: PathBuf::from(env.text("IDEMPOTENCY_DB", IDEMPOTENCY_DB)),
+            store: KeyStore::from_env(env)?,
             ttl: ttl.into(),
             max_keys: env.check("IDEMPOTENCY_MAX_KEYS", IDEMPOTENCY_MAX_KEYS, |n| {
                 if *n > 0 {
@@ -216,13 +298,47 @@ impl IdempotencySettings {
         }
     }
 
-    /// Opens the store; an error names `IDEMPOTENCY_DB`.
-    pub fn open(&self, delivery_timeout: Duration) -> Result<IdempotencyStore, EnvError> {
-        IdempotencyStore::open(&self.path, self.policy(delivery_timeout)).map_err(|e| EnvError {
-            name: "IDEMPOTENCY_DB",
-            value: self.path.display().to_string(),
-            reason: e.to_string(),
-        })
+    /// Opens the store. A PostgreSQL server that is not up yet is waited for (a request
+    /// cannot be answered without its keys); anything a person must fix is an error naming
+    /// the setting.
+    pub async fn open(&self, delivery_timeout: Duration) -> Result<IdempotencyStore, EnvError> {
+        let policy = self.policy(delivery_timeout);
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let opened = match &self.store {
+                KeyStore::Sqlite(path) => IdempotencyStore::open(path, policy),
+                KeyStore::Postgres(url) => IdempotencyStore::open_postgres(url, policy).await,
+            };
+            match opened {
+                Ok(store) => return Ok(store),
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(store = %self.store.describe(), %error, ?delay, "waiting for the idempotency store");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    return Err(EnvError {
+                        name: self.store.setting(),
+                        value: self.store.describe(),
+                        reason: format!("{error}{}", key_store_hint(&error)),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// What to look at when the key store refuses the service.
+fn key_store_hint(error: &IdempotencyError) -> &'static str {
+    use ordering_store::{OpenError, Refusal};
+    match error {
+        IdempotencyError::PostgresOpen(OpenError::Refused(Refusal::Authentication(_))) => {
+            "; check the user in IDEMPOTENCY_STORE_URL and its password (IDEMPOTENCY_STORE_PASSWORD_FILE)"
+        }
+        IdempotencyError::PostgresOpen(OpenError::Refused(_)) => {
+            "; check sslmode and sslrootcert in IDEMPOTENCY_STORE_URL"
+        }
+        _ => "",
     }
 }
 
@@ -237,10 +353,20 @@ pub fn lease(delivery_timeout: Duration) -> Duration {
 impl Settings {
     /// Reads and checks every setting; an error names the variable.
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let order_topic = env.text("KAFKA_TOPIC", "order-events");
+        let status_topic = env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates");
+        distinct_topics(&[
+            ("KAFKA_TOPIC", &order_topic, TopicRole::Records),
+            (
+                "KAFKA_STATUS_UPDATE_TOPIC",
+                &status_topic,
+                TopicRole::Records,
+            ),
+        ])?;
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
-            order_topic: env.text("KAFKA_TOPIC", "order-events"),
-            status_topic: env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates"),
+            order_topic,
+            status_topic,
             listen: listen_addr(env, 8000)?,
             max_connections: max_connections(env)?,
             codec: avro_codec(
@@ -328,6 +454,8 @@ pub struct Cart {
     updates: Arc<dyn Sink<StatusUpdate>>,
     broker: Arc<dyn Broker>,
     keys: IdempotencyStore,
+    /// Keyed creates at work, which outlive a client that hung up: a turn each.
+    keyed_creates: Arc<tokio::sync::Semaphore>,
     metrics: Metrics,
     openapi: OpenApi,
 }
@@ -353,9 +481,19 @@ impl Cart {
             updates,
             broker,
             keys,
+            keyed_creates: Arc::new(tokio::sync::Semaphore::new(shell_http::MAX_CONNECTIONS)),
             metrics,
             openapi: OpenApi::for_service(SERVICE)?,
         })
+    }
+
+    /// At most `limit` keyed creates at work at once (default 1 024, the connections served
+    /// at once); beyond, a keyed create is answered `503` with nothing done. A keyed create
+    /// runs to its end even when its client hangs up, so the connection limit alone does not
+    /// bound them.
+    pub fn with_keyed_create_limit(mut self, limit: usize) -> Self {
+        self.keyed_creates = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+        self
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
@@ -411,6 +549,12 @@ impl Cart {
             self.orders.publish(&order).await.map_err(unpublished)?;
             return Ok(json(StatusCode::CREATED, &created(&order)));
         };
+        let Ok(turn) = self.keyed_creates.clone().try_acquire_owned() else {
+            return Err(ApiError::overloaded(
+                "too many keyed creates in progress; nothing was done, try again",
+                OVERLOADED_RETRY_AFTER,
+            ));
+        };
         // In a task of its own: a client that hangs up must not cancel it between storing the
         // key and settling it, which would leave the key in flight until its lease ends.
         let once = create_once(
@@ -421,6 +565,11 @@ impl Cart {
             order,
         );
         // In the request's span: the publish stays in the client's trace.
+        let once = async move {
+            let answer = once.await;
+            drop(turn);
+            answer
+        };
         tokio::spawn(once.in_current_span()).await.map_err(|e| {
             ApiError::unavailable(format!("the create stopped before it was answered: {e}"))
         })?
@@ -530,12 +679,20 @@ async fn create_once(
             )
             .with_retry_after(retry_after));
         }
-        Begin::Full { retry_after } => {
+        Begin::Full {
+            retry_after,
+            in_flight,
+            failed,
+        } => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Too many requests in progress",
-                "every remembered Idempotency-Key is in flight (IDEMPOTENCY_MAX_KEYS); \
-                 nothing was done, try again",
+                "Idempotency-Key store full",
+                format!(
+                    "the store holds IDEMPOTENCY_MAX_KEYS keys and none is answered yet: \
+                     {in_flight} in flight, {failed} failed and kept until they expire so \
+                     that their retries publish the same order; nothing was done, try again \
+                     when the first frees its room (Retry-After)"
+                ),
             )
             .with_retry_after(retry_after));
         }
@@ -553,15 +710,19 @@ async fn create_once(
     // attempt is dropped (`Settled::Superseded`).
     let bound = keys.policy().lease;
     let published = match tokio::time::timeout(bound, orders.publish(&order)).await {
-        Ok(published) => published.map_err(unpublished),
-        Err(_) => Err(ApiError::unavailable(format!(
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error @ SinkError::Overloaded(_))) => Err(Unpublished::Shed(unpublished(error))),
+        Ok(Err(error)) => Err(Unpublished::Failed(unpublished(error))),
+        Err(_) => Err(Unpublished::Failed(ApiError::unavailable(format!(
             "the event was not acknowledged within {bound:?}"
-        ))),
+        )))),
     };
     let body = Bytes::from(created(&order).to_string());
     let settled = match &published {
         Ok(()) => keys.finish(claim, StatusCode::CREATED, body.clone()).await,
-        Err(_) => keys.fail(claim).await,
+        // A shed publish surely sent nothing: the key need not be kept for its retry.
+        Err(Unpublished::Shed(_)) => keys.release(claim).await,
+        Err(Unpublished::Failed(_)) => keys.fail(claim).await,
     };
     match settled {
         Ok(Settled::Recorded) => {}
@@ -574,7 +735,18 @@ async fn create_once(
             tracing::warn!(order = %order.order_id, %error, "the outcome of a keyed create was not recorded");
         }
     }
-    published.map(|()| json_bytes(StatusCode::CREATED, body))
+    match published {
+        Ok(()) => Ok(json_bytes(StatusCode::CREATED, body)),
+        Err(Unpublished::Shed(error) | Unpublished::Failed(error)) => Err(error),
+    }
+}
+
+/// Why a keyed create's order was not published, as its key must remember it.
+enum Unpublished {
+    /// Shed before it was sent (`SinkError::Overloaded`): surely nothing went out.
+    Shed(ApiError),
+    /// Failed or timed out: it may have gone out after all.
+    Failed(ApiError),
 }
 
 /// The body of a `201` to a create.

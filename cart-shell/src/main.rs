@@ -43,7 +43,8 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         publish,
         https,
     } = Settings::from_env(&env)?;
-    let keys = idempotency.open(kafka.delivery_timeout)?;
+    let keys = idempotency.open(kafka.delivery_timeout).await?;
+    tracing::info!(store = %idempotency.store.describe(), "idempotency keys open");
     let metrics = Metrics::install()?;
 
     let mut config = ProducerConfig::new(&kafka.cluster);
@@ -63,13 +64,16 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
         return Ok(ExitCode::from(1));
     }
-    let cart = Arc::new(Cart::new(
-        Arc::new(producer.sink(&order_topic, codec)),
-        Arc::new(producer.sink(&status_topic, codec)),
-        Arc::new(producer.clone()),
-        keys,
-        metrics,
-    )?);
+    let cart = Arc::new(
+        Cart::new(
+            Arc::new(producer.sink(&order_topic, codec)),
+            Arc::new(producer.sink(&status_topic, codec)),
+            Arc::new(producer.clone()),
+            keys,
+            metrics,
+        )?
+        .with_keyed_create_limit(max_connections),
+    );
     tokio::spawn(async move {
         let topics = [order_topic.as_str(), status_topic.as_str()];
         if let Err(error) = ensure_topics_when_ready(&kafka.cluster, &topics, &kafka.topics()).await

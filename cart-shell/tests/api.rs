@@ -219,6 +219,137 @@ async fn a_keyed_create_is_answered_again_after_kill_9_and_published_once() {
     );
 }
 
+/// A cart-shell process keeping its keys in the PostgreSQL database at `keys`.
+fn launch_shared(broker: &TestBroker, orders: &str, updates: &str, keys: &str) -> ShellProcess {
+    ShellProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_cart-shell")),
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", orders.to_owned()),
+            ("KAFKA_STATUS_UPDATE_TOPIC", updates.to_owned()),
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
+            ("IDEMPOTENCY_STORE_URL", keys.to_owned()),
+        ],
+    )
+}
+
+/// Two instances behind a load balancer that sends each retry to the other one: one key, one
+/// order, one answer, whichever instance a request lands on, even with the first killed while
+/// it publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_keys_in_postgres_publish_each_key_once_even_after_kill_9() {
+    let mut broker = TestBroker::start_with(Storage::Sqlite);
+    let postgres = ordering_store::testing::TestPostgres::shared();
+    let keys = postgres.create_database().await;
+    let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
+    let mut a = launch_shared(&broker, &orders, &updates, &keys);
+    let b = launch_shared(&broker, &orders, &updates, &keys);
+
+    // Each retry goes to the other instance: the first answer, byte for byte.
+    let mut answers = Vec::new();
+    for n in 0..10 {
+        let body = json!({"orderId": format!("ORD-LB-{n}"), "numItems": 2});
+        let key = format!("lb-{n}");
+        let (first, retry) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let answer = create(first, &key, &body).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        let again = create(retry, &key, &body).await;
+        assert_eq!(again.status, 201, "{}", again.text);
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        assert_eq!(again.text, answer.text, "the same answer, byte for byte");
+        let misuse = json!({"orderId": format!("ORD-LB-{n}"), "numItems": 3});
+        assert_eq!(create(retry, &key, &misuse).await.status, 422);
+        answers.push(answer);
+    }
+    // Both at once: exactly one publishes; the other says so (409) or replays.
+    let mut raced = Vec::new();
+    for n in 0..10 {
+        let body = json!({"orderId": format!("ORD-RACE-{n}"), "numItems": 1});
+        let key = format!("race-{n}");
+        let (ua, ub) = (a.url("/api/create-order"), b.url("/api/create-order"));
+        let send = |url: String, body: serde_json::Value, key: String| async move {
+            let headers = [("Idempotency-Key", key.as_str())];
+            call_with("POST", &url, Some(body.to_string().as_bytes()), &headers).await
+        };
+        let (ra, rb) = tokio::join!(
+            send(ua, body.clone(), key.clone()),
+            send(ub, body.clone(), key.clone())
+        );
+        let statuses = [ra.status, rb.status];
+        assert!(
+            statuses.contains(&201) && statuses.iter().all(|s| [201, 409].contains(s)),
+            "race-{n}: {statuses:?}: {} / {}",
+            ra.text,
+            rb.text
+        );
+        if ra.status == 201 && rb.status == 201 {
+            assert_eq!(ra.text, rb.text, "a replay of the one answer");
+        }
+        raced.push(format!("ORD-RACE-{n}"));
+    }
+
+    // `kill -9` of the first instance while it publishes (the broker is down, so the publish
+    // waits): the key stays in flight until its lease ends, then the other instance
+    // publishes the order the first one stored, never a new one.
+    broker.stop();
+    let body = json!({"orderId": "ORD-LB-KILL", "numItems": 5});
+    let url = a.url("/api/create-order");
+    let pending = {
+        let body = body.to_string();
+        tokio::spawn(async move {
+            let headers = [("Idempotency-Key", "lb-kill")];
+            call_with("POST", &url, Some(body.as_bytes()), &headers).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.kill();
+    let _ = pending.await;
+    let in_flight = create(&b, "lb-kill", &body).await;
+    assert_eq!(in_flight.status, 409, "{}", in_flight.text);
+    broker.restart();
+    let deadline = Instant::now() + WAIT;
+    let published = loop {
+        let reply = create(&b, "lb-kill", &body).await;
+        if reply.status == 201 {
+            break reply;
+        }
+        assert!([409, 503].contains(&reply.status), "{}", reply.text);
+        assert!(Instant::now() < deadline, "never published: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // A new instance in place of the killed one replays it.
+    let a = launch_shared(&broker, &orders, &updates, &keys);
+    let replay = create(&a, "lb-kill", &body).await;
+    assert_eq!(replay.text, published.text);
+
+    // On the topic: one order per key, each the one answered.
+    let all = read::<Order>(&broker, &orders).await;
+    let of = |id: &str| -> Vec<serde_json::Value> {
+        all.iter()
+            .filter_map(|r| r.event.as_ref().ok())
+            .filter(|o| o.order_id.as_str() == id)
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect()
+    };
+    for (n, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            of(&format!("ORD-LB-{n}")),
+            vec![answer.json["data"].clone()]
+        );
+    }
+    for id in &raced {
+        assert_eq!(of(id).len(), 1, "{id} published once");
+    }
+    // The killed attempt's publish may have left before the kill: whatever reached the
+    // topic is the one stored order.
+    let killed = of("ORD-LB-KILL");
+    assert!(!killed.is_empty());
+    assert!(
+        killed.iter().all(|o| *o == published.json["data"]),
+        "{killed:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_while_the_broker_is_down_is_409_and_the_stored_order_is_published_later() {
     let mut broker = TestBroker::start_with(Storage::Sqlite);

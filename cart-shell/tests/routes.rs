@@ -162,6 +162,11 @@ async fn serve() -> Served {
 }
 
 async fn serve_with(policy: Policy) -> Served {
+    serve_limited(policy, shell_http::MAX_CONNECTIONS).await
+}
+
+/// A cart with at most `keyed_creates` keyed creates at work at once.
+async fn serve_limited(policy: Policy, keyed_creates: usize) -> Served {
     let (gate, updates) = (GatedSink::default(), MemorySink::new());
     let orders = gate.inner.clone();
     let broker = Arc::new(FakeBroker::default());
@@ -175,7 +180,8 @@ async fn serve_with(policy: Policy) -> Served {
             keys,
             Metrics::detached(),
         )
-        .unwrap(),
+        .unwrap()
+        .with_keyed_create_limit(keyed_creates),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -626,14 +632,9 @@ async fn a_store_full_of_keys_in_flight_is_503_with_retry_after() {
     let second = cart.create("second", body).await;
     assert_eq!(second.status, 503, "{}", second.text);
     assert_eq!(second.json["success"], false);
-    assert!(
-        second.json["details"]
-            .as_str()
-            .unwrap()
-            .contains("IDEMPOTENCY_MAX_KEYS"),
-        "{}",
-        second.text
-    );
+    let details = second.json["details"].as_str().unwrap();
+    assert!(details.contains("IDEMPOTENCY_MAX_KEYS"), "{details}");
+    assert!(details.contains("1 in flight, 0 failed"), "{details}");
     assert!((1..=30).contains(&retry_after(&second)));
     assert_eq!(cart.gate.handed().len(), 1);
 
@@ -643,6 +644,32 @@ async fn a_store_full_of_keys_in_flight_is_503_with_retry_after() {
     let second = cart.create("second", body).await;
     assert_eq!(second.status, 201, "{}", second.text);
     assert_eq!(cart.orders.len(), 2);
+}
+
+#[tokio::test]
+async fn keyed_creates_beyond_the_limit_are_shed_with_nothing_done() {
+    let policy = Policy {
+        ttl: Duration::from_secs(3600),
+        max_keys: 100,
+        lease: Duration::from_secs(30),
+    };
+    let cart = serve_limited(policy, 1).await;
+    let body = r#"{"orderId": "ORD-L", "numItems": 1}"#;
+    cart.gate.hold();
+    let base = cart.base.clone();
+    let first = tokio::spawn(async move { create(&base, "first", body).await });
+    cart.gate.entered().await;
+    let second = cart.create("second", body).await;
+    assert_eq!(second.status, 503, "{}", second.text);
+    assert_eq!(second.json["error"], "Overloaded", "{}", second.text);
+    assert_eq!(retry_after(&second), 1);
+    // Unkeyed creates are bounded by the connections, not by this limit.
+    assert_eq!(cart.gate.handed().len(), 1);
+    cart.gate.release();
+    assert_eq!(first.await.unwrap().status, 201);
+    let second = cart.create("second", body).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    assert!(!replayed(&second), "the shed one did nothing");
 }
 
 #[tokio::test]
@@ -790,6 +817,13 @@ async fn an_overloaded_sink_is_503_with_retry_after_and_nothing_is_published() {
         assert_eq!(retry_after(&reply), 1);
     }
     assert!(orders.is_empty() && updates.is_empty(), "nothing published");
+    // A flood of shed keyed creates, more than the store holds: each surely sent nothing,
+    // so its key is freed at once and the store never fills.
+    for n in 0..25 {
+        let reply = create(&base, &format!("shed-{n}"), order).await;
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert_eq!(reply.json["error"], "Overloaded", "{}", reply.text);
+    }
 
     // The flood is over: the same requests go through, the keyed one too (its key was freed).
     shedding.store(false, Ordering::SeqCst);

@@ -1,12 +1,13 @@
 //! cart-shell's settings: every one a flag and a variable, listed by `--help` with its
 //! default, the command line's defaults the same as the code's, and a bad value named.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cart_shell::{Cli, Settings};
+use cart_shell::{Cli, KeyStore, Settings};
 use clap::CommandFactory;
+use ordering_store::SslMode;
 use shell_http::env::Env;
 use shell_http::testing::check_settings;
 
@@ -72,7 +73,7 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
     let keys = Settings::from_env(&env).unwrap().idempotency;
     assert_eq!(keys.ttl, Duration::from_secs(90 * 60));
     assert_eq!(keys.max_keys, 7);
-    assert_eq!(keys.path, Path::new("/tmp/keys.db"));
+    assert_eq!(keys.store, KeyStore::Sqlite(PathBuf::from("/tmp/keys.db")));
     // A keyed create holds its key through a publish's two waits, plus a margin.
     let policy = keys.policy(Duration::from_secs(3));
     assert_eq!(policy.lease, Duration::from_secs(11));
@@ -82,10 +83,66 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
         ("IDEMPOTENCY_KEY_TTL", "24"),
         ("IDEMPOTENCY_MAX_KEYS", "0"),
         ("IDEMPOTENCY_MAX_KEYS", "-1"),
+        ("IDEMPOTENCY_STORE_URL", "memory://"),
+        ("IDEMPOTENCY_STORE_URL", "mysql://db/keys"),
+        (
+            "IDEMPOTENCY_STORE_URL",
+            "postgres://app@db/keys?sslmode=sometimes",
+        ),
     ] {
         let error = Settings::from_env(&Env::from_pairs(&[(name, value)])).unwrap_err();
         assert_eq!(error.name, name, "{value}: {error}");
     }
+    // Shared keys in PostgreSQL, with the order store's TLS and password handling.
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "key-store-secret\n").unwrap();
+    let password = password.display().to_string();
+    let env = Env::from_pairs(&[
+        (
+            "IDEMPOTENCY_STORE_URL",
+            "postgres://cart@db.internal:5432/keys?sslmode=verify-full",
+        ),
+        ("IDEMPOTENCY_STORE_PASSWORD_FILE", &password),
+    ]);
+    let keys = Settings::from_env(&env).unwrap().idempotency;
+    let KeyStore::Postgres(url) = &keys.store else {
+        panic!("{:?}", keys.store)
+    };
+    assert_eq!(url.ssl_mode(), SslMode::VerifyFull);
+    let shown = format!("{:?} {}", keys, keys.store.describe());
+    assert!(!shown.contains("key-store-secret"), "{shown}");
+    assert_eq!(
+        Settings::from_env(&Env::from_pairs(&[(
+            "IDEMPOTENCY_STORE_URL",
+            "sqlite:///tmp/other.db"
+        )]))
+        .unwrap()
+        .idempotency
+        .store,
+        KeyStore::Sqlite(PathBuf::from("/tmp/other.db"))
+    );
+    // Two settings that both say where the keys are, or a password for no server: refused.
+    let both = Env::from_pairs(&[
+        ("IDEMPOTENCY_STORE_URL", "postgres://cart@db/keys"),
+        ("IDEMPOTENCY_DB", "/tmp/keys.db"),
+    ]);
+    let error = Settings::from_env(&both).unwrap_err();
+    assert_eq!(error.name, "IDEMPOTENCY_STORE_URL");
+    assert!(error.to_string().contains("IDEMPOTENCY_DB"), "{error}");
+    let stray = Env::from_pairs(&[("IDEMPOTENCY_STORE_PASSWORD_FILE", password.as_str())]);
+    assert_eq!(
+        Settings::from_env(&stray).unwrap_err().name,
+        "IDEMPOTENCY_STORE_PASSWORD_FILE"
+    );
+    // Order and status updates on one topic: refused, naming both.
+    let same = Env::from_pairs(&[
+        ("KAFKA_TOPIC", "events"),
+        ("KAFKA_STATUS_UPDATE_TOPIC", "events"),
+    ]);
+    let error = Settings::from_env(&same).unwrap_err();
+    assert_eq!(error.name, "KAFKA_STATUS_UPDATE_TOPIC");
+    assert!(error.to_string().contains("KAFKA_TOPIC"), "{error}");
 
     let env = Env::from_args(
         Cli::command(),

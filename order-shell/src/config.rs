@@ -12,7 +12,8 @@ use shell_http::env::{Env, EnvError};
 use shell_http::limit::WorkLimit;
 use shell_http::security::{redacted_url, secret};
 use shell_http::settings::{
-    KafkaArgs, KafkaSettings, ServiceArgs, avro_codec, listen_addr, max_connections,
+    KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
+    max_connections,
 };
 
 /// order-shell: consumes order events and status updates from Kafka, keeps the orders,
@@ -49,6 +50,9 @@ pub struct LimitArgs {
     /// GET /api/getAllOrderIdsFromTopic scans at once
     #[arg(long, env, default_value = "2")]
     pub scan_concurrency: Option<String>,
+    /// GET /api/stats at once
+    #[arg(long, env, default_value = "4")]
+    pub stats_concurrency: Option<String>,
     /// GET /api/dlq/messages pages at once
     #[arg(long, env, default_value = "4")]
     pub dlq_page_concurrency: Option<String>,
@@ -152,7 +156,8 @@ pub struct Config {
     pub operator_token: Option<OperatorToken>,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: HTTPS only; `None`: plain HTTP.
     pub https: Option<shell_http::tls::Https>,
-    /// `SCAN_CONCURRENCY` (2), `DLQ_PAGE_CONCURRENCY` (4), `REDRIVE_CONCURRENCY` (1),
+    /// `SCAN_CONCURRENCY` (2), `STATS_CONCURRENCY` (4), `DLQ_PAGE_CONCURRENCY` (4),
+    /// `REDRIVE_CONCURRENCY` (1),
     /// `BUSY_WAIT_MS` (2000): expensive requests at once per kind, and how long one waits
     /// for its turn before `503`.
     pub limits: Limits,
@@ -162,6 +167,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub scans: WorkLimit,
+    pub stats: WorkLimit,
     pub dlq_pages: WorkLimit,
     pub redrives: WorkLimit,
 }
@@ -180,6 +186,11 @@ impl Limits {
             scans: WorkLimit::new(
                 "topic scans",
                 env.check("SCAN_CONCURRENCY", 2, at_least_one)?,
+                wait,
+            ),
+            stats: WorkLimit::new(
+                "order stats",
+                env.check("STATS_CONCURRENCY", 4, at_least_one)?,
                 wait,
             ),
             dlq_pages: WorkLimit::new(
@@ -221,11 +232,23 @@ impl Config {
                 reason: error.to_string(),
             }
         })?;
+        let order_topic = env.text("KAFKA_TOPIC", "order-events");
+        let status_topic = env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates");
+        let dlq_topic = env.text("KAFKA_DLQ_TOPIC", "order-events-dlq");
+        distinct_topics(&[
+            ("KAFKA_TOPIC", &order_topic, TopicRole::Records),
+            (
+                "KAFKA_STATUS_UPDATE_TOPIC",
+                &status_topic,
+                TopicRole::Records,
+            ),
+            ("KAFKA_DLQ_TOPIC", &dlq_topic, TopicRole::DeadLetters),
+        ])?;
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
-            order_topic: env.text("KAFKA_TOPIC", "order-events"),
-            status_topic: env.text("KAFKA_STATUS_UPDATE_TOPIC", "order-status-updates"),
-            dlq_topic: env.text("KAFKA_DLQ_TOPIC", "order-events-dlq"),
+            order_topic,
+            status_topic,
+            dlq_topic,
             consumer_group: env.text("KAFKA_CONSUMER_GROUP", "order-service-group"),
             retry,
             listen: listen_addr(env, 8001)?,

@@ -20,9 +20,10 @@ use ordering_core::order::{
 };
 use ordering_core::{DispatcherConfig, LaneMode, Stats};
 use ordering_kafka::order::AvroCodec;
-use ordering_kafka::{KafkaProducer, ProducerConfig, Redriver, SourceStatus};
+use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, Redriver, SourceStatus};
 use ordering_service::ConsumerSpec;
 use ordering_store::Store;
+use shell_http::cached::Cached;
 use shell_http::metrics::Metrics;
 use shell_http::openapi::OpenApi;
 
@@ -59,7 +60,12 @@ pub struct App {
     series: console::series::Series,
     /// The consumer group's members as last asked, and when (the console's overview).
     members: tokio::sync::Mutex<Option<GroupMembers>>,
+    /// `/health`'s probes of the broker and the store, at most one a second.
+    probes: Cached<routes::Probes>,
 }
+
+/// How often `/health` probes the broker and the store, at most.
+const PROBE_PERIOD: Duration = Duration::from_secs(1);
 
 type GroupMembers = (
     std::time::Instant,
@@ -173,11 +179,10 @@ impl App {
             )?
             .with_codec(config.codec.dead_letters())
             // A letter whose order moved on is skipped, never sent back to move it back.
-            .with_guard(Arc::new(OrderRedriveGuard::new(
-                store.clone(),
-                config.order_topic.clone(),
-                config.status_topic.clone(),
-            ))),
+            .with_guard(Arc::new(OrderRedriveGuard::new(store.clone(), {
+                let codec = config.codec;
+                move |payload: &[u8]| Codec::<OrderEvent>::decode(&codec, payload)
+            }))),
         );
         Ok(Self {
             producer,
@@ -190,6 +195,7 @@ impl App {
             pages: console::Pages::new()?,
             series: console::series::Series::default(),
             members: tokio::sync::Mutex::new(None),
+            probes: Cached::new(PROBE_PERIOD),
             config,
         })
     }

@@ -23,6 +23,13 @@ use crate::console::{self, Asset, Facts, Page, series};
 
 /// How long `/health` waits for the broker and for the store.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/health` asks the broker and the store, in words.
+#[derive(Debug, Clone)]
+pub(crate) struct Probes {
+    broker: Result<(), String>,
+    store: Result<(), String>,
+}
 /// Records one `/api/dlq/messages` page reads at most (beyond what `offset` skips).
 const PAGE_SCAN: usize = 10_000;
 /// The most matches `offset` may skip: deeper pages are for `cursor`.
@@ -478,8 +485,13 @@ impl App {
                 ApiError::bad_request(format!("cursor is not one this service gave: {e}"))
             })?),
         };
+        let turn = match self.config.limits.stats.enter().await {
+            Ok(turn) => turn,
+            Err(busy) => return Ok(busy.into_response()),
+        };
         let unavailable = |e: StoreError| ApiError::unavailable(e.to_string());
         let (total, ids) = tokio::try_join!(
+            // Kept by the store as orders are created: no scan per request.
             async { self.store.count().await.map_err(unavailable) },
             async {
                 // One more than asked tells whether a next page exists.
@@ -493,6 +505,7 @@ impl App {
                 Ok((ids, more))
             },
         )?;
+        drop(turn);
         let (ids, more) = ids;
         let next = more.then(|| ids.last().map(ToString::to_string)).flatten();
         Ok(json(
@@ -607,18 +620,31 @@ impl App {
 
     /// Health, for anyone: the store's kind and state, never its address; the address too for
     /// a caller presenting the operator token.
+    /// The broker and the store, each within [`HEALTH_TIMEOUT`]: what `/health` caches.
+    pub(crate) async fn probe(&self) -> Probes {
+        let (broker, store) = tokio::join!(
+            self.producer
+                .ping_topic(&self.config.order_topic, HEALTH_TIMEOUT),
+            tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping())
+        );
+        Probes {
+            broker: broker.map_err(|e| shell_http::security::kafka_problem(&e)),
+            store: store
+                .unwrap_or_else(|_| {
+                    Err(StoreError::unavailable(format!(
+                        "no answer within {HEALTH_TIMEOUT:?}"
+                    )))
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     async fn health(&self, request: &HttpRequest) -> Response {
         let consumer = self.consumer_state();
         let running = consumer["isRunning"].as_bool().unwrap_or(false);
-        let (broker, store) = tokio::join!(
-            self.producer.ping(HEALTH_TIMEOUT),
-            tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping())
-        );
-        let store = store.unwrap_or_else(|_| {
-            Err(StoreError::unavailable(format!(
-                "no answer within {HEALTH_TIMEOUT:?}"
-            )))
-        });
+        // Probed at most once a second, one probe at a time, whatever the request rate: a
+        // flood of probes must not take the store's connections or turn the answer red.
+        let Probes { broker, store } = self.probes.get(|| self.probe()).await;
         let producer = self.producer.fatal_error();
         // Dead letters failing for long hold their records and lanes: say so, not "healthy".
         let failing_ms = consumer["deadLettersFailingForMs"].as_u64();
@@ -639,13 +665,13 @@ impl App {
             store_state["url"] = json!(self.config.store.describe());
         }
         if let Err(error) = &store {
-            store_state["error"] = json!(error.to_string());
+            store_state["error"] = json!(error);
         }
         let body = json!({
             "status": if healthy { "healthy" } else { "unhealthy" },
             "service": "order-shell",
             "broker": if broker.is_ok() { "available" } else { "unavailable" },
-            "brokerError": broker.as_ref().err().map(shell_http::security::kafka_problem),
+            "brokerError": broker.as_ref().err(),
             "store": store_state,
             "producer": match &producer {
                 None => json!({"state": "ok"}),

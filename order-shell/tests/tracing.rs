@@ -157,7 +157,11 @@ async fn put_traced(system: &System, id: &str, status: &str, traceparent: &str) 
         "PUT",
         &system.cart.url("/api/update-order"),
         Some(body.as_bytes()),
-        &[("traceparent", traceparent)],
+        // A public caller's baggage stays at the edge: never copied into records.
+        &[
+            ("traceparent", traceparent),
+            ("baggage", "caller.secret=leaked"),
+        ],
     )
     .await
 }
@@ -270,6 +274,10 @@ async fn one_trace_follows_an_update_from_the_put_to_the_store_and_a_redrive_lin
         .map(|v| BASE64.decode(v).unwrap())
         .unwrap_or_else(|| panic!("the letter keeps the trace headers: {headers}"));
     assert!(String::from_utf8(kept).unwrap().contains(lost));
+    assert!(
+        !headers.contains("baggage"),
+        "the caller's baggage is not propagated: {headers}"
+    );
 
     // The order arrives; a redrive sends the letter back in a new trace linked to the lost
     // one, and order-shell's processing of the copy is in the redrive's trace.

@@ -12,8 +12,8 @@ use ordering_core::order::{
     StatusChange, StatusUpdate, StatusUpdateHandler, StatusWrite,
 };
 use ordering_core::{
-    Classify, DeadLetter, ErrorClass, FailureClass, Handler, Header, LetterId, Position,
-    RecordMeta, RedriveGuard, StoreError, TopicPartition, Written,
+    Classify, DeadLetter, DecodeError, ErrorClass, FailureClass, Handler, Header, LetterId,
+    Position, RecordMeta, RedriveGuard, StoreError, TopicPartition, Written,
 };
 
 mock! {
@@ -245,7 +245,25 @@ fn redriven_meta(origin_offset: i64, offset: i64) -> RecordMeta {
     meta
 }
 
+/// A letter of the record at `offset` of `topic`'s partition 2; its value is `ORDER` or
+/// `UPDATE` (see [`decode`]).
 fn letter(topic: &str, offset: i64) -> DeadLetter {
+    letter_of(topic, offset, UPDATE)
+}
+
+const ORDER: &[u8] = b"order ORD-1";
+const UPDATE: &[u8] = b"update ORD-1";
+
+/// The guard's view of a letter's record: a stand-in for the Avro codec.
+fn decode(payload: &[u8]) -> Result<OrderEvent, DecodeError> {
+    match payload {
+        ORDER => Ok(OrderEvent::Created(order("ORD-1"))),
+        UPDATE => Ok(OrderEvent::StatusUpdated(update("ORD-1", "shipped"))),
+        _ => Err(DecodeError::new("not an order event")),
+    }
+}
+
+fn letter_of(topic: &str, offset: i64, value: &[u8]) -> DeadLetter {
     DeadLetter {
         original_topic: topic.into(),
         original_partition: 2,
@@ -256,7 +274,7 @@ fn letter(topic: &str, offset: i64) -> DeadLetter {
             value: Some(vec![1, 2]),
         }],
         original_timestamp: None,
-        original_value: vec![],
+        original_value: value.to_vec(),
         original_message: None,
         error_type: "OrderNotFound".into(),
         error_class: FailureClass::Retryable,
@@ -275,7 +293,7 @@ fn letter(topic: &str, offset: i64) -> DeadLetter {
 async fn a_redriven_update_is_ordered_by_its_origin_and_never_moves_a_status_back() {
     let store = Arc::new(MemoryStore::new());
     let handler = OrderEventHandler::new(store.clone());
-    let guard = OrderRedriveGuard::new(store.clone(), "order-events", "order-status-updates");
+    let guard = OrderRedriveGuard::new(store.clone(), decode);
     let created = RecordMeta::new(TopicPartition::new("order-events", 2), 0);
     handler
         .handle(&OrderEvent::Created(order("ORD-1")), &created)
@@ -316,7 +334,12 @@ async fn a_redriven_update_is_ordered_by_its_origin_and_never_moves_a_status_bac
     assert_eq!(stored.status, status("delivered"));
     // A create's letter is superseded as soon as the order exists; a redriven create of it
     // changes nothing, and a different order under its id is a duplicate.
-    assert!(guard.superseded(&letter("order-events", 0)).await.unwrap());
+    assert!(
+        guard
+            .superseded(&letter_of("order-events", 0, ORDER))
+            .await
+            .unwrap()
+    );
     let mut other = order("ORD-1");
     other.customer_id = "CUST-7".into();
     let error = handler
@@ -328,6 +351,20 @@ async fn a_redriven_update_is_ordered_by_its_origin_and_never_moves_a_status_bac
         store.get(&id("ORD-1")).await.unwrap().unwrap().status,
         status("delivered")
     );
-    // Topics the guard does not know are never superseded.
+    // What a letter holds is read from its record, not from its topic's name: an update
+    // under any topic name is judged as an update, an order as an order.
     assert!(!guard.superseded(&letter("elsewhere", 0)).await.unwrap());
+    assert!(
+        guard
+            .superseded(&letter_of("order-status-updates", 0, ORDER))
+            .await
+            .unwrap()
+    );
+    // A record that does not decode cannot have been applied: never superseded.
+    assert!(
+        !guard
+            .superseded(&letter_of("order-events", 0, b"garbage"))
+            .await
+            .unwrap()
+    );
 }

@@ -281,12 +281,22 @@ impl KafkaProducer {
     /// Checks that the broker answers, within `timeout`. When it does not because it refuses
     /// this client (a login or a certificate), the error says so: [`KafkaError::Connect`].
     pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.ping_for(None, timeout).await
+    }
+
+    /// [`ping`](Self::ping), asking for the metadata of `topic` alone: a health probe's,
+    /// which on a cluster of thousands of topics must not fetch them all.
+    pub async fn ping_topic(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
+        self.ping_for(Some(topic.to_owned()), timeout).await
+    }
+
+    async fn ping_for(&self, topic: Option<String>, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
         // librdkafka's metadata request blocks the calling thread.
         let answered = tokio::task::spawn_blocking(move || {
             producer
                 .client()
-                .fetch_metadata(None, timeout)
+                .fetch_metadata(topic.as_deref(), timeout)
                 .map(|_| ())
                 .map_err(KafkaError::client("reaching the broker"))
         })

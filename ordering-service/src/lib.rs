@@ -284,6 +284,13 @@ impl<H, C> ConsumerService<H, C> {
         // Kept to the end: dropping it flushes the traces not yet exported.
         let _telemetry =
             shell_http::init_tracing(env, &self.name).map_err(ServiceError::Setting)?;
+        // Its own letters consumed as records would be dead-lettered again, forever.
+        if self.topics.contains(&self.dead_letters) {
+            return Err(ServiceError::Start(format!(
+                "the dead-letter topic {:?} is also a consumed topic (.topics and .dead_letters); give the letters a topic of their own",
+                self.dead_letters
+            )));
+        }
         let cluster = Cluster::new(env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
             .with_security(kafka_security(env).map_err(ServiceError::Setting)?);
         let https = shell_http::tls::https(env).map_err(ServiceError::Setting)?;

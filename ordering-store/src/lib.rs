@@ -34,7 +34,10 @@ use std::sync::Arc;
 use ordering_core::order::{MemoryStore, OrderId, OrderStore};
 use ordering_core::{RedriveLedger, StoreError};
 
-pub use postgres::PostgresStore;
+/// The pool [`PostgresUrl::pool`] makes, for a crate that keeps tables of its own beside the
+/// store's (the same TLS, passwords and timeouts).
+pub use deadpool_postgres;
+pub use postgres::{PostgresStore, connect_error, first_connection};
 pub use postgres_url::{PostgresUrl, Refusal, SslMode};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::SqliteStore;

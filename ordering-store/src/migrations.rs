@@ -30,6 +30,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("migrations/sqlite/0005_order_history.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("migrations/sqlite/0006_order_count.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -52,6 +56,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("migrations/postgres/0005_order_history.sql"),
+    },
+    Migration {
+        version: 6,
+        sql: include_str!("migrations/postgres/0006_order_count.sql"),
     },
 ];
 

@@ -23,7 +23,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per statement, enforced by the server.
 const STATEMENT_TIMEOUT_MS: u32 = 5000;
-/// Connections per store: the writer's plus readers.
+/// Connections per store for reads, the ledger and health; the writer has one of its own.
 const POOL_SIZE: usize = 8;
 /// Serializes migrations of instances starting together (any constant unique to this crate).
 const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
@@ -145,6 +145,9 @@ const FORGET: &str = "
     WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
       AND redrive_count = $4 AND times <= 0";
 
+// Kept by triggers (migration 6): no scan of the orders.
+const COUNT: &str = "SELECT COALESCE(SUM(orders), 0)::BIGINT FROM order_count";
+
 const LOOKUP: &str = "
     SELECT times, last_at_ms FROM redriven_records
     WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
@@ -166,12 +169,33 @@ impl PostgresStore {
     /// Connects as `url` says (TLS included), migrates, and starts the writer task on the
     /// current tokio runtime.
     pub async fn open(url: &PostgresUrl) -> Result<Self, OpenError> {
-        let mut config = url.config();
-        let tls = url.tls().map_err(OpenError::Postgres)?;
+        let pool = url.pool(POOL_SIZE, "ordering-store")?;
+        migrate(&pool).await?;
+        // The writer's own connection: however many requests want one from the pool (a
+        // flood of /health and /api/stats), the consumer's writes never wait behind them.
+        let writer = url.pool(1, "ordering-store writer")?;
+        let (writes, batches) = batch::queue();
+        tokio::spawn(write_loop(writer, batches));
+        Ok(Self { pool, writes })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+impl PostgresUrl {
+    /// A pool of up to `size` connections as this URL says (TLS included), with bounded
+    /// waits for a connection and a per-statement timeout on the server unless the URL sets
+    /// `options`; connections are made when first needed. `application_name` unless the URL
+    /// names one.
+    pub fn pool(&self, size: usize, application_name: &str) -> Result<Pool, OpenError> {
+        let mut config = self.config();
+        let tls = self.tls().map_err(OpenError::Postgres)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.keepalives(true);
         if config.get_application_name().is_none() {
-            config.application_name("ordering-store");
+            config.application_name(application_name);
         }
         if config.get_options().is_none() {
             config.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
@@ -183,23 +207,27 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+        Pool::builder(manager)
+            .max_size(size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(CONNECT_TIMEOUT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(|e| OpenError::Postgres(e.to_string()))?;
-        migrate(&pool).await?;
-        let (writes, batches) = batch::queue();
-        tokio::spawn(write_loop(pool.clone(), batches));
-        Ok(Self { pool, writes })
+            .map_err(|e| OpenError::Postgres(e.to_string()))
     }
+}
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(pool_error)
-    }
+/// A first connection from `pool`, for a start-up: a refusal (login, TLS) is a setting to
+/// fix, anything else is worth waiting for.
+pub async fn first_connection(pool: &Pool) -> Result<deadpool_postgres::Object, OpenError> {
+    pool.get().await.map_err(|e| match &e {
+        deadpool_postgres::PoolError::Backend(backend) => match Refusal::of(backend) {
+            Some(refusal) => OpenError::Refused(refusal),
+            None => OpenError::Unreachable(connect_error(&e)),
+        },
+        _ => OpenError::Unreachable(connect_error(&e)),
+    })
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
@@ -208,7 +236,7 @@ fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
 
 /// Why no connection could be had, in words a person can act on: tokio-postgres's own
 /// display of a server's refusal is only "db error".
-fn connect_error(error: &deadpool_postgres::PoolError) -> String {
+pub fn connect_error(error: &deadpool_postgres::PoolError) -> String {
     match error {
         deadpool_postgres::PoolError::Backend(e) => match (Refusal::of(e), e.as_db_error()) {
             (Some(refusal), _) => refusal.to_string(),
@@ -265,13 +293,7 @@ async fn migrate(pool: &Pool) -> Result<(), OpenError> {
             OpenError::Postgres(reason)
         }
     };
-    let mut client = pool.get().await.map_err(|e| match &e {
-        deadpool_postgres::PoolError::Backend(backend) => match Refusal::of(backend) {
-            Some(refusal) => OpenError::Refused(refusal),
-            None => OpenError::Unreachable(connect_error(&e)),
-        },
-        _ => OpenError::Unreachable(connect_error(&e)),
-    })?;
+    let mut client = first_connection(pool).await?;
     let tx = client.transaction().await.map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -619,7 +641,7 @@ impl OrderStore for PostgresStore {
         let row = bounded(async {
             self.client()
                 .await?
-                .query_one("SELECT COUNT(*) FROM orders", &[])
+                .query_one(COUNT, &[])
                 .await
                 .map_err(|e| classify(&e))
         })

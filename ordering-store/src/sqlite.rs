@@ -557,8 +557,12 @@ impl OrderStore for SqliteStore {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0)))
-            .await
+        self.read(|conn| {
+            conn.query_row("SELECT orders FROM order_count WHERE one = 1", [], |row| {
+                row.get(0)
+            })
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -27,6 +27,7 @@ pub const ENVIRONMENT_ONLY: &[&str] = &[
     "KAFKA_SASL_PASSWORD_FILE",
     "KAFKA_SSL_KEY_PASSWORD_FILE",
     "ORDER_STORE_PASSWORD_FILE",
+    "IDEMPOTENCY_STORE_PASSWORD_FILE",
 ];
 
 /// What order-shell's `--help` says of its [`ENVIRONMENT_ONLY`] settings.
@@ -40,7 +41,17 @@ pub const ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which w
     OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
                          OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
 
-/// What the `--help` of a service with no operator endpoints and no store (cart-shell, an
+/// What cart-shell's `--help` says of its [`ENVIRONMENT_ONLY`] settings: the Kafka secrets and
+/// the idempotency store's password.
+pub const CART_ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
+    IDEMPOTENCY_STORE_PASSWORD_FILE  a file holding the PostgreSQL key store's password\n  \
+    KAFKA_SASL_PASSWORD  the SASL password\n  \
+    KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
+    KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
+                         OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
+
+/// What the `--help` of a service with no operator endpoints and no store (an
 /// `ordering-service`) says of its [`ENVIRONMENT_ONLY`] settings: the Kafka secrets.
 pub const KAFKA_ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
     KAFKA_SASL_PASSWORD  the SASL password\n  \

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cached;
 pub mod env;
 #[cfg(feature = "testing")]
 pub mod fuzz;

@@ -151,6 +151,38 @@ pub(crate) fn positive(n: i64) -> Result<(), String> {
     }
 }
 
+/// What a topic setting is for, to say why two of them may not name one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRole {
+    /// A topic of records this service consumes, or publishes for its consumer.
+    Records,
+    /// The dead-letter topic.
+    DeadLetters,
+}
+
+/// Refuses two topic settings that name one topic, naming both: two record topics in one
+/// would mix their records (and a redrive guard tells them apart by topic), and a dead-letter
+/// topic that is also consumed would take its letters for records and dead-letter them again,
+/// forever.
+pub fn distinct_topics(topics: &[(&'static str, &str, TopicRole)]) -> Result<(), EnvError> {
+    for (i, &(name, topic, role)) in topics.iter().enumerate() {
+        let earlier = topics[..i].iter().find(|(_, other, _)| *other == topic);
+        if let Some(&(other, _, other_role)) = earlier {
+            let why = if role == TopicRole::DeadLetters || other_role == TopicRole::DeadLetters {
+                "its dead letters would be consumed as records and dead-lettered again, forever"
+            } else {
+                "the two kinds of record would share one topic and one order"
+            };
+            return Err(EnvError {
+                name,
+                value: topic.to_owned(),
+                reason: format!("is the same topic as {other}: {why}; give each its own topic"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `HTTP_MAX_CONNECTIONS` (default 1024): connections served at once; beyond, new ones wait.
 pub fn max_connections(env: &Env) -> Result<usize, EnvError> {
     env.check("HTTP_MAX_CONNECTIONS", crate::serve::MAX_CONNECTIONS, |n| {
@@ -281,5 +313,36 @@ mod tests {
             let error = avro_codec(&Env::from_pairs(&[(name, value)]), &writes).unwrap_err();
             assert_eq!(error.name, name, "{error}");
         }
+    }
+
+    #[test]
+    fn two_settings_naming_one_topic_are_refused_naming_both() {
+        use TopicRole::{DeadLetters, Records};
+        let ok = [
+            ("KAFKA_TOPIC", "orders", Records),
+            ("KAFKA_STATUS_UPDATE_TOPIC", "updates", Records),
+            ("KAFKA_DLQ_TOPIC", "dlq", DeadLetters),
+        ];
+        assert_eq!(distinct_topics(&ok), Ok(()));
+        let same = [
+            ("KAFKA_TOPIC", "orders", Records),
+            ("KAFKA_STATUS_UPDATE_TOPIC", "orders", Records),
+        ];
+        let error = distinct_topics(&same).unwrap_err();
+        assert_eq!(error.name, "KAFKA_STATUS_UPDATE_TOPIC");
+        assert!(
+            error.to_string().contains("same topic as KAFKA_TOPIC"),
+            "{error}"
+        );
+        let looped = [
+            ("KAFKA_TOPIC", "orders", Records),
+            ("KAFKA_STATUS_UPDATE_TOPIC", "updates", Records),
+            ("KAFKA_DLQ_TOPIC", "updates", DeadLetters),
+        ];
+        let error = distinct_topics(&looped).unwrap_err();
+        assert_eq!(error.name, "KAFKA_DLQ_TOPIC");
+        let message = error.to_string();
+        assert!(message.contains("KAFKA_STATUS_UPDATE_TOPIC"), "{message}");
+        assert!(message.contains("dead-lettered again"), "{message}");
     }
 }

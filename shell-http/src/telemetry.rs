@@ -137,7 +137,10 @@ fn exporter(service: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::Expo
 }
 
 /// The span of one HTTP request (`otel.kind = server`), continuing the trace of the caller's
-/// `traceparent`; disabled (and free) unless traces are on.
+/// `traceparent`; disabled (and free) unless traces are on. Whether it is sampled is the
+/// sampler's word: with the SDK's default (`parentbased_always_on`) and every `parentbased_*`
+/// sampler, a caller's sampled flag decides; `OTEL_TRACES_SAMPLER=traceidratio` at a public
+/// edge keeps the decision ours (README, "Tracing").
 pub(crate) fn request_span(request: &HttpRequest, route: &'static str) -> tracing::Span {
     let method = request.method().as_str();
     let span = tracing::info_span!(
@@ -155,7 +158,9 @@ pub(crate) fn request_span(request: &HttpRequest, route: &'static str) -> tracin
     if span.is_disabled() {
         return span;
     }
-    let parent = ordering_core::trace::propagator()
+    // `traceparent` and `tracestate` only: a public caller's `baggage` would otherwise be
+    // copied into every record and dead letter this request causes, and read as ours.
+    let parent = TraceContextPropagator::new()
         .extract(&opentelemetry_http::HeaderExtractor(request.headers()));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);

@@ -8,7 +8,7 @@ use super::model::{InvalidOrder, Order, OrderEvent, OrderId, StatusUpdate, Valid
 use super::store::{CreateWrite, OrderStore, StatusChange, StatusWrite};
 use crate::dead_letter::DeadLetter;
 use crate::handler::{Classify, ErrorClass, Handler};
-use crate::record::RecordMeta;
+use crate::record::{DecodeError, RecordMeta};
 use crate::redrive::RedriveGuard;
 use crate::storage::{StoreError, Written};
 
@@ -175,35 +175,34 @@ impl Handler<OrderEvent> for OrderEventHandler {
     }
 }
 
+/// Reads a letter's record back into an order event: the codec its records were written with.
+pub type DecodeEvent = dyn Fn(&[u8]) -> Result<OrderEvent, DecodeError> + Send + Sync;
+
 /// The order flow's [`RedriveGuard`]: a letter is superseded when applying its record now would
-/// change an order that moved on. An order event's letter is superseded once an order with its
-/// id exists (the first create wins); a status update's once the order holds a status applied
-/// from the same partition at or after the letter's origin.
+/// change an order that moved on. An order's letter is superseded once an order with its id
+/// exists (the first create wins); a status update's once the order holds a status applied
+/// from the same partition at or after the letter's origin. What a letter holds is told by
+/// decoding its record, never by its topic's name, which settings may share or rename.
 pub struct OrderRedriveGuard {
     store: Arc<dyn OrderStore>,
-    orders_topic: String,
-    status_topic: String,
+    decode: Box<DecodeEvent>,
 }
 
 impl std::fmt::Debug for OrderRedriveGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderRedriveGuard")
-            .field("orders_topic", &self.orders_topic)
-            .field("status_topic", &self.status_topic)
-            .finish_non_exhaustive()
+        f.debug_struct("OrderRedriveGuard").finish_non_exhaustive()
     }
 }
 
 impl OrderRedriveGuard {
+    /// Guards letters whose records `decode` reads, against the orders in `store`.
     pub fn new(
         store: Arc<dyn OrderStore>,
-        orders_topic: impl Into<String>,
-        status_topic: impl Into<String>,
+        decode: impl Fn(&[u8]) -> Result<OrderEvent, DecodeError> + Send + Sync + 'static,
     ) -> Self {
         Self {
             store,
-            orders_topic: orders_topic.into(),
-            status_topic: status_topic.into(),
+            decode: Box::new(decode),
         }
     }
 }
@@ -211,18 +210,25 @@ impl OrderRedriveGuard {
 #[async_trait]
 impl RedriveGuard for OrderRedriveGuard {
     async fn superseded(&self, letter: &DeadLetter) -> Result<bool, StoreError> {
-        let origin = letter.origin();
-        let for_orders = *origin.topic == *self.orders_topic;
-        if !for_orders && *origin.topic != *self.status_topic {
+        // A record that does not decode, or names no valid order, cannot have been applied:
+        // sent back, it fails again as it did.
+        let Ok(event) = (self.decode)(&letter.original_value) else {
             return Ok(false);
-        }
-        // A key that is no order id cannot have been applied: its record fails again.
-        let Some(id) = letter.key_str().and_then(|key| OrderId::parse(&key).ok()) else {
-            return Ok(false);
+        };
+        let id = match &event {
+            OrderEvent::Created(order) => order.order_id.clone(),
+            OrderEvent::StatusUpdated(update) => match OrderId::parse(&update.order_id) {
+                Ok(id) => id,
+                Err(_) => return Ok(false),
+            },
         };
         let Some(positions) = self.store.positions(&id).await? else {
             return Ok(false);
         };
+        if matches!(event, OrderEvent::Created(_)) {
+            return Ok(true);
+        }
+        let origin = letter.origin();
         // A position written before stores kept topics has none: it was of this topic, as
         // the stores' own guard takes it.
         let status = positions.status.map(|mut last| {
@@ -231,6 +237,6 @@ impl RedriveGuard for OrderRedriveGuard {
             }
             last
         });
-        Ok(for_orders || origin.is_covered_by(status.as_ref()))
+        Ok(origin.is_covered_by(status.as_ref()))
     }
 }

@@ -9,7 +9,8 @@ mod store;
 
 pub use generate::{MAX_ITEMS, NumItems, generate_order};
 pub use handlers::{
-    OrderCreatedHandler, OrderError, OrderEventHandler, OrderRedriveGuard, StatusUpdateHandler,
+    DecodeEvent, OrderCreatedHandler, OrderError, OrderEventHandler, OrderRedriveGuard,
+    StatusUpdateHandler,
 };
 pub use model::{
     InvalidOrder, MAX_ORDER_ID_LEN, MAX_REASON_CHARS, MAX_STATUS_LEN, Order, OrderEvent, OrderId,

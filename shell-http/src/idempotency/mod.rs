@@ -2,24 +2,30 @@
 //! `Idempotency-Key` with a request it may retry, and every retry with that key gets the first
 //! answer instead of doing the work again.
 //!
-//! The store is one SQLite file (WAL, `synchronous=FULL`): what a request prepared (for
-//! cart-shell, the generated order) is on disk before it is published, and its answer before
-//! it is sent, so neither a restart nor `kill -9` can make a retry publish something else.
-//! Per key it keeps the request's [`Fingerprint`], a state (in flight until a lease deadline,
-//! failed, done), the payload, the final answer and when the key was first seen.
+//! Keys live in one of two stores with the same rules: a SQLite file (WAL,
+//! `synchronous=FULL`) for one instance, or PostgreSQL for several behind a load balancer,
+//! where a client's retry lands on any of them. Either way, what a request prepared (for
+//! cart-shell, the generated order) is durable before it is published, and its answer before
+//! it is sent, so neither a restart, `kill -9` nor another instance can make a retry publish
+//! something else. Per key it keeps the request's [`Fingerprint`], a state (in flight until a
+//! lease deadline, failed, done), the payload, the final answer and when the key was first
+//! seen.
 //!
 //! A request [`begin`](IdempotencyStore::begin)s, and gets a [`Claim`] only when it is the one
 //! to do the work ([`Begin::Fresh`], [`Begin::Resume`]); the claim is spent by
-//! [`finish`](IdempotencyStore::finish) or [`fail`](IdempotencyStore::fail).
+//! [`finish`](IdempotencyStore::finish), [`fail`](IdempotencyStore::fail) or, when the work
+//! surely sent nothing, [`release`](IdempotencyStore::release).
+
+mod postgres;
+mod sqlite;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::HeaderMap;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use ordering_store::PostgresUrl;
 use sha2::{Digest, Sha256};
 
 /// The request header (case-insensitive, as every header name).
@@ -30,84 +36,6 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
-
-/// How long a statement waits for a lock held by another connection (another instance on
-/// the same file) before it fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The schema this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS idempotency_keys (
-        key TEXT PRIMARY KEY NOT NULL,
-        fingerprint BLOB NOT NULL,
-        created_at_ms INTEGER NOT NULL,
-        payload TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('in_flight', 'failed', 'done')),
-        attempt INTEGER NOT NULL,
-        lease_until_ms INTEGER,
-        status INTEGER,
-        body BLOB,
-        CHECK ((state = 'in_flight') = (lease_until_ms IS NOT NULL)),
-        CHECK ((state = 'done') = (status IS NOT NULL AND body IS NOT NULL))
-    );
-    CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at_ms);
-    -- The number of keys, kept by triggers: COUNT(*) would read the whole table per request.
-    CREATE TABLE IF NOT EXISTS idempotency_count (
-        one INTEGER PRIMARY KEY CHECK (one = 1),
-        keys INTEGER NOT NULL
-    );
-    INSERT OR IGNORE INTO idempotency_count (one, keys)
-        VALUES (1, (SELECT COUNT(*) FROM idempotency_keys));
-    CREATE TRIGGER IF NOT EXISTS idempotency_keys_added AFTER INSERT ON idempotency_keys
-        BEGIN UPDATE idempotency_count SET keys = keys + 1; END;
-    CREATE TRIGGER IF NOT EXISTS idempotency_keys_removed AFTER DELETE ON idempotency_keys
-        BEGIN UPDATE idempotency_count SET keys = keys - 1; END;";
-
-// Expired keys go, except one whose request is still running: forgetting it would let a
-// retry publish a second, different payload beside it.
-const PRUNE: &str = "
-    DELETE FROM idempotency_keys
-    WHERE created_at_ms <= ?1 AND (state <> 'in_flight' OR lease_until_ms <= ?2)";
-
-const FIND: &str = "
-    SELECT fingerprint, state, attempt, lease_until_ms, payload, status, body
-    FROM idempotency_keys WHERE key = ?1";
-
-const COUNT: &str = "SELECT keys FROM idempotency_count WHERE one = 1";
-
-// Only answered keys, oldest first. A failed key (or an in-flight one whose lease ran out)
-// may have been published after all: forgotten, its retry would publish a new order under
-// its id. Those stay until they expire.
-const EVICT: &str = "
-    DELETE FROM idempotency_keys WHERE key IN (
-        SELECT key FROM idempotency_keys
-        WHERE state = 'done'
-        ORDER BY created_at_ms LIMIT ?1)";
-
-const NEXT_LEASE_END: &str = "
-    SELECT MIN(lease_until_ms) FROM idempotency_keys
-    WHERE state = 'in_flight' AND lease_until_ms > ?1";
-
-const INSERT: &str = "
-    INSERT INTO idempotency_keys
-        (key, fingerprint, created_at_ms, payload, state, attempt, lease_until_ms)
-    VALUES (?1, ?2, ?3, ?4, 'in_flight', 1, ?5)";
-
-const RESUME: &str = "
-    UPDATE idempotency_keys SET state = 'in_flight', attempt = ?2, lease_until_ms = ?3
-    WHERE key = ?1";
-
-// Only the attempt that holds the key may settle it: one whose lease ran out and was taken
-// over by a retry must not overwrite that retry's outcome.
-const FINISH: &str = "
-    UPDATE idempotency_keys SET state = 'done', lease_until_ms = NULL, status = ?3, body = ?4
-    WHERE key = ?1 AND attempt = ?2 AND state = 'in_flight'";
-
-const FAIL: &str = "
-    UPDATE idempotency_keys SET state = 'failed', lease_until_ms = NULL
-    WHERE key = ?1 AND attempt = ?2 AND state = 'in_flight'";
 
 /// An `Idempotency-Key`: 1 to 255 visible ASCII characters, taken as sent (quotes included,
 /// so a client must send the same bytes on every retry).
@@ -195,7 +123,9 @@ impl std::fmt::Debug for Fingerprint {
 pub struct Policy {
     /// A key is forgotten this long after its first request (unless that request still runs).
     pub ttl: Duration,
-    /// At most this many keys; beyond, the oldest finished ones are forgotten first.
+    /// At most this many keys; beyond, the oldest answered ones are forgotten first. With
+    /// several instances on one PostgreSQL store, requests beginning at the same moment may
+    /// each take the last room: the bound can be passed by as many.
     pub max_keys: usize,
     /// How long a request holds its key while it works; past it, the request is presumed
     /// dead (a crash) and a retry takes the key over.
@@ -203,11 +133,13 @@ pub struct Policy {
 }
 
 /// The right and the duty to do a key's work: publish [`payload`](Self::payload), then spend
-/// the claim with [`IdempotencyStore::finish`] or [`IdempotencyStore::fail`].
+/// the claim with [`IdempotencyStore::finish`], [`IdempotencyStore::fail`] or
+/// [`IdempotencyStore::release`].
 #[derive(Debug)]
 #[must_use = "a claim must be finished or failed, or its key stays in flight until the lease ends"]
 pub struct Claim {
     key: IdempotencyKey,
+    /// 1 for the key's first attempt; each resumption adds one.
     attempt: i64,
     payload: String,
 }
@@ -221,6 +153,11 @@ impl Claim {
 
     pub fn key(&self) -> &IdempotencyKey {
         &self.key
+    }
+
+    /// Whether no attempt before this one may have sent the payload.
+    fn is_first(&self) -> bool {
+        self.attempt == 1
     }
 }
 
@@ -245,8 +182,15 @@ pub enum Begin {
     Mismatch,
     /// Another request with this key is at work and its lease has not run out.
     InFlight { retry_after: Duration },
-    /// The store holds `max_keys` keys and every one is in flight.
-    Full { retry_after: Duration },
+    /// The store holds `max_keys` keys and none is answered: `in_flight` are at work, and
+    /// `failed` failed in a way that may have published, so they are kept (until they
+    /// expire) for their retries to publish the same thing. `retry_after` is when the first
+    /// of them frees its room: a lease that ends, or a failed key that expires.
+    Full {
+        retry_after: Duration,
+        in_flight: u64,
+        failed: u64,
+    },
 }
 
 /// Whether a settled claim was recorded.
@@ -276,12 +220,21 @@ pub enum IdempotencyError {
     },
     #[error("{path} cannot use WAL (journal mode {mode})")]
     NoWal { path: PathBuf, mode: String },
-    #[error(
-        "{path} was written by a newer version (schema {version}, this one knows {SCHEMA_VERSION})"
-    )]
-    NewerSchema { path: PathBuf, version: i64 },
+    #[error("{place} was written by a newer version (schema {version}, this one knows {known})")]
+    NewerSchema {
+        place: String,
+        version: i64,
+        known: i64,
+    },
+    /// The PostgreSQL store refused this service (the login, TLS) or could not be prepared:
+    /// a setting or a database to fix.
+    #[error("cannot open the PostgreSQL idempotency store: {0}")]
+    PostgresOpen(#[from] ordering_store::OpenError),
     #[error("the idempotency store failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A statement failed, or no connection could be had: worth trying again.
+    #[error("the idempotency store failed: {0}")]
+    Postgres(String),
     #[error("the idempotency store holds a bad row: {0}")]
     Corrupt(String),
     #[error("the idempotency store's task stopped: {0}")]
@@ -289,24 +242,33 @@ pub enum IdempotencyError {
 }
 
 impl IdempotencyError {
-    /// Whether the same call may succeed later (a lock, a full disk, an I/O error).
+    /// Whether the same call may succeed later (a lock, a full disk, a lost connection).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Sqlite(_) | Self::Task(_))
+        match self {
+            Self::Sqlite(_) | Self::Task(_) | Self::Postgres(_) => true,
+            Self::PostgresOpen(error) => error.is_transient(),
+            _ => false,
+        }
     }
 }
 
-/// Idempotency keys in a SQLite file. Cheap to clone.
+/// Idempotency keys in a SQLite file or a PostgreSQL database. Cheap to clone.
 #[derive(Clone)]
 pub struct IdempotencyStore {
-    connection: Arc<Mutex<Connection>>,
+    backend: Backend,
     policy: Policy,
-    path: PathBuf,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Keys),
+    Postgres(postgres::Keys),
 }
 
 impl std::fmt::Debug for IdempotencyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdempotencyStore")
-            .field("path", &self.path)
+            .field("store", &self.describe())
             .field("policy", &self.policy)
             .finish()
     }
@@ -319,6 +281,26 @@ enum State {
     Done(Replay),
 }
 
+impl State {
+    /// A row's state from its columns; `None` for a combination the schema forbids.
+    fn from_columns(
+        state: &str,
+        lease_until_ms: Option<i64>,
+        status: Option<i64>,
+        body: Option<Vec<u8>>,
+    ) -> Option<Self> {
+        Some(match (state, lease_until_ms, status, body) {
+            ("in_flight", Some(lease_until_ms), _, _) => Self::InFlight { lease_until_ms },
+            ("failed", _, _, _) => Self::Failed,
+            ("done", _, Some(status), Some(body)) => Self::Done(Replay {
+                status: StatusCode::from_u16(u16::try_from(status).ok()?).ok()?,
+                body: Bytes::from(body),
+            }),
+            _ => return None,
+        })
+    }
+}
+
 struct Row {
     fingerprint: Vec<u8>,
     attempt: i64,
@@ -326,54 +308,85 @@ struct Row {
     state: State,
 }
 
-impl IdempotencyStore {
-    /// Opens (creating it and its directory if needed) the store at `path`.
-    pub fn open(path: &Path, policy: Policy) -> Result<Self, IdempotencyError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| IdempotencyError::Directory {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        let open = |source| IdempotencyError::Open {
-            path: path.to_owned(),
-            source,
+/// What a key's row says a request is to do, before the store writes anything: the one rule
+/// both stores follow.
+enum Decision {
+    /// Answer without a claim: a replay, a mismatch, a key in flight.
+    Answer(Begin),
+    /// Take the key over as `attempt`, with the payload the first attempt stored.
+    Resume { attempt: i64, payload: String },
+    /// No such key: store it, if there is room.
+    New,
+}
+
+fn decide(row: Option<Row>, fingerprint: &Fingerprint, now_ms: i64) -> Decision {
+    match row {
+        None => Decision::New,
+        Some(row) if row.fingerprint != fingerprint.0 => Decision::Answer(Begin::Mismatch),
+        Some(Row {
+            state: State::Done(replay),
+            ..
+        }) => Decision::Answer(Begin::Replay(replay)),
+        Some(Row {
+            state: State::InFlight { lease_until_ms },
+            ..
+        }) if lease_until_ms > now_ms => Decision::Answer(Begin::InFlight {
+            retry_after: until(lease_until_ms, now_ms),
+        }),
+        // Failed, or its lease ran out: its process died mid-publish.
+        Some(row) => Decision::Resume {
+            attempt: row.attempt.saturating_add(1),
+            payload: row.payload,
+        },
+    }
+}
+
+/// What a full store holds instead of answered keys, to say so truthfully.
+struct Unanswered {
+    in_flight: u64,
+    failed: u64,
+    /// The first lease to end after now, if any key is in flight.
+    next_lease_end_ms: Option<i64>,
+    /// When the oldest failed key was first seen, if any.
+    oldest_failed_ms: Option<i64>,
+}
+
+impl Unanswered {
+    fn full(self, policy: Policy, now_ms: i64) -> Begin {
+        let expires = self
+            .oldest_failed_ms
+            .map(|created| created.saturating_add(millis(policy.ttl)));
+        let first_free = match (self.next_lease_end_ms, expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let mut connection = Connection::open(path).map_err(open)?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(open)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(IdempotencyError::NoWal {
-                path: path.to_owned(),
-                mode,
-            });
+        Begin::Full {
+            retry_after: first_free.map_or(policy.lease, |end| until(end, now_ms)),
+            in_flight: self.in_flight,
+            failed: self.failed,
         }
-        // FULL: a key's payload is on disk before it is published, its answer before it is sent.
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(open)?;
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(open)?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(open)?;
-        if version > SCHEMA_VERSION {
-            return Err(IdempotencyError::NewerSchema {
-                path: path.to_owned(),
-                version,
-            });
-        }
-        tx.execute_batch(SCHEMA).map_err(open)?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open)?;
-        tx.commit().map_err(open)?;
+    }
+}
+
+impl IdempotencyStore {
+    /// Opens (creating it and its directory if needed) the SQLite store at `path`: for one
+    /// instance.
+    pub fn open(path: &Path, policy: Policy) -> Result<Self, IdempotencyError> {
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            backend: Backend::Sqlite(sqlite::Keys::open(path)?),
             policy,
-            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the PostgreSQL store at `url` (TLS and password as the URL says), creating its
+    /// tables if needed: for several instances sharing keys.
+    pub async fn open_postgres(
+        url: &PostgresUrl,
+        policy: Policy,
+    ) -> Result<Self, IdempotencyError> {
+        Ok(Self {
+            backend: Backend::Postgres(postgres::Keys::open(url).await?),
+            policy,
         })
     }
 
@@ -381,13 +394,17 @@ impl IdempotencyStore {
         self.policy
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the keys are, without secrets: `sqlite://PATH` or the PostgreSQL URL described.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(keys) => format!("sqlite://{}", keys.path().display()),
+            Backend::Postgres(keys) => keys.describe(),
+        }
     }
 
     /// Looks `key` up for a request with `fingerprint` at `now`, pruning expired keys and, when
-    /// the store is full, the oldest finished ones. A new key is stored in flight with
-    /// `payload` (on disk before this returns); an existing one says what to do instead.
+    /// the store is full, the oldest answered ones. A new key is stored in flight with
+    /// `payload` (durably, before this returns); an existing one says what to do instead.
     pub async fn begin(
         &self,
         key: IdempotencyKey,
@@ -395,9 +412,17 @@ impl IdempotencyStore {
         payload: String,
         now: SystemTime,
     ) -> Result<Begin, IdempotencyError> {
-        let policy = self.policy;
-        self.run(move |connection| begin(connection, policy, key, fingerprint, payload, now))
-            .await
+        let request = Request {
+            key,
+            fingerprint,
+            payload,
+            now_ms: millis_since_epoch(now),
+            policy: self.policy,
+        };
+        match &self.backend {
+            Backend::Sqlite(keys) => keys.begin(request).await,
+            Backend::Postgres(keys) => keys.begin(request).await,
+        }
     }
 
     /// Records the answer of the claim's work, to be replayed to every retry.
@@ -407,174 +432,82 @@ impl IdempotencyStore {
         status: StatusCode,
         body: Bytes,
     ) -> Result<Settled, IdempotencyError> {
-        self.run(move |connection| {
-            let changed = connection.execute(
-                FINISH,
-                params![
-                    claim.key.as_str(),
-                    claim.attempt,
-                    status.as_u16(),
-                    body.as_ref()
-                ],
-            )?;
-            Ok(settled(changed))
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(keys) => keys.finish(claim, status, body).await,
+            Backend::Postgres(keys) => keys.finish(claim, status, body).await,
+        }
     }
 
-    /// Records that the claim's work failed: the next retry does it again with the same
-    /// payload.
+    /// Records that the claim's work failed, perhaps after it sent something: the next retry
+    /// does it again with the same payload.
     pub async fn fail(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
-        self.run(move |connection| {
-            let changed = connection.execute(FAIL, params![claim.key.as_str(), claim.attempt])?;
-            Ok(settled(changed))
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(keys) => keys.fail(claim).await,
+            Backend::Postgres(keys) => keys.fail(claim).await,
+        }
+    }
+
+    /// Records that the claim's work surely sent nothing (a publish shed before it left): the
+    /// key of a first attempt is forgotten at once, freeing its room, and a retry starts
+    /// afresh; a resumed one is [failed](Self::fail), since an attempt before it may have
+    /// sent its payload.
+    pub async fn release(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+        if !claim.is_first() {
+            return self.fail(claim).await;
+        }
+        match &self.backend {
+            Backend::Sqlite(keys) => keys.release(claim).await,
+            Backend::Postgres(keys) => keys.release(claim).await,
+        }
     }
 
     /// Keys stored, whatever their state.
     pub async fn count(&self) -> Result<usize, IdempotencyError> {
-        self.run(|connection| {
-            let keys: i64 = connection.query_row(COUNT, [], |row| row.get(0))?;
-            Ok(usize::try_from(keys).unwrap_or(0))
-        })
-        .await
-    }
-
-    /// Runs `work` on the connection, off the async threads (SQLite blocks, and fsyncs).
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, IdempotencyError> + Send + 'static,
-    ) -> Result<T, IdempotencyError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut connection)
-        })
-        .await?
+        match &self.backend {
+            Backend::Sqlite(keys) => keys.count().await,
+            Backend::Postgres(keys) => keys.count().await,
+        }
     }
 }
 
-fn settled(changed: usize) -> Settled {
+/// One [`IdempotencyStore::begin`], as the backends take it.
+struct Request {
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+    payload: String,
+    now_ms: i64,
+    policy: Policy,
+}
+
+impl Request {
+    /// Expired keys are those first seen at or before this.
+    fn expired_before_ms(&self) -> i64 {
+        self.now_ms.saturating_sub(millis(self.policy.ttl))
+    }
+
+    fn lease_until_ms(&self) -> i64 {
+        self.now_ms.saturating_add(millis(self.policy.lease))
+    }
+
+    fn max_keys(&self) -> i64 {
+        i64::try_from(self.policy.max_keys).unwrap_or(i64::MAX)
+    }
+
+    fn claim(self, attempt: i64, payload: String) -> Claim {
+        Claim {
+            key: self.key,
+            attempt,
+            payload,
+        }
+    }
+}
+
+fn settled(changed: u64) -> Settled {
     if changed == 1 {
         Settled::Recorded
     } else {
         Settled::Superseded
     }
-}
-
-fn begin(
-    connection: &mut Connection,
-    policy: Policy,
-    key: IdempotencyKey,
-    fingerprint: Fingerprint,
-    payload: String,
-    now: SystemTime,
-) -> Result<Begin, IdempotencyError> {
-    let now_ms = millis_since_epoch(now);
-    let lease_until_ms = now_ms.saturating_add(millis(policy.lease));
-    // Immediate: two instances sharing the file cannot both see a key as new.
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
-        PRUNE,
-        params![now_ms.saturating_sub(millis(policy.ttl)), now_ms],
-    )?;
-    let begin = match find(&tx, &key)? {
-        Some(row) if row.fingerprint != fingerprint.0 => Begin::Mismatch,
-        Some(Row {
-            state: State::Done(replay),
-            ..
-        }) => Begin::Replay(replay),
-        Some(Row {
-            state: State::InFlight { lease_until_ms },
-            ..
-        }) if lease_until_ms > now_ms => Begin::InFlight {
-            retry_after: until(lease_until_ms, now_ms),
-        },
-        Some(row) => {
-            let attempt = row.attempt.saturating_add(1);
-            tx.execute(RESUME, params![key.as_str(), attempt, lease_until_ms])?;
-            Begin::Resume(Claim {
-                key,
-                attempt,
-                payload: row.payload,
-            })
-        }
-        None => {
-            let max = i64::try_from(policy.max_keys).unwrap_or(i64::MAX);
-            let keys: i64 = tx.query_row(COUNT, [], |row| row.get(0))?;
-            if keys >= max {
-                tx.execute(EVICT, params![keys - max + 1])?;
-            }
-            let keys: i64 = tx.query_row(COUNT, [], |row| row.get(0))?;
-            if keys >= max {
-                let next: Option<i64> =
-                    tx.query_row(NEXT_LEASE_END, params![now_ms], |row| row.get(0))?;
-                Begin::Full {
-                    retry_after: next.map_or(policy.lease, |end| until(end, now_ms)),
-                }
-            } else {
-                tx.execute(
-                    INSERT,
-                    params![
-                        key.as_str(),
-                        &fingerprint.0[..],
-                        now_ms,
-                        &payload,
-                        lease_until_ms
-                    ],
-                )?;
-                Begin::Fresh(Claim {
-                    key,
-                    attempt: 1,
-                    payload,
-                })
-            }
-        }
-    };
-    tx.commit()?;
-    Ok(begin)
-}
-
-fn find(
-    tx: &rusqlite::Transaction<'_>,
-    key: &IdempotencyKey,
-) -> Result<Option<Row>, IdempotencyError> {
-    let raw = tx
-        .query_row(FIND, params![key.as_str()], |row| {
-            Ok((
-                row.get::<_, Vec<u8>>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-                row.get::<_, Option<Vec<u8>>>(6)?,
-            ))
-        })
-        .optional()?;
-    let Some((fingerprint, state, attempt, lease_until_ms, payload, status, body)) = raw else {
-        return Ok(None);
-    };
-    let corrupt = || IdempotencyError::Corrupt(format!("key {key:?} in state {state:?}"));
-    let state = match (state.as_str(), lease_until_ms, status, body) {
-        ("in_flight", Some(lease_until_ms), _, _) => State::InFlight { lease_until_ms },
-        ("failed", _, _, _) => State::Failed,
-        ("done", _, Some(status), Some(body)) => State::Done(Replay {
-            status: u16::try_from(status)
-                .ok()
-                .and_then(|s| StatusCode::from_u16(s).ok())
-                .ok_or_else(corrupt)?,
-            body: Bytes::from(body),
-        }),
-        _ => return Err(corrupt()),
-    };
-    Ok(Some(Row {
-        fingerprint,
-        attempt,
-        payload,
-        state,
-    }))
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -619,6 +552,45 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    /// Where a test's stores live: both backends run every test.
+    enum Backing {
+        Sqlite(tempfile::TempDir),
+        Postgres {
+            server: ordering_store::testing::TestPostgres,
+            databases: std::collections::HashMap<String, String>,
+        },
+    }
+
+    impl Backing {
+        fn sqlite() -> Self {
+            Self::Sqlite(tempfile::tempdir().unwrap())
+        }
+
+        fn postgres() -> Self {
+            Self::Postgres {
+                server: ordering_store::testing::TestPostgres::shared(),
+                databases: Default::default(),
+            }
+        }
+
+        /// The store called `name` (a file, a database), opened again if it was before.
+        async fn open(&mut self, name: &str, policy: Policy) -> IdempotencyStore {
+            match self {
+                Self::Sqlite(dir) => {
+                    IdempotencyStore::open(&dir.path().join(format!("sub/{name}.db")), policy)
+                        .unwrap()
+                }
+                Self::Postgres { server, databases } => {
+                    if !databases.contains_key(name) {
+                        databases.insert(name.to_owned(), server.create_database().await);
+                    }
+                    let url = PostgresUrl::parse(&databases[name]).unwrap();
+                    IdempotencyStore::open_postgres(&url, policy).await.unwrap()
+                }
+            }
+        }
     }
 
     fn fresh(begin: Begin) -> Claim {
@@ -676,8 +648,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_is_fresh_then_in_flight_then_replayed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = IdempotencyStore::open(&dir.path().join("sub/keys.db"), policy()).unwrap();
+        a_key_is_fresh_then_in_flight_then_replayed_in(Backing::sqlite()).await;
+        a_key_is_fresh_then_in_flight_then_replayed_in(Backing::postgres()).await;
+    }
+
+    async fn a_key_is_fresh_then_in_flight_then_replayed_in(mut backing: Backing) {
+        let store = backing.open("keys", policy()).await;
         let print = Fingerprint::of(&[b"order 1"]);
         let claim = fresh(
             store
@@ -738,11 +714,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_lapsed_attempt_is_resumed_with_its_payload_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys.db");
+        resumed_in(Backing::sqlite()).await;
+        resumed_in(Backing::postgres()).await;
+    }
+
+    async fn resumed_in(mut backing: Backing) {
         let print = Fingerprint::of(&[b"order"]);
         {
-            let store = IdempotencyStore::open(&path, policy()).unwrap();
+            let store = backing.open("keys", policy()).await;
             let claim = fresh(
                 store
                     .begin(key("k"), print, "stored".into(), at(0))
@@ -761,7 +740,7 @@ mod tests {
             // The process dies here, mid-publish: the claim is never settled.
             std::mem::forget(claim);
         }
-        let store = IdempotencyStore::open(&path, policy()).unwrap();
+        let store = backing.open("keys", policy()).await;
         assert!(matches!(
             store
                 .begin(key("k"), print, "new".into(), at(5))
@@ -812,16 +791,21 @@ mod tests {
 
     #[tokio::test]
     async fn expired_keys_go_and_a_full_store_forgets_its_oldest_finished_keys_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = IdempotencyStore::open(
-            &dir.path().join("keys.db"),
-            Policy {
-                ttl: Duration::from_secs(100),
-                max_keys: 2,
-                lease: LEASE,
-            },
-        )
-        .unwrap();
+        expiry_in(Backing::sqlite()).await;
+        expiry_in(Backing::postgres()).await;
+    }
+
+    async fn expiry_in(mut backing: Backing) {
+        let store = backing
+            .open(
+                "keys",
+                Policy {
+                    ttl: Duration::from_secs(100),
+                    max_keys: 2,
+                    lease: LEASE,
+                },
+            )
+            .await;
         let print = Fingerprint::of(&[b"same"]);
         let done = Bytes::from_static(b"done");
         for (name, second) in [("a", 0), ("b", 1)] {
@@ -865,18 +849,27 @@ mod tests {
             .await
             .unwrap()
         {
-            Begin::Full { retry_after } => assert_eq!(retry_after, Duration::from_secs(8)),
+            Begin::Full {
+                retry_after,
+                in_flight,
+                failed,
+            } => {
+                assert_eq!(retry_after, Duration::from_secs(8));
+                assert_eq!((in_flight, failed), (2, 0));
+            }
             other => panic!("{other:?}"),
         }
         store.fail(c).await.unwrap();
         // A failed key may have been published after all: never evicted for room, so its
-        // retry republishes the stored order rather than a new one.
+        // retry republishes the stored order rather than a new one. The answer says so.
         match store
             .begin(key("d"), print, "d".into(), at(5))
             .await
             .unwrap()
         {
-            Begin::Full { .. } => {}
+            Begin::Full {
+                in_flight, failed, ..
+            } => assert_eq!((in_flight, failed), (1, 1)),
             other => panic!("{other:?}"),
         }
         match store
@@ -899,7 +892,7 @@ mod tests {
             ttl: Duration::from_secs(1),
             ..store.policy()
         };
-        let store = IdempotencyStore::open(&dir.path().join("other.db"), long).unwrap();
+        let store = backing.open("other", long).await;
         let _held = fresh(
             store
                 .begin(key("x"), print, "x".into(), at(0))
@@ -913,6 +906,126 @@ mod tests {
                 .unwrap(),
             Begin::InFlight { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_first_attempt_that_sent_nothing_frees_its_key_and_a_resumed_one_keeps_it() {
+        released_in(Backing::sqlite()).await;
+        released_in(Backing::postgres()).await;
+    }
+
+    async fn released_in(mut backing: Backing) {
+        let store = backing
+            .open(
+                "keys",
+                Policy {
+                    ttl: Duration::from_secs(3600),
+                    max_keys: 1,
+                    lease: LEASE,
+                },
+            )
+            .await;
+        let print = Fingerprint::of(&[b"same"]);
+        let shed = fresh(
+            store
+                .begin(key("a"), print, "a".into(), at(0))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.release(shed).await.unwrap(), Settled::Recorded);
+        assert_eq!(store.count().await.unwrap(), 0);
+        // Its room is free at once, and the key itself is new again.
+        let b = fresh(
+            store
+                .begin(key("b"), print, "b".into(), at(1))
+                .await
+                .unwrap(),
+        );
+        store.fail(b).await.unwrap();
+        let Begin::Resume(resumed) = store
+            .begin(key("b"), print, "b2".into(), at(2))
+            .await
+            .unwrap()
+        else {
+            panic!("not resumed")
+        };
+        // The first attempt may have published: a shed retry keeps the key, as failed.
+        assert_eq!(store.release(resumed).await.unwrap(), Settled::Recorded);
+        match store
+            .begin(key("c"), print, "c".into(), at(3))
+            .await
+            .unwrap()
+        {
+            Begin::Full {
+                in_flight,
+                failed,
+                retry_after,
+            } => {
+                assert_eq!((in_flight, failed), (0, 1));
+                // Nothing in flight: the room frees when the failed key expires.
+                assert_eq!(retry_after, Duration::from_secs(3600 - 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let Begin::Resume(again) = store
+            .begin(key("b"), print, "b3".into(), at(4))
+            .await
+            .unwrap()
+        else {
+            panic!("not resumed")
+        };
+        assert_eq!(again.payload(), "b");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_sharing_postgres_race_for_a_key_and_exactly_one_wins() {
+        let mut backing = Backing::postgres();
+        let one = backing.open("shared", policy()).await;
+        let other = backing.open("shared", policy()).await;
+        let print = Fingerprint::of(&[b"same"]);
+        let mut races = Vec::new();
+        for n in 0..40 {
+            for (instance, store) in [(0, &one), (1, &other)] {
+                let store = store.clone();
+                races.push(tokio::spawn(async move {
+                    let payload = format!("order from instance {instance}");
+                    let begin = store
+                        .begin(key(&format!("k{n}")), print, payload, at(0))
+                        .await
+                        .unwrap();
+                    (n, begin)
+                }));
+            }
+        }
+        let mut winners = std::collections::HashMap::new();
+        for race in races {
+            let (n, begin) = race.await.unwrap();
+            match begin {
+                Begin::Fresh(claim) => {
+                    assert!(winners.insert(n, claim).is_none(), "key k{n} won twice");
+                }
+                Begin::InFlight { .. } => {}
+                other => panic!("k{n}: {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 40, "every key has exactly one winner");
+        assert_eq!(one.count().await.unwrap(), 40);
+        // The winner's answer is what the other instance replays.
+        let body = Bytes::from_static(b"first");
+        let claim = winners.remove(&0).unwrap();
+        let payload = claim.payload().to_owned();
+        one.finish(claim, StatusCode::CREATED, body.clone())
+            .await
+            .unwrap();
+        match other
+            .begin(key("k0"), print, "other".into(), at(1))
+            .await
+            .unwrap()
+        {
+            Begin::Replay(replay) => assert_eq!(replay.body, body),
+            other => panic!("{other:?}"),
+        }
+        assert!(payload.starts_with("order from instance"));
     }
 
     #[test]
