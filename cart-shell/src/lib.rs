@@ -26,6 +26,7 @@ use ordering_store::{PostgresUrl, StoreUrl};
 use serde::Deserialize;
 use serde_json::json;
 use shell_http::body::{required, text, whole_number};
+use shell_http::cached::Cached;
 use shell_http::env::{Env, EnvError};
 use shell_http::idempotency::{
     Begin, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyStore, Policy,
@@ -50,6 +51,9 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// How long `/health` waits for the broker.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often `/health` asks the broker, at most.
+const PROBE_PERIOD: Duration = Duration::from_secs(1);
 
 /// `IDEMPOTENCY_DB`'s default.
 const IDEMPOTENCY_DB: &str = "data/cart-idempotency.db";
@@ -435,14 +439,32 @@ pub trait Broker: Send + Sync {
     async fn ping(&self, timeout: Duration) -> Result<(), String>;
 }
 
+/// The producer as `/health` sees it: the brokers answer for the order topic's metadata (not
+/// every topic's: a cluster may hold thousands).
+#[derive(Debug)]
+pub struct ProducerHealth {
+    producer: KafkaProducer,
+    topic: String,
+}
+
+impl ProducerHealth {
+    pub fn new(producer: KafkaProducer, topic: &str) -> Self {
+        Self {
+            producer,
+            topic: topic.to_owned(),
+        }
+    }
+}
+
 #[async_trait]
-impl Broker for KafkaProducer {
+impl Broker for ProducerHealth {
     fn fatal_error(&self) -> Option<String> {
-        KafkaProducer::fatal_error(self)
+        self.producer.fatal_error()
     }
 
     async fn ping(&self, timeout: Duration) -> Result<(), String> {
-        KafkaProducer::ping(self, timeout)
+        self.producer
+            .ping_topic(&self.topic, timeout)
             .await
             .map_err(|e| shell_http::security::kafka_problem(&e))
     }
@@ -454,6 +476,8 @@ pub struct Cart {
     updates: Arc<dyn Sink<StatusUpdate>>,
     broker: Arc<dyn Broker>,
     keys: IdempotencyStore,
+    /// The broker's answer, asked at most once a second whatever the rate of `/health`.
+    probe: Cached<Result<(), String>>,
     /// Keyed creates at work, which outlive a client that hung up: a turn each.
     keyed_creates: Arc<tokio::sync::Semaphore>,
     metrics: Metrics,
@@ -481,6 +505,7 @@ impl Cart {
             updates,
             broker,
             keys,
+            probe: Cached::new(PROBE_PERIOD),
             keyed_creates: Arc::new(tokio::sync::Semaphore::new(shell_http::MAX_CONNECTIONS)),
             metrics,
             openapi: OpenApi::for_service(SERVICE)?,
@@ -613,7 +638,7 @@ impl Cart {
                 }),
             );
         }
-        match self.broker.ping(HEALTH_TIMEOUT).await {
+        match self.probe.get(|| self.broker.ping(HEALTH_TIMEOUT)).await {
             Ok(()) => json(
                 StatusCode::OK,
                 &json!({"status": "healthy", "service": SERVICE}),

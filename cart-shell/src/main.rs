@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cart_shell::{Cart, Cli, Settings};
+use cart_shell::{Cart, Cli, ProducerHealth, Settings};
 use clap::CommandFactory;
 use ordering_kafka::{KafkaProducer, ProducerConfig, ensure_topics_when_ready};
 use shell_http::env::Env;
@@ -68,7 +68,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cart::new(
             Arc::new(producer.sink(&order_topic, codec)),
             Arc::new(producer.sink(&status_topic, codec)),
-            Arc::new(producer.clone()),
+            Arc::new(ProducerHealth::new(producer.clone(), &order_topic)),
             keys,
             metrics,
         )?

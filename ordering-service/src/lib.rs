@@ -127,6 +127,7 @@ use ordering_kafka::{
 use serde::Serialize;
 use serde_json::json;
 use shell_http::env::Env;
+use shell_http::cached::Cached;
 use shell_http::metrics::Metrics;
 use shell_http::security::{kafka_problem, kafka_security};
 use shell_http::{HttpRequest, Response, json};
@@ -340,6 +341,8 @@ impl<H, C> ConsumerService<H, C> {
         let health = Arc::new(Health {
             consumer: std::sync::OnceLock::new(),
             producer: producer.clone(),
+            topic: spec.topics.first().cloned().unwrap_or_default(),
+            probe: Cached::new(Duration::from_secs(1)),
             metrics,
         });
         let listener = shell_http::listen(&self.name, SocketAddr::new(host, port), https)
@@ -507,6 +510,10 @@ struct Health {
     /// The dispatcher's counters and the source's status, once consuming.
     consumer: std::sync::OnceLock<(Stats, SourceStatus)>,
     producer: KafkaProducer,
+    /// A consumed topic, whose metadata `/health` asks for (not every topic's).
+    topic: String,
+    /// The broker's answer, asked at most once a second whatever the rate of `/health`.
+    probe: Cached<Result<(), String>>,
     metrics: Metrics,
 }
 
@@ -531,7 +538,11 @@ impl Health {
             None => (None, Vec::new()), // still creating the topics
         };
         let running = stats.is_some_and(|s| s.is_running);
-        let broker = self.producer.ping(HEALTH_TIMEOUT).await;
+        let ping = || async {
+            let pinged = self.producer.ping_topic(&self.topic, HEALTH_TIMEOUT).await;
+            pinged.map_err(|e| kafka_problem(&e))
+        };
+        let broker = self.probe.get(ping).await;
         let producer = self.producer.fatal_error();
         let healthy = running && broker.is_ok() && producer.is_none();
         json(
@@ -544,7 +555,7 @@ impl Health {
                 "status": if healthy { "healthy" } else { "unhealthy" },
                 "consumer": {"isRunning": running, "assignedPartitions": assigned},
                 "stats": stats,
-                "broker": broker.err().map(|e| kafka_problem(&e)),
+                "broker": broker.err(),
                 "producer": producer,
             }),
         )
