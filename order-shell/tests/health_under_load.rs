@@ -188,7 +188,10 @@ async fn flood_while_updates_flow(store_url: String) {
         caught_up < Duration::from_secs(45),
         "caught up only {caught_up:?} after the flood"
     );
-    assert!(system.dead_letters().await.is_empty(), "nothing dead-lettered");
+    assert!(
+        system.dead_letters().await.is_empty(),
+        "nothing dead-lettered"
+    );
     let stats = get(&system.order.url("/api/stats?limit=1")).await;
     assert_eq!(stats.json["totalOrders"], all, "the kept count is exact");
 }
@@ -199,5 +202,9 @@ async fn health_stays_true_under_a_flood_of_probes_on_postgres_and_on_sqlite() {
     let postgres = TestPostgres::shared();
     flood_while_updates_flow(postgres.create_database().await).await;
     let dir = tempfile::tempdir().unwrap();
-    flood_while_updates_flow(format!("sqlite://{}", dir.path().join("orders.db").display())).await;
+    flood_while_updates_flow(format!(
+        "sqlite://{}",
+        dir.path().join("orders.db").display()
+    ))
+    .await;
 }

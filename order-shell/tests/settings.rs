@@ -74,6 +74,42 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
     let env = Env::from_args(Cli::command(), ["order-shell", "--avro-dlq-version", "3"]);
     assert!(Config::from_env(&env.unwrap()).is_ok());
 
+    // Topics that contradict each other: refused at start-up, naming both settings.
+    for (flags, named, other) in [
+        (
+            ["--kafka-status-update-topic", "order-events"],
+            "KAFKA_STATUS_UPDATE_TOPIC",
+            "KAFKA_TOPIC",
+        ),
+        (
+            ["--kafka-dlq-topic", "order-status-updates"],
+            "KAFKA_DLQ_TOPIC",
+            "KAFKA_STATUS_UPDATE_TOPIC",
+        ),
+        (
+            ["--kafka-dlq-topic", "order-events"],
+            "KAFKA_DLQ_TOPIC",
+            "KAFKA_TOPIC",
+        ),
+    ] {
+        let args = ["order-shell", flags[0], flags[1]];
+        let error = Config::from_env(&Env::from_args(Cli::command(), args).unwrap())
+            .err()
+            .unwrap();
+        assert_eq!(error.name, named, "{error}");
+        assert!(error.to_string().contains(other), "{error}");
+    }
+    let output = Command::new(BINARY)
+        .args(["--kafka-dlq-topic", "order-events"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("KAFKA_DLQ_TOPIC") && stderr.contains("KAFKA_TOPIC"),
+        "{stderr}"
+    );
+
     // Exit 2 and the variable named, from the real binary.
     let output = Command::new(BINARY)
         .args(["--dlq-retry-backoff-ms", "0"])

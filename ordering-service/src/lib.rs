@@ -126,8 +126,8 @@ use ordering_kafka::{
 };
 use serde::Serialize;
 use serde_json::json;
-use shell_http::env::Env;
 use shell_http::cached::Cached;
+use shell_http::env::Env;
 use shell_http::metrics::Metrics;
 use shell_http::security::{kafka_problem, kafka_security};
 use shell_http::{HttpRequest, Response, json};
