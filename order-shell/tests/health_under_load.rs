@@ -84,17 +84,54 @@ struct Seen {
     stats_ok: AtomicUsize,
 }
 
+/// `HISTORY` entries of history, all applied long ago: what the first prune after retention is
+/// turned on (or after a long downtime) must delete.
+const HISTORY: u64 = 3_000_000;
+
+async fn preload_history(path: &str) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut db = rusqlite::Connection::open(path).unwrap();
+        let tx = db.transaction().unwrap();
+        tx.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {HISTORY})
+             INSERT INTO order_history
+                 (order_id, status, applied_at_ms, src_topic, src_partition, src_offset)
+                 SELECT printf('PRE-%07d', i % 100000), 'pending', i, 'preload', 0, i FROM n;"
+        ))
+        .unwrap();
+        tx.commit().unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+fn history_left(path: &str) -> i64 {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.query_row(
+        "SELECT COUNT(*) FROM order_history WHERE src_topic = 'preload'",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
 async fn flood_while_updates_flow(store_url: String) {
     preload(&store_url).await;
-    let system = System::start_with(
-        TestBroker::start_with(Storage::Memory),
-        &[("ORDER_STORE_URL", store_url)],
-    );
+    flood_on(store_url, &[]).await;
+}
+
+async fn flood_on(store_url: String, extra: &[(&'static str, String)]) {
+    let mut env = vec![("ORDER_STORE_URL", store_url)];
+    env.extend(extra.iter().cloned());
+    let system = System::start_with(TestBroker::start_with(Storage::Memory), &env);
     system.wait_until_consuming().await;
+    let before = stored_orders(&system).await;
     for n in 0..ORDERS {
         assert_eq!(system.create(&id(n), 1).await.status, 201);
     }
-    let all = STORED + ORDERS as u64;
+    let all = before + ORDERS as u64;
     eventually("every order stored", || async {
         (get(&system.order.url("/api/stats?limit=1")).await.json["totalOrders"] == all)
             .then_some(())
@@ -207,4 +244,28 @@ async fn health_stays_true_under_a_flood_of_probes_on_postgres_and_on_sqlite() {
         dir.path().join("orders.db").display()
     ))
     .await;
+}
+
+async fn stored_orders(system: &System) -> u64 {
+    let stats = get(&system.order.url("/api/stats?limit=1")).await;
+    stats.json["totalOrders"].as_u64().unwrap()
+}
+
+/// The first prune after retention is turned on meets millions of old entries: it goes on in
+/// short batches with pauses, and the consumer's writes keep their turn meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_millions_of_old_history_entries_never_starves_the_sqlite_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db").display().to_string();
+    let url = format!("sqlite://{path}");
+    drop(StoreUrl::parse(&url).unwrap().open().await.unwrap());
+    preload_history(&path).await;
+    flood_on(url, &[("ORDER_HISTORY_RETENTION_DAYS", "1".into())]).await;
+    // Pruning ran all along: it started with the shell, and is not done yet (or only just).
+    let left = history_left(&path);
+    assert!(
+        left < HISTORY as i64,
+        "the prune ran while updates flowed: {left} of {HISTORY} left"
+    );
+    eprintln!("{left} of {HISTORY} old history entries left after the flood");
 }

@@ -161,7 +161,12 @@ pub trait OrderStore: Send + Sync {
 
 /// History entries one prune deletes at most: a long backlog goes in many short
 /// transactions, never one that holds the store.
-const PRUNE_BATCH: usize = 10_000;
+const PRUNE_BATCH: usize = 2_000;
+
+/// The shortest pause between two prune batches. A store's writer that found the store busy
+/// (SQLite's busy handler) sleeps up to 100 ms between its tries; a shorter pause would let
+/// the next batch take the lock before it wakes, again and again, for the whole backlog.
+const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Deletes the history entries applied longer than `retention` ago, a batch at a time, and
 /// says how many: the retention of order history, for a service to run now and then.
@@ -173,11 +178,15 @@ pub async fn prune_history_older_than(
     let before = crate::now_ms().saturating_sub(age);
     let mut deleted = 0;
     loop {
+        let started = tokio::time::Instant::now();
         let n = store.prune_history(before, PRUNE_BATCH).await?;
         deleted += n;
         if n < PRUNE_BATCH as u64 {
             return Ok(deleted);
         }
+        // Yield the store to its writer for at least as long as the batch held it: pruning
+        // takes at most half of the store's time, however long the backlog.
+        tokio::time::sleep(started.elapsed().max(PRUNE_PAUSE)).await;
     }
 }
 
