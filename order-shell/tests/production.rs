@@ -46,6 +46,12 @@ fn secured_env(
             "ORDER_STORE_PASSWORD_FILE",
             password_file.display().to_string(),
         ),
+        // cart-shell's Idempotency-Keys in the same database, reached the same way.
+        ("IDEMPOTENCY_STORE_URL", store.to_owned()),
+        (
+            "IDEMPOTENCY_STORE_PASSWORD_FILE",
+            password_file.display().to_string(),
+        ),
         ("TLS_CERT_FILE", pki.file("server.pem")),
         ("TLS_KEY_FILE", pki.file("server.key")),
         ("OPERATOR_TOKEN", TOKEN.into()),
@@ -398,6 +404,9 @@ async fn refused_connections_stop_the_start_naming_the_setting() {
     };
     let rogue = pki.file("rogue-ca.pem");
     let plaintext_store = verify_full(&pg, &pki, &database).replace("verify-full", "disable");
+    let wrong_password = pki.path("").join("wrong-pg-password");
+    std::fs::write(&wrong_password, "not-it\n").unwrap();
+    let wrong_password = wrong_password.display().to_string();
     type Case<'a> = (&'a str, PathBuf, Vec<(&'static str, String)>, &'a [&'a str]);
     let cases: Vec<Case> = vec![
         (
@@ -445,6 +454,18 @@ async fn refused_connections_stop_the_start_naming_the_setting() {
                     .replace(&format!("{PG_USER}@"), &format!("{PG_USER}:not-it@")),
             )]),
             &["ORDER_STORE_PASSWORD_FILE"],
+        ),
+        (
+            "a key store that requires TLS reached with sslmode=disable",
+            cart_binary(),
+            with(&[("IDEMPOTENCY_STORE_URL", &plaintext_store)]),
+            &["accepts only TLS", "sslmode", "IDEMPOTENCY_STORE_URL"],
+        ),
+        (
+            "a wrong key store password",
+            cart_binary(),
+            with(&[("IDEMPOTENCY_STORE_PASSWORD_FILE", &wrong_password)]),
+            &["refused the login", "IDEMPOTENCY_STORE_PASSWORD_FILE"],
         ),
     ];
     for (what, binary, env, expected) in cases {

@@ -94,9 +94,12 @@ impl System {
             ("DLQ_RETRY_BACKOFF_MS", "100".into()),
             ("OPERATOR_TOKEN", OPERATOR_TOKEN.into()),
         ];
+        // Keys in a shared store replace the file (both set is refused).
+        let shared_keys = extra.iter().any(|(n, _)| *n == "IDEMPOTENCY_STORE_URL");
         let mut env: Vec<(&'static str, String)> = env
             .into_iter()
             .filter(|(name, _)| !extra.iter().any(|(n, _)| n == name))
+            .filter(|(name, _)| !(shared_keys && *name == "IDEMPOTENCY_DB"))
             .collect();
         env.extend(extra.iter().cloned());
         let cart = ShellProcess::start(&cart_binary(), &env);
