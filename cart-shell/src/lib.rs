@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -197,8 +197,10 @@ pub struct IdempotencySettings {
 /// instance shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyStore {
-    /// `IDEMPOTENCY_DB`, default `data/cart-idempotency.db` (or `IDEMPOTENCY_STORE_URL=sqlite://PATH`).
+    /// `IDEMPOTENCY_DB`, default `data/cart-idempotency.db`.
     Sqlite(PathBuf),
+    /// `IDEMPOTENCY_STORE_URL=sqlite://PATH`.
+    SqliteUrl(PathBuf),
     /// `IDEMPOTENCY_STORE_URL=postgres://…`, with the password of
     /// `IDEMPOTENCY_STORE_PASSWORD_FILE` if set.
     Postgres(Box<PostgresUrl>),
@@ -209,7 +211,7 @@ impl KeyStore {
     fn setting(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "IDEMPOTENCY_DB",
-            Self::Postgres(_) => "IDEMPOTENCY_STORE_URL",
+            Self::SqliteUrl(_) | Self::Postgres(_) => "IDEMPOTENCY_STORE_URL",
         }
     }
 
@@ -217,6 +219,7 @@ impl KeyStore {
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite(path) => path.display().to_string(),
+            Self::SqliteUrl(path) => format!("sqlite://{}", path.display()),
             Self::Postgres(url) => url.describe(),
         }
     }
@@ -247,7 +250,7 @@ impl KeyStore {
             )));
         }
         let mut url = match StoreUrl::parse(&raw) {
-            Ok(StoreUrl::Sqlite(path)) => return Ok(Self::Sqlite(path)),
+            Ok(StoreUrl::Sqlite(path)) => return Ok(Self::SqliteUrl(path)),
             Ok(StoreUrl::Postgres(url)) => url,
             Ok(_) => {
                 return Err(invalid(
@@ -310,7 +313,9 @@ impl IdempotencySettings {
         let mut delay = Duration::from_millis(250);
         loop {
             let opened = match &self.store {
-                KeyStore::Sqlite(path) => IdempotencyStore::open(path, policy),
+                KeyStore::Sqlite(path) | KeyStore::SqliteUrl(path) => {
+                    IdempotencyStore::open(path, policy)
+                }
                 KeyStore::Postgres(url) => IdempotencyStore::open_postgres(url, policy).await,
             };
             match opened {
@@ -670,6 +675,7 @@ async fn create_once(
             "the order cannot be written as JSON: {e}"
         )))
     })?;
+    let began = Instant::now();
     let begin = keys
         .begin(key, fingerprint, payload, SystemTime::now())
         .await
@@ -731,9 +737,10 @@ async fn create_once(
             return Err(keys_failed(IdempotencyError::Corrupt(error.to_string())));
         }
     };
-    // Bounded by the lease: past it a retry may take the key over, and a late outcome of this
-    // attempt is dropped (`Settled::Superseded`).
-    let bound = keys.policy().lease;
+    // Bounded by what is left of the lease (it began before the store answered): past it a
+    // retry may take the key over, and a late outcome of this attempt is dropped
+    // (`Settled::Superseded`).
+    let bound = keys.policy().lease.saturating_sub(began.elapsed());
     let published = match tokio::time::timeout(bound, orders.publish(&order)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error @ SinkError::Overloaded(_))) => Err(Unpublished::Shed(unpublished(error))),

@@ -120,7 +120,7 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
         .unwrap()
         .idempotency
         .store,
-        KeyStore::Sqlite(PathBuf::from("/tmp/other.db"))
+        KeyStore::SqliteUrl(PathBuf::from("/tmp/other.db"))
     );
     // Two settings that both say where the keys are, or a password for no server: refused.
     let both = Env::from_pairs(&[

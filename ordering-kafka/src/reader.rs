@@ -140,6 +140,24 @@ fn open_reader(
     Ok((consumer, partitions))
 }
 
+/// Asks the brokers for `topic`'s metadata on a pooled reader (a consumer: it never has the
+/// broker auto-create the topic, as a producer's metadata request may), blocking: a health
+/// probe that touches one topic, not the whole cluster's list.
+pub(crate) fn probe_topic(
+    cluster: &Cluster,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let consumer = Reader::take(cluster)?;
+    consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map(drop)
+        .map_err(|error| match consumer.context().failure() {
+            Some(failure) => KafkaError::Connect(failure),
+            None => KafkaError::client("reaching the broker")(error),
+        })
+}
+
 fn read_blocking<M, C: Codec<M>>(
     cluster: &Cluster,
     topic: &str,

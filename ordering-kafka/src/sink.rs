@@ -98,6 +98,8 @@ pub struct Delivered {
 #[derive(Clone)]
 pub struct KafkaProducer {
     pub(crate) producer: FutureProducer<Connectivity>,
+    /// For [`ping_topic`](Self::ping_topic)'s reader.
+    cluster: Cluster,
     connectivity: Connectivity,
     delivery_timeout: Duration,
     slots: Option<Arc<Slots>>,
@@ -142,6 +144,7 @@ impl KafkaProducer {
         crate::metrics::describe();
         Ok(Self {
             producer,
+            cluster: config.cluster.clone(),
             connectivity,
             delivery_timeout: config.delivery_timeout,
             slots: config
@@ -281,22 +284,12 @@ impl KafkaProducer {
     /// Checks that the broker answers, within `timeout`. When it does not because it refuses
     /// this client (a login or a certificate), the error says so: [`KafkaError::Connect`].
     pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.ping_for(None, timeout).await
-    }
-
-    /// [`ping`](Self::ping), asking for the metadata of `topic` alone: a health probe's,
-    /// which on a cluster of thousands of topics must not fetch them all.
-    pub async fn ping_topic(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        self.ping_for(Some(topic.to_owned()), timeout).await
-    }
-
-    async fn ping_for(&self, topic: Option<String>, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
         // librdkafka's metadata request blocks the calling thread.
         let answered = tokio::task::spawn_blocking(move || {
             producer
                 .client()
-                .fetch_metadata(topic.as_deref(), timeout)
+                .fetch_metadata(None, timeout)
                 .map(|_| ())
                 .map_err(KafkaError::client("reaching the broker"))
         })
@@ -305,12 +298,35 @@ impl KafkaProducer {
             operation: "reaching the broker",
             after: timeout,
         })?;
+        self.answered(answered)
+    }
+
+    /// [`ping`](Self::ping), asking for the metadata of `topic` alone, on a pooled reader of
+    /// the same cluster: a health probe's, which on a cluster of thousands of topics must not
+    /// fetch them all, and must never have a broker auto-create `topic` (with its defaults)
+    /// before the service creates it with its own settings, as a producer's request may.
+    pub async fn ping_topic(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
+        let (cluster, topic) = (self.cluster.clone(), topic.to_owned());
+        let answered = tokio::task::spawn_blocking(move || {
+            crate::reader::probe_topic(&cluster, &topic, timeout)
+        })
+        .await
+        .map_err(|_| KafkaError::Timeout {
+            operation: "reaching the broker",
+            after: timeout,
+        })?;
+        self.answered(answered)
+    }
+
+    /// A probe's outcome, with the producer's own word on a refusal.
+    fn answered(&self, answered: Result<(), KafkaError>) -> Result<(), KafkaError> {
         let connectivity = &self.connectivity;
         match answered {
             Ok(()) => {
                 connectivity.answered();
                 Ok(())
             }
+            Err(KafkaError::Connect(failure)) => Err(KafkaError::Connect(failure)),
             Err(error) => Err(connectivity.failure().map_or(error, KafkaError::Connect)),
         }
     }

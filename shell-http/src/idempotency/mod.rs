@@ -235,6 +235,10 @@ pub enum IdempotencyError {
     /// A statement failed, or no connection could be had: worth trying again.
     #[error("the idempotency store failed: {0}")]
     Postgres(String),
+    /// The database refuses a statement for a reason a person fixes (a missing grant or
+    /// table): not worth trying again as it is.
+    #[error("the idempotency store refuses this service: {0}")]
+    PostgresRefused(String),
     #[error("the idempotency store holds a bad row: {0}")]
     Corrupt(String),
     #[error("the idempotency store's task stopped: {0}")]
@@ -306,6 +310,18 @@ struct Row {
     attempt: i64,
     payload: String,
     state: State,
+}
+
+impl Row {
+    /// Whether a key first seen at `created_at_ms` is past its TTL at the request's time, and
+    /// may go: the prune's rule (a request still running within its lease keeps its key).
+    fn expired(&self, created_at_ms: i64, request: &Request) -> bool {
+        created_at_ms <= request.expired_before_ms()
+            && match self.state {
+                State::InFlight { lease_until_ms } => lease_until_ms <= request.now_ms,
+                State::Failed | State::Done(_) => true,
+            }
+    }
 }
 
 /// What a key's row says a request is to do, before the store writes anything: the one rule
@@ -1026,6 +1042,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(payload.starts_with("order from instance"));
+    }
+
+    #[tokio::test]
+    async fn a_database_that_refuses_the_tables_is_an_error_to_fix_not_a_wait() {
+        let server = ordering_store::testing::TestPostgres::shared();
+        let url = server.create_database().await;
+        let role = format!("keys_{}", std::process::id());
+        server
+            .execute(&[&format!("CREATE ROLE {role} LOGIN")])
+            .await;
+        // PostgreSQL 15 lets only the owner create tables in `public`: this role may not.
+        let (_, rest) = url.split_once('@').unwrap();
+        let url = PostgresUrl::parse(&format!("postgres://{role}@{rest}")).unwrap();
+        let error = IdempotencyStore::open_postgres(&url, policy())
+            .await
+            .unwrap_err();
+        assert!(!error.is_retryable(), "{error}");
+        assert!(error.to_string().contains("42501"), "{error}");
     }
 
     #[test]

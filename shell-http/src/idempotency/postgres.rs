@@ -31,8 +31,8 @@ const SCHEMA_VERSION: i64 = 1;
 /// The first key of the advisory locks taken here: a class of our own, so a key's lock
 /// never meets another application's (the second key is the key's hash).
 const LOCK_CLASS: i32 = 0x6964_656d; // "idem"
-/// Expired keys removed per `begin`, at most: enough to keep ahead of new keys, short
-/// enough never to stall a request.
+/// Other expired keys removed per `begin`, at most: enough to keep ahead of new keys, short
+/// enough never to stall a request (the request's own key is checked on its own).
 const PRUNE_BATCH: i64 = 64;
 
 const SCHEMA: &str = "
@@ -84,8 +84,10 @@ const RELEASE: &str = "
     UPDATE idempotency_count c SET keys = c.keys - 1 FROM gone g WHERE c.slot = g.slot";
 
 const FIND: &str = "
-    SELECT fingerprint, state, attempt, lease_until_ms, payload, status, body
+    SELECT fingerprint, state, attempt, lease_until_ms, payload, status, body, created_at_ms
     FROM idempotency_keys WHERE key = $1 FOR UPDATE";
+
+const FORGET: &str = "DELETE FROM idempotency_keys WHERE key = $1 RETURNING slot";
 
 const COUNT: &str = "SELECT COALESCE(SUM(keys), 0)::BIGINT FROM idempotency_count";
 
@@ -263,6 +265,20 @@ async fn begin(
     .await
     .map_err(failed)?;
     let mut counts = Counts::default();
+    // The key's own row first, and forgotten if it expired (as a prune would): after this,
+    // nothing here waits for a row lock, so two begins never wait for each other's rows.
+    let row = match find(tx, &request.key).await? {
+        Some((row, created_at_ms)) if row.expired(created_at_ms, &request) => {
+            let gone = tx
+                .query(FORGET, &[&request.key.as_str()])
+                .await
+                .map_err(failed)?;
+            counts.removed(&gone);
+            None
+        }
+        found => found.map(|(row, _)| row),
+    };
+    // Then a few other expired keys, skipping any another request holds.
     let gone = tx
         .query(
             PRUNE,
@@ -271,7 +287,6 @@ async fn begin(
         .await
         .map_err(failed)?;
     counts.removed(&gone);
-    let row = find(tx, &request.key).await?;
     let begin = match decide(row, &request.fingerprint, now_ms) {
         Decision::Answer(begin) => begin,
         Decision::Resume { attempt, payload } => {
@@ -373,10 +388,11 @@ async fn unanswered(
     })
 }
 
+/// The key's row, locked for this transaction, and when the key was first seen.
 async fn find(
     client: &impl GenericClient,
     key: &IdempotencyKey,
-) -> Result<Option<Row>, IdempotencyError> {
+) -> Result<Option<(Row, i64)>, IdempotencyError> {
     let Some(row) = client
         .query_opt(FIND, &[&key.as_str()])
         .await
@@ -388,12 +404,16 @@ async fn find(
     let status: Option<i32> = row.get(5);
     let state = State::from_columns(&state_name, row.get(3), status.map(i64::from), row.get(6))
         .ok_or_else(|| IdempotencyError::Corrupt(format!("key {key:?} in state {state_name:?}")))?;
-    Ok(Some(Row {
-        fingerprint: row.get(0),
-        attempt: row.get(2),
-        payload: row.get(4),
-        state,
-    }))
+    let created_at_ms = row.get(7);
+    Ok(Some((
+        Row {
+            fingerprint: row.get(0),
+            attempt: row.get(2),
+            payload: row.get(4),
+            state,
+        },
+        created_at_ms,
+    )))
 }
 
 /// The key's counter slot: a byte of its hash, so keys spread evenly over the slots.
@@ -403,12 +423,25 @@ fn slot(key: &IdempotencyKey) -> i16 {
 }
 
 /// A failed statement in the server's own words (tokio-postgres's display of a server error
-/// is only "db error"): worth trying again, whatever it was.
+/// is only "db error"). Worth trying again when the connection or the server's state is at
+/// fault (a lost connection, a conflict, a timeout, a server shutting down or overloaded, a
+/// standby after a failover); anything else (a missing grant or table, bad data) is for a
+/// person to fix, and a start-up stops on it rather than wait forever.
 fn failed(error: tokio_postgres::Error) -> IdempotencyError {
-    IdempotencyError::Postgres(match error.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => error.to_string(),
-    })
+    let Some(db) = error.as_db_error() else {
+        return IdempotencyError::Postgres(error.to_string()); // I/O, closed connection
+    };
+    let code = db.code().code();
+    let message = format!("{} (SQLSTATE {code})", db.message());
+    let passing = ["08", "40", "53", "55", "57", "58"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || code == "25006";
+    if passing {
+        IdempotencyError::Postgres(message)
+    } else {
+        IdempotencyError::PostgresRefused(message)
+    }
 }
 
 /// Bounds `op` by [`OP_TIMEOUT`]: a server that stopped answering is a failure to retry.

@@ -3,6 +3,12 @@
 -- rows, one per slot of the inserting connection's process id, so the writers of several
 -- instances rarely wait on one row; the count is their sum. A statement-level trigger adds a
 -- batch's creates at once (one row update per statement, not per order).
+-- No instance of an older version may add orders between the count and the triggers (they
+-- would never be counted): the table is locked against writes until the migration commits.
+-- Counting a large table may take longer than the pool's per-statement timeout.
+SET LOCAL statement_timeout = 0;
+LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE order_count (
     slot   SMALLINT PRIMARY KEY,
     orders BIGINT   NOT NULL
