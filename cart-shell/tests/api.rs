@@ -41,6 +41,22 @@ fn start(broker: &TestBroker) -> Cart {
 
 /// A cart-shell process on `broker`'s topics `orders` and `updates`, its keys in `db`.
 fn launch(broker: &TestBroker, orders: &str, updates: &str, db: &Path) -> ShellProcess {
+    let keys = ("IDEMPOTENCY_DB", db.display().to_string());
+    launch_with(broker, orders, updates, keys)
+}
+
+/// A cart-shell process keeping its keys in the PostgreSQL database at `keys`.
+fn launch_shared(broker: &TestBroker, orders: &str, updates: &str, keys: &str) -> ShellProcess {
+    let keys = ("IDEMPOTENCY_STORE_URL", keys.to_owned());
+    launch_with(broker, orders, updates, keys)
+}
+
+fn launch_with(
+    broker: &TestBroker,
+    orders: &str,
+    updates: &str,
+    keys: (&'static str, String),
+) -> ShellProcess {
     ShellProcess::start(
         Path::new(env!("CARGO_BIN_EXE_cart-shell")),
         &[
@@ -48,7 +64,7 @@ fn launch(broker: &TestBroker, orders: &str, updates: &str, db: &Path) -> ShellP
             ("KAFKA_TOPIC", orders.to_owned()),
             ("KAFKA_STATUS_UPDATE_TOPIC", updates.to_owned()),
             ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
-            ("IDEMPOTENCY_DB", db.display().to_string()),
+            keys,
         ],
     )
 }
@@ -225,20 +241,6 @@ async fn a_keyed_create_is_answered_again_after_kill_9_and_published_once() {
         serde_json::to_value(&published[0]).unwrap(),
         first.json["data"]
     );
-}
-
-/// A cart-shell process keeping its keys in the PostgreSQL database at `keys`.
-fn launch_shared(broker: &TestBroker, orders: &str, updates: &str, keys: &str) -> ShellProcess {
-    ShellProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_cart-shell")),
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", orders.to_owned()),
-            ("KAFKA_STATUS_UPDATE_TOPIC", updates.to_owned()),
-            ("KAFKA_DELIVERY_TIMEOUT_MS", "3000".into()),
-            ("IDEMPOTENCY_STORE_URL", keys.to_owned()),
-        ],
-    )
 }
 
 /// Two instances behind a load balancer that sends each retry to the other one: one key, one

@@ -285,8 +285,7 @@ impl KafkaProducer {
     /// this client (a login or a certificate), the error says so: [`KafkaError::Connect`].
     pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
-        // librdkafka's metadata request blocks the calling thread.
-        let answered = tokio::task::spawn_blocking(move || {
+        self.probe(timeout, move || {
             producer
                 .client()
                 .fetch_metadata(None, timeout)
@@ -294,11 +293,6 @@ impl KafkaProducer {
                 .map_err(KafkaError::client("reaching the broker"))
         })
         .await
-        .map_err(|_| KafkaError::Timeout {
-            operation: "reaching the broker",
-            after: timeout,
-        })?;
-        self.answered(answered)
     }
 
     /// [`ping`](Self::ping), asking for the metadata of `topic` alone, on a pooled reader of
@@ -307,19 +301,26 @@ impl KafkaProducer {
     /// before the service creates it with its own settings, as a producer's request may.
     pub async fn ping_topic(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
         let (cluster, topic) = (self.cluster.clone(), topic.to_owned());
-        let answered = tokio::task::spawn_blocking(move || {
+        self.probe(timeout, move || {
             crate::reader::probe_topic(&cluster, &topic, timeout)
         })
         .await
-        .map_err(|_| KafkaError::Timeout {
-            operation: "reaching the broker",
-            after: timeout,
-        })?;
-        self.answered(answered)
     }
 
-    /// A probe's outcome, with the producer's own word on a refusal.
-    fn answered(&self, answered: Result<(), KafkaError>) -> Result<(), KafkaError> {
+    /// Runs a metadata request (which blocks its thread in librdkafka) off the async threads,
+    /// and gives its outcome with the producer's own word on a refusal.
+    async fn probe(
+        &self,
+        timeout: Duration,
+        request: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+    ) -> Result<(), KafkaError> {
+        let answered =
+            tokio::task::spawn_blocking(request)
+                .await
+                .map_err(|_| KafkaError::Timeout {
+                    operation: "reaching the broker",
+                    after: timeout,
+                })?;
         let connectivity = &self.connectivity;
         match answered {
             Ok(()) => {
