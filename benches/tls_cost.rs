@@ -37,6 +37,9 @@ async fn main() -> Result<(), Error> {
     let seconds: u64 = arg(1, "10").parse()?;
     let records: usize = arg(2, "200000").parse()?;
     let rounds: usize = arg(3, "2").parse()?;
+    if rounds == 0 {
+        return Err("at least one round".into());
+    }
     let cart = release_binary("cart-shell")?;
     let pki = Pki::new();
 
@@ -94,7 +97,7 @@ async fn main() -> Result<(), Error> {
         "{concurrency} at a time, {seconds} s per ingest measurement, {records} records per drain, {rounds} rounds"
     );
 
-    let (mut plain_ingest, mut tls_ingest) = (Vec::new(), Vec::new());
+    let mut ingest = Ratios::new("ingest", "http+plaintext", "https+sasl_ssl");
     for round in 0..rounds {
         let (p, t) = if round % 2 == 0 {
             let p = cart_ingest(&plain_shell, concurrency, seconds).await?;
@@ -103,15 +106,10 @@ async fn main() -> Result<(), Error> {
             let t = cart_ingest(&secured_shell, concurrency, seconds).await?;
             (cart_ingest(&plain_shell, concurrency, seconds).await?, t)
         };
-        println!(
-            "ingest round {round}: http+plaintext {p:>7.0}/s  https+sasl_ssl {t:>7.0}/s  ratio {:.2}",
-            t / p
-        );
-        plain_ingest.push(p);
-        tls_ingest.push(t);
+        ingest.round(round, p, t);
     }
 
-    let (mut plain_drain, mut tls_drain) = (Vec::new(), Vec::new());
+    let mut drain = Ratios::new("kafka drain", "plaintext", "sasl_ssl");
     for round in 0..rounds {
         let mut pair = [0.0; 2];
         for (i, cluster) in [&plain, &secured].into_iter().enumerate() {
@@ -126,14 +124,7 @@ async fn main() -> Result<(), Error> {
             fill(cluster, &topic, records).await?;
             pair[i] = drain_engine(cluster, &topic, records, &unique_topic("group")).await?;
         }
-        println!(
-            "drain round {round}: plaintext {:>8.0}/s  sasl_ssl {:>8.0}/s  ratio {:.2}",
-            pair[0],
-            pair[1],
-            pair[1] / pair[0]
-        );
-        plain_drain.push(pair[0]);
-        tls_drain.push(pair[1]);
+        drain.round(round, pair[0], pair[1]);
     }
 
     let mut pg = TestPostgres::start();
@@ -148,37 +139,56 @@ async fn main() -> Result<(), Error> {
             pki.file("ca.pem")
         )
     };
-    let (mut plain_store, mut tls_store) = (Vec::new(), Vec::new());
+    let mut store = Ratios::new("store drain", "sslmode=disable", "verify-full");
     for round in 0..rounds {
         let mut pair = [0.0; 2];
         for (i, mode) in ["disable", "verify-full"].into_iter().enumerate() {
             let store = StoreUrl::parse(&url(mode))?.open().await?;
             pair[i] = update_rate(store, records).await?;
         }
-        println!(
-            "store round {round}: sslmode=disable {:>7.0}/s  verify-full {:>7.0}/s  ratio {:.2}",
-            pair[0],
-            pair[1],
-            pair[1] / pair[0]
-        );
-        plain_store.push(pair[0]);
-        tls_store.push(pair[1]);
+        store.round(round, pair[0], pair[1]);
     }
-    for (what, plain, tls) in [
-        ("ingest", &mut plain_ingest, &mut tls_ingest),
-        ("kafka drain", &mut plain_drain, &mut tls_drain),
-        ("store drain", &mut plain_store, &mut tls_store),
-    ] {
-        let (p, t) = (median(plain), median(tls));
-        println!(
-            "median {what}: plaintext {p:.0}/s, TLS {t:.0}/s, ratio {:.2}",
-            t / p
-        );
+    for ratios in [ingest, drain, store] {
+        ratios.summary();
     }
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// One measurement's rounds, plaintext against TLS: each round's rates and ratio are
+/// printed as they come; the summary is the median of the ratios, each taken within one
+/// round (never a ratio of medians, which could mix a cold round with a warm one).
+struct Ratios {
+    what: &'static str,
+    plain: &'static str,
+    tls: &'static str,
+    ratios: Vec<f64>,
+}
+
+impl Ratios {
+    fn new(what: &'static str, plain: &'static str, tls: &'static str) -> Self {
+        Self {
+            what,
+            plain,
+            tls,
+            ratios: Vec::new(),
+        }
+    }
+
+    fn round(&mut self, round: usize, plain: f64, tls: f64) {
+        let (what, p, t) = (self.what, self.plain, self.tls);
+        let ratio = tls / plain;
+        println!("{what} round {round}: {p} {plain:>8.0}/s  {t} {tls:>8.0}/s  ratio {ratio:.2}");
+        self.ratios.push(ratio);
+    }
+
+    fn summary(mut self) {
+        self.ratios.sort_by(f64::total_cmp);
+        if let Some(median) = self.ratios.get(self.ratios.len() / 2) {
+            println!(
+                "{}: median ratio {median:.2} over {} rounds",
+                self.what,
+                self.ratios.len()
+            );
+        }
+    }
 }

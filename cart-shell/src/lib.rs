@@ -310,30 +310,24 @@ impl IdempotencySettings {
     /// the setting.
     pub async fn open(&self, delivery_timeout: Duration) -> Result<IdempotencyStore, EnvError> {
         let policy = self.policy(delivery_timeout);
-        let mut delay = Duration::from_millis(250);
-        loop {
-            let opened = match &self.store {
+        let open = || async move {
+            match &self.store {
                 KeyStore::Sqlite(path) | KeyStore::SqliteUrl(path) => {
                     IdempotencyStore::open(path, policy)
                 }
                 KeyStore::Postgres(url) => IdempotencyStore::open_postgres(url, policy).await,
-            };
-            match opened {
-                Ok(store) => return Ok(store),
-                Err(error) if error.is_retryable() => {
-                    tracing::warn!(store = %self.store.describe(), %error, ?delay, "waiting for the idempotency store");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => {
-                    return Err(EnvError {
-                        name: self.store.setting(),
-                        value: self.store.describe(),
-                        reason: format!("{error}{}", key_store_hint(&error)),
-                    });
-                }
             }
-        }
+        };
+        let place = self.store.describe();
+        shell_http::wait::open_when_up("idempotency store", &place, open, |e| {
+            IdempotencyError::is_retryable(e)
+        })
+        .await
+        .map_err(|error| EnvError {
+            name: self.store.setting(),
+            value: place.clone(),
+            reason: format!("{error}{}", key_store_hint(&error)),
+        })
     }
 }
 

@@ -360,6 +360,67 @@ async fn instances_sharing_keys_in_postgres_publish_each_key_once_even_after_kil
     );
 }
 
+/// The shared key store stopped and started again under a running cart-shell: a keyed create
+/// meanwhile is `503` with nothing published, a create without a key is not held up, and the
+/// same key afterwards creates its order once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_store_outage_is_503_with_nothing_published_and_the_shell_recovers() {
+    let broker = TestBroker::start();
+    let mut postgres = ordering_store::testing::TestPostgres::start();
+    let keys = postgres.create_database().await;
+    let (orders, updates) = (unique_topic("orders"), unique_topic("updates"));
+    let cart = launch_shared(&broker, &orders, &updates, &keys);
+    let body = json!({"orderId": "ORD-KEYS-DOWN", "numItems": 2});
+    let warm = create(
+        &cart,
+        "warm",
+        &json!({"orderId": "ORD-WARM", "numItems": 1}),
+    )
+    .await;
+    assert_eq!(warm.status, 201, "{}", warm.text);
+
+    tokio::task::block_in_place(|| postgres.stop());
+    let started = Instant::now();
+    let down = create(&cart, "keys-down", &body).await;
+    assert_eq!(down.status, 503, "{}", down.text);
+    assert_eq!(
+        down.json["error"], "Idempotency store unavailable",
+        "{}",
+        down.text
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let unkeyed = send_json(
+        "POST",
+        &cart.url("/api/create-order"),
+        &json!({"orderId": "ORD-NO-KEY", "numItems": 1}),
+    )
+    .await;
+    assert_eq!(unkeyed.status, 201, "{}", unkeyed.text);
+
+    tokio::task::block_in_place(|| postgres.restart());
+    let deadline = Instant::now() + WAIT;
+    let created = loop {
+        let reply = create(&cart, "keys-down", &body).await;
+        if reply.status == 201 {
+            break reply;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert!(Instant::now() < deadline, "no recovery: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(create(&cart, "keys-down", &body).await.text, created.text);
+    let published = orders_of(&broker, &orders, "ORD-KEYS-DOWN").await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        serde_json::to_value(&published[0]).unwrap(),
+        created.json["data"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_while_the_broker_is_down_is_409_and_the_stored_order_is_published_later() {
     let mut broker = TestBroker::start_with(Storage::Sqlite);

@@ -22,7 +22,7 @@ use ordering_core::{DispatcherConfig, LaneMode, Stats};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, Redriver, SourceStatus};
 use ordering_service::ConsumerSpec;
-use ordering_store::Store;
+use ordering_store::{OpenError, Store};
 use shell_http::cached::Cached;
 use shell_http::metrics::Metrics;
 use shell_http::openapi::OpenApi;
@@ -82,26 +82,18 @@ impl std::fmt::Debug for App {
 /// database (or one a newer version wrote) is an error naming the setting.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreOpenError> {
     let url = &config.store;
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match url.open().await {
-            Ok(store) => {
-                tracing::info!(store = %url.describe(), "order store open");
-                return Ok(store);
-            }
-            Err(error) if error.is_transient() => {
-                tracing::warn!(store = %url.describe(), %error, ?delay, "waiting for the order store");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(source) => {
-                return Err(StoreOpenError {
-                    url: url.describe(),
-                    source,
-                });
-            }
-        }
-    }
+    let place = url.describe();
+    let open = || url.open();
+    let store = shell_http::wait::open_when_up("order store", &place, open, |e: &OpenError| {
+        e.is_transient()
+    })
+    .await
+    .map_err(|source| StoreOpenError {
+        url: place.clone(),
+        source,
+    })?;
+    tracing::info!(store = %place, "order store open");
+    Ok(store)
 }
 
 /// The order store could not be opened, for a reason waiting cannot fix.

@@ -61,6 +61,21 @@ fn secured_env(
     ]
 }
 
+/// A broker that requires SASL_SSL and a PostgreSQL that accepts only TLS with a password,
+/// both with `pki`'s server certificate, and a database on it.
+async fn secured_servers(pki: &Pki) -> (TestBroker, TestPostgres, String) {
+    let broker = TestBroker::start_secured(
+        &pki.path("server.pem"),
+        &pki.path("server.key"),
+        &[(SASL_USER, SASL_PASSWORD)],
+    );
+    let mut pg = TestPostgres::start();
+    let database = pg
+        .require_tls(&pki.cert_pem, &pki.key_pem, PG_USER, PG_PASSWORD)
+        .await;
+    (broker, pg, database)
+}
+
 /// A store URL for `database` as a managed server is reached: by name, checked in full.
 fn verify_full(pg: &TestPostgres, pki: &Pki, database: &str) -> String {
     format!(
@@ -109,15 +124,7 @@ async fn operator(method: &str, url: &str, body: Option<&Value>) -> Reply {
 async fn the_order_flow_runs_over_sasl_ssl_a_verify_full_store_and_https_and_shows_no_secret() {
     let pki = Pki::new();
     trust(&pki.ca_pem);
-    let broker = TestBroker::start_secured(
-        &pki.path("server.pem"),
-        &pki.path("server.key"),
-        &[(SASL_USER, SASL_PASSWORD)],
-    );
-    let mut pg = TestPostgres::start();
-    let database = pg
-        .require_tls(&pki.cert_pem, &pki.key_pem, PG_USER, PG_PASSWORD)
-        .await;
+    let (broker, pg, database) = secured_servers(&pki).await;
     let store = verify_full(&pg, &pki, &database);
     let env = secured_env(&pki, &broker, &store, &pki.path(""));
     let mut system = System::start_with(broker, &env);
@@ -378,15 +385,7 @@ fn run_to_exit(binary: &Path, env: &[(&str, String)]) -> (Option<i32>, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_connections_stop_the_start_naming_the_setting() {
     let pki = Pki::new();
-    let broker = TestBroker::start_secured(
-        &pki.path("server.pem"),
-        &pki.path("server.key"),
-        &[(SASL_USER, SASL_PASSWORD)],
-    );
-    let mut pg = TestPostgres::start();
-    let database = pg
-        .require_tls(&pki.cert_pem, &pki.key_pem, PG_USER, PG_PASSWORD)
-        .await;
+    let (broker, pg, database) = secured_servers(&pki).await;
     let good = secured_env(
         &pki,
         &broker,

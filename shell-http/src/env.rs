@@ -30,35 +30,43 @@ pub const ENVIRONMENT_ONLY: &[&str] = &[
     "IDEMPOTENCY_STORE_PASSWORD_FILE",
 ];
 
+// The pieces of the help texts below, as macros: `concat!` takes literals only.
+macro_rules! environment_only_heading {
+    () => {
+        "Environment only (never a flag, which would show in the process list):\n  "
+    };
+}
+macro_rules! kafka_secrets_help {
+    () => {
+        "KAFKA_SASL_PASSWORD  the SASL password\n  \
+         KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
+         KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
+         OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
+                              OpenTelemetry's own: traces over OTLP (README, \"Tracing\")"
+    };
+}
+
 /// What order-shell's `--help` says of its [`ENVIRONMENT_ONLY`] settings.
-pub const ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
-    OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
-    OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN\n  \
-    ORDER_STORE_PASSWORD_FILE  a file holding the PostgreSQL store's password\n  \
-    KAFKA_SASL_PASSWORD  the SASL password\n  \
-    KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
-    KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
-                         OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
+pub const ENVIRONMENT_ONLY_HELP: &str = concat!(
+    environment_only_heading!(),
+    "OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
+     OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN\n  \
+     ORDER_STORE_PASSWORD_FILE  a file holding the PostgreSQL store's password\n  ",
+    kafka_secrets_help!()
+);
 
 /// What cart-shell's `--help` says of its [`ENVIRONMENT_ONLY`] settings: the Kafka secrets and
 /// the idempotency store's password.
-pub const CART_ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
-    IDEMPOTENCY_STORE_PASSWORD_FILE  a file holding the PostgreSQL key store's password\n  \
-    KAFKA_SASL_PASSWORD  the SASL password\n  \
-    KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
-    KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
-                         OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
+pub const CART_ENVIRONMENT_ONLY_HELP: &str = concat!(
+    environment_only_heading!(),
+    "IDEMPOTENCY_STORE_PASSWORD_FILE  a file holding the PostgreSQL key store's password\n  ",
+    kafka_secrets_help!()
+);
 
 /// What the `--help` of a service with no operator endpoints and no store (an
 /// `ordering-service`) says of its [`ENVIRONMENT_ONLY`] settings: the Kafka secrets.
-pub const KAFKA_ENVIRONMENT_ONLY_HELP: &str = "Environment only (never a flag, which would show in the process list):\n  \
-    KAFKA_SASL_PASSWORD  the SASL password\n  \
-    KAFKA_SASL_PASSWORD_FILE  a file holding it, instead of KAFKA_SASL_PASSWORD\n  \
-    KAFKA_SSL_KEY_PASSWORD_FILE  a file holding the passphrase of KAFKA_SSL_KEY_LOCATION\n  \
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...\n  \
-                         OpenTelemetry's own: traces over OTLP (README, \"Tracing\")";
+pub const KAFKA_ENVIRONMENT_ONLY_HELP: &str =
+    concat!(environment_only_heading!(), kafka_secrets_help!());
 
 /// Looks a variable up.
 type Lookup = Box<dyn Fn(&str) -> Option<String>>;

@@ -33,6 +33,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::time::Duration;
