@@ -188,6 +188,7 @@ fn letter(n: usize, topic: &str) -> DeadLetter {
         original_topic: topic.to_owned(),
         original_partition: (n % 3) as i32,
         original_offset: n as i64,
+        original_incarnation: 1,
         original_key: Some(order.clone().into_bytes()),
         original_headers: Vec::new(),
         original_timestamp: Some(1_795_000_000_000),

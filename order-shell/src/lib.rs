@@ -287,6 +287,8 @@ pub async fn consume(
             max_in_flight_per_partition: MAX_IN_FLIGHT_PER_PARTITION,
             ..DispatcherConfig::default()
         },
+        // Updates are applied by position: a re-created topic's must come after the old's.
+        incarnations: Some(app.store.clone()),
     };
     // Wired as every consumer service is (ordering-service); the HTTP side is this shell's.
     ordering_service::consume::<OrderEvent, _, _, _>(

@@ -238,6 +238,7 @@ impl App {
                     "topic": e.at.topic.as_ref(),
                     "partition": e.at.partition,
                     "offset": e.at.offset,
+                    "incarnation": e.at.incarnation,
                 })
             })
             .collect();

@@ -73,6 +73,10 @@ pub struct DeadLetter {
     pub original_topic: String,
     pub original_partition: i32,
     pub original_offset: i64,
+    /// Which incarnation of its topic the record was in ([`Position::incarnation`]). Not a
+    /// field of the schema: it travels in the letter's `dlq.original.incarnation` header, and
+    /// a letter without one was written for the topic's first.
+    pub original_incarnation: u32,
     /// The record's key exactly as received (a redrive sends it back byte for byte, so the
     /// record lands on the same partition).
     pub original_key: Option<Vec<u8>>,
@@ -120,6 +124,11 @@ pub const REDRIVE_DLQ_OFFSET_HEADER: &str = "redrive-dlq-offset";
 pub const REDRIVE_ORIGIN_TOPIC_HEADER: &str = "redrive-origin-topic";
 pub const REDRIVE_ORIGIN_PARTITION_HEADER: &str = "redrive-origin-partition";
 pub const REDRIVE_ORIGIN_OFFSET_HEADER: &str = "redrive-origin-offset";
+/// Which incarnation of its topic the origin is in; [`FIRST_INCARNATION`] when absent (a
+/// record redriven before incarnations were kept).
+///
+/// [`FIRST_INCARNATION`]: crate::FIRST_INCARNATION
+pub const REDRIVE_ORIGIN_INCARNATION_HEADER: &str = "redrive-origin-incarnation";
 
 /// The prefix of every header a redrive adds; a redrive replaces them all.
 const REDRIVE_HEADER_PREFIX: &str = "redrive-";
@@ -176,6 +185,7 @@ impl DeadLetter {
                 self.original_partition,
                 self.original_offset,
             )
+            .in_incarnation(self.original_incarnation)
         })
     }
 
@@ -211,6 +221,10 @@ impl DeadLetter {
                 origin.partition.to_string(),
             ),
             (REDRIVE_ORIGIN_OFFSET_HEADER, origin.offset.to_string()),
+            (
+                REDRIVE_ORIGIN_INCARNATION_HEADER,
+                origin.incarnation.to_string(),
+            ),
             (REDRIVE_DLQ_TOPIC_HEADER, letter.topic.clone()),
             (REDRIVE_DLQ_PARTITION_HEADER, letter.partition.to_string()),
             (REDRIVE_DLQ_OFFSET_HEADER, letter.offset.to_string()),
@@ -223,8 +237,8 @@ impl DeadLetter {
     }
 }
 
-/// The origin a redrive wrote into `headers`; `None` unless all three headers are there and
-/// readable.
+/// The origin a redrive wrote into `headers`; `None` unless its topic, partition and offset
+/// headers are there and readable (the incarnation's may be absent: the first).
 pub(crate) fn origin_from(headers: &[Header]) -> Option<Position> {
     if headers.is_empty() {
         return None; // the common case, at no cost
@@ -236,11 +250,18 @@ pub(crate) fn origin_from(headers: &[Header]) -> Option<Position> {
             .and_then(|h| h.value.as_deref())
             .and_then(|v| std::str::from_utf8(v).ok())
     };
-    Some(Position::new(
-        text(REDRIVE_ORIGIN_TOPIC_HEADER)?,
-        text(REDRIVE_ORIGIN_PARTITION_HEADER)?.trim().parse().ok()?,
-        text(REDRIVE_ORIGIN_OFFSET_HEADER)?.trim().parse().ok()?,
-    ))
+    let incarnation = match text(REDRIVE_ORIGIN_INCARNATION_HEADER) {
+        None => crate::FIRST_INCARNATION,
+        Some(n) => n.trim().parse().ok()?,
+    };
+    Some(
+        Position::new(
+            text(REDRIVE_ORIGIN_TOPIC_HEADER)?,
+            text(REDRIVE_ORIGIN_PARTITION_HEADER)?.trim().parse().ok()?,
+            text(REDRIVE_ORIGIN_OFFSET_HEADER)?.trim().parse().ok()?,
+        )
+        .in_incarnation(incarnation),
+    )
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -276,6 +297,7 @@ mod tests {
             original_topic: "t".into(),
             original_partition: 0,
             original_offset: 7,
+            original_incarnation: 1,
             original_key: Some(b"ORD-1".to_vec()),
             original_headers: Vec::new(),
             original_timestamp: None,
@@ -323,6 +345,8 @@ mod tests {
     #[test]
     fn a_redrive_keeps_the_headers_and_the_first_origin() {
         let mut first = letter(vec![1], "m");
+        // Failed in the topic's third incarnation: the redriven copy says so.
+        first.original_incarnation = 3;
         first.original_headers = vec![Header {
             name: "traceparent".into(),
             value: Some(vec![0xff, 0]),
@@ -332,14 +356,16 @@ mod tests {
             partition: 2,
             offset,
         };
+        let origin = Position::new("t", 0, 7).in_incarnation(3);
         let headers = first.redrive_headers(&at(40));
         assert_eq!(headers[0], first.original_headers[0]);
-        assert_eq!(origin_from(&headers), Some(Position::new("t", 0, 7)));
+        assert_eq!(origin_from(&headers), Some(origin.clone()));
         assert_eq!(redrive_count(&headers), 1);
         // The copy failed again, at another offset: its letter keeps the first origin, and
         // its own redrive replaces the earlier redrive headers instead of adding to them.
         let second = DeadLetter {
             original_offset: 99,
+            original_incarnation: 1,
             original_headers: headers,
             redrive_count: 1,
             ..first.clone()
@@ -347,8 +373,14 @@ mod tests {
         assert_eq!(second.origin(), first.origin());
         assert_ne!(second.redrive_key(), first.redrive_key());
         let again = second.redrive_headers(&at(41));
-        assert_eq!(again.len(), headers_len(&first) + 7);
-        assert_eq!(origin_from(&again), Some(Position::new("t", 0, 7)));
+        assert_eq!(again.len(), headers_len(&first) + 8);
+        assert_eq!(origin_from(&again), Some(origin));
+        // Redriven before incarnations were kept: the first.
+        let older: Vec<Header> = (again.iter())
+            .filter(|h| h.name != REDRIVE_ORIGIN_INCARNATION_HEADER)
+            .cloned()
+            .collect();
+        assert_eq!(origin_from(&older), Some(Position::new("t", 0, 7)));
         assert_eq!(redrive_count(&again), 2);
     }
 

@@ -10,7 +10,8 @@
 //! - redrive: which letters to send back ([`LetterFilter`]), the [`RedriveLedger`] that
 //!   remembers which records were, and the application's [`RedriveGuard`] that says which
 //!   were superseded;
-//! - stores: what idempotent stores share ([`StoreError`], [`Position`], [`Written`]);
+//! - stores: what idempotent stores share ([`StoreError`], [`Position`], [`Written`], the
+//!   [`TopicIncarnations`] that order a re-created topic's positions after the old ones);
 //! - errors: each says whether trying again can help, and carries its [`Cause`];
 //! - transport: [`Record`], [`Source`], [`Sink`], what a transport implements;
 //! - the engine: [`Dispatcher`], [`DispatcherConfig`], [`Stats`].
@@ -39,9 +40,9 @@ pub mod trace;
 pub use cause::Cause;
 pub use dead_letter::{
     DeadLetter, FailureClass, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER,
-    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, REDRIVE_ORIGIN_OFFSET_HEADER,
-    REDRIVE_ORIGIN_PARTITION_HEADER, REDRIVE_ORIGIN_TOPIC_HEADER, UnknownFailureClass,
-    redrive_count,
+    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, REDRIVE_ORIGIN_INCARNATION_HEADER,
+    REDRIVE_ORIGIN_OFFSET_HEADER, REDRIVE_ORIGIN_PARTITION_HEADER, REDRIVE_ORIGIN_TOPIC_HEADER,
+    UnknownFailureClass, redrive_count,
 };
 pub use dispatcher::{
     DispatchError, Dispatcher, DispatcherConfig, LaneMode, REDUCED_LETTER_PAYLOAD, Stats,
@@ -56,7 +57,9 @@ pub use redrive::{
 pub use retry::{Decision, PolicyError, RetryPolicy};
 pub use sink::{DeadLetterSink, Sink, SinkError};
 pub use source::{Polled, Source, SourceError};
-pub use storage::{Position, StoreError, Written};
+pub use storage::{
+    FIRST_INCARNATION, MemoryIncarnations, Position, StoreError, TopicIncarnations, Written,
+};
 pub use time::{now_iso8601, now_ms};
 
 // The code in the workspace README is compiled and run as a doctest of this crate.

@@ -58,6 +58,11 @@ pub struct Header {
 pub struct RecordMeta {
     pub tp: TopicPartition,
     pub offset: i64,
+    /// Which incarnation of the topic the record is in ([`Position::incarnation`]): a source
+    /// that cannot tell gives [`FIRST_INCARNATION`].
+    ///
+    /// [`FIRST_INCARNATION`]: crate::FIRST_INCARNATION
+    pub incarnation: u32,
     pub key: Option<Vec<u8>>,
     /// Milliseconds since the Unix epoch, when the broker gave one.
     pub timestamp: Option<i64>,
@@ -70,6 +75,7 @@ impl RecordMeta {
         Self {
             tp,
             offset,
+            incarnation: crate::FIRST_INCARNATION,
             key: None,
             timestamp: None,
             headers: Vec::new(),
@@ -88,8 +94,10 @@ impl RecordMeta {
     /// The position that orders this record against others of its key: its
     /// [`origin`](Self::origin) when it was redriven, else where it sits.
     pub fn position(&self) -> Position {
-        self.origin()
-            .unwrap_or_else(|| Position::new(self.tp.topic.clone(), self.tp.partition, self.offset))
+        self.origin().unwrap_or_else(|| {
+            Position::new(self.tp.topic.clone(), self.tp.partition, self.offset)
+                .in_incarnation(self.incarnation)
+        })
     }
 
     /// The trace context the record's headers carry (W3C `traceparent`, `tracestate`,

@@ -222,6 +222,7 @@ mod tests {
             original_topic: "t".into(),
             original_partition: 0,
             original_offset: 0,
+            original_incarnation: 1,
             original_key: Some(key.as_bytes().to_vec()),
             original_headers: Vec::new(),
             original_timestamp: None,

@@ -268,6 +268,7 @@ fn letter_of(topic: &str, offset: i64, value: &[u8]) -> DeadLetter {
         original_topic: topic.into(),
         original_partition: 2,
         original_offset: offset,
+        original_incarnation: 1,
         original_key: Some(b"ORD-1".to_vec()),
         original_headers: vec![Header {
             name: "x-app".into(),
@@ -320,6 +321,12 @@ async fn a_redriven_update_is_ordered_by_its_origin_and_never_moves_a_status_bac
             .await
             .unwrap()
     );
+    // The topic created again: a letter of its second incarnation at offset 2 is newer than
+    // `delivered` at 9 of the first, and so is its redriven copy.
+    let mut renewed = letter("order-status-updates", 2);
+    renewed.original_incarnation = 2;
+    assert!(!guard.superseded(&renewed).await.unwrap());
+    assert_eq!(renewed.origin().incarnation, 2);
     // The redriven copy sits at 40, above 9, but carries its origin, 5: not applied.
     let copy = redriven_meta(5, 40);
     assert_eq!(copy.position(), Position::new("order-status-updates", 2, 5));

@@ -45,6 +45,8 @@ pub(crate) fn to_record<E, C: Codec<E>>(
             partition: message.partition(),
         },
         offset: message.offset(),
+        // The source stamps the incarnation it resolved for the topic.
+        incarnation: ordering_core::FIRST_INCARNATION,
         key: message.key().map(<[u8]>::to_vec),
         timestamp: message.timestamp().to_millis(),
         headers,

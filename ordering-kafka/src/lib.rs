@@ -31,6 +31,7 @@ mod sink;
 mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod topic_id;
 
 pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
 pub use codec::{
@@ -59,7 +60,7 @@ pub mod order {
 }
 pub use error::KafkaError;
 pub use group::GroupMember;
-pub use message::Message;
+pub use message::{DLQ_ORIGINAL_INCARNATION_HEADER, Message};
 pub use reader::{
     Cursor, Page, PageBounds, Scanned, end_offsets, read_page, read_topic, scan_page,
 };

@@ -36,6 +36,25 @@ impl Message for OrderEvent {
     }
 }
 
+/// The header of a dead letter's record that says which incarnation of its topic the failed
+/// record was in (`DeadLetter::original_incarnation`, not a field of the letter's schema).
+pub const DLQ_ORIGINAL_INCARNATION_HEADER: &str = "dlq.original.incarnation";
+
+/// The incarnation a dead letter's record `headers` name; the first when they name none.
+pub(crate) fn original_incarnation(headers: &[ordering_core::Header]) -> u32 {
+    headers
+        .iter()
+        .find(|h| h.name == DLQ_ORIGINAL_INCARNATION_HEADER)
+        .and_then(|h| {
+            std::str::from_utf8(h.value.as_deref()?)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(ordering_core::FIRST_INCARNATION)
+}
+
 /// A dead letter keeps the failed record's key, byte for byte (so it lands with its key's
 /// other letters), and says where it came from and why in headers.
 impl Message for DeadLetter {
@@ -51,6 +70,10 @@ impl Message for DeadLetter {
                 self.original_partition.to_string(),
             ),
             ("dlq.original.offset", self.original_offset.to_string()),
+            (
+                DLQ_ORIGINAL_INCARNATION_HEADER,
+                self.original_incarnation.to_string(),
+            ),
             ("dlq.error.type", self.error_type.clone()),
             ("dlq.error.class", self.error_class.as_str().to_owned()),
             ("dlq.error.message", self.error_message.clone()),

@@ -350,7 +350,8 @@ impl Redriver {
             report.unreadable += unreadable.load(Relaxed);
             report.matched += page.records.len() as u64;
             let letters = page.records.into_iter().filter_map(|r| {
-                let letter = r.event.ok()?;
+                let mut letter = r.event.ok()?;
+                letter.original_incarnation = crate::message::original_incarnation(&r.meta.headers);
                 let id = LetterId {
                     topic: r.meta.tp.topic.to_string(),
                     partition: r.meta.tp.partition,

@@ -1,12 +1,12 @@
 //! Consuming: a consumer-group member that commits only what the dispatcher finished.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
-use ordering_core::{Polled, Source, SourceError, TopicPartition};
+use ordering_core::{Polled, Record, Source, SourceError, TopicIncarnations, TopicPartition};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -70,6 +70,9 @@ pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 /// librdkafka's `socket.timeout.ms` as `KafkaSource` sets it (why: `KafkaSource::new`).
 const REQUEST_TIMEOUT_MS: &str = "10000";
 
+/// How long reading the topics' ids may take.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a final commit may wait for the broker.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -94,6 +97,8 @@ pub(crate) struct SourceContext {
     any_revoked: AtomicBool,
     /// Partitions this member holds now.
     assigned: Mutex<Vec<TopicPartition>>,
+    /// Assignments so far: each may bring partitions of a topic created again meanwhile.
+    assignments: AtomicU64,
     /// Why the brokers refuse this consumer, if they do.
     connectivity: Connectivity,
 }
@@ -110,10 +115,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SourceContext {
-    fn has_revoked(&self) -> bool {
-        self.any_revoked.load(Ordering::Acquire)
-    }
-
     /// The partitions revoked since the last call, if any.
     fn take_revoked(&self) -> Option<Vec<TopicPartition>> {
         // A load first: the swap is a locked instruction, and this is asked per record.
@@ -185,6 +186,78 @@ impl ConsumerContext for SourceContext {
                 tracing::warn!(%error, "resuming newly assigned partitions failed");
             }
             lock(&self.assigned).extend(assigned);
+            self.assignments.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What a source knows of its topics' incarnations.
+struct Incarnations {
+    registry: Arc<dyn TopicIncarnations>,
+    /// The number of each subscribed topic's incarnation.
+    of_topic: FxHashMap<Arc<str>, u32>,
+    /// The assignment `of_topic` was read after; `None` before the first read.
+    resolved_at: Option<u64>,
+    /// A partition's offsets went backwards since: read again.
+    stale: bool,
+    /// What the watcher compares the brokers' ids with.
+    watch: Arc<IdWatch>,
+    /// The watcher's count of changes when the ids were last read.
+    changes_seen: u64,
+    /// The watcher runs.
+    watching: bool,
+    /// The offset last handed out per partition since then.
+    last_offset: FxHashMap<TopicPartition, i64>,
+    /// When to try again after a failed read.
+    retry_at: Option<Instant>,
+}
+
+/// The topics' ids as the source last read them, and whether the brokers give others now.
+#[derive(Default)]
+struct IdWatch {
+    read: Mutex<FxHashMap<String, String>>,
+    /// Times the watcher found an id other than the one read.
+    changes: AtomicU64,
+    /// Wakes an idle source at each change.
+    wake: tokio::sync::Notify,
+}
+
+/// How often the ids of the subscribed topics are read, to notice a topic created again while
+/// its partitions stay assigned. librdkafka sees the new id but keeps fetching from the old
+/// topic's position (`rdkafka_topic.c`: "an offset reset must be triggered"): a broker that
+/// does not answer that position with "out of range" would have the consumer skip the new
+/// topic's records up to it.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the ids of `topics` every [`WATCH_EVERY`] and flags `watch` when one differs from
+/// what the source read, until the consumer is gone.
+async fn watch_topic_ids(
+    consumer: std::sync::Weak<StreamConsumer<SourceContext>>,
+    topics: Vec<String>,
+    watch: Arc<IdWatch>,
+) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(consumer) = consumer.upgrade() else {
+            return;
+        };
+        let topics = topics.clone();
+        let described = tokio::task::spawn_blocking(move || {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            crate::topic_id::describe(consumer.client(), &topics, DESCRIBE_TIMEOUT)
+        })
+        .await;
+        // A failed read is tried again at the next round; the consumer reports outages. A
+        // topic deleted and not created yet is no news.
+        let Ok(Ok(ids)) = described else { continue };
+        let changed = {
+            let read = lock(&watch.read);
+            ids.iter()
+                .any(|(topic, id)| read.get(topic).is_some_and(|before| before != id))
+        };
+        if changed {
+            watch.changes.fetch_add(1, Ordering::AcqRel);
+            watch.wake.notify_one();
         }
     }
 }
@@ -218,8 +291,14 @@ pub struct KafkaSource<E, C> {
     codec: C,
     group: String,
     topics: TopicNames,
-    /// A record received while a revocation was pending: the revocation is reported first.
-    stash: Option<ordering_core::Record<E>>,
+    /// A record received and not yet handed out: a revocation pending is reported first, and
+    /// the incarnation of its topic may have to be resolved first.
+    stash: Option<Record<E>>,
+    /// Which incarnation of its topic each record is in, when the source was given a
+    /// registry ([`KafkaSource::with_incarnations`]).
+    incarnations: Option<Incarnations>,
+    /// The topics subscribed to.
+    subscribed: Vec<String>,
     /// When acknowledgements are next handed to librdkafka.
     next_store: Instant,
     /// Records to take before the clock is read again.
@@ -309,10 +388,37 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             group: config.group_id.clone(),
             topics: TopicNames::default(),
             stash: None,
+            incarnations: None,
+            subscribed: config.topics.clone(),
             next_store: Instant::now() + STORE_EVERY,
             until_clock: CLOCK_EVERY,
             _event: PhantomData,
         })
+    }
+
+    /// Stamps each record with the incarnation of its topic ([`Record`]'s
+    /// `meta.incarnation`), numbered by `registry` from the topic ids the brokers give: a
+    /// topic deleted and created again under its name gets the next number, so its records
+    /// are ordered after every record of the topic it replaced (`ordering_core::Position`).
+    ///
+    /// The ids are read when the source starts reading, after every assignment, and whenever
+    /// a partition's offsets go backwards; until they are, records wait (retrying each
+    /// second), as they would for a store that is down. Without a registry every record is in
+    /// the topic's first incarnation, and a re-created topic's records at offsets already
+    /// applied are taken for redeliveries.
+    pub fn with_incarnations(mut self, registry: Arc<dyn TopicIncarnations>) -> Self {
+        self.incarnations = Some(Incarnations {
+            registry,
+            of_topic: FxHashMap::default(),
+            resolved_at: None,
+            stale: false,
+            watch: Arc::default(),
+            changes_seen: 0,
+            watching: false,
+            last_offset: FxHashMap::default(),
+            retry_at: None,
+        });
+        self
     }
 
     pub fn status(&self) -> SourceStatus {
@@ -326,6 +432,192 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             self.consumer.context().store_acks(&*self.consumer);
             self.next_store = now + STORE_EVERY;
         }
+    }
+
+    /// Whether the watcher saw the topics' ids change since they were last read; starts the
+    /// watcher on the first call.
+    fn ids_changed(&mut self) -> bool {
+        let Some(incarnations) = self.incarnations.as_mut() else {
+            return false;
+        };
+        if !incarnations.watching {
+            incarnations.watching = true;
+            tokio::spawn(watch_topic_ids(
+                Arc::downgrade(&self.consumer),
+                self.subscribed.clone(),
+                incarnations.watch.clone(),
+            ));
+        }
+        incarnations.watch.changes.load(Ordering::Acquire) != incarnations.changes_seen
+    }
+
+    /// Sets `record`'s incarnation; `false` when the topics' incarnations must be resolved
+    /// first.
+    fn stamp(&mut self, record: &mut Record<E>) -> bool {
+        let Some(incarnations) = self.incarnations.as_mut() else {
+            return true;
+        };
+        let assignments = self.consumer.context().assignments.load(Ordering::Acquire);
+        if incarnations.resolved_at != Some(assignments) || incarnations.stale {
+            return false;
+        }
+        let meta = &mut record.meta;
+        let Some(&incarnation) = incarnations.of_topic.get(&*meta.tp.topic) else {
+            return false;
+        };
+        match incarnations.last_offset.get_mut(&meta.tp) {
+            // Backwards without a revocation: the log was truncated, or the topic created
+            // again under this member's feet. Which one, its id tells.
+            Some(last) if meta.offset <= *last => {
+                incarnations.stale = true;
+                return false;
+            }
+            Some(last) => *last = meta.offset,
+            None => {
+                incarnations
+                    .last_offset
+                    .insert(meta.tp.clone(), meta.offset);
+            }
+        }
+        meta.incarnation = incarnation;
+        true
+    }
+
+    /// Reads the subscribed topics' ids and their incarnations' numbers. On failure, says
+    /// so and leaves the next try for a second later. Cancel-safe: nothing changes before
+    /// the end.
+    async fn resolve(&mut self) {
+        let Some(incarnations) = self.incarnations.as_mut() else {
+            return;
+        };
+        if let Some(at) = incarnations.retry_at {
+            tokio::time::sleep_until(at).await;
+        }
+        // Taken first: a change seen while reading is read again.
+        let changes = incarnations.watch.changes.load(Ordering::Acquire);
+        let assignments = self.consumer.context().assignments.load(Ordering::Acquire);
+        let consumer = self.consumer.clone();
+        let topics = self.subscribed.clone();
+        let described = tokio::task::spawn_blocking(move || {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            crate::topic_id::describe(consumer.client(), &topics, DESCRIBE_TIMEOUT)
+        })
+        .await
+        .map_err(|e| format!("the task describing the topics failed: {e}"))
+        .and_then(|described| described.map_err(|e| e.to_string()));
+        let mut numbered = FxHashMap::default();
+        let resolved = match described {
+            Err(error) => Err(error),
+            Ok(ids) => {
+                let mut failed = None;
+                for (topic, id) in ids {
+                    match incarnations.registry.incarnation(&topic, &id).await {
+                        Ok(n) => {
+                            numbered.insert(Arc::<str>::from(topic), (n, id));
+                        }
+                        Err(error) => {
+                            failed = Some(format!("numbering the incarnation of {topic}: {error}"));
+                            break;
+                        }
+                    }
+                }
+                failed.map_or(Ok(()), Err)
+            }
+        };
+        if let Err(error) = resolved {
+            tracing::warn!(%error, "cannot tell which incarnation of its topics the consumer reads; its records wait");
+            incarnations.retry_at = Some(Instant::now() + Duration::from_secs(1));
+            return;
+        }
+        // Partitions this member went on fetching from the old topic's position (no
+        // assignment since it last read the ids) start over from the new topic's beginning.
+        let same_assignment = incarnations.resolved_at == Some(assignments);
+        let mut restarted = Vec::new();
+        for (topic, (n, id)) in &numbered {
+            match incarnations.of_topic.get(topic) {
+                Some(before) if before == n => {}
+                Some(before) => {
+                    tracing::warn!(
+                        %topic, topic_id = %id, incarnation = n, before,
+                        "topic was created again: its records are ordered after every record of the topic it replaced"
+                    );
+                    if same_assignment {
+                        restarted.push(topic.clone());
+                    }
+                }
+                None => tracing::info!(%topic, topic_id = %id, incarnation = n, "reading topic"),
+            }
+        }
+        let missing: Vec<&String> = (self.subscribed.iter())
+            .filter(|t| !numbered.contains_key(t.as_str()))
+            .collect();
+        // A record of a topic not described yet (its metadata still spreading) waits for the
+        // next read; the others go on.
+        incarnations.retry_at = (!missing.is_empty()).then(|| {
+            tracing::info!(topics = ?missing, "topics not described by the brokers (yet)");
+            Instant::now() + Duration::from_secs(1)
+        });
+        let ids_read: Vec<(String, String)> = (numbered.iter())
+            .map(|(topic, (_, id))| (topic.to_string(), id.clone()))
+            .collect();
+        // A topic not described keeps its number: deleted, it is compared with its successor.
+        incarnations
+            .of_topic
+            .extend(numbered.into_iter().map(|(t, (n, _))| (t, n)));
+        incarnations.last_offset.clear();
+        incarnations.resolved_at = Some(assignments);
+        incarnations.stale = false;
+        incarnations.changes_seen = changes;
+        lock(&incarnations.watch.read).extend(ids_read);
+        if !restarted.is_empty() {
+            self.start_over(&restarted);
+        }
+    }
+
+    /// Starts this member's partitions of `topics`, created again, over from the beginning
+    /// of the new topic: what was fetched, held or acknowledged of the old one is dropped (its
+    /// offsets mean nothing in the new one), and the dispatcher is told they were revoked, so
+    /// it takes them afresh.
+    fn start_over(&mut self, topics: &[Arc<str>]) {
+        let context = self.consumer.context();
+        let partitions: Vec<TopicPartition> = lock(&context.assigned)
+            .iter()
+            .filter(|tp| topics.contains(&tp.topic))
+            .cloned()
+            .collect();
+        tracing::warn!(
+            ?partitions,
+            "partitions start over from the beginning of the topic created again"
+        );
+        lock(&context.acks).retain(|tp, _| !partitions.contains(tp));
+        if self
+            .stash
+            .as_ref()
+            .is_some_and(|r| topics.contains(&r.meta.tp.topic))
+        {
+            self.stash = None; // fetched from the old topic's position: read again
+        }
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for tp in &partitions {
+            // The seek drops what librdkafka fetched before it; the stored offset is put back
+            // to the start, so the old topic's position is never committed for the new one.
+            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(0));
+            if let Err(error) =
+                self.consumer
+                    .seek(&tp.topic, tp.partition, Offset::Beginning, Duration::ZERO)
+            {
+                tracing::warn!(%tp, %error, "seeking to the beginning failed");
+            }
+        }
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            tracing::warn!(%error, "resetting the stored offsets failed");
+        }
+        // The dispatcher forgets that it paused them, as at a revocation.
+        if let Err(error) = self.consumer.resume(&tpl) {
+            tracing::warn!(%error, "resuming the partitions started over failed");
+        }
+        lock(&context.revoked).extend(partitions);
+        context.any_revoked.store(true, Ordering::Release);
     }
 
     fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
@@ -347,8 +639,17 @@ where
             if let Some(revoked) = self.consumer.context().take_revoked() {
                 return Ok(Some(Polled::Revoked(revoked)));
             }
-            if let Some(record) = self.stash.take() {
-                return Ok(Some(Polled::Record(record)));
+            if self.ids_changed() {
+                self.resolve().await;
+                continue;
+            }
+            if let Some(mut record) = self.stash.take() {
+                if self.stamp(&mut record) {
+                    return Ok(Some(Polled::Record(record)));
+                }
+                self.stash = Some(record);
+                self.resolve().await;
+                continue;
             }
             // Acknowledgements are stored on a clock checked here rather than by a timer
             // polled per record, which would cost more than the record itself.
@@ -362,11 +663,20 @@ where
                 Some(received) => received,
                 None => {
                     self.store_if_due();
+                    let watch = self.incarnations.as_ref().map(|i| i.watch.clone());
+                    let ids_changed = async {
+                        match watch {
+                            Some(watch) => watch.wake.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         biased;
                         received = self.consumer.recv() => received,
                         // Idle: wake up to store what was acknowledged meanwhile.
                         () = tokio::time::sleep_until(self.next_store) => continue,
+                        // A topic created again may bring no record at all (see WATCH_EVERY).
+                        () = ids_changed => continue,
                     }
                 }
             };
@@ -374,14 +684,11 @@ where
                 Ok(message) => {
                     let record = to_record(&message, &self.codec, &mut self.topics);
                     drop(message);
-                    if self.consumer.context().has_revoked() {
-                        // Rebalance callbacks run inside `recv`: partitions it revoked are
-                        // reported before this record. Reported after, the dispatcher could
-                        // take older records for a fresh start of their partition.
-                        self.stash = Some(record);
-                        continue;
-                    }
-                    return Ok(Some(Polled::Record(record)));
+                    // Handed out from the stash, at the top of the loop: rebalance callbacks
+                    // run inside `recv`, and partitions it revoked are reported before this
+                    // record. Reported after, the dispatcher could take older records for a
+                    // fresh start of their partition.
+                    self.stash = Some(record);
                 }
                 // librdkafka reconnects by itself; the error is only news.
                 Err(error) if is_retryable(&error) => {

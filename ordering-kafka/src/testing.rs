@@ -283,3 +283,62 @@ pub fn status_update_v3(order_id: &str, reason: &str) -> Vec<u8> {
         .expect("a record that matches its schema");
     payload
 }
+
+/// The id the brokers give `topic` now (base64, as Kafka's tools print it); `None` while no
+/// topic of that name exists.
+pub fn topic_id(cluster: impl Into<crate::Cluster>, topic: &str) -> Option<String> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = cluster
+        .into()
+        .client_config()
+        .create()
+        .expect("creating a client to describe topics");
+    crate::topic_id::describe(consumer.client(), &[topic], Duration::from_secs(10))
+        .expect("describing topics")
+        .into_iter()
+        .find_map(|(name, id)| (name == topic).then_some(id))
+}
+
+/// Deletes `topic` and creates it again with `partitions` partitions, as an operator would:
+/// a new incarnation, with a new topic id and offsets starting over from 0. Returns the ids
+/// before and after.
+pub async fn recreate_topic(
+    cluster: impl Into<crate::Cluster>,
+    topic: &str,
+    partitions: i32,
+) -> (String, String) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let cluster = cluster.into();
+    let admin: AdminClient<DefaultClientContext> = cluster
+        .client_config()
+        .create()
+        .expect("creating an admin client");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let before = topic_id(&cluster, topic).expect("the topic to re-create exists");
+    for result in admin
+        .delete_topics(&[topic], &options)
+        .await
+        .expect("deleting the topic")
+    {
+        result.expect("the topic deleted");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut created = false;
+    loop {
+        if !created {
+            // A broker may refuse the name while the deletion completes.
+            let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+            let results = admin
+                .create_topics(&[new], &options)
+                .await
+                .expect("creating the topic");
+            created = results.iter().all(Result::is_ok);
+        }
+        if created && let Some(after) = topic_id(&cluster, topic).filter(|id| *id != before) {
+            return (before, after);
+        }
+        assert!(Instant::now() < deadline, "{topic} not created again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

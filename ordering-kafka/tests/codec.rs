@@ -50,6 +50,7 @@ fn letter() -> DeadLetter {
         original_topic: "order-status-updates".into(),
         original_partition: 2,
         original_offset: 41,
+        original_incarnation: 1,
         original_key: Some(b"ORD-404".to_vec()),
         original_headers: Vec::new(),
         original_timestamp: None,

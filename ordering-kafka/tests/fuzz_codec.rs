@@ -48,6 +48,7 @@ fn valid(codec: &AvroCodec) -> Vec<Vec<u8>> {
         original_topic: "order-status-updates".into(),
         original_partition: 1,
         original_offset: 7,
+        original_incarnation: 1,
         original_key: Some(b"ORD-FUZZ-1".to_vec()),
         original_headers: Vec::new(),
         original_timestamp: Some(1_700_000_000_000),

@@ -19,6 +19,7 @@ fn letter(topic: &str, key: &str, value: &[u8]) -> DeadLetter {
         original_topic: topic.into(),
         original_partition: 0,
         original_offset: 7,
+        original_incarnation: 1,
         original_key: Some(key.as_bytes().to_vec()),
         original_headers: Vec::new(),
         original_timestamp: None,

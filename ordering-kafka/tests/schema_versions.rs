@@ -157,6 +157,7 @@ fn a_writer_pinned_to_version_1_is_read_by_the_current_reader() {
         original_topic: "t".into(),
         original_partition: 1,
         original_offset: 2,
+        original_incarnation: 1,
         original_key: Some(b"ORD-7".to_vec()),
         original_headers: vec![ordering_core::Header {
             name: "traceparent".into(),

@@ -119,7 +119,9 @@ use std::time::Duration;
 
 use clap::{Arg, Command};
 use hyper::{Method, StatusCode};
-use ordering_core::{Dispatcher, DispatcherConfig, Handler, LaneMode, RetryPolicy, Stats};
+use ordering_core::{
+    Dispatcher, DispatcherConfig, Handler, LaneMode, RetryPolicy, Stats, TopicIncarnations,
+};
 use ordering_kafka::{
     Cluster, Codec, DeadLetterCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig,
     SourceStatus, TopicSettings, ensure_topics_when_ready,
@@ -337,6 +339,7 @@ impl<H, C> ConsumerService<H, C> {
                 retry: self.retry,
                 ..DispatcherConfig::default()
             },
+            incarnations: None,
         };
         let health = Arc::new(Health {
             consumer: std::sync::OnceLock::new(),
@@ -387,7 +390,7 @@ impl<H, C> ConsumerService<H, C> {
 
 /// Where and how a consumer consumes. [`ConsumerService`] and a service with its own HTTP
 /// routes (order-shell) both hand one to [`consume`], so a consumer is wired one way.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerSpec {
     /// The brokers and how every client gets in.
     pub cluster: Cluster,
@@ -402,6 +405,21 @@ pub struct ConsumerSpec {
     /// `fetch.wait.max.ms`; `None` keeps `KafkaSource`'s default.
     pub fetch_wait_max: Option<Duration>,
     pub dispatcher: DispatcherConfig,
+    /// Where the incarnations of the topics are numbered, when the handler orders records by
+    /// their positions: the store those positions are kept in
+    /// ([`KafkaSource::with_incarnations`]). `None`: every record is in its topic's first.
+    pub incarnations: Option<Arc<dyn TopicIncarnations>>,
+}
+
+impl std::fmt::Debug for ConsumerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSpec")
+            .field("group", &self.group)
+            .field("topics", &self.topics)
+            .field("dead_letters", &self.dead_letters)
+            .field("incarnations", &self.incarnations.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why [`consume`] stopped other than by its shutdown signal.
@@ -453,7 +471,10 @@ where
             .overrides
             .push(("session.timeout.ms".into(), timeout.as_millis().to_string()));
     }
-    let source = KafkaSource::new(&config, codec).map_err(ConsumeError::Consumer)?;
+    let mut source = KafkaSource::new(&config, codec).map_err(ConsumeError::Consumer)?;
+    if let Some(registry) = &spec.incarnations {
+        source = source.with_incarnations(registry.clone());
+    }
     let status = source.status();
     let dispatcher = Dispatcher::new(source, handler, dead_letters, spec.dispatcher.clone());
     started(dispatcher.stats(), status);

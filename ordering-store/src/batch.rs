@@ -159,7 +159,7 @@ pub(crate) fn order_from_row(
 pub(crate) const MAX_HISTORY_PAGE: usize = 1000;
 
 /// A history row as read: seq, status, reason, event time, applied at, topic, partition,
-/// offset.
+/// offset, incarnation.
 pub(crate) type HistoryRow = (
     i64,
     String,
@@ -169,16 +169,18 @@ pub(crate) type HistoryRow = (
     String,
     i32,
     i64,
+    u32,
 );
 
 pub(crate) fn history_entry(row: HistoryRow) -> ordering_core::order::HistoryEntry {
-    let (seq, status, reason, event_time, applied_at_ms, topic, partition, offset) = row;
+    let (seq, status, reason, event_time, applied_at_ms, topic, partition, offset, incarnation) =
+        row;
     ordering_core::order::HistoryEntry {
         seq,
         status,
         reason,
         event_time,
         applied_at_ms,
-        at: Position::new(topic, partition, offset),
+        at: Position::new(topic, partition, offset).in_incarnation(incarnation),
     }
 }

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ordering_core::order::{MemoryStore, OrderId, OrderStore};
-use ordering_core::{RedriveLedger, StoreError};
+use ordering_core::{RedriveLedger, StoreError, TopicIncarnations};
 
 /// The pool [`PostgresUrl::pool`] makes, for a crate that keeps tables of its own beside the
 /// store's (the same TLS, passwords and timeouts).
@@ -43,11 +43,13 @@ pub use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::SqliteStore;
 use timed::Timed;
 
-/// What a service keeps in its store: orders, and the ledger of dead letters sent back
-/// (`ordering_core::RedriveLedger`). An `Arc<dyn Store>` converts to an `Arc<dyn OrderStore>`.
-pub trait Store: OrderStore + RedriveLedger {}
+/// What a service keeps in its store: orders, the ledger of dead letters sent back
+/// (`ordering_core::RedriveLedger`) and the numbers of its topics' incarnations
+/// (`ordering_core::TopicIncarnations`). An `Arc<dyn Store>` converts to an
+/// `Arc<dyn OrderStore>` (or either of the others).
+pub trait Store: OrderStore + RedriveLedger + TopicIncarnations {}
 
-impl<T: OrderStore + RedriveLedger + ?Sized> Store for T {}
+impl<T: OrderStore + RedriveLedger + TopicIncarnations + ?Sized> Store for T {}
 
 /// Which store to open, parsed from a URL.
 #[derive(Clone, PartialEq, Eq)]

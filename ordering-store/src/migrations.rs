@@ -34,6 +34,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 6,
         sql: include_str!("migrations/sqlite/0006_order_count.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("migrations/sqlite/0007_incarnations.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -60,6 +64,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 6,
         sql: include_str!("migrations/postgres/0006_order_count.sql"),
+    },
+    Migration {
+        version: 7,
+        sql: include_str!("migrations/postgres/0007_incarnations.sql"),
     },
 ];
 

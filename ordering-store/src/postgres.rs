@@ -10,7 +10,10 @@ use ordering_core::order::{
     CreateWrite, HistoryEntry, Order, OrderId, OrderPositions, OrderStore, StatusChange,
     StatusWrite,
 };
-use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
+use ordering_core::{
+    Claim, FIRST_INCARNATION, Position, RedriveKey, RedriveLedger, Redriven, StoreError,
+    TopicIncarnations, Written,
+};
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::types::ToSql;
 
@@ -38,12 +41,13 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 // that id) apart. The outer query sees the table as it was when the statement began: an
 // order another transaction created meanwhile is neither created nor there (see `apply`).
 const CREATE_MANY: &str = "
-    WITH input (order_id, body, status, topic, part, off, event_time) AS (
+    WITH input (order_id, body, status, topic, part, off, event_time, inc) AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
-                             $6::int8[], $7::text[])
+                             $6::int8[], $7::text[], $9::int4[])
     ), created AS (
-        INSERT INTO orders AS o (order_id, body, created_topic, created_partition, created_offset)
-        SELECT order_id, body, topic, part, off FROM input
+        INSERT INTO orders AS o (order_id, body, created_topic, created_partition, created_offset,
+                                 created_incarnation)
+        SELECT order_id, body, topic, part, off, inc FROM input
         ON CONFLICT (order_id) DO NOTHING
         RETURNING o.order_id
     ), statuses AS (
@@ -52,9 +56,9 @@ const CREATE_MANY: &str = "
         ON CONFLICT (order_id) DO NOTHING
     ), history AS (
         INSERT INTO order_history (order_id, status, event_time, applied_at_ms, src_topic,
-                                   src_partition, src_offset)
+                                   src_partition, src_offset, src_incarnation)
         SELECT input.order_id, input.status, input.event_time, $8, input.topic, input.part,
-               input.off
+               input.off, input.inc
         FROM input JOIN created USING (order_id)
     )
     SELECT input.order_id, created.order_id IS NOT NULL, existing.order_id IS NOT NULL,
@@ -66,26 +70,27 @@ const CREATE_MANY: &str = "
 // Per input row: applied, and whether the order exists (the outer query sees the table as it
 // was before this statement), which tells applied, already applied and not found apart. A
 // position is covered by the last applied one of the same topic (NULL: written before topics
-// were kept) and partition at or above it.
+// were kept) and partition in a later incarnation, or in the same one at or above it.
 const UPDATE_MANY: &str = "
-    WITH input (order_id, status, topic, part, off, reason, event_time) AS (
+    WITH input (order_id, status, topic, part, off, reason, event_time, inc) AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[],
-                             $6::text[], $7::text[])
+                             $6::text[], $7::text[], $9::int4[])
     ), updated AS (
         UPDATE order_status AS s SET status = input.status, status_topic = input.topic,
                                      status_partition = input.part, status_offset = input.off,
-                                     status_reason = input.reason
+                                     status_reason = input.reason,
+                                     status_incarnation = input.inc
         FROM input
         WHERE s.order_id = input.order_id
           AND NOT (s.status_partition IS NOT NULL AND s.status_partition = input.part
-                   AND s.status_offset >= input.off
+                   AND (s.status_incarnation, s.status_offset) >= (input.inc, input.off)
                    AND (s.status_topic IS NULL OR s.status_topic = input.topic))
         RETURNING s.order_id
     ), history AS (
         INSERT INTO order_history (order_id, status, reason, event_time, applied_at_ms,
-                                   src_topic, src_partition, src_offset)
+                                   src_topic, src_partition, src_offset, src_incarnation)
         SELECT input.order_id, input.status, input.reason, input.event_time, $8, input.topic,
-               input.part, input.off
+               input.part, input.off, input.inc
         FROM input JOIN updated USING (order_id)
     )
     SELECT input.order_id, updated.order_id IS NOT NULL, existing.order_id IS NOT NULL
@@ -96,7 +101,8 @@ const UPDATE_MANY: &str = "
 // Byte order, as everywhere else, whatever the database's collation; the index
 // `orders_id_bytes` makes a page a range scan.
 const HISTORY: &str = "
-    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset
+    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset,
+           src_incarnation
     FROM order_history WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
 const PRUNE_HISTORY: &str = "
@@ -113,8 +119,8 @@ const GET: &str = "
     WHERE orders.order_id = $1";
 
 const POSITIONS: &str = "
-    SELECT o.created_topic, o.created_partition, o.created_offset,
-           s.status_topic, s.status_partition, s.status_offset
+    SELECT o.created_topic, o.created_partition, o.created_offset, o.created_incarnation,
+           s.status_topic, s.status_partition, s.status_offset, s.status_incarnation
     FROM orders AS o LEFT JOIN order_status AS s USING (order_id)
     WHERE o.order_id = $1";
 
@@ -124,26 +130,30 @@ const HEALTH_WRITE: &str = "
 
 const CLAIM: &str = "
     INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
-    VALUES ($1, $2, $3, $4, 1, $5)
-    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO NOTHING";
+        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
+         times, last_at_ms)
+    VALUES ($1, $2, $3, $4, $5, 1, $6)
+    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
+                 redrive_count) DO NOTHING";
 
 const CLAIM_AGAIN: &str = "
     INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
-    VALUES ($1, $2, $3, $4, 1, $5)
-    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO UPDATE SET
+        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
+         times, last_at_ms)
+    VALUES ($1, $2, $3, $4, $5, 1, $6)
+    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
+                 redrive_count) DO UPDATE SET
         times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
 
 const RELEASE: &str = "
     UPDATE redriven_records SET times = times - 1
     WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4";
+      AND redrive_count = $4 AND origin_incarnation = $5";
 
 const FORGET: &str = "
     DELETE FROM redriven_records
     WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND times <= 0";
+      AND redrive_count = $4 AND origin_incarnation = $5 AND times <= 0";
 
 // Kept by triggers (migration 6): no scan of the orders.
 const COUNT: &str = "SELECT COALESCE(SUM(orders), 0)::BIGINT FROM order_count";
@@ -151,7 +161,18 @@ const COUNT: &str = "SELECT COALESCE(SUM(orders), 0)::BIGINT FROM order_count";
 const LOOKUP: &str = "
     SELECT times, last_at_ms FROM redriven_records
     WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4";
+      AND redrive_count = $4 AND origin_incarnation = $5";
+
+const INCARNATION: &str =
+    "SELECT incarnation FROM topic_incarnations WHERE topic = $1 AND topic_id = $2";
+
+// Numbers one new id at a time (the lock conflicts with itself, not with reads): one more
+// than the topic's highest.
+const LOCK_INCARNATIONS: &str = "LOCK TABLE topic_incarnations IN SHARE ROW EXCLUSIVE MODE";
+const NEW_INCARNATION: &str = "
+    INSERT INTO topic_incarnations (topic, topic_id, incarnation, first_seen_ms)
+    SELECT $1, $2, COALESCE(MAX(incarnation), 0) + 1, $3 FROM topic_incarnations WHERE topic = $1
+    ON CONFLICT (topic, topic_id) DO NOTHING";
 
 /// Orders in a PostgreSQL database.
 pub struct PostgresStore {
@@ -409,6 +430,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                         &c.offsets,
                         &c.event_times,
                         &now,
+                        &c.incarnations,
                     ],
                 )
                 .await
@@ -446,6 +468,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Result<Done, StoreErr
                         &u.reasons,
                         &u.event_times,
                         &now,
+                        &u.incarnations,
                     ],
                 )
                 .await
@@ -480,6 +503,7 @@ struct Columns<'a> {
     topics: Vec<&'a str>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
+    incarnations: Vec<i32>,
     /// Status updates only.
     reasons: Vec<Option<&'a str>>,
     event_times: Vec<Option<&'a str>>,
@@ -501,6 +525,7 @@ impl<'a> Columns<'a> {
         self.topics.push(&at.topic);
         self.partitions.push(at.partition);
         self.offsets.push(at.offset);
+        self.incarnations.push(sql_int(at.incarnation));
     }
 }
 
@@ -581,6 +606,7 @@ impl OrderStore for PostgresStore {
                     row.get(5),
                     row.get(6),
                     row.get(7),
+                    u32::try_from(row.get::<_, i32>(8)).unwrap_or(FIRST_INCARNATION),
                 ))
             })
             .collect())
@@ -608,15 +634,18 @@ impl OrderStore for PostgresStore {
         })
         .await?;
         Ok(row.map(|row| {
-            let position = |topic: Option<String>, partition, offset| {
+            let position = |topic: Option<String>, partition, offset, incarnation: i32| {
                 Position::new(topic.unwrap_or_default(), partition, offset)
+                    .in_incarnation(u32::try_from(incarnation).unwrap_or(FIRST_INCARNATION))
             };
-            let status = match (row.get(4), row.get(5)) {
-                (Some(partition), Some(offset)) => Some(position(row.get(3), partition, offset)),
+            let status = match (row.get(5), row.get(6), row.get(7)) {
+                (Some(partition), Some(offset), Some(incarnation)) => {
+                    Some(position(row.get(4), partition, offset, incarnation))
+                }
                 _ => None,
             };
             OrderPositions {
-                created: position(row.get(0), row.get(1), row.get(2)),
+                created: position(row.get(0), row.get(1), row.get(2), row.get(3)),
                 status,
             }
         }))
@@ -662,23 +691,29 @@ impl OrderStore for PostgresStore {
     }
 }
 
-/// A ledger key as the statements' first four parameters.
-fn key_params(id: &RedriveKey) -> (&str, i32, i64, i32) {
+/// A ledger key as the statements' first five parameters.
+fn key_params(id: &RedriveKey) -> (&str, i32, i64, i32, i32) {
     (
         &id.origin.topic,
         id.origin.partition,
         id.origin.offset,
         i32::try_from(id.redrive_count).unwrap_or(i32::MAX),
+        sql_int(id.origin.incarnation),
     )
+}
+
+/// A count as PostgreSQL's `INTEGER`; counts past its range do not occur.
+fn sql_int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 async fn lookup(
     client: &impl GenericClient,
     id: &RedriveKey,
 ) -> Result<Option<Redriven>, tokio_postgres::Error> {
-    let (topic, partition, offset, count) = key_params(id);
+    let (topic, partition, offset, count, incarnation) = key_params(id);
     let row = client
-        .query_opt(LOOKUP, &[&topic, &partition, &offset, &count])
+        .query_opt(LOOKUP, &[&topic, &partition, &offset, &count, &incarnation])
         .await?;
     Ok(row.map(|row| Redriven {
         times: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
@@ -703,9 +738,12 @@ impl RedriveLedger for PostgresStore {
                 let sql = if again { CLAIM_AGAIN } else { CLAIM };
                 let mut claims = Vec::with_capacity(records.len());
                 for id in records {
-                    let (topic, partition, offset, count) = key_params(id);
+                    let (topic, partition, offset, count, incarnation) = key_params(id);
                     let inserted = tx
-                        .execute(sql, &[&topic, &partition, &offset, &count, &at_ms])
+                        .execute(
+                            sql,
+                            &[&topic, &partition, &offset, &count, &incarnation, &at_ms],
+                        )
                         .await?;
                     let known = if inserted == 0 {
                         lookup(&tx, id).await?
@@ -728,8 +766,9 @@ impl RedriveLedger for PostgresStore {
             let run = async {
                 let tx = client.transaction().await?;
                 for id in records {
-                    let (topic, partition, offset, count) = key_params(id);
-                    let key: [&(dyn ToSql + Sync); 4] = [&topic, &partition, &offset, &count];
+                    let (topic, partition, offset, count, incarnation) = key_params(id);
+                    let key: [&(dyn ToSql + Sync); 5] =
+                        [&topic, &partition, &offset, &count, &incarnation];
                     tx.execute(RELEASE, &key).await?;
                     tx.execute(FORGET, &key).await?;
                 }
@@ -750,5 +789,32 @@ impl RedriveLedger for PostgresStore {
             Ok(known)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl TopicIncarnations for PostgresStore {
+    async fn incarnation(&self, topic: &str, topic_id: &str) -> Result<u32, StoreError> {
+        let n: i32 = bounded(async {
+            let mut client = self.client().await?;
+            let run = async {
+                if let Some(row) = client.query_opt(INCARNATION, &[&topic, &topic_id]).await? {
+                    return Ok(row.get(0));
+                }
+                // Another instance may number it meanwhile: look again under the lock.
+                let tx = client.transaction().await?;
+                tx.batch_execute(LOCK_INCARNATIONS).await?;
+                tx.execute(NEW_INCARNATION, &[&topic, &topic_id, &crate::now_ms()])
+                    .await?;
+                let row = tx.query_one(INCARNATION, &[&topic, &topic_id]).await?;
+                tx.commit().await?;
+                Ok(row.get(0))
+            };
+            run.await.map_err(|e: tokio_postgres::Error| classify(&e))
+        })
+        .await?;
+        u32::try_from(n).map_err(|_| {
+            StoreError::rejected(format!("incarnation {n} of topic {topic} is out of range"))
+        })
     }
 }

@@ -11,7 +11,9 @@ use ordering_core::order::{
     CreateWrite, HistoryEntry, Order, OrderId, OrderPositions, OrderStore, StatusChange,
     StatusWrite,
 };
-use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
+use ordering_core::{
+    Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, TopicIncarnations, Written,
+};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
@@ -23,8 +25,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 // The first create of an id wins: an order event for an id that exists changes nothing.
 const CREATE: &str = "
-    INSERT INTO orders (order_id, body, created_topic, created_partition, created_offset)
-    VALUES (?1, ?2, ?3, ?4, ?5)
+    INSERT INTO orders (order_id, body, created_topic, created_partition, created_offset,
+                        created_incarnation)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
     ON CONFLICT (order_id) DO NOTHING";
 
 const SET_CREATED_STATUS: &str = "
@@ -33,11 +36,12 @@ const SET_CREATED_STATUS: &str = "
 
 const ADD_HISTORY: &str = "
     INSERT INTO order_history (order_id, status, reason, event_time, applied_at_ms, src_topic,
-                               src_partition, src_offset)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+                               src_partition, src_offset, src_incarnation)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 const HISTORY: &str = "
-    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset
+    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset,
+           src_incarnation
     FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 
 const PRUNE_HISTORY: &str = "
@@ -47,13 +51,13 @@ const PRUNE_HISTORY: &str = "
 const SAME_BODY: &str = "SELECT body = ?2 FROM orders WHERE order_id = ?1";
 
 // A position is covered by the last applied one of the same topic (NULL: written before
-// topics were kept) and partition at or above it.
+// topics were kept) and partition in a later incarnation, or in the same one at or above it.
 const UPDATE_STATUS: &str = "
     UPDATE order_status SET status = ?2, status_topic = ?3, status_partition = ?4,
-        status_offset = ?5, status_reason = ?6
+        status_offset = ?5, status_reason = ?6, status_incarnation = ?7
     WHERE order_id = ?1
       AND NOT (status_partition IS NOT NULL AND status_partition = ?4
-               AND status_offset >= ?5
+               AND (status_incarnation, status_offset) >= (?7, ?5)
                AND (status_topic IS NULL OR status_topic = ?3))";
 
 // The primary key's index is in byte order (SQLite's BINARY collation): a page is a range.
@@ -67,8 +71,8 @@ const GET: &str = "
     WHERE orders.order_id = ?1";
 
 const POSITIONS: &str = "
-    SELECT o.created_topic, o.created_partition, o.created_offset,
-           s.status_topic, s.status_partition, s.status_offset
+    SELECT o.created_topic, o.created_partition, o.created_offset, o.created_incarnation,
+           s.status_topic, s.status_partition, s.status_offset, s.status_incarnation
     FROM orders AS o LEFT JOIN order_status AS s USING (order_id)
     WHERE o.order_id = ?1";
 
@@ -78,31 +82,44 @@ const HEALTH_WRITE: &str = "
 
 const CLAIM: &str = "
     INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
-    VALUES (?1, ?2, ?3, ?4, 1, ?5)
-    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO NOTHING";
+        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
+         times, last_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
+                 redrive_count) DO NOTHING";
 
 const CLAIM_AGAIN: &str = "
     INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, times, last_at_ms)
-    VALUES (?1, ?2, ?3, ?4, 1, ?5)
-    ON CONFLICT (origin_topic, origin_partition, origin_offset, redrive_count) DO UPDATE SET
+        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
+         times, last_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
+                 redrive_count) DO UPDATE SET
         times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
 
 const RELEASE: &str = "
     UPDATE redriven_records SET times = times - 1
     WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4";
+      AND redrive_count = ?4 AND origin_incarnation = ?5";
 
 const FORGET: &str = "
     DELETE FROM redriven_records
     WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND times <= 0";
+      AND redrive_count = ?4 AND origin_incarnation = ?5 AND times <= 0";
 
 const LOOKUP: &str = "
     SELECT times, last_at_ms FROM redriven_records
     WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4";
+      AND redrive_count = ?4 AND origin_incarnation = ?5";
+
+const INCARNATION: &str =
+    "SELECT incarnation FROM topic_incarnations WHERE topic = ?1 AND topic_id = ?2";
+
+// One more than the topic's highest: the write transaction numbers one new id at a time.
+const NEW_INCARNATION: &str = "
+    INSERT INTO topic_incarnations (topic, topic_id, incarnation, first_seen_ms)
+    SELECT ?1, ?2, COALESCE(MAX(incarnation), 0) + 1, ?3 FROM topic_incarnations WHERE topic = ?1
+    RETURNING incarnation";
 
 /// Read connections: each read takes one for its time, so a slow read (a page of ids, a
 /// count) never holds up an order lookup or a health check (WAL lets them all read beside
@@ -248,25 +265,29 @@ impl SqliteStore {
     }
 }
 
-/// A ledger key as the statements' first four parameters.
-fn key_params(id: &RedriveKey) -> (&str, i32, i64, u32) {
+/// A ledger key as the statements' first five parameters.
+fn key_params(id: &RedriveKey) -> (&str, i32, i64, u32, u32) {
     (
         &id.origin.topic,
         id.origin.partition,
         id.origin.offset,
         id.redrive_count,
+        id.origin.incarnation,
     )
 }
 
 fn lookup(conn: &Connection, id: &RedriveKey) -> rusqlite::Result<Option<Redriven>> {
-    let (topic, partition, offset, count) = key_params(id);
+    let (topic, partition, offset, count, incarnation) = key_params(id);
     conn.prepare_cached(LOOKUP)?
-        .query_row(params![topic, partition, offset, count], |row| {
-            Ok(Redriven {
-                times: u32::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
-                last_at_ms: row.get(1)?,
-            })
-        })
+        .query_row(
+            params![topic, partition, offset, count, incarnation],
+            |row| {
+                Ok(Redriven {
+                    times: u32::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                    last_at_ms: row.get(1)?,
+                })
+            },
+        )
         .optional()
 }
 
@@ -363,7 +384,8 @@ fn add_history(
             now,
             &*at.topic,
             at.partition,
-            at.offset
+            at.offset,
+            at.incarnation
         ])
         .map(drop)
 }
@@ -382,7 +404,8 @@ fn apply_one(conn: &Connection, op: &Op, now: i64) -> rusqlite::Result<Done> {
                 body,
                 &*at.topic,
                 at.partition,
-                at.offset
+                at.offset,
+                at.incarnation
             ])?;
             if created > 0 {
                 conn.prepare_cached(SET_CREATED_STATUS)?
@@ -413,7 +436,8 @@ fn apply_one(conn: &Connection, op: &Op, now: i64) -> rusqlite::Result<Done> {
                 &*at.topic,
                 at.partition,
                 at.offset,
-                reason
+                reason,
+                at.incarnation
             ])?;
             if changed > 0 {
                 let entry = (status.as_str(), reason.as_deref(), event_time.as_deref());
@@ -501,6 +525,7 @@ impl OrderStore for SqliteStore {
                         row.get(5)?,
                         row.get(6)?,
                         row.get(7)?,
+                        row.get(8)?,
                     ))
                 })?;
                 rows.collect::<rusqlite::Result<Vec<batch::HistoryRow>>>()
@@ -521,17 +546,18 @@ impl OrderStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(POSITIONS)?
                 .query_row(params![id], |row| {
-                    let position = |topic: Option<String>, partition, offset| {
+                    let position = |topic: Option<String>, partition, offset, incarnation| {
                         Position::new(topic.unwrap_or_default(), partition, offset)
+                            .in_incarnation(incarnation)
                     };
-                    let status = match (row.get(4)?, row.get(5)?) {
-                        (Some(partition), Some(offset)) => {
-                            Some(position(row.get(3)?, partition, offset))
+                    let status = match (row.get(5)?, row.get(6)?, row.get(7)?) {
+                        (Some(partition), Some(offset), Some(incarnation)) => {
+                            Some(position(row.get(4)?, partition, offset, incarnation))
                         }
                         _ => None,
                     };
                     Ok(OrderPositions {
-                        created: position(row.get(0)?, row.get(1)?, row.get(2)?),
+                        created: position(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?),
                         status,
                     })
                 })
@@ -585,10 +611,15 @@ impl RedriveLedger for SqliteStore {
             let sql = if again { CLAIM_AGAIN } else { CLAIM };
             let mut claims = Vec::with_capacity(records.len());
             for id in &records {
-                let (topic, partition, offset, count) = key_params(id);
-                let inserted = tx
-                    .prepare_cached(sql)?
-                    .execute(params![topic, partition, offset, count, at_ms])?;
+                let (topic, partition, offset, count, incarnation) = key_params(id);
+                let inserted = tx.prepare_cached(sql)?.execute(params![
+                    topic,
+                    partition,
+                    offset,
+                    count,
+                    incarnation,
+                    at_ms
+                ])?;
                 let known = if inserted == 0 { lookup(tx, id)? } else { None };
                 claims.push(known.map_or(Claim::Claimed, Claim::Already));
             }
@@ -601,8 +632,8 @@ impl RedriveLedger for SqliteStore {
         let records = records.to_vec();
         self.ledger(move |tx| {
             for id in &records {
-                let (topic, partition, offset, count) = key_params(id);
-                let key = params![topic, partition, offset, count];
+                let (topic, partition, offset, count, incarnation) = key_params(id);
+                let key = params![topic, partition, offset, count, incarnation];
                 tx.prepare_cached(RELEASE)?.execute(key)?;
                 tx.prepare_cached(FORGET)?.execute(key)?;
             }
@@ -615,5 +646,29 @@ impl RedriveLedger for SqliteStore {
         let records = records.to_vec();
         self.read(move |conn| records.iter().map(|id| lookup(conn, id)).collect())
             .await
+    }
+}
+
+#[async_trait]
+impl TopicIncarnations for SqliteStore {
+    async fn incarnation(&self, topic: &str, topic_id: &str) -> Result<u32, StoreError> {
+        let (name, id, now) = (topic.to_owned(), topic_id.to_owned(), crate::now_ms());
+        let n: i64 = self
+            .ledger(move |tx| {
+                let known = tx
+                    .prepare_cached(INCARNATION)?
+                    .query_row(params![name, id], |row| row.get(0))
+                    .optional()?;
+                match known {
+                    Some(n) => Ok(n),
+                    None => tx
+                        .prepare_cached(NEW_INCARNATION)?
+                        .query_row(params![name, id, now], |row| row.get(0)),
+                }
+            })
+            .await?;
+        u32::try_from(n).map_err(|_| {
+            StoreError::rejected(format!("incarnation {n} of topic {topic} is out of range"))
+        })
     }
 }

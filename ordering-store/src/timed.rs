@@ -12,7 +12,9 @@ use ordering_core::order::{
     CreateWrite, HistoryEntry, Order, OrderId, OrderPositions, OrderStore, StatusChange,
     StatusWrite,
 };
-use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError};
+use ordering_core::{
+    Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, TopicIncarnations,
+};
 
 use crate::Store;
 
@@ -31,10 +33,11 @@ enum Op {
     RedriveClaim,
     RedriveRelease,
     RedriveLookup,
+    Incarnation,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::Get,
         Op::Create,
         Op::UpdateStatus,
@@ -47,6 +50,7 @@ impl Op {
         Op::RedriveClaim,
         Op::RedriveRelease,
         Op::RedriveLookup,
+        Op::Incarnation,
     ];
 
     /// The `operation` label.
@@ -64,6 +68,7 @@ impl Op {
             Op::RedriveClaim => "redrive_claim",
             Op::RedriveRelease => "redrive_release",
             Op::RedriveLookup => "redrive_lookup",
+            Op::Incarnation => "incarnation",
         }
     }
 }
@@ -185,6 +190,14 @@ impl<S: Store> RedriveLedger for Timed<S> {
 
     async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
         self.time(Op::RedriveLookup, self.inner.lookup(records))
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store> TopicIncarnations for Timed<S> {
+    async fn incarnation(&self, topic: &str, topic_id: &str) -> Result<u32, StoreError> {
+        self.time(Op::Incarnation, self.inner.incarnation(topic, topic_id))
             .await
     }
 }

@@ -87,6 +87,7 @@ const ALREADY: StatusWrite = StatusWrite::Written(Written::AlreadyApplied);
 /// The contract every store keeps.
 async fn contract(store: Arc<dyn Store>) {
     ledger_contract(store.as_ref()).await;
+    let whole = store.clone();
     let store: Arc<dyn OrderStore> = store;
     let s = store.as_ref();
     store.ping().await.unwrap();
@@ -209,6 +210,7 @@ async fn contract(store: Arc<dyn Store>) {
     sorted.sort();
     assert_eq!(ids, sorted);
     history_contract(s).await;
+    incarnation_contract(whole.as_ref()).await;
 }
 
 /// An order's history: its creation, then each status applied, once, oldest first, paged by
@@ -344,11 +346,80 @@ async fn ledger_contract(ledger: &dyn RedriveLedger) {
     );
 }
 
+/// A topic created again: its incarnations numbered in the order first seen, per topic;
+/// positions of a later one come after every position of an earlier one, in the order
+/// store, the history and the ledger.
+async fn incarnation_contract(s: &dyn Store) {
+    let topic = "order-status-updates";
+    assert_eq!(s.incarnation(topic, "id-a").await.unwrap(), 1);
+    assert_eq!(
+        s.incarnation(topic, "id-a").await.unwrap(),
+        1,
+        "the same id, the same"
+    );
+    assert_eq!(
+        s.incarnation("order-events", "id-x").await.unwrap(),
+        1,
+        "per topic"
+    );
+    assert_eq!(s.incarnation(topic, "id-b").await.unwrap(), 2);
+    assert_eq!(
+        s.incarnation(topic, "id-a").await.unwrap(),
+        1,
+        "an old id keeps its number"
+    );
+    assert_eq!(s.incarnation(topic, "id-c").await.unwrap(), 3);
+
+    let second = |offset| at(1, offset).in_incarnation(2);
+    assert_eq!(put(s, "ORD-INC", 1, at(0, 3)).await, CREATED);
+    assert_eq!(set(s, "ORD-INC", "old", at(1, 50)).await, APPLIED);
+    // The new topic starts over at 0: below the last position, applied all the same.
+    assert_eq!(set(s, "ORD-INC", "new", second(0)).await, APPLIED);
+    assert_eq!(
+        set(s, "ORD-INC", "new", second(0)).await,
+        ALREADY,
+        "redelivered"
+    );
+    assert_eq!(
+        set(s, "ORD-INC", "old", at(1, 51)).await,
+        ALREADY,
+        "an old record is older"
+    );
+    assert_eq!(current_status(s, "ORD-INC").await, "new");
+    let positions = s.positions(&id("ORD-INC")).await.unwrap().unwrap();
+    assert_eq!(positions.status, Some(second(0)));
+    let history = s.history(&id("ORD-INC"), None, 10).await.unwrap();
+    let incarnations: Vec<u32> = history.iter().map(|e| e.at.incarnation).collect();
+    assert_eq!(incarnations, [1, 1, 2]);
+
+    // A letter of the new topic is not the letter of the old one at the same offset.
+    let old = RedriveKey {
+        origin: Position::new(topic, 1, 50),
+        redrive_count: 0,
+    };
+    let new = RedriveKey {
+        origin: Position::new(topic, 1, 50).in_incarnation(2),
+        redrive_count: 0,
+    };
+    assert_eq!(s.claim(&[old], false, 1).await.unwrap(), [Claim::Claimed]);
+    assert_eq!(
+        s.claim(std::slice::from_ref(&new), false, 2).await.unwrap(),
+        [Claim::Claimed]
+    );
+    assert!(matches!(
+        s.claim(&[new], false, 3).await.unwrap()[..],
+        [Claim::Already(_)]
+    ));
+}
+
 /// What a durable store must still hold after it is closed and opened again.
 async fn survives_a_reopen(url: &StoreUrl) {
     {
         let store = url.open().await.unwrap();
         store.create(&order("ORD-KEEP", 1), at(0, 1)).await.unwrap();
+        for id in ["id-a", "id-b"] {
+            store.incarnation("order-status-updates", id).await.unwrap();
+        }
         store
             .update_status(
                 &id("ORD-KEEP"),
@@ -367,6 +438,14 @@ async fn survives_a_reopen(url: &StoreUrl) {
     assert_eq!(claims, [Claim::Claimed]);
     drop(store);
     let store = url.open().await.unwrap();
+    assert_eq!(
+        store
+            .incarnation("order-status-updates", "id-b")
+            .await
+            .unwrap(),
+        2,
+        "incarnations are durable"
+    );
     let claims = store.claim(&[letter(99)], false, 2).await.unwrap();
     assert!(
         matches!(claims[..], [Claim::Already(_)]),
@@ -649,5 +728,28 @@ async fn the_same_create_racing_on_two_postgres_stores_is_never_a_duplicate() {
         let mut outcomes = [one, two];
         outcomes.sort_by_key(|o| *o != CREATED);
         assert_eq!(outcomes, [CREATED, SAME_ORDER], "{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_racing_to_number_new_incarnations_agree() {
+    let pg = TestPostgres::shared();
+    let url = StoreUrl::parse(&pg.create_database().await).unwrap();
+    let (a, b) = tokio::join!(url.open(), url.open());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for round in 0..20 {
+        let topic = format!("topic-{round}");
+        // Two instances see the same two ids at once, in opposite orders.
+        let (a1, b1, a2, b2) = tokio::join!(
+            a.incarnation(&topic, "first"),
+            b.incarnation(&topic, "second"),
+            a.incarnation(&topic, "second"),
+            b.incarnation(&topic, "first"),
+        );
+        let (a1, b1, a2, b2) = (a1.unwrap(), b1.unwrap(), a2.unwrap(), b2.unwrap());
+        assert_eq!((a1, b1), (b2, a2), "one number per id: {topic}");
+        let mut numbers = [a1, b1];
+        numbers.sort_unstable();
+        assert_eq!(numbers, [1, 2], "{topic}");
     }
 }

@@ -355,6 +355,7 @@ fn dead_letter<E: Serialize, H, D>(
         original_topic: meta.tp.topic.to_string(),
         original_partition: meta.tp.partition,
         original_offset: meta.offset,
+        original_incarnation: meta.incarnation,
         original_key: meta.key.clone(),
         original_headers: meta.headers.clone(),
         original_timestamp: meta.timestamp,

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use super::model::{Order, OrderId, Status};
 use crate::redrive::{Claim, MemoryLedger, RedriveKey, RedriveLedger, Redriven};
-use crate::storage::{Position, StoreError, Written};
+use crate::storage::{MemoryIncarnations, Position, StoreError, TopicIncarnations, Written};
 
 /// What a create did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,13 +202,22 @@ struct Stored {
 }
 
 /// A process-local store: fast, and gone with the process. It keeps a [`MemoryLedger`] of
-/// redrives too, so it can stand for a whole durable store in tests.
+/// redrives and the numbers of topic incarnations too, so it can stand for a whole durable
+/// store in tests.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     orders: RwLock<HashMap<OrderId, Stored>>,
     /// The last history sequence number given.
     seq: std::sync::atomic::AtomicI64,
     redrives: MemoryLedger,
+    incarnations: MemoryIncarnations,
+}
+
+#[async_trait]
+impl TopicIncarnations for MemoryStore {
+    async fn incarnation(&self, topic: &str, topic_id: &str) -> Result<u32, StoreError> {
+        self.incarnations.incarnation(topic, topic_id).await
+    }
 }
 
 #[async_trait]
@@ -417,5 +426,30 @@ mod tests {
         assert!(!Position::new("t", 2, 3).is_covered_by(last));
         assert!(!Position::new("u", 1, 3).is_covered_by(last));
         assert!(!Position::new("t", 1, 0).is_covered_by(None));
+    }
+
+    #[test]
+    fn a_later_incarnation_comes_after_every_offset_of_an_earlier_one() {
+        let last = Position::new("t", 1, 10).in_incarnation(2);
+        let last = Some(&last);
+        assert!(
+            !Position::new("t", 1, 0)
+                .in_incarnation(3)
+                .is_covered_by(last)
+        );
+        assert!(
+            Position::new("t", 1, 500).is_covered_by(last),
+            "the first is older"
+        );
+        assert!(
+            Position::new("t", 1, 10)
+                .in_incarnation(2)
+                .is_covered_by(last)
+        );
+        assert!(
+            !Position::new("t", 1, 11)
+                .in_incarnation(2)
+                .is_covered_by(last)
+        );
     }
 }

@@ -125,6 +125,8 @@ pub(super) fn dead_letter_from(value: Value) -> Result<DeadLetter, DecodeError> 
         original_topic: field!("originalTopic", Value::String(s) => s),
         original_partition: field!("originalPartition", Value::Int(n) => n),
         original_offset: field!("originalOffset", Value::Long(n) => n),
+        // Not in the schema: the reader of a letter's record sets it from its headers.
+        original_incarnation: ordering_core::FIRST_INCARNATION,
         original_key,
         original_headers,
         original_timestamp: field!("originalTimestamp", Value::Null => None, Value::Long(n) => Some(n)),
