@@ -229,6 +229,20 @@ struct IdWatch {
 /// topic's records up to it.
 const WATCH_EVERY: Duration = Duration::from_secs(5);
 
+/// The ids of `topics` as the brokers give them now, read on a blocking thread.
+async fn describe(
+    consumer: Arc<StreamConsumer<SourceContext>>,
+    topics: Vec<String>,
+) -> Result<Vec<(String, String)>, String> {
+    tokio::task::spawn_blocking(move || {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        crate::topic_id::describe(consumer.client(), &topics, DESCRIBE_TIMEOUT)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("the task describing the topics failed: {e}"))?
+}
+
 /// Reads the ids of `topics` every [`WATCH_EVERY`] and flags `watch` when one differs from
 /// what the source read, until the consumer is gone.
 async fn watch_topic_ids(
@@ -241,15 +255,11 @@ async fn watch_topic_ids(
         let Some(consumer) = consumer.upgrade() else {
             return;
         };
-        let topics = topics.clone();
-        let described = tokio::task::spawn_blocking(move || {
-            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            crate::topic_id::describe(consumer.client(), &topics, DESCRIBE_TIMEOUT)
-        })
-        .await;
         // A failed read is tried again at the next round; the consumer reports outages. A
         // topic deleted and not created yet is no news.
-        let Ok(Ok(ids)) = described else { continue };
+        let Ok(ids) = describe(consumer, topics.clone()).await else {
+            continue;
+        };
         let changed = {
             let read = lock(&watch.read);
             ids.iter()
@@ -496,15 +506,7 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         // Taken first: a change seen while reading is read again.
         let changes = incarnations.watch.changes.load(Ordering::Acquire);
         let assignments = self.consumer.context().assignments.load(Ordering::Acquire);
-        let consumer = self.consumer.clone();
-        let topics = self.subscribed.clone();
-        let described = tokio::task::spawn_blocking(move || {
-            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            crate::topic_id::describe(consumer.client(), &topics, DESCRIBE_TIMEOUT)
-        })
-        .await
-        .map_err(|e| format!("the task describing the topics failed: {e}"))
-        .and_then(|described| described.map_err(|e| e.to_string()));
+        let described = describe(self.consumer.clone(), self.subscribed.clone()).await;
         let mut numbered = FxHashMap::default();
         let resolved = match described {
             Err(error) => Err(error),
