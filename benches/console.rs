@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use ordering_benches::{Error, release_binary};
 use ordering_core::{DeadLetter, FailureClass};
+use ordering_http::testing::{ShellProcess, call_with, get};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure_topics};
-use shell_http::testing::{ShellProcess, call_with, get};
 
 const TOKEN: &str = "benchmark-operator-token-0123";
 
@@ -168,7 +168,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn operator(url: &str) -> shell_http::testing::Reply {
+async fn operator(url: &str) -> ordering_http::testing::Reply {
     let bearer = format!("Bearer {TOKEN}");
     call_with("GET", url, None, &[("authorization", &bearer)]).await
 }

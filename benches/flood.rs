@@ -19,9 +19,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use ordering_benches::release_binary;
+use ordering_http::testing::ShellProcess;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{TopicSettings, ensure_topics};
-use shell_http::testing::ShellProcess;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use ordering_benches::{Error, cart_ingest, load, release_binary};
 use ordering_core::order::{OrderId, Status, StatusUpdate};
+use ordering_http::testing::ShellProcess;
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{Codec, TopicSettings, ensure_topics};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use shell_http::testing::ShellProcess;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -131,7 +131,7 @@ impl Subscriber {
         match self {
             Self::None => None,
             Self::Logs => {
-                let logs = logs("info,ordering::messaging=off,shell_http::request=off");
+                let logs = logs("info,ordering::messaging=off,ordering_http::request=off");
                 let registry = tracing_subscriber::registry().with(logs);
                 Some((tracing::Dispatch::new(registry), None))
             }
@@ -290,13 +290,13 @@ pub async fn update_rate(
 /// Requests/s of `PUT /api/update-order` on cart-shell over keep-alive connections (HTTPS
 /// where the shell serves it), each answer a `202`.
 pub async fn cart_ingest(
-    shell: &shell_http::testing::ShellProcess,
+    shell: &ordering_http::testing::ShellProcess,
     concurrency: usize,
     seconds: u64,
 ) -> Result<f64, Error> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
-        .build::<_, http_body_util::Full<bytes::Bytes>>(shell_http::testing::connector()?);
+        .build::<_, http_body_util::Full<bytes::Bytes>>(ordering_http::testing::connector()?);
     let url = shell.url("/api/update-order");
     load(concurrency, seconds, move |n| {
         let (client, url) = (client.clone(), url.clone());

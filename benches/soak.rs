@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ordering_benches::{Error, release_binary};
+use ordering_http::testing::{ShellProcess, call_with, try_call_with};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_store::testing::TestPostgres;
 use serde_json::json;
-use shell_http::testing::{ShellProcess, call_with, try_call_with};
 use tokio::sync::Mutex;
 
 const TOKEN: &str = "soak-operator-token-3f9c";

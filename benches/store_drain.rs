@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordering_core::order::{NumItems, OrderEvent, OrderId, Status, StatusUpdate, generate_order};
+use ordering_http::testing::{ShellProcess, get};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, TopicSettings, ensure_topics};
 use ordering_store::testing::TestPostgres;
-use shell_http::testing::{ShellProcess, get};
 
 use ordering_benches::Error;
 

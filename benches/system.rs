@@ -27,9 +27,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ordering_benches::{Error, load, release_binary};
+use ordering_http::testing::ShellProcess;
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{TopicSettings, ensure_topics};
-use shell_http::testing::ShellProcess;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 

@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use ordering_benches::{Error, cart_ingest, drain_engine, fill, release_binary, update_rate};
+use ordering_http::testing::{Pki, ShellProcess};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use ordering_kafka::{
     ClientSecurity, Cluster, SaslCredentials, SaslMechanism, SecurityProtocol, TopicSettings,
@@ -24,7 +25,6 @@ use ordering_kafka::{
 };
 use ordering_store::StoreUrl;
 use ordering_store::testing::TestPostgres;
-use shell_http::testing::{Pki, ShellProcess};
 
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password-1f2e";
@@ -92,7 +92,7 @@ async fn main() -> Result<(), Error> {
         ("TLS_KEY_FILE", pki.file("server.key")),
     ]);
     let secured_shell = ShellProcess::start(&cart, &secured_env);
-    shell_http::testing::trust(&pki.ca_pem);
+    ordering_http::testing::trust(&pki.ca_pem);
     println!(
         "{concurrency} at a time, {seconds} s per ingest measurement, {records} records per drain, {rounds} rounds"
     );

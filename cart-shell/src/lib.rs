@@ -2,9 +2,11 @@
 //! from any sinks and broker check (Kafka in `main.rs`, in-memory ones in the route tests).
 //! It answers `201`/`202` only once the sink has the event (for Kafka: acks=all). A create
 //! with an `Idempotency-Key` is done once per key: its order is stored before it is
-//! published and its answer replayed to every retry (`shell_http::idempotency`).
+//! published and its answer replayed to every retry (`cart_shell::idempotency`).
 //!
 //! Endpoints: [`ROUTES`], documented in `docs/openapi.yaml`.
+
+pub mod idempotency;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,6 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::idempotency::{
+    Begin, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyStore, Policy,
+    REPLAYED_HEADER, Settled,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
@@ -20,31 +26,33 @@ use ordering_core::order::{
     NumItems, Order, OrderId, Status, StatusUpdate, ValidationError, generate_order, parse_reason,
 };
 use ordering_core::{Sink, SinkError, now_iso8601};
+use ordering_http::body::{required, text, whole_number};
+use ordering_http::cached::Cached;
+use ordering_http::env::{Env, EnvError};
+use ordering_http::metrics::Metrics;
+use ordering_http::openapi::{OpenApi, OpenApiError};
+use ordering_http::router::{Route, Routes};
+use ordering_http::security::{redacted_url, secret};
+use ordering_http::settings::{
+    KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
+    max_connections,
+};
+use ordering_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
 use ordering_store::{PostgresUrl, StoreUrl};
 use serde::Deserialize;
 use serde_json::json;
-use shell_http::body::{required, text, whole_number};
-use shell_http::cached::Cached;
-use shell_http::env::{Env, EnvError};
-use shell_http::idempotency::{
-    Begin, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyStore, Policy,
-    REPLAYED_HEADER, Settled,
-};
-use shell_http::metrics::Metrics;
-use shell_http::openapi::{OpenApi, OpenApiError};
-use shell_http::router::{Route, Routes};
-use shell_http::security::{redacted_url, secret};
-use shell_http::settings::{
-    KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
-    max_connections,
-};
-use shell_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
 use tracing::Instrument;
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
 pub const SERVICE: &str = "cart-shell";
+
+/// Where this shell's operations are documented: the repository's `docs/openapi.yaml`.
+pub const API: ordering_http::openapi::Documented = ordering_http::openapi::Documented {
+    document: include_str!("../../docs/openapi.yaml"),
+    service: SERVICE,
+};
 
 /// Request bodies above this get `413`.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -85,7 +93,7 @@ const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// cart-shell: takes orders and status updates over HTTP and publishes them to Kafka as Avro
 /// events. Every setting is a flag or an environment variable; a flag wins.
 #[derive(Debug, clap::Parser)]
-#[command(name = "cart-shell", version, after_help = shell_http::env::CART_ENVIRONMENT_ONLY_HELP)]
+#[command(name = "cart-shell", version, after_help = ordering_http::env::CART_ENVIRONMENT_ONLY_HELP)]
 pub struct Cli {
     /// Port to listen on
     #[arg(long, env, default_value = "8000")]
@@ -146,7 +154,7 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub publish: PublishSettings,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: HTTPS only; `None`: plain HTTP.
-    pub https: Option<shell_http::tls::Https>,
+    pub https: Option<ordering_http::tls::Https>,
 }
 
 /// How much publishing may be under way before requests are shed.
@@ -319,7 +327,7 @@ impl IdempotencySettings {
             }
         };
         let place = self.store.describe();
-        shell_http::wait::open_when_up("idempotency store", &place, open, |e| {
+        ordering_http::wait::open_when_up("idempotency store", &place, open, |e| {
             IdempotencyError::is_retryable(e)
         })
         .await
@@ -381,7 +389,7 @@ impl Settings {
             )?,
             idempotency: IdempotencySettings::from_env(env)?,
             publish: PublishSettings::from_env(env)?,
-            https: shell_http::tls::https(env)?,
+            https: ordering_http::tls::https(env)?,
         })
     }
 }
@@ -465,7 +473,7 @@ impl Broker for ProducerHealth {
         self.producer
             .ping_topic(&self.topic, timeout)
             .await
-            .map_err(|e| shell_http::security::kafka_problem(&e))
+            .map_err(|e| ordering_http::security::kafka_problem(&e))
     }
 }
 
@@ -505,9 +513,9 @@ impl Cart {
             broker,
             keys,
             probe: Cached::new(PROBE_PERIOD),
-            keyed_creates: Arc::new(tokio::sync::Semaphore::new(shell_http::MAX_CONNECTIONS)),
+            keyed_creates: Arc::new(tokio::sync::Semaphore::new(ordering_http::MAX_CONNECTIONS)),
             metrics,
-            openapi: OpenApi::for_service(SERVICE)?,
+            openapi: OpenApi::for_service(API)?,
         })
     }
 
@@ -523,11 +531,11 @@ impl Cart {
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish.
     pub async fn serve(
         self: Arc<Self>,
-        listener: impl Into<shell_http::Listener>,
+        listener: impl Into<ordering_http::Listener>,
         max_connections: usize,
         shutdown: impl Future<Output = ()>,
     ) {
-        shell_http::serve(
+        ordering_http::serve(
             listener,
             max_connections,
             |path| ROUTES.label(path),

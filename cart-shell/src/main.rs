@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use cart_shell::{Cart, Cli, ProducerHealth, Settings};
 use clap::CommandFactory;
+use ordering_http::env::Env;
+use ordering_http::metrics::Metrics;
+use ordering_http::{Stop, stop_reason};
 use ordering_kafka::{KafkaProducer, ProducerConfig, ensure_topics_when_ready};
-use shell_http::env::Env;
-use shell_http::metrics::Metrics;
-use shell_http::{Stop, stop_reason};
 
 fn main() -> ExitCode {
-    shell_http::memory::run("cart-shell", start)
+    ordering_http::memory::run("cart-shell", start)
 }
 
 async fn start() -> ExitCode {
@@ -31,7 +31,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
     let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
     // Kept to the end: dropping it flushes the traces not yet exported.
-    let _telemetry = shell_http::init_tracing(&env, cart_shell::SERVICE)?;
+    let _telemetry = ordering_http::init_tracing(&env, cart_shell::SERVICE)?;
     let Settings {
         kafka,
         order_topic,
@@ -51,16 +51,16 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     config.delivery_timeout = kafka.delivery_timeout;
     publish.apply(&mut config);
     let producer =
-        KafkaProducer::new(&config).map_err(|e| shell_http::security::kafka_problem(&e))?;
+        KafkaProducer::new(&config).map_err(|e| ordering_http::security::kafka_problem(&e))?;
     // A login or a certificate the brokers refuse stops the start, saying which setting to
     // look at; brokers that are merely down are waited for.
     if let Err(failure) = producer
-        .check_access(shell_http::security::ACCESS_CHECK)
+        .check_access(ordering_http::security::ACCESS_CHECK)
         .await
     {
         eprintln!(
             "cart-shell: cannot connect to Kafka: {failure}; {}",
-            shell_http::security::kafka_hint(&failure)
+            ordering_http::security::kafka_hint(&failure)
         );
         return Ok(ExitCode::from(1));
     }
@@ -85,7 +85,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
         }
     });
-    let listener = match shell_http::listen(cart_shell::SERVICE, listen, https).await {
+    let listener = match ordering_http::listen(cart_shell::SERVICE, listen, https).await {
         Ok(listener) => listener,
         Err(code) => return Ok(code),
     };

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ordering_core::order::{Order, StatusUpdate};
+use ordering_http::testing::{Reply, ShellProcess, call_with, get, send_json};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::read_topic;
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use serde_json::json;
-use shell_http::testing::{Reply, ShellProcess, call_with, get, send_json};
 
 const WAIT: Duration = Duration::from_secs(60);
 

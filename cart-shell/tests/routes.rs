@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cart_shell::{Broker, Cart, ROUTES, SERVICE};
+use cart_shell::idempotency::{IdempotencyStore, Policy};
+use cart_shell::{API, Broker, Cart, ROUTES};
 use ordering_core::order::{Order, StatusUpdate};
 use ordering_core::testing::MemorySink;
 use ordering_core::{Sink, SinkError};
+use ordering_http::metrics::Metrics;
+use ordering_http::testing::{Reply, call, call_documented, check_openapi, get};
 use serde_json::json;
-use shell_http::idempotency::{IdempotencyStore, Policy};
-use shell_http::metrics::Metrics;
-use shell_http::testing::{Reply, call, call_documented, check_openapi, get};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
@@ -111,7 +111,7 @@ impl Served {
 
     /// A call to one of the routes, whose answer must be documented.
     async fn call(&self, method: &str, path: &str, body: &[u8]) -> Reply {
-        call_documented(SERVICE, method, &self.base, path, Some(body), &[]).await
+        call_documented(API, method, &self.base, path, Some(body), &[]).await
     }
 
     async fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> Reply {
@@ -127,7 +127,7 @@ impl Served {
 async fn create(base: &str, key: &str, body: &str) -> Reply {
     let headers = [("Idempotency-Key", key)];
     call_documented(
-        SERVICE,
+        API,
         "POST",
         base,
         "/api/create-order",
@@ -162,7 +162,7 @@ async fn serve() -> Served {
 }
 
 async fn serve_with(policy: Policy) -> Served {
-    serve_limited(policy, shell_http::MAX_CONNECTIONS).await
+    serve_limited(policy, ordering_http::MAX_CONNECTIONS).await
 }
 
 /// A cart with at most `keyed_creates` keyed creates at work at once.
@@ -426,7 +426,7 @@ async fn a_failing_sink_is_503_and_health_says_why() {
 #[tokio::test]
 async fn the_openapi_document_and_the_routes_agree() {
     let cart = serve().await;
-    check_openapi(SERVICE, &ROUTES, &cart.base).await;
+    check_openapi(API, &ROUTES, &cart.base).await;
 }
 
 #[tokio::test]
@@ -704,7 +704,7 @@ async fn a_bad_idempotency_key_is_400_naming_the_header() {
     ];
     for headers in cases {
         let reply = call_documented(
-            SERVICE,
+            API,
             "POST",
             &cart.base,
             "/api/create-order",
@@ -788,19 +788,10 @@ async fn an_overloaded_sink_is_503_with_retry_after_and_nothing_is_published() {
     }));
     let update = br#"{"orderId": "ORD-1", "status": "shipped"}"#;
     let order = r#"{"orderId": "ORD-2", "numItems": 2}"#;
-    let put = || {
-        call_documented(
-            SERVICE,
-            "PUT",
-            &base,
-            "/api/update-order",
-            Some(update),
-            &[],
-        )
-    };
+    let put = || call_documented(API, "PUT", &base, "/api/update-order", Some(update), &[]);
     let post = || {
         call_documented(
-            SERVICE,
+            API,
             "POST",
             &base,
             "/api/create-order",
@@ -843,10 +834,10 @@ fn random_requests_get_documented_answers_and_never_a_5xx_but_503() {
         .build()
         .unwrap();
     let cart = runtime.block_on(serve());
-    shell_http::fuzz::run(
+    ordering_http::fuzz::run(
         &runtime,
-        &shell_http::fuzz::Target {
-            service: SERVICE,
+        &ordering_http::fuzz::Target {
+            api: API,
             base: &cart.base,
             routes: &ROUTES,
             params: &["orderId"],

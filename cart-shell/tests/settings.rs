@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use cart_shell::{Cli, KeyStore, Settings};
 use clap::CommandFactory;
+use ordering_http::env::Env;
+use ordering_http::testing::check_settings;
 use ordering_store::SslMode;
-use shell_http::env::Env;
-use shell_http::testing::check_settings;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cart-shell");
 

@@ -139,10 +139,10 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
     .await;
 
     // What the service builder serves: health and metrics.
-    let health = shell_http::testing::get(&format!("{base}/health")).await;
+    let health = ordering_http::testing::get(&format!("{base}/health")).await;
     assert_eq!(health.status, 200, "{}", health.text);
     assert_eq!(health.json["consumer"]["isRunning"], true);
-    let metrics = shell_http::testing::get(&format!("{base}/metrics")).await;
+    let metrics = ordering_http::testing::get(&format!("{base}/metrics")).await;
     assert!(
         metrics.text.contains("ordering_records_applied_total"),
         "{}",

@@ -4,23 +4,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordering_core::{PolicyError, RetryPolicy};
-use ordering_kafka::order::{AvroCodec, SchemaFamily};
-use ordering_kafka::{DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION};
-use ordering_store::StoreUrl;
-use shell_http::auth::OperatorToken;
-use shell_http::env::{Env, EnvError};
-use shell_http::limit::WorkLimit;
-use shell_http::security::{redacted_url, secret};
-use shell_http::settings::{
+use ordering_http::auth::OperatorToken;
+use ordering_http::env::{Env, EnvError};
+use ordering_http::limit::WorkLimit;
+use ordering_http::security::{redacted_url, secret};
+use ordering_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
     max_connections,
 };
+use ordering_kafka::order::{AvroCodec, SchemaFamily};
+use ordering_kafka::{DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION};
+use ordering_store::StoreUrl;
 
 /// order-shell: consumes order events and status updates from Kafka, keeps the orders,
 /// retries and dead-letters what cannot be applied, and answers queries over HTTP. Every
 /// setting is a flag or an environment variable; a flag wins.
 #[derive(Debug, clap::Parser)]
-#[command(name = "order-shell", version, after_help = shell_http::env::ENVIRONMENT_ONLY_HELP)]
+#[command(name = "order-shell", version, after_help = ordering_http::env::ENVIRONMENT_ONLY_HELP)]
 pub struct Cli {
     /// Port to listen on
     #[arg(long, env, default_value = "8001")]
@@ -155,7 +155,7 @@ pub struct Config {
     /// letters are listed without their contents.
     pub operator_token: Option<OperatorToken>,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: HTTPS only; `None`: plain HTTP.
-    pub https: Option<shell_http::tls::Https>,
+    pub https: Option<ordering_http::tls::Https>,
     /// `SCAN_CONCURRENCY` (2), `STATS_CONCURRENCY` (4), `DLQ_PAGE_CONCURRENCY` (4),
     /// `REDRIVE_CONCURRENCY` (1),
     /// `BUSY_WAIT_MS` (2000): expensive requests at once per kind, and how long one waits
@@ -280,7 +280,7 @@ impl Config {
             codec: dlq_codec(env)?,
             operator_token: OperatorToken::from_env(env)?,
             limits: Limits::from_env(env)?,
-            https: shell_http::tls::https(env)?,
+            https: ordering_http::tls::https(env)?,
         })
     }
 }

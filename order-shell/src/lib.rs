@@ -19,13 +19,13 @@ use ordering_core::order::{
     OrderEvent, OrderEventHandler, OrderRedriveGuard, prune_history_older_than,
 };
 use ordering_core::{DispatcherConfig, LaneMode, Stats};
+use ordering_http::cached::Cached;
+use ordering_http::metrics::Metrics;
+use ordering_http::openapi::OpenApi;
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, Redriver, SourceStatus};
 use ordering_service::ConsumerSpec;
 use ordering_store::{OpenError, Store};
-use shell_http::cached::Cached;
-use shell_http::metrics::Metrics;
-use shell_http::openapi::OpenApi;
 
 use config::Config;
 
@@ -34,6 +34,12 @@ pub use routes::{Endpoint, ROUTES};
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
 pub const SERVICE: &str = "order-shell";
+
+/// Where this shell's operations are documented: the repository's `docs/openapi.yaml`.
+pub const API: ordering_http::openapi::Documented = ordering_http::openapi::Documented {
+    document: include_str!("../../docs/openapi.yaml"),
+    service: SERVICE,
+};
 
 /// Records of one partition received and not yet committed, at most. Store writes wait for
 /// their group commit, so many must be in flight to fill a commit: at the library's 1024 a
@@ -84,7 +90,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreOpenErro
     let url = &config.store;
     let place = url.describe();
     let open = || url.open();
-    let store = shell_http::wait::open_when_up("order store", &place, open, |e: &OpenError| {
+    let store = ordering_http::wait::open_when_up("order store", &place, open, |e: &OpenError| {
         e.is_transient()
     })
     .await
@@ -143,7 +149,7 @@ pub enum BuildError {
     #[error(transparent)]
     Kafka(#[from] ordering_kafka::KafkaError),
     #[error(transparent)]
-    OpenApi(#[from] shell_http::openapi::OpenApiError),
+    OpenApi(#[from] ordering_http::openapi::OpenApiError),
     #[error("the console's templates do not parse: {0}")]
     Console(#[from] minijinja::Error),
 }
@@ -183,7 +189,7 @@ impl App {
             metrics,
             store,
             consumer: OnceLock::new(),
-            openapi: OpenApi::for_service(SERVICE)?,
+            openapi: OpenApi::for_service(API)?,
             pages: console::Pages::new()?,
             series: console::series::Series::default(),
             members: tokio::sync::Mutex::new(None),
@@ -204,13 +210,13 @@ impl App {
     /// Meanwhile samples the metrics for the console and prunes old order history.
     pub async fn serve(
         self: Arc<Self>,
-        listener: impl Into<shell_http::Listener>,
+        listener: impl Into<ordering_http::Listener>,
         shutdown: impl Future<Output = ()>,
     ) {
         let max_connections = self.config.max_connections;
         let sampling = tokio::spawn(self.clone().sample_metrics());
         let pruning = tokio::spawn(self.clone().prune_history());
-        shell_http::serve(
+        ordering_http::serve(
             listener,
             max_connections,
             |path| ROUTES.label(path),

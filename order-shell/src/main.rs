@@ -9,20 +9,20 @@ use std::sync::Arc;
 use clap::CommandFactory;
 use order_shell::config::{Cli, Config};
 use order_shell::{App, consume, open_store};
-use shell_http::env::Env;
-use shell_http::metrics::Metrics;
-use shell_http::{Stop, shutdown_signal};
+use ordering_http::env::Env;
+use ordering_http::metrics::Metrics;
+use ordering_http::{Stop, shutdown_signal};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    shell_http::memory::run(order_shell::SERVICE, start)
+    ordering_http::memory::run(order_shell::SERVICE, start)
 }
 
 async fn start() -> ExitCode {
     // `--help`, `--version` and a malformed command line end here (exit 0 or 2).
     let env = Env::from_command_line(Cli::command()).unwrap_or_else(|e| e.exit());
     // Kept to the end: dropping it flushes the traces not yet exported.
-    let started = shell_http::init_tracing(&env, order_shell::SERVICE)
+    let started = ordering_http::init_tracing(&env, order_shell::SERVICE)
         .and_then(|telemetry| Ok((telemetry, Config::from_env(&env)?)));
     let (_telemetry, config) = match started {
         Ok(started) => started,
@@ -84,18 +84,18 @@ async fn start() -> ExitCode {
     // look at; brokers that are merely down are waited for.
     if let Err(failure) = app
         .producer()
-        .check_access(shell_http::security::ACCESS_CHECK)
+        .check_access(ordering_http::security::ACCESS_CHECK)
         .await
     {
         eprintln!(
             "order-shell: cannot connect to Kafka: {failure}; {}",
-            shell_http::security::kafka_hint(&failure)
+            ordering_http::security::kafka_hint(&failure)
         );
         return ExitCode::from(1);
     }
     let addr = app.config().listen;
     let https = app.config().https.clone();
-    let listener = match shell_http::listen(order_shell::SERVICE, addr, https).await {
+    let listener = match ordering_http::listen(order_shell::SERVICE, addr, https).await {
         Ok(listener) => listener,
         Err(code) => return code,
     };

@@ -5,11 +5,11 @@ use std::num::NonZeroU32;
 
 use hyper::StatusCode;
 use ordering_core::{FailureClass, LetterFilter, parse_instant};
+use ordering_http::limit::Turn;
+use ordering_http::{ApiError, HttpRequest, Response, json, read_typed_or_default};
 use ordering_kafka::Redrive;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shell_http::limit::Turn;
-use shell_http::{ApiError, HttpRequest, Response, json, read_typed_or_default};
 
 use crate::App;
 

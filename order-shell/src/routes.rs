@@ -11,12 +11,12 @@ use ordering_core::{
     DeadLetter, FailureClass, LetterFilter, Record, RedriveKey, StoreError, TopicPartition,
     parse_instant,
 };
+use ordering_http::limit::Turn;
+use ordering_http::router::{Route, Routes};
+use ordering_http::{ApiError, HttpRequest, Response, json, query};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::{Codec, Cursor, GroupMember, PageBounds, scan_page};
 use serde_json::{Value, json};
-use shell_http::limit::Turn;
-use shell_http::router::{Route, Routes};
-use shell_http::{ApiError, HttpRequest, Response, json, query};
 
 use crate::App;
 use crate::console::{self, Asset, Facts, Page, series};
@@ -629,7 +629,7 @@ impl App {
             tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping())
         );
         Probes {
-            broker: broker.map_err(|e| shell_http::security::kafka_problem(&e)),
+            broker: broker.map_err(|e| ordering_http::security::kafka_problem(&e)),
             store: store
                 .unwrap_or_else(|_| {
                     Err(StoreError::unavailable(format!(

@@ -13,11 +13,11 @@ use common::{System, eventually};
 use futures::StreamExt;
 use ordering_core::order::{NumItems, OrderId, OrderStore, generate_order};
 use ordering_core::{Position, Sink};
+use ordering_http::testing::get;
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
 use ordering_store::SqliteStore;
-use shell_http::testing::get;
 
 /// Orders already in the store when order-shell starts.
 const STORED: usize = 200_000;

@@ -438,7 +438,7 @@ async fn traffic(system: &System, time: Duration) {
 /// CON-1's history as the API gives it.
 async fn history_statuses(system: &System) -> Vec<String> {
     let reply =
-        shell_http::testing::get(&system.order.url("/api/order-history?orderId=CON-1")).await;
+        ordering_http::testing::get(&system.order.url("/api/order-history?orderId=CON-1")).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.json["entries"]
         .as_array()

@@ -13,9 +13,9 @@ use common::load::{
     start_load,
 };
 use common::{System, eventually};
+use ordering_http::testing::get;
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_store::testing::TestPostgres;
-use shell_http::testing::get;
 
 /// order-shell is killed with SIGKILL a third of the way through the load and started again
 /// while the load goes on.

@@ -10,10 +10,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{System, eventually, operator_get};
 use ordering_core::REDUCED_LETTER_PAYLOAD;
+use ordering_http::testing::{call, get};
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
 use serde_json::{Value, json};
-use shell_http::testing::{call, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_case_1_an_existing_order_is_updated() {

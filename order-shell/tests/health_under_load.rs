@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{System, eventually};
+use ordering_http::testing::{get, send_json, try_call_with};
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_store::StoreUrl;
 use ordering_store::deadpool_postgres::tokio_postgres;
 use ordering_store::testing::TestPostgres;
 use serde_json::json;
-use shell_http::testing::{get, send_json, try_call_with};
 
 /// Orders already in the store when the test starts.
 const STORED: u64 = 1_000_000;

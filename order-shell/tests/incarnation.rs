@@ -6,9 +6,9 @@
 mod common;
 
 use common::{System, eventually, operator_post};
+use ordering_http::testing::{Reply, get};
 use ordering_kafka::testing::{Storage, TestBroker, recreate_topic};
 use serde_json::{Value, json};
-use shell_http::testing::{Reply, get};
 
 fn status(reply: &Reply) -> Option<&str> {
     reply.json["data"]["status"].as_str()

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{System, eventually};
+use ordering_http::testing::{get, metric_sum, promtool_check};
 use ordering_kafka::testing::{Storage, TestBroker};
 use serde_json::json;
-use shell_http::testing::{get, metric_sum, promtool_check};
 
 async fn scrape(url: String) -> String {
     let reply = get(&url).await;

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{OPERATOR_TOKEN, System, eventually, operator_get};
+use ordering_http::testing::{Reply, call_with, get};
 use ordering_kafka::testing::{Storage, TestBroker};
 use serde_json::json;
-use shell_http::testing::{Reply, call_with, get};
 
 /// Both operator endpoints, called with `authorization` (or none).
 async fn operator_calls(system: &System, authorization: Option<&str>) -> [Reply; 2] {

@@ -12,10 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{System, eventually};
+use ordering_http::testing::{Pki, Reply, call_with, get, trust};
 use ordering_kafka::testing::TestBroker;
 use ordering_store::testing::TestPostgres;
 use serde_json::{Value, json};
-use shell_http::testing::{Pki, Reply, call_with, get, trust};
 
 /// Secrets, each recognisable wherever it would leak.
 const SASL_PASSWORD: &str = "SECRET-sasl-pw-7e1d9c";
@@ -241,7 +241,7 @@ async fn the_order_flow_runs_over_sasl_ssl_a_verify_full_store_and_https_and_sho
         .await,
     );
     // Plain HTTP to an HTTPS-only shell gets nothing served.
-    let plain = shell_http::testing::try_call_with(
+    let plain = ordering_http::testing::try_call_with(
         "GET",
         &system.order.url("/health").replace("https://", "http://"),
         None,

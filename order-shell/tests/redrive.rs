@@ -12,11 +12,11 @@ use ordering_core::{
     Header, REDRIVE_ORIGIN_OFFSET_HEADER, REDRIVE_ORIGIN_PARTITION_HEADER,
     REDRIVE_ORIGIN_TOPIC_HEADER,
 };
+use ordering_http::testing::Reply;
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{Storage, TestBroker, committed_offset};
 use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, read_topic};
 use serde_json::{Value, json};
-use shell_http::testing::Reply;
 
 async fn redrive(system: &System, body: Value) -> Reply {
     operator_post(&system.order.url("/api/dlq/redrive"), &body).await

@@ -8,15 +8,15 @@
 use std::sync::Arc;
 
 use order_shell::config::Config;
-use order_shell::{App, ROUTES, SERVICE};
+use order_shell::{API, App, ROUTES};
 use ordering_core::Position;
 use ordering_core::order::{
     MemoryStore, Order, OrderId, OrderItem, OrderStore, Status, StatusChange,
 };
+use ordering_http::env::Env;
+use ordering_http::metrics::Metrics;
+use ordering_http::testing::{Reply, call, call_documented, check_openapi, get};
 use serde_json::{Value, json};
-use shell_http::env::Env;
-use shell_http::metrics::Metrics;
-use shell_http::testing::{Reply, call, call_documented, check_openapi, get};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -41,7 +41,7 @@ impl Served {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        call_documented(SERVICE, method, &self.base, path, body, headers).await
+        call_documented(API, method, &self.base, path, body, headers).await
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -256,7 +256,7 @@ async fn operator_endpoints_need_the_token() {
 #[tokio::test]
 async fn the_openapi_document_and_the_routes_agree() {
     let shell = serve(&[]).await;
-    check_openapi(SERVICE, &ROUTES, &shell.base).await;
+    check_openapi(API, &ROUTES, &shell.base).await;
 }
 
 /// Scans beyond their limit wait a little, then are told to come back (`503` with
@@ -353,10 +353,10 @@ fn random_requests_get_documented_answers_and_never_a_5xx_but_503() {
             .unwrap();
     });
     let bearer = format!("Bearer {TOKEN}");
-    shell_http::fuzz::run(
+    ordering_http::fuzz::run(
         &runtime,
-        &shell_http::fuzz::Target {
-            service: SERVICE,
+        &ordering_http::fuzz::Target {
+            api: API,
             base: &served.base,
             routes: &ROUTES,
             params: &[
@@ -537,7 +537,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
             let bearer = "Bearer s3cret-operator-token";
             let url = format!("{}/api/console/overview", shell.base);
             let reply =
-                shell_http::testing::call_with("GET", &url, None, &[("authorization", bearer)])
+                ordering_http::testing::call_with("GET", &url, None, &[("authorization", bearer)])
                     .await;
             assert_eq!(reply.status, 200, "{}", reply.text);
             continue;

@@ -13,9 +13,9 @@ use common::load::{
     rounds_done, start_load,
 };
 use common::{System, assigned, eventually};
+use ordering_http::testing::{ShellProcess, get};
 use ordering_kafka::testing::{Storage, TestBroker};
 use ordering_store::testing::TestPostgres;
-use shell_http::testing::{ShellProcess, get};
 
 /// Every partition of both topics (3 each), held by exactly one of `instances`.
 async fn wait_until_split(instances: &[&ShellProcess]) {

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{System, eventually};
+use ordering_http::testing::{ShellProcess, send_json};
 use ordering_kafka::testing::{STATUS_UPDATE_V3, Storage, TestBroker, status_update_v3};
 use ordering_kafka::{KafkaProducer, ProducerConfig};
 use serde_json::{Value as Json, json};
-use shell_http::testing::{ShellProcess, send_json};
 
 fn history(file: &str) -> String {
     format!("{}/../schemas/history/{file}", env!("CARGO_MANIFEST_DIR"))

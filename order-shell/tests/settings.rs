@@ -7,8 +7,8 @@ use std::process::Command;
 
 use clap::CommandFactory;
 use order_shell::config::{Cli, Config};
-use shell_http::env::Env;
-use shell_http::testing::check_settings;
+use ordering_http::env::Env;
+use ordering_http::testing::check_settings;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-shell");
 

@@ -19,10 +19,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use ordering_http::testing::{Reply, call_with};
 use ordering_kafka::testing::{Storage, TestBroker};
 use prost::Message;
 use serde_json::json;
-use shell_http::testing::{Reply, call_with};
 
 /// One span as the receiver got it.
 #[derive(Debug, Clone)]

@@ -1,116 +1,4 @@
-//! A Kafka consumer service from a handler and a codec, wired once.
-//!
-//! # Build your own service
-//!
-//! A payments service: its own event type and Avro schema, a handler, dead letters to
-//! `payments-dlq`. Nothing here is about orders. (`examples/payments.rs` is this service in
-//! full, and `examples/tests/payments.rs` runs it against a real broker.)
-//!
-//! ```no_run
-//! use ordering_kafka::prelude::*;
-//! use ordering_service::ConsumerService;
-//! use serde::{Deserialize, Serialize};
-//!
-//! // 1. The event and every published version of its schema, oldest first. The Avro
-//! //    record's name is the type's serde name: `rename` when they differ (`Avro::new`
-//! //    refuses a mismatch and says so).
-//! #[derive(Debug, Serialize, Deserialize)]
-//! #[serde(rename = "Payment", rename_all = "camelCase")]
-//! struct Payment {
-//!     payment_id: String,
-//!     account: String,
-//!     amount_cents: i64,
-//! }
-//!
-//! const VERSIONS: SchemaVersions = SchemaVersions {
-//!     name: "payment",
-//!     record: "com.example.payments.Payment",
-//!     published: &[r#"{"type": "record", "name": "Payment", "namespace": "com.example.payments",
-//!         "fields": [{"name": "paymentId", "type": "string"},
-//!                    {"name": "account", "type": "string"},
-//!                    {"name": "amountCents", "type": "long"}]}"#],
-//! };
-//!
-//! // 2. The key, for whoever publishes it: one account's payments on one partition, in
-//! //    order. With `LaneMode::Key` (the service's default), one account's retries hold
-//! //    back no other account.
-//! impl Message for Payment {
-//!     fn key(&self) -> Option<&[u8]> {
-//!         Some(self.account.as_bytes())
-//!     }
-//! }
-//!
-//! // 3. The handler's errors, classed by one rule: the record's fault is `Retryable` (it may
-//! //    clear: retried with backoff, then dead-lettered) or `Permanent` (dead-lettered at
-//! //    once); the world's fault is `Unavailable` (waited out, never dead-lettered, no
-//! //    retry budget spent).
-//! #[derive(Debug, thiserror::Error)]
-//! enum BookingError {
-//!     #[error("a negative amount: {0}")]
-//!     Negative(i64),
-//!     #[error("the ledger is busy")]
-//!     LedgerBusy,
-//! }
-//!
-//! impl Classify for BookingError {
-//!     fn class(&self) -> ErrorClass {
-//!         match self {
-//!             Self::Negative(_) => ErrorClass::Permanent,
-//!             Self::LedgerBusy => ErrorClass::Unavailable,
-//!         }
-//!     }
-//!     fn kind(&self) -> &'static str {
-//!         match self {
-//!             Self::Negative(_) => "NegativeAmount", // the letter's errorType
-//!             Self::LedgerBusy => "LedgerBusy",
-//!         }
-//!     }
-//! }
-//!
-//! // 4. The handler: called again for the same record after a retry, a crash or a
-//! //    rebalance (at-least-once), so its effect must be idempotent.
-//! struct Ledger;
-//!
-//! #[async_trait::async_trait]
-//! impl Handler<Payment> for Ledger {
-//!     type Error = BookingError;
-//!     async fn handle(&self, payment: &Payment, _meta: &RecordMeta) -> Result<(), BookingError> {
-//!         if payment.amount_cents < 0 {
-//!             return Err(BookingError::Negative(payment.amount_cents));
-//!         }
-//!         Ok(()) // book it, keyed by payment_id
-//!     }
-//! }
-//!
-//! // 5. Run it: settings from flags or the environment (`--help`), topics created, dead
-//! //    letters with their own codec, /health and /metrics, logs, a clean stop on SIGTERM.
-//! #[tokio::main]
-//! async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
-//!     let codec = Avro::<Payment>::new(VERSIONS)?;
-//!     Ok(ConsumerService::new("payments", Ledger, codec)
-//!         .dead_letters("payments-dlq")
-//!         .run()
-//!         .await)
-//! }
-//! ```
-//!
-//! What it then guarantees: an offset is committed only once its record was handled or its
-//! dead letter acknowledged by the broker; records of one key are handled in order; at most
-//! `max_in_flight_per_partition` records per partition are held (then the partition is
-//! paused); nothing of a revoked partition runs after the revocation; a payload that does
-//! not decode is dead-lettered at once with its bytes; a handler that panics fails that
-//! attempt. To publish payments, `KafkaProducer::new(&ProducerConfig::new(bootstrap))?
-//! .sink(topic, codec).publish(&payment)` (`Sink` and `Message` come with the prelude).
-//!
-//! # What `run` does
-//!
-//! [`ConsumerService::run`] reads its settings (flags or environment: `--help` lists them),
-//! installs a `tracing` subscriber (`LOG_FORMAT`, `RUST_LOG`) and the Prometheus recorder,
-//! creates the topics and the dead-letter topic if missing, consumes with a
-//! [`KafkaSource`] (a session timeout that lets a restarted instance rejoin in seconds)
-//! through the [`Dispatcher`], writes dead letters with the [`DeadLetterCodec`] beside any
-//! event codec, serves `GET /health` and `GET /metrics`, and stops cleanly on SIGTERM or
-//! Ctrl-C (what is done is committed), or with exit code 3 when the producer fails for good.
+#![doc = include_str!("../README.md")]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -122,17 +10,17 @@ use hyper::{Method, StatusCode};
 use ordering_core::{
     Dispatcher, DispatcherConfig, Handler, LaneMode, RetryPolicy, Stats, TopicIncarnations,
 };
+use ordering_http::cached::Cached;
+use ordering_http::env::Env;
+use ordering_http::metrics::Metrics;
+use ordering_http::security::{kafka_problem, kafka_security};
+use ordering_http::{HttpRequest, Response, json};
 use ordering_kafka::{
     Cluster, Codec, DeadLetterCodec, KafkaProducer, KafkaSource, ProducerConfig, SourceConfig,
     SourceStatus, TopicSettings, ensure_topics_when_ready,
 };
 use serde::Serialize;
 use serde_json::json;
-use shell_http::cached::Cached;
-use shell_http::env::Env;
-use shell_http::metrics::Metrics;
-use shell_http::security::{kafka_problem, kafka_security};
-use shell_http::{HttpRequest, Response, json};
 
 /// How long `/health` waits for the broker.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -252,7 +140,7 @@ impl<H, C> ConsumerService<H, C> {
                 ]
                 .map(|(name, help)| optional_setting(name, help)),
             )
-            .after_help(shell_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)
+            .after_help(ordering_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)
     }
 
     /// Runs the service until SIGTERM or Ctrl-C (exit code 0), a producer that failed for
@@ -286,7 +174,7 @@ impl<H, C> ConsumerService<H, C> {
     {
         // Kept to the end: dropping it flushes the traces not yet exported.
         let _telemetry =
-            shell_http::init_tracing(env, &self.name).map_err(ServiceError::Setting)?;
+            ordering_http::init_tracing(env, &self.name).map_err(ServiceError::Setting)?;
         // Its own letters consumed as records would be dead-lettered again, forever.
         if self.topics.contains(&self.dead_letters) {
             return Err(ServiceError::Start(format!(
@@ -296,7 +184,7 @@ impl<H, C> ConsumerService<H, C> {
         }
         let cluster = Cluster::new(env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
             .with_security(kafka_security(env).map_err(ServiceError::Setting)?);
-        let https = shell_http::tls::https(env).map_err(ServiceError::Setting)?;
+        let https = ordering_http::tls::https(env).map_err(ServiceError::Setting)?;
         let session: u64 = env
             .check("KAFKA_SESSION_TIMEOUT_MS", 10_000, |ms: &u64| {
                 if (1000..=3_600_000).contains(ms) {
@@ -316,12 +204,12 @@ impl<H, C> ConsumerService<H, C> {
             .map_err(|e| ServiceError::Start(kafka_problem(&e)))?;
         // Settings a person must fix stop the start; brokers that are down are waited for.
         producer
-            .check_access(shell_http::security::ACCESS_CHECK)
+            .check_access(ordering_http::security::ACCESS_CHECK)
             .await
             .map_err(|failure| {
                 ServiceError::Start(format!(
                     "cannot connect to Kafka: {failure}; {}",
-                    shell_http::security::kafka_hint(&failure)
+                    ordering_http::security::kafka_hint(&failure)
                 ))
             })?;
         let codec = DeadLetterCodec::new().map_err(|e| ServiceError::Start(e.to_string()))?;
@@ -348,14 +236,14 @@ impl<H, C> ConsumerService<H, C> {
             probe: Cached::new(Duration::from_secs(1)),
             metrics,
         });
-        let listener = shell_http::listen(&self.name, SocketAddr::new(host, port), https)
+        let listener = ordering_http::listen(&self.name, SocketAddr::new(host, port), https)
             .await
             .map_err(|_| ServiceError::Start(format!("cannot listen on {host}:{port}")))?;
         let consuming = health.clone();
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let http = tokio::spawn(shell_http::serve(
+        let http = tokio::spawn(ordering_http::serve(
             listener,
-            shell_http::MAX_CONNECTIONS,
+            ordering_http::MAX_CONNECTIONS,
             route,
             move |request| {
                 let health = health.clone();
@@ -374,7 +262,7 @@ impl<H, C> ConsumerService<H, C> {
             dead_letters,
             |stats, status| drop(consuming.consumer.set((stats, status))),
             async {
-                let reason = shell_http::stop_reason(&producer).await;
+                let reason = ordering_http::stop_reason(&producer).await;
                 *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
             },
         )
@@ -510,7 +398,7 @@ fn route(path: &str) -> &'static str {
 #[derive(Debug, thiserror::Error)]
 enum ServiceError {
     #[error("{0}")]
-    Setting(shell_http::env::EnvError),
+    Setting(ordering_http::env::EnvError),
     #[error("cannot start: {0}")]
     Start(String),
     #[error("the consumer stopped: {0}")]
@@ -543,8 +431,8 @@ impl Health {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics.response(),
             (&Method::GET, "/health") => self.health().await,
-            (_, "/health" | "/metrics") => shell_http::method_not_allowed("GET"),
-            (_, path) => shell_http::no_such_path(path),
+            (_, "/health" | "/metrics") => ordering_http::method_not_allowed("GET"),
+            (_, path) => ordering_http::no_such_path(path),
         }
     }
 

@@ -14,7 +14,7 @@ use hyper::header::{
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use minijinja::{Environment, context};
-use shell_http::Response;
+use ordering_http::Response;
 
 /// Scripts, styles and data from this origin only: nothing inline, nothing fetched elsewhere.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -165,7 +165,7 @@ impl Pages {
             ),
             Err(error) => {
                 tracing::error!(%error, page = page.name(), "a console page did not render");
-                shell_http::ApiError::unavailable(format!("the page did not render: {error}"))
+                ordering_http::ApiError::unavailable(format!("the page did not render: {error}"))
                     .into_response()
             }
         }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ordering_http::testing::{ShellProcess, get, send_json};
 use serde_json::json;
-use shell_http::testing::{ShellProcess, get, send_json};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 

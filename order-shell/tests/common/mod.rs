@@ -6,9 +6,9 @@ pub mod load;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ordering_http::testing::{Reply, ShellProcess, call_with, get, send_json};
 use ordering_kafka::testing::{Storage, TestBroker, unique_topic};
 use serde_json::{Value, json};
-use shell_http::testing::{Reply, ShellProcess, call_with, get, send_json};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 

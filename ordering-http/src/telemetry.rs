@@ -22,12 +22,12 @@ use crate::env::{Env, EnvError};
 use crate::{HttpRequest, LogFormat, Response};
 
 /// The target of the request spans (one per HTTP request, `otel.kind = server`).
-pub const REQUEST_TARGET: &str = "shell_http::request";
+pub const REQUEST_TARGET: &str = "ordering_http::request";
 
 /// Spans for traces only: with traces off, filtered out at their call sites.
 const TRACE_ONLY: [(&str, &str); 2] = [
     (ordering_core::trace::TARGET, "ordering::messaging=off"),
-    (REQUEST_TARGET, "shell_http::request=off"),
+    (REQUEST_TARGET, "ordering_http::request=off"),
 ];
 
 /// Keeps the exporter; dropping it flushes the spans not yet sent (at the end of `main`).

@@ -1,9 +1,9 @@
 //! The settings both shells read (README, "Configuration").
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "order")]
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
 use ordering_kafka::{Cluster, TopicSettings};
 
@@ -197,10 +197,11 @@ pub fn listen_addr(env: &Env, default_port: u16) -> Result<SocketAddr, EnvError>
     Ok(SocketAddr::new(host, port))
 }
 
-/// The Avro codec the settings ask for. `AVRO_SCHEMA_DIR`: a directory of `.avsc` files,
+/// The Avro codec of the order flow the settings ask for (feature `order`). `AVRO_SCHEMA_DIR`: a directory of `.avsc` files,
 /// schema versions published after this build, to read as well. For each `(family, variable)`
 /// of `writes` (the shell's own settings), the published version of `family` to write instead
 /// of the newest, for a rollout that upgrades the readers first (README, "Changing a schema").
+#[cfg(feature = "order")]
 pub fn avro_codec(
     env: &Env,
     writes: &[(SchemaFamily, &'static str)],
@@ -213,7 +214,7 @@ pub fn avro_codec(
             reason: e.to_string(),
         })?
     } else {
-        AvroCodec::with_schema_dir(Path::new(&dir)).map_err(|e| EnvError {
+        AvroCodec::with_schema_dir(std::path::Path::new(&dir)).map_err(|e| EnvError {
             name: "AVRO_SCHEMA_DIR",
             value: dir.clone(),
             reason: e.to_string(),
@@ -294,6 +295,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "order")]
     #[test]
     fn schema_settings_pin_versions_and_name_the_bad_one() {
         let writes = [(SchemaFamily::StatusUpdate, "AVRO_STATUS_UPDATE_VERSION")];

@@ -1,4 +1,6 @@
-//! The HTTP plumbing the two shells share, so that each shell is only its routes:
+//! The HTTP side of a service built on `ordering-core`, free of any domain, so that a service
+//! is only its routes (`ordering-service` builds a whole consumer service on it; the
+//! repository's two shells use it directly):
 //!
 //! - [`listen`], [`serve`]: hyper 1.x over TCP, with a header timeout and graceful shutdown;
 //! - [`json()`], [`ApiError`]: the JSON bodies of the contract (`success`, `error`, `details`);
@@ -10,7 +12,6 @@
 //! - [`shutdown_signal`], [`init_tracing`] (logs, and traces over OTLP: [`telemetry`]);
 //! - [`metrics::Metrics`]: Prometheus `/metrics`;
 //! - [`auth::OperatorToken`]: the bearer token of operator endpoints;
-//! - [`idempotency`]: `Idempotency-Key`s and their durable store;
 //! - [`router::Routes`]: a shell's routing table, written once;
 //! - [`openapi`]: the HTTP contract (`docs/openapi.yaml`), served as JSON.
 
@@ -20,7 +21,6 @@ pub mod cached;
 pub mod env;
 #[cfg(feature = "testing")]
 pub mod fuzz;
-pub mod idempotency;
 pub mod limit;
 pub mod memory;
 pub mod metrics;
@@ -122,7 +122,7 @@ impl ApiError {
             &json!({"success": false, "error": self.title, "details": self.details}),
         );
         if let Some(wait) = self.retry_after {
-            let seconds = idempotency::retry_after_seconds(wait).max(1);
+            let seconds = retry_after_seconds(wait).max(1);
             response
                 .headers_mut()
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -340,8 +340,20 @@ impl std::str::FromStr for LogFormat {
 /// A request as handlers receive it.
 pub type HttpRequest = Request<Incoming>;
 
+/// A `Retry-After` value: whole seconds, rounded up.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(super::retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(super::retry_after_seconds(Duration::from_secs(7)), 7);
+        assert_eq!(super::retry_after_seconds(Duration::from_millis(7001)), 8);
+    }
+
     use super::*;
 
     #[test]

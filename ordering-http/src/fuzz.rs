@@ -20,8 +20,8 @@ const HUGE: usize = 2 * 1024 * 1024;
 
 /// One service to fuzz, and what its requests are made of.
 pub struct Target<'a, E: 'static> {
-    /// Its name in `docs/openapi.yaml` (its tag).
-    pub service: &'a str,
+    /// Where its operations are documented.
+    pub api: crate::openapi::Documented,
     /// `http://HOST:PORT` where it is served.
     pub base: &'a str,
     pub routes: &'a Routes<E>,
@@ -39,7 +39,7 @@ pub struct Target<'a, E: 'static> {
 impl<E> std::fmt::Debug for Target<'_, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
-            .field("service", &self.service)
+            .field("service", &self.api.service)
             .field("base", &self.base)
             .finish_non_exhaustive()
     }
@@ -80,13 +80,13 @@ pub fn run<E: Copy>(runtime: &tokio::runtime::Runtime, target: &Target<'_, E>, c
     if let Err(failure) = result {
         panic!(
             "{}: FUZZ_SEED={seed} ({cases} cases): {failure}",
-            target.service
+            target.api.service
         );
     }
     let seen = seen.into_inner().unwrap_or_else(|e| e.into_inner());
     eprintln!(
         "{}: {cases} random requests, seed {seed}, answered {seen:?}",
-        target.service
+        target.api.service
     );
 }
 
@@ -130,8 +130,7 @@ async fn check<E: Copy>(target: &Target<'_, E>, request: &Request) -> Result<u16
         return Err(format!("{request:?} answered {status}: {}", reply.text));
     }
     if routed {
-        let document = crate::openapi::document(target.service)
-            .map_err(|e| format!("docs/openapi.yaml: {e}"))?;
+        let document = crate::openapi::document(target.api).map_err(|e| e.to_string())?;
         let responses = &document["paths"][request.path.as_str()]
             [method.as_str().to_ascii_lowercase()]["responses"];
         if responses.get(status.to_string()).is_none() {

@@ -543,11 +543,6 @@ fn until(end_ms: i64, now_ms: i64) -> Duration {
     )
 }
 
-/// A `Retry-After` value: whole seconds, rounded up, at least 1.
-pub fn retry_after_seconds(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1060,12 +1055,5 @@ mod tests {
             .unwrap_err();
         assert!(!error.is_retryable(), "{error}");
         assert!(error.to_string().contains("42501"), "{error}");
-    }
-
-    #[test]
-    fn retry_after_rounds_up() {
-        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_seconds(Duration::from_secs(7)), 7);
-        assert_eq!(retry_after_seconds(Duration::from_millis(7001)), 8);
     }
 }

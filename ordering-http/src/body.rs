@@ -6,9 +6,9 @@
 //! #[derive(serde::Deserialize)]
 //! #[serde(rename_all = "camelCase")]
 //! struct CreateOrder {
-//!     #[serde(default, deserialize_with = "shell_http::body::text")]
+//!     #[serde(default, deserialize_with = "ordering_http::body::text")]
 //!     order_id: Option<String>,
-//!     #[serde(default, deserialize_with = "shell_http::body::whole_number")]
+//!     #[serde(default, deserialize_with = "ordering_http::body::whole_number")]
 //!     num_items: Option<i64>,
 //! }
 //! ```

@@ -304,16 +304,20 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// Checks `docs/openapi.yaml` against a shell serving `service` at `base` (e.g.
-/// `http://127.0.0.1:PORT`) with the routing table `routes`:
-/// - every route is documented for `service`, with its method, and every documented
+/// Checks `api` against a service served at `base` (e.g. `http://127.0.0.1:PORT`) with the
+/// routing table `routes`:
+/// - every route is documented for the service, with its method, and every documented
 ///   operation is a route;
 /// - every documented operation, called with what the document gives (its example body, no
 ///   parameters), answers with one of its documented statuses, and an error answer has the
 ///   error body when the document says so;
-/// - `GET /openapi.json` serves the document of `service`.
-pub async fn check_openapi<E>(service: &str, routes: &crate::router::Routes<E>, base: &str) {
-    let document = crate::openapi::document(service).expect("docs/openapi.yaml parses");
+/// - `GET /openapi.json` serves the service's part of the document.
+pub async fn check_openapi<E>(
+    api: crate::openapi::Documented,
+    routes: &crate::router::Routes<E>,
+    base: &str,
+) {
+    let document = crate::openapi::document(api).expect("the OpenAPI document parses");
     let paths = document["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, String)> = paths
         .iter()
@@ -333,7 +337,8 @@ pub async fn check_openapi<E>(service: &str, routes: &crate::router::Routes<E>, 
     served.sort();
     assert_eq!(
         served, documented,
-        "the routes of {service} (left) and docs/openapi.yaml (right) differ"
+        "the routes of {} (left) and its OpenAPI document (right) differ",
+        api.service
     );
 
     for (method, path) in &documented {
@@ -378,14 +383,15 @@ pub async fn check_openapi<E>(service: &str, routes: &crate::router::Routes<E>, 
     assert_eq!(served_document.status, 200);
     assert_eq!(
         served_document.json, document,
-        "GET /openapi.json of {service}"
+        "GET /openapi.json of {}",
+        api.service
     );
 }
 
-/// [`call_with`] on `base` + `path` (a route of `service`, with any query), asserting that the
-/// answer's status is one `docs/openapi.yaml` documents for that operation.
+/// [`call_with`] on `base` + `path` (a route of the service, with any query), asserting that
+/// the answer's status is one `api` documents for that operation.
 pub async fn call_documented(
-    service: &str,
+    api: crate::openapi::Documented,
     method: &str,
     base: &str,
     path: &str,
@@ -393,13 +399,14 @@ pub async fn call_documented(
     headers: &[(&str, &str)],
 ) -> Reply {
     let reply = call_with(method, &format!("{base}{path}"), body, headers).await;
-    let document = crate::openapi::document(service).expect("docs/openapi.yaml parses");
+    let document = crate::openapi::document(api).expect("the OpenAPI document parses");
     let route = path.split('?').next().unwrap_or(path);
     let responses = &document["paths"][route][method.to_ascii_lowercase()]["responses"];
     let status = reply.status.to_string();
     assert!(
         responses.get(&status).is_some(),
-        "{method} {path} answered {status}, which docs/openapi.yaml does not document for {service}: {}",
+        "{method} {path} answered {status}, which the OpenAPI document does not document for {}: {}",
+        api.service,
         reply.text
     );
     reply
