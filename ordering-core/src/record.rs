@@ -114,13 +114,17 @@ impl RecordMeta {
     }
 }
 
-/// A payload that could not be decoded. Such a record is *poison*: it is dead-lettered at
-/// once, with its raw bytes, and never retried (a redrive can send it back later, once a
-/// reader that knows its schema runs).
+/// A payload that could not be decoded. Such a record is dead-lettered at once, with its raw
+/// bytes, and never retried (a redrive can send it back later, once a reader that can read it
+/// runs). Its [`kind`](Self::kind) says which letter it gets: *poison* for bytes that are not
+/// what their framing says or a schema this reader does not know, *permanent* for a readable
+/// value the codec refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct DecodeError {
     kind: DecodeErrorKind,
+    /// The letter's `errorType` for an [`DecodeErrorKind::Invalid`] value.
+    invalid_type: Option<std::borrow::Cow<'static, str>>,
     message: String,
 }
 
@@ -133,6 +137,9 @@ pub enum DecodeErrorKind {
     /// Written with a schema this reader does not know (a newer writer): it decodes once the
     /// reader knows that schema.
     UnknownSchema,
+    /// Readable, but not a valid event (a field missing, a value out of range): the record is
+    /// at fault, a *permanent* failure rather than poison.
+    Invalid,
 }
 
 impl DecodeError {
@@ -140,6 +147,7 @@ impl DecodeError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             kind: DecodeErrorKind::Malformed,
+            invalid_type: None,
             message: message.into(),
         }
     }
@@ -148,6 +156,20 @@ impl DecodeError {
     pub fn unknown_schema(message: impl Into<String>) -> Self {
         Self {
             kind: DecodeErrorKind::UnknownSchema,
+            invalid_type: None,
+            message: message.into(),
+        }
+    }
+
+    /// A readable payload whose value the codec refuses; `error_type` names the failure in
+    /// the dead letter (`InvalidReservation`, say), as a handler's error kind does.
+    pub fn invalid(
+        error_type: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: DecodeErrorKind::Invalid,
+            invalid_type: Some(error_type.into()),
             message: message.into(),
         }
     }
@@ -156,11 +178,23 @@ impl DecodeError {
         self.kind
     }
 
-    /// The dead letter's `errorType` for it: `DecodeError` or `UnknownSchema`.
-    pub fn error_type(&self) -> &'static str {
+    /// The dead letter's `errorType` for it: `DecodeError`, `UnknownSchema`, or what the
+    /// codec named an invalid value.
+    pub fn error_type(&self) -> &str {
         match self.kind {
             DecodeErrorKind::Malformed => "DecodeError",
             DecodeErrorKind::UnknownSchema => "UnknownSchema",
+            DecodeErrorKind::Invalid => self.invalid_type.as_deref().unwrap_or("InvalidEvent"),
+        }
+    }
+
+    /// The dead letter's `errorClass` for it: poison, or permanent for an invalid value.
+    pub fn failure_class(&self) -> crate::FailureClass {
+        match self.kind {
+            DecodeErrorKind::Malformed | DecodeErrorKind::UnknownSchema => {
+                crate::FailureClass::Poison
+            }
+            DecodeErrorKind::Invalid => crate::FailureClass::Permanent,
         }
     }
 }

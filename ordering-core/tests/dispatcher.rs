@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::{Class, Ev, Script, poison, record, tp};
 use ordering_core::testing::{MemorySink, MemorySource, MemorySourceHandle, Running, spawn};
 use ordering_core::{
-    DeadLetter, Dispatcher, DispatcherConfig, FailureClass, LaneMode, RetryPolicy, Stats,
+    DeadLetter, DecodeError, Dispatcher, DispatcherConfig, FailureClass, LaneMode, Record,
+    RecordMeta, RetryPolicy, Stats,
 };
 use tokio::time::{Instant, sleep};
 
@@ -158,10 +159,16 @@ async fn success_on_the_second_attempt_writes_no_dead_letter() {
 #[tokio::test(start_paused = true)]
 async fn permanent_and_poison_records_are_dead_lettered_at_once_with_their_bytes() {
     let started = Instant::now();
+    let invalid = Record::new(
+        RecordMeta::new(tp(0), 3),
+        b"{}".to_vec(),
+        Err(DecodeError::invalid("InvalidReservation", "no sku")),
+    );
     let records = vec![
         record(0, 0, "k", Ev::failing(1, u32::MAX, Class::Permanent)),
         poison(0, 1, &[0xC3, 0x01, 0xde, 0xad]),
         record(0, 2, "k", Ev::ok(3)),
+        invalid,
     ];
     let (script, sink, source) = run_all(records, DispatcherConfig::default()).await;
 
@@ -172,7 +179,7 @@ async fn permanent_and_poison_records_are_dead_lettered_at_once_with_their_bytes
         "the poison record never reaches the handler"
     );
     let letters = sink.messages();
-    assert_eq!(letters.len(), 2);
+    assert_eq!(letters.len(), 3);
 
     let permanent = &letters[0];
     assert_eq!(permanent.error_class, FailureClass::Permanent);
@@ -188,7 +195,13 @@ async fn permanent_and_poison_records_are_dead_lettered_at_once_with_their_bytes
     assert_eq!(poisoned.original_message, None);
     assert_eq!(poisoned.original_offset, 1);
 
-    assert_eq!(source.committed(&tp(0)), Some(3));
+    // Readable, but refused by the codec: the record's fault, named by the codec.
+    let invalid = &letters[2];
+    assert_eq!(invalid.error_class, FailureClass::Permanent);
+    assert_eq!(invalid.error_type, "InvalidReservation");
+    assert_eq!((invalid.retry_count, invalid.failed_attempts), (0, 0));
+
+    assert_eq!(source.committed(&tp(0)), Some(4));
 }
 
 #[tokio::test(start_paused = true)]

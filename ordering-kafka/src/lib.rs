@@ -35,7 +35,7 @@ mod topic_id;
 
 pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
 pub use codec::{
-    Avro, Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, MAGIC, SchemaError, SchemaVersions,
+    Avro, Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, Json, MAGIC, SchemaError, SchemaVersions,
 };
 
 /// What a service of its own imports: the traits whose methods it calls (`publish` is

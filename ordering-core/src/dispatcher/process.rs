@@ -236,7 +236,7 @@ where
             let now = now_iso8601();
             Failure {
                 error_type: decode.error_type().into(),
-                class: FailureClass::Poison,
+                class: decode.failure_class(),
                 message: decode.to_string(),
                 failed_attempts: 0,
                 first_at: now.clone(),

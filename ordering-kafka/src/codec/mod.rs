@@ -9,6 +9,7 @@
 //! dispatcher dead-letters either as poison).
 
 mod dead_letter;
+mod json;
 #[cfg(feature = "order")]
 mod order;
 mod schemas;
@@ -23,6 +24,7 @@ use crate::error::KafkaError;
 use dead_letter::{dead_letter_from, dead_letter_value};
 use schemas::{Family, Schemas, split, unknown};
 
+pub use json::Json;
 #[cfg(feature = "order")]
 pub use order::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
 #[cfg(feature = "order")]
@@ -30,7 +32,11 @@ pub use schemas::SchemaFamily;
 pub use schemas::{MAGIC, SchemaError, SchemaVersions};
 
 /// Encodes messages of type `M` for the wire and decodes them back. Implement it for another
-/// framing (a Confluent schema-registry codec, say) without touching any handler.
+/// framing (a Confluent schema-registry codec, say) without touching any handler. `Avro<M>`
+/// and `Json<M>` are two. A decode failure says what it was ([`DecodeError`]'s kinds): bytes
+/// that are not what their framing says (poison), a schema this reader does not know
+/// (poison), or a readable value that is not a valid event (`DecodeError::invalid`: a
+/// permanent failure, with an `errorType` of the codec's naming).
 pub trait Codec<M>: Send + Sync {
     fn encode(&self, message: &M) -> Result<Vec<u8>, KafkaError>;
     fn decode(&self, payload: &[u8]) -> Result<M, DecodeError>;
