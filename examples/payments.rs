@@ -5,10 +5,10 @@
 //! order, commits and shutdown come from the library.
 //!
 //! `cargo run -p ordering-examples --example payments` (`-- --help` lists the service's
-//! settings: `KAFKA_BOOTSTRAP_SERVERS`, `API_PORT` for `/health` and `/metrics`, ...), and
-//! `PAYMENTS_TOPIC`, `PAYMENTS_DLQ_TOPIC`, `PAYMENTS_GROUP`, `PAYMENTS_LEDGER` to change the
-//! defaults. SIGTERM or Ctrl-C stops it after committing. `examples/tests/payments.rs` runs
-//! it against a real broker.
+//! settings: `KAFKA_BOOTSTRAP_SERVERS`, `API_PORT` for `/health` and `/metrics`, ..., and its
+//! own: `PAYMENTS_TOPIC`, `PAYMENTS_DLQ_TOPIC`, `PAYMENTS_GROUP`, `PAYMENTS_LEDGER`). `/health`
+//! also checks that the ledger can be written. SIGTERM or Ctrl-C stops it after committing.
+//! `examples/tests/payments.rs` runs it against a real broker.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -95,17 +95,51 @@ impl Handler<Payment> for Ledger {
     }
 }
 
+/// The service's own settings, listed by `--help` beside the library's.
+#[derive(clap::Args)]
+struct Settings {
+    /// The topic of the payments
+    #[arg(long, env = "PAYMENTS_TOPIC", default_value = "payments")]
+    payments_topic: String,
+    /// Where payments that cannot be booked go
+    #[arg(long, env = "PAYMENTS_DLQ_TOPIC", default_value = "payments-dlq")]
+    payments_dlq_topic: String,
+    /// The consumer group of the instances
+    #[arg(long, env = "PAYMENTS_GROUP", default_value = "payments")]
+    payments_group: String,
+    /// The ledger file, one line per booked payment
+    #[arg(long, env = "PAYMENTS_LEDGER", default_value = "payments-ledger.txt")]
+    payments_ledger: std::path::PathBuf,
+}
+
+/// `/health`'s look at the ledger: can it be opened for appending?
+async fn ledger_writable(path: std::path::PathBuf) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map(drop)
+            .map_err(|e| format!("the ledger {} cannot be written: {e}", path.display()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 #[tokio::main]
-async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let setting =
-        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    let ledger = Ledger(setting("PAYMENTS_LEDGER", "payments-ledger.txt").into());
-    let codec = Avro::<Payment>::new(PAYMENT_VERSIONS)?;
-    // Topics, dead letters, signals, session timeout, /health, /metrics and logs: wired once.
-    Ok(ConsumerService::new("payments", ledger, codec)
-        .topics([setting("PAYMENTS_TOPIC", "payments")])
-        .dead_letters(setting("PAYMENTS_DLQ_TOPIC", "payments-dlq"))
-        .group(setting("PAYMENTS_GROUP", "payments"))
-        .run()
-        .await)
+async fn main() -> ExitCode {
+    // Nothing of this runs on `--help`: the settings are parsed first.
+    ordering_service::run_with_settings("payments", |settings: Settings| async move {
+        let path = settings.payments_ledger;
+        let codec = Avro::<Payment>::new(PAYMENT_VERSIONS)?;
+        let check = path.clone();
+        // Topics, dead letters, signals, session timeout, /health, /metrics and logs: wired
+        // once.
+        Ok(ConsumerService::new("payments", Ledger(path), codec)
+            .topics([settings.payments_topic])
+            .dead_letters(settings.payments_dlq_topic)
+            .group(settings.payments_group)
+            .health_check("ledger", move || ledger_writable(check.clone())))
+    })
+    .await
 }

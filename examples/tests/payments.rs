@@ -138,10 +138,13 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
     })
     .await;
 
-    // What the service builder serves: health and metrics.
+    // What the service builder serves: health and metrics. Every part says how it is.
     let health = ordering_http::testing::get(&format!("{base}/health")).await;
     assert_eq!(health.status, 200, "{}", health.text);
     assert_eq!(health.json["consumer"]["isRunning"], true);
+    assert_eq!(health.json["broker"], "ok", "{}", health.text);
+    assert_eq!(health.json["producer"], "ok", "{}", health.text);
+    assert_eq!(health.json["checks"]["ledger"], "ok", "{}", health.text);
     let metrics = ordering_http::testing::get(&format!("{base}/metrics")).await;
     assert!(
         metrics.text.contains("ordering_records_applied_total"),
@@ -242,5 +245,88 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
             letter.original_key.as_deref(),
             Some(decoded.account.as_bytes())
         );
+    }
+}
+
+/// The service's own settings are in `--help`, and nothing of the service runs for it; its own
+/// health check turns `/health` red while the ledger cannot be written, and green again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_own_settings_and_health_check_are_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("books").join("ledger.txt");
+    let help = Command::new(example())
+        .arg("--help")
+        .env("PAYMENTS_LEDGER", &ledger)
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "{help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for name in [
+        "PAYMENTS_LEDGER",
+        "PAYMENTS_TOPIC",
+        "KAFKA_BOOTSTRAP_SERVERS",
+    ] {
+        assert!(text.contains(name), "{name} missing from --help: {text}");
+    }
+    assert!(!dir.path().join("books").exists(), "--help ran nothing");
+
+    let broker = TestBroker::start();
+    let port = free_port();
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("PAYMENTS_TOPIC", unique_topic("payments")),
+        ("PAYMENTS_DLQ_TOPIC", unique_topic("payments-dlq")),
+        ("PAYMENTS_GROUP", unique_topic("payments")),
+        // Its directory does not exist yet: the ledger cannot be written.
+        ("PAYMENTS_LEDGER", ledger.display().to_string()),
+        ("RUST_LOG", "warn".into()),
+        ("API_PORT", port.to_string()),
+    ];
+    // Killed when the test ends, however it ends.
+    let _service = Killed(start(&env));
+    let health_url = format!("http://127.0.0.1:{port}/health");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let red = loop {
+        let health = ordering_http::testing::try_call_with("GET", &health_url, None, &[]).await;
+        if let Some(health) = health
+            .ok()
+            .filter(|h| h.json["consumer"]["isRunning"] == true)
+        {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "the service never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(red.status, 503, "{}", red.text);
+    let problem = red.json["checks"]["ledger"].as_str().unwrap_or_default();
+    assert!(problem.contains("cannot be written"), "{}", red.text);
+    assert_eq!(
+        red.json["broker"], "ok",
+        "only the ledger is wrong: {}",
+        red.text
+    );
+
+    std::fs::create_dir_all(dir.path().join("books")).unwrap();
+    wait_for_health(&health_url, 200).await;
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_health(url: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = ordering_http::testing::get(url).await;
+        if health.status == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} stayed {}", health.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -100,6 +100,19 @@ impl Env {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        Self::parse_args(command, args).map(|(env, _)| env)
+    }
+
+    /// [`from_args`](Self::from_args), also giving clap's matches: for settings a service
+    /// declares of its own (`clap::Args`), read with `FromArgMatches`.
+    pub fn parse_args<I, T>(
+        command: clap::Command,
+        args: I,
+    ) -> Result<(Self, clap::ArgMatches), clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         let matches = command.clone().try_get_matches_from(args)?;
         let mut pairs: Vec<(String, String)> = command
             .get_arguments()
@@ -120,7 +133,7 @@ impl Env {
                 .iter()
                 .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?))),
         );
-        Ok(Self::from_owned(pairs))
+        Ok((Self::from_owned(pairs), matches))
     }
 
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {

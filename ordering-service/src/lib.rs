@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,8 +24,11 @@ use ordering_kafka::{
 use serde::Serialize;
 use serde_json::json;
 
-/// How long `/health` waits for the broker.
+/// How long `/health` waits for the broker, and for each of the service's checks.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often `/health` asks the broker and each check at most, whatever the rate of requests.
+const HEALTH_PERIOD: Duration = Duration::from_secs(1);
 
 /// A consumer service: what it consumes, how it handles it, where dead letters go.
 pub struct ConsumerService<H, C> {
@@ -36,6 +41,29 @@ pub struct ConsumerService<H, C> {
     lanes: LaneMode,
     retry: RetryPolicy,
     partitions: i32,
+    checks: Vec<(String, Arc<dyn HealthCheck>)>,
+}
+
+/// A dependency of the service that `/health` looks at besides the broker: its database, a
+/// downstream API. Asked at most once a second however often `/health` is (the answers in
+/// between are the last one), and given 2 s to answer. Any `Fn() -> impl Future<Output =
+/// Result<(), String>>` is one.
+#[async_trait::async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// `Ok` while the dependency works; else what is wrong, for a person to read (never a
+    /// secret: `/health` shows it).
+    async fn check(&self) -> Result<(), String>;
+}
+
+#[async_trait::async_trait]
+impl<F, Fut> HealthCheck for F
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    async fn check(&self) -> Result<(), String> {
+        self().await
+    }
 }
 
 impl<H, C> std::fmt::Debug for ConsumerService<H, C> {
@@ -63,31 +91,51 @@ impl<H, C> ConsumerService<H, C> {
             lanes: LaneMode::Key,
             retry: RetryPolicy::default(),
             partitions: 3,
+            checks: Vec::new(),
         }
     }
 
+    /// The topics it consumes (instead of the one named after the service). Refused at
+    /// start-up if the dead-letter topic is among them.
     pub fn topics<T: Into<String>>(mut self, topics: impl IntoIterator<Item = T>) -> Self {
         self.topics = topics.into_iter().map(Into::into).collect();
         self
     }
 
+    /// The topic its dead letters go to (instead of `NAME-dlq`), created with the others.
     pub fn dead_letters(mut self, topic: impl Into<String>) -> Self {
         self.dead_letters = topic.into();
         self
     }
 
+    /// Its consumer group (instead of the service's name): instances in one group share the
+    /// partitions.
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = group.into();
         self
     }
 
+    /// What is handled in order: one lane per record key (the default: one key's retries
+    /// hold back no other key) or per partition.
     pub fn lanes(mut self, lanes: LaneMode) -> Self {
         self.lanes = lanes;
         self
     }
 
+    /// How a failing record is retried before it is dead-lettered.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Adds a dependency `/health` looks at, shown under `checks` by `name`: `/health` is
+    /// `503` while it fails. Build it from the service's own handles (a pool, a client).
+    pub fn health_check(
+        mut self,
+        name: impl Into<String>,
+        check: impl HealthCheck + 'static,
+    ) -> Self {
+        self.checks.push((name.into(), Arc::new(check)));
         self
     }
 
@@ -99,48 +147,7 @@ impl<H, C> ConsumerService<H, C> {
 
     /// The settings it reads, for `--help` and the environment.
     pub fn command(&self) -> Command {
-        Command::new(self.name.clone())
-            .about(format!("The {} consumer service.", self.name))
-            .arg(setting(
-                "KAFKA_BOOTSTRAP_SERVERS",
-                "127.0.0.1:9092",
-                "Kafka brokers",
-            ))
-            .arg(setting(
-                "KAFKA_SESSION_TIMEOUT_MS",
-                "10000",
-                "How long the group waits for a member that stopped answering, in milliseconds",
-            ))
-            .arg(setting(
-                "API_HOST",
-                "127.0.0.1",
-                "Address /health and /metrics are served on",
-            ))
-            .arg(setting(
-                "API_PORT",
-                "8080",
-                "Port /health and /metrics are served on",
-            ))
-            .arg(setting(
-                "LOG_FORMAT",
-                "text",
-                "text or json; RUST_LOG filters",
-            ))
-            .args(
-                [
-                    ("KAFKA_SECURITY_PROTOCOL", "plaintext, ssl, sasl_plaintext or sasl_ssl [default: plaintext]"),
-                    ("KAFKA_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the password: KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, environment only)"),
-                    ("KAFKA_SASL_USERNAME", "The SASL user name"),
-                    ("KAFKA_SSL_CA_LOCATION", "The CA certificates (PEM) that sign the brokers' certificates [default: the system's]"),
-                    ("KAFKA_SSL_CERTIFICATE_LOCATION", "A client certificate (PEM), for mutual TLS"),
-                    ("KAFKA_SSL_KEY_LOCATION", "The client certificate's key (PEM; its passphrase: KAFKA_SSL_KEY_PASSWORD_FILE, environment only)"),
-                    ("KAFKA_PROPERTIES_FILE", "A Kafka client.properties file of librdkafka properties, applied to every client first"),
-                    ("TLS_CERT_FILE", "The certificate chain (PEM) to serve /health and /metrics over HTTPS with"),
-                    ("TLS_KEY_FILE", "The certificate's private key (PEM)"),
-                ]
-                .map(|(name, help)| optional_setting(name, help)),
-            )
-            .after_help(ordering_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)
+        command(&self.name)
     }
 
     /// Runs the service until SIGTERM or Ctrl-C (exit code 0), a producer that failed for
@@ -155,8 +162,17 @@ impl<H, C> ConsumerService<H, C> {
             Ok(env) => env,
             Err(error) => error.exit(),
         };
+        self.run_parsed(&env).await
+    }
+
+    async fn run_parsed<E>(self, env: &Env) -> ExitCode
+    where
+        E: Serialize + Send + Sync + 'static,
+        H: Handler<E> + 'static,
+        C: Codec<E> + 'static,
+    {
         let name = self.name.clone();
-        match self.run_with(&env).await {
+        match self.run_with(env).await {
             Ok(code) => code,
             Err(error) => {
                 tracing::error!(%error, "{name} stopped");
@@ -233,7 +249,10 @@ impl<H, C> ConsumerService<H, C> {
             consumer: std::sync::OnceLock::new(),
             producer: producer.clone(),
             topic: spec.topics.first().cloned().unwrap_or_default(),
-            probe: Cached::new(Duration::from_secs(1)),
+            probe: Cached::new(HEALTH_PERIOD),
+            checks: (self.checks.into_iter())
+                .map(|(name, check)| (name, check, Cached::new(HEALTH_PERIOD)))
+                .collect(),
             metrics,
         });
         let listener = ordering_http::listen(&self.name, SocketAddr::new(host, port), https)
@@ -282,7 +301,9 @@ impl<H, C> ConsumerService<H, C> {
 pub struct ConsumerSpec {
     /// The brokers and how every client gets in.
     pub cluster: Cluster,
+    /// The consumer group.
     pub group: String,
+    /// The topics consumed.
     pub topics: Vec<String>,
     /// The dead-letter topic, created with the others.
     pub dead_letters: String,
@@ -292,6 +313,7 @@ pub struct ConsumerSpec {
     pub session_timeout: Option<Duration>,
     /// `fetch.wait.max.ms`; `None` keeps `KafkaSource`'s default.
     pub fetch_wait_max: Option<Duration>,
+    /// Lanes, retries, bounds of the dispatcher.
     pub dispatcher: DispatcherConfig,
     /// Where the incarnations of the topics are numbered, when the handler orders records by
     /// their positions: the store those positions are kept in
@@ -313,12 +335,15 @@ impl std::fmt::Debug for ConsumerSpec {
 /// Why [`consume`] stopped other than by its shutdown signal.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
+    /// The topics could not be created as asked.
     #[error(
         "the topics could not be created (their partitions, replication factor and min.insync.replicas settings): {0}"
     )]
     Topics(#[source] ordering_kafka::KafkaError),
+    /// The consumer could not be made (its settings).
     #[error("the consumer could not be created: {0}")]
     Consumer(#[source] ordering_kafka::KafkaError),
+    /// The dispatcher stopped: the source failed for good, or the last commit did.
     #[error(transparent)]
     Dispatch(#[from] ordering_core::DispatchError),
 }
@@ -370,6 +395,53 @@ where
     Ok(dispatcher.run(shutdown).await?)
 }
 
+/// The settings every consumer service reads, for `--help` and the environment.
+fn command(name: &str) -> Command {
+    Command::new(name.to_owned())
+        .about(format!("The {name} consumer service."))
+
+        .arg(setting(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "127.0.0.1:9092",
+            "Kafka brokers",
+        ))
+        .arg(setting(
+            "KAFKA_SESSION_TIMEOUT_MS",
+            "10000",
+            "How long the group waits for a member that stopped answering, in milliseconds",
+        ))
+        .arg(setting(
+            "API_HOST",
+            "127.0.0.1",
+            "Address /health and /metrics are served on",
+        ))
+        .arg(setting(
+            "API_PORT",
+            "8080",
+            "Port /health and /metrics are served on",
+        ))
+        .arg(setting(
+            "LOG_FORMAT",
+            "text",
+            "text or json; RUST_LOG filters",
+        ))
+        .args(
+            [
+                ("KAFKA_SECURITY_PROTOCOL", "plaintext, ssl, sasl_plaintext or sasl_ssl [default: plaintext]"),
+                ("KAFKA_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the password: KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, environment only)"),
+                ("KAFKA_SASL_USERNAME", "The SASL user name"),
+                ("KAFKA_SSL_CA_LOCATION", "The CA certificates (PEM) that sign the brokers' certificates [default: the system's]"),
+                ("KAFKA_SSL_CERTIFICATE_LOCATION", "A client certificate (PEM), for mutual TLS"),
+                ("KAFKA_SSL_KEY_LOCATION", "The client certificate's key (PEM; its passphrase: KAFKA_SSL_KEY_PASSWORD_FILE, environment only)"),
+                ("KAFKA_PROPERTIES_FILE", "A Kafka client.properties file of librdkafka properties, applied to every client first"),
+                ("TLS_CERT_FILE", "The certificate chain (PEM) to serve /health and /metrics over HTTPS with"),
+                ("TLS_KEY_FILE", "The certificate's private key (PEM)"),
+            ]
+            .map(|(name, help)| optional_setting(name, help)),
+        )
+        .after_help(ordering_http::env::KAFKA_ENVIRONMENT_ONLY_HELP)
+}
+
 /// A setting without a default.
 fn optional_setting(name: &'static str, help: &'static str) -> Arg {
     Arg::new(name)
@@ -415,6 +487,9 @@ impl ServiceError {
 }
 
 /// What `/health` and `/metrics` read.
+/// The last answer of a part of `/health`.
+type Probe = Cached<Result<(), String>>;
+
 struct Health {
     /// The dispatcher's counters and the source's status, once consuming.
     consumer: std::sync::OnceLock<(Stats, SourceStatus)>,
@@ -422,7 +497,9 @@ struct Health {
     /// A consumed topic, whose metadata `/health` asks for (not every topic's).
     topic: String,
     /// The broker's answer, asked at most once a second whatever the rate of `/health`.
-    probe: Cached<Result<(), String>>,
+    probe: Probe,
+    /// The service's own checks, each with its last answer.
+    checks: Vec<(String, Arc<dyn HealthCheck>, Probe)>,
     metrics: Metrics,
 }
 
@@ -436,8 +513,8 @@ impl Health {
         }
     }
 
-    /// `200` while the consumer runs and the broker answers and the producer works; else
-    /// `503` saying which.
+    /// `200` while the consumer runs, the broker answers, the producer works and every check
+    /// passes; else `503`. Each part says `ok` or what is wrong.
     async fn health(&self) -> Response {
         let (stats, assigned) = match self.consumer.get() {
             Some((stats, status)) => (
@@ -453,21 +530,105 @@ impl Health {
         };
         let broker = self.probe.get(ping).await;
         let producer = self.producer.fatal_error();
-        let healthy = running && broker.is_ok() && producer.is_none();
-        json(
-            if healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            },
-            &json!({
-                "status": if healthy { "healthy" } else { "unhealthy" },
-                "consumer": {"isRunning": running, "assignedPartitions": assigned},
-                "stats": stats,
-                "broker": broker.err(),
-                "producer": producer,
-            }),
-        )
+        let mut checks = serde_json::Map::new();
+        let mut checks_pass = true;
+        for (name, check, last) in &self.checks {
+            let answer = last
+                .get(|| async {
+                    tokio::time::timeout(HEALTH_TIMEOUT, check.check())
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {HEALTH_TIMEOUT:?}")))
+                })
+                .await;
+            checks_pass &= answer.is_ok();
+            checks.insert(name.clone(), state(answer.err()));
+        }
+        let healthy = running && broker.is_ok() && producer.is_none() && checks_pass;
+        let mut body = json!({
+            "status": if healthy { "healthy" } else { "unhealthy" },
+            "consumer": {"isRunning": running, "assignedPartitions": assigned},
+            "stats": stats,
+            "broker": state(broker.err()),
+            "producer": state(producer),
+        });
+        if !checks.is_empty() {
+            body["checks"] = serde_json::Value::Object(checks);
+        }
+        let status = if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(status, &body)
+    }
+}
+
+/// A part of `/health`: `ok`, or what is wrong with it.
+fn state(problem: Option<String>) -> serde_json::Value {
+    serde_json::Value::String(problem.unwrap_or_else(|| "ok".into()))
+}
+
+/// Runs a service whose parts are built from settings of its own, `S` (a `clap::Args`: a
+/// `#[derive(clap::Args)]` struct whose fields are `#[arg(long, env = "…")]`). They are listed
+/// in `--help` beside the service's own and read from flags or the environment; `build` runs
+/// only once they are parsed, never on `--help`, and makes the service from them (opening
+/// its database, say). An error from `build` stops the start (exit code 1) with its message.
+///
+/// ```no_run
+/// # use ordering_kafka::Json;
+/// # use ordering_core::{Classify, ErrorClass, Handler, RecordMeta};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Reservation { sku: String }
+/// # #[derive(Debug, thiserror::Error)] #[error("out of stock")] struct OutOfStock;
+/// # impl Classify for OutOfStock {
+/// #     fn class(&self) -> ErrorClass { ErrorClass::Permanent }
+/// #     fn kind(&self) -> &'static str { "OutOfStock" }
+/// # }
+/// # struct Reserve(std::path::PathBuf);
+/// # #[async_trait::async_trait]
+/// # impl Handler<Reservation> for Reserve {
+/// #     type Error = OutOfStock;
+/// #     async fn handle(&self, _: &Reservation, _: &RecordMeta) -> Result<(), OutOfStock> { Ok(()) }
+/// # }
+/// #[derive(clap::Args)]
+/// struct Settings {
+///     /// Where the stock is kept
+///     #[arg(long, env = "INVENTORY_DB", default_value = "inventory.db")]
+///     inventory_db: std::path::PathBuf,
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     ordering_service::run_with_settings("inventory", |settings: Settings| async move {
+///         let handler = Reserve(settings.inventory_db);
+///         Ok(ordering_service::ConsumerService::new("inventory", handler, Json::new()))
+///     })
+///     .await
+/// }
+/// ```
+pub async fn run_with_settings<S, E, H, C, F, Fut>(name: &str, build: F) -> ExitCode
+where
+    S: clap::Args + clap::FromArgMatches,
+    E: Serialize + Send + Sync + 'static,
+    H: Handler<E> + 'static,
+    C: Codec<E> + 'static,
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = Result<ConsumerService<H, C>, Box<dyn std::error::Error + Send + Sync>>>,
+{
+    let command = S::augment_args(command(name));
+    let (env, matches) = match Env::parse_args(command, std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(error) => error.exit(),
+    };
+    let settings = match S::from_arg_matches(&matches) {
+        Ok(settings) => settings,
+        Err(error) => error.exit(),
+    };
+    match build(settings).await {
+        Ok(service) => service.run_parsed(&env).await,
+        Err(error) => {
+            eprintln!("{name}: cannot start: {error}");
+            ExitCode::from(1)
+        }
     }
 }
 
