@@ -165,22 +165,17 @@ impl App {
         let mut producer = ProducerConfig::new(&config.kafka.cluster);
         producer.delivery_timeout = config.kafka.delivery_timeout;
         let producer = KafkaProducer::new(&producer)?;
-        let kafka = &config.kafka;
         let redriver = Arc::new(
-            Redriver::new(
-                producer.clone(),
-                &kafka.cluster,
-                &config.dlq_topic,
-                vec![config.order_topic.clone(), config.status_topic.clone()],
-                config.max_redrives,
-                store.clone(),
-            )?
-            .with_codec(config.codec.dead_letters())
-            // A letter whose order moved on is skipped, never sent back to move it back.
-            .with_guard(Arc::new(OrderRedriveGuard::new(store.clone(), {
-                let codec = config.codec;
-                move |payload: &[u8]| Codec::<OrderEvent>::decode(&codec, payload)
-            }))),
+            Redriver::builder(producer.clone(), config.codec.dead_letters(), store.clone())
+                .dead_letters(&config.dlq_topic)
+                .topics([&config.order_topic, &config.status_topic])
+                .max_redrives(config.max_redrives)
+                // A letter whose order moved on is skipped, never sent back to move it back.
+                .guard(Arc::new(OrderRedriveGuard::new(store.clone(), {
+                    let codec = config.codec;
+                    move |payload: &[u8]| Codec::<OrderEvent>::decode(&codec, payload)
+                })))
+                .build()?,
         );
         Ok(Self {
             producer,

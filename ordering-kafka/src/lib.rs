@@ -65,8 +65,8 @@ pub use reader::{
     Cursor, Page, PageBounds, Scanned, end_offsets, read_page, read_topic, scan_page,
 };
 pub use redrive::{
-    LetterOutcome, Outcome, REDRIVABLE_DLQ_VERSION, Redrive, RedriveError, RedriveReport, Redriver,
-    Skip, Skips,
+    DEFAULT_MAX_REDRIVES, LetterOutcome, Outcome, REDRIVABLE_DLQ_VERSION, Redrive, RedriveError,
+    RedriveReport, Redriver, RedriverBuilder, Skip, Skips,
 };
 pub use secrecy::{ExposeSecret, SecretString};
 pub use security::{

@@ -226,6 +226,89 @@ impl RedriveError {
     }
 }
 
+/// How many times a record is redriven at most, unless set ([`RedriverBuilder::max_redrives`]).
+pub const DEFAULT_MAX_REDRIVES: u32 = 3;
+
+/// What a [`Redriver`] is made of; from [`Redriver::builder`].
+pub struct RedriverBuilder {
+    producer: KafkaProducer,
+    codec: DeadLetterCodec,
+    ledger: Arc<dyn RedriveLedger>,
+    dlq_topic: Option<String>,
+    topics: Vec<String>,
+    max_redrives: u32,
+    guard: Option<Arc<dyn RedriveGuard>>,
+    read_from: Option<Cluster>,
+}
+
+impl std::fmt::Debug for RedriverBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedriverBuilder")
+            .field("dlq_topic", &self.dlq_topic)
+            .field("topics", &self.topics)
+            .field("max_redrives", &self.max_redrives)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedriverBuilder {
+    /// The dead-letter topic it reads. Required.
+    pub fn dead_letters(mut self, topic: impl Into<String>) -> Self {
+        self.dlq_topic = Some(topic.into());
+        self
+    }
+
+    /// The topics letters may be sent back to: a letter of any other topic is skipped
+    /// (`foreignTopic`). Required: at least one.
+    pub fn topics<T: Into<String>>(mut self, topics: impl IntoIterator<Item = T>) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Redrives of one record at most, unless a run is forced ([`DEFAULT_MAX_REDRIVES`]).
+    pub fn max_redrives(mut self, max: u32) -> Self {
+        self.max_redrives = max;
+        self
+    }
+
+    /// Asks `guard` before sending a letter back, and skips those it finds superseded.
+    pub fn guard(mut self, guard: Arc<dyn RedriveGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Reads the DLQ on `cluster` rather than on the producer's.
+    pub fn read_from(mut self, cluster: impl Into<Cluster>) -> Self {
+        self.read_from = Some(cluster.into());
+        self
+    }
+
+    /// The redriver; a [`KafkaError::Config`] names what is missing.
+    pub fn build(self) -> Result<Redriver, KafkaError> {
+        let dlq_topic = self.dlq_topic.ok_or_else(|| {
+            KafkaError::Config(
+                "a redriver reads a dead-letter topic: name it with RedriverBuilder::dead_letters"
+                    .into(),
+            )
+        })?;
+        if self.topics.is_empty() {
+            return Err(KafkaError::Config(
+                "a redriver sends letters back to named topics only: name them with RedriverBuilder::topics".into(),
+            ));
+        }
+        Ok(Redriver {
+            cluster: (self.read_from).unwrap_or_else(|| self.producer.cluster().clone()),
+            producer: self.producer,
+            dlq_topic,
+            topics: self.topics,
+            max_redrives: self.max_redrives,
+            ledger: self.ledger,
+            guard: self.guard,
+            codec: self.codec,
+        })
+    }
+}
+
 /// Sends letters of one DLQ back. Cheap to share; runs may overlap (the ledger keeps them
 /// from sending one letter twice).
 pub struct Redriver {
@@ -250,39 +333,25 @@ impl std::fmt::Debug for Redriver {
 }
 
 impl Redriver {
-    /// A redriver of `dlq_topic` that republishes only to `topics` (a letter naming any other
-    /// topic is skipped) and stops at `max_redrives` redrives of a record.
-    pub fn new(
+    /// A redriver that republishes through `producer` (and reads the DLQ on its cluster),
+    /// reads letters with `codec` and remembers what it sent in `ledger`. Name the
+    /// dead-letter topic it reads ([`RedriverBuilder::dead_letters`]) and the topics letters
+    /// may go back to ([`RedriverBuilder::topics`]) before [`build`](RedriverBuilder::build).
+    pub fn builder(
         producer: KafkaProducer,
-        cluster: impl Into<Cluster>,
-        dlq_topic: impl Into<String>,
-        topics: Vec<String>,
-        max_redrives: u32,
+        codec: DeadLetterCodec,
         ledger: Arc<dyn RedriveLedger>,
-    ) -> Result<Self, KafkaError> {
-        Ok(Self {
+    ) -> RedriverBuilder {
+        RedriverBuilder {
             producer,
-            cluster: cluster.into(),
-            dlq_topic: dlq_topic.into(),
-            topics,
-            max_redrives,
+            codec,
             ledger,
+            dlq_topic: None,
+            topics: Vec::new(),
+            max_redrives: DEFAULT_MAX_REDRIVES,
             guard: None,
-            codec: DeadLetterCodec::new().map_err(|e| KafkaError::Encode(e.to_string()))?,
-        })
-    }
-
-    /// Asks `guard` before sending a letter back, and skips those it finds superseded.
-    pub fn with_guard(mut self, guard: Arc<dyn RedriveGuard>) -> Self {
-        self.guard = Some(guard);
-        self
-    }
-
-    /// Reads the DLQ with `codec` (one that knows more schema versions, say) instead of the
-    /// embedded schemas.
-    pub fn with_codec(mut self, codec: DeadLetterCodec) -> Self {
-        self.codec = codec;
-        self
+            read_from: None,
+        }
     }
 
     pub fn max_redrives(&self) -> u32 {

@@ -112,6 +112,11 @@ impl std::fmt::Debug for KafkaProducer {
 }
 
 impl KafkaProducer {
+    /// The brokers it publishes to, and how it gets in.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
     pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
         let mut client = config.cluster.client_config();
         client

@@ -11,7 +11,8 @@ use ordering_core::{DeadLetter, FailureClass, MemoryLedger, Sink};
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, unique_topic};
 use ordering_kafka::{
-    KafkaProducer, ProducerConfig, Redrive, Redriver, TopicSettings, ensure_topics, read_topic,
+    DeadLetterCodec, KafkaProducer, ProducerConfig, Redrive, Redriver, TopicSettings,
+    ensure_topics, read_topic,
 };
 
 fn letter(topic: &str, key: &str, value: &[u8]) -> DeadLetter {
@@ -62,15 +63,13 @@ fn redriver(
     target: &str,
     ledger: Arc<MemoryLedger>,
 ) -> Redriver {
-    Redriver::new(
-        producer,
-        broker.bootstrap(),
-        dlq,
-        vec![target.to_owned()],
-        3,
-        ledger,
-    )
-    .unwrap()
+    Redriver::builder(producer, DeadLetterCodec::new().unwrap(), ledger)
+        .read_from(broker.bootstrap())
+        .dead_letters(dlq)
+        .topics([target])
+        .max_redrives(3)
+        .build()
+        .unwrap()
 }
 
 fn header(record: &ordering_core::Record<OrderEvent>, name: &str) -> Option<String> {
