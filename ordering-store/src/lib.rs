@@ -20,6 +20,7 @@
 //! ```
 
 mod batch;
+mod ledger;
 mod migrations;
 mod postgres;
 mod postgres_url;
@@ -37,6 +38,7 @@ use ordering_core::{RedriveLedger, StoreError, TopicIncarnations};
 /// The pool [`PostgresUrl::pool`] makes, for a crate that keeps tables of its own beside the
 /// store's (the same TLS, passwords and timeouts).
 pub use deadpool_postgres;
+pub use ledger::{PostgresLedger, SqliteLedger, open_ledger};
 pub use postgres::{PostgresStore, connect_error, first_connection};
 pub use postgres_url::{PostgresUrl, Refusal, SslMode};
 pub use secrecy::{ExposeSecret, SecretString};

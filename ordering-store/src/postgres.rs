@@ -15,9 +15,9 @@ use ordering_core::{
     TopicIncarnations, Written,
 };
 use std::collections::{HashMap, HashSet};
-use tokio_postgres::types::ToSql;
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
+use crate::ledger::PostgresLedger;
 use crate::{OpenError, PostgresUrl, Refusal, migrations};
 
 /// The longest any one store operation (taking a connection included) may take.
@@ -128,40 +128,8 @@ const HEALTH_WRITE: &str = "
     INSERT INTO store_health (id, checked_at_ms) VALUES (1, $1)
     ON CONFLICT (id) DO UPDATE SET checked_at_ms = EXCLUDED.checked_at_ms";
 
-const CLAIM: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES ($1, $2, $3, $4, $5, 1, $6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO NOTHING";
-
-const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES ($1, $2, $3, $4, $5, 1, $6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO UPDATE SET
-        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
-
-const RELEASE: &str = "
-    UPDATE redriven_records SET times = times - 1
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5";
-
-const FORGET: &str = "
-    DELETE FROM redriven_records
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5 AND times <= 0";
-
 // Kept by triggers (migration 6): no scan of the orders.
 const COUNT: &str = "SELECT COALESCE(SUM(orders), 0)::BIGINT FROM order_count";
-
-const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_records
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5";
 
 const INCARNATION: &str =
     "SELECT incarnation FROM topic_incarnations WHERE topic = $1 AND topic_id = $2";
@@ -202,6 +170,11 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The redrive ledger, on the store's pool.
+    fn ledger(&self) -> PostgresLedger {
+        PostgresLedger::on(self.pool.clone())
     }
 }
 
@@ -251,7 +224,7 @@ pub async fn first_connection(pool: &Pool) -> Result<deadpool_postgres::Object, 
     })
 }
 
-fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     StoreError::unavailable(format!("no database connection: {}", connect_error(&error)))
 }
 
@@ -273,7 +246,7 @@ pub fn connect_error(error: &deadpool_postgres::PoolError) -> String {
 /// unavailable: a lost connection, a server shutting down or overloaded, conflicts and
 /// timeouts, and also a standby's read-only transactions after a failover (25006), a revoked
 /// grant (42501), a missing table (42P01) and internal errors (XX000), which a person fixes.
-fn classify(error: &tokio_postgres::Error) -> StoreError {
+pub(crate) fn classify(error: &tokio_postgres::Error) -> StoreError {
     let Some(state) = error.code() else {
         return StoreError::unavailable(error.to_string()); // I/O, closed connection
     };
@@ -292,7 +265,9 @@ fn classify(error: &tokio_postgres::Error) -> StoreError {
 }
 
 /// Bounds `op` by [`OP_TIMEOUT`]: a server that stopped answering is unavailable.
-async fn bounded<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(crate) async fn bounded<T>(
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     tokio::time::timeout(OP_TIMEOUT, op)
         .await
         .unwrap_or_else(|_| {
@@ -303,17 +278,20 @@ async fn bounded<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T
 }
 
 /// Applies the missing migrations under an advisory lock, so instances starting together
+/// A statement that failed while opening: worth waiting for, or for a person to fix.
+pub(crate) fn open_failed(e: tokio_postgres::Error) -> OpenError {
+    let error = classify(&e);
+    let reason = error.cause().to_string();
+    if error.is_retryable() {
+        OpenError::Unreachable(reason)
+    } else {
+        OpenError::Postgres(reason)
+    }
+}
+
 /// migrate once.
 async fn migrate(pool: &Pool) -> Result<(), OpenError> {
-    let failed = |e: tokio_postgres::Error| {
-        let error = classify(&e);
-        let reason = error.cause().to_string();
-        if error.is_retryable() {
-            OpenError::Unreachable(reason)
-        } else {
-            OpenError::Postgres(reason)
-        }
-    };
+    let failed = open_failed;
     let mut client = first_connection(pool).await?;
     let tx = client.transaction().await.map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -691,105 +669,9 @@ impl OrderStore for PostgresStore {
     }
 }
 
-/// A ledger key as the statements' first five parameters.
-fn key_params(id: &RedriveKey) -> (&str, i32, i64, i32, i32) {
-    (
-        &id.origin.topic,
-        id.origin.partition,
-        id.origin.offset,
-        i32::try_from(id.redrive_count).unwrap_or(i32::MAX),
-        sql_int(id.origin.incarnation),
-    )
-}
-
 /// A count as PostgreSQL's `INTEGER`; counts past its range do not occur.
-fn sql_int(n: u32) -> i32 {
+pub(crate) fn sql_int(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-async fn lookup(
-    client: &impl GenericClient,
-    id: &RedriveKey,
-) -> Result<Option<Redriven>, tokio_postgres::Error> {
-    let (topic, partition, offset, count, incarnation) = key_params(id);
-    let row = client
-        .query_opt(LOOKUP, &[&topic, &partition, &offset, &count, &incarnation])
-        .await?;
-    Ok(row.map(|row| Redriven {
-        times: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
-        last_at_ms: row.get(1),
-    }))
-}
-
-// Claims run in one transaction: a racing run's insert of the same record waits for it, then
-// finds the row (`DO NOTHING`), so only one of them republishes the record.
-#[async_trait]
-impl RedriveLedger for PostgresStore {
-    async fn claim(
-        &self,
-        records: &[RedriveKey],
-        again: bool,
-        at_ms: i64,
-    ) -> Result<Vec<Claim>, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let run = async {
-                let tx = client.transaction().await?;
-                let sql = if again { CLAIM_AGAIN } else { CLAIM };
-                let mut claims = Vec::with_capacity(records.len());
-                for id in records {
-                    let (topic, partition, offset, count, incarnation) = key_params(id);
-                    let inserted = tx
-                        .execute(
-                            sql,
-                            &[&topic, &partition, &offset, &count, &incarnation, &at_ms],
-                        )
-                        .await?;
-                    let known = if inserted == 0 {
-                        lookup(&tx, id).await?
-                    } else {
-                        None
-                    };
-                    claims.push(known.map_or(Claim::Claimed, Claim::Already));
-                }
-                tx.commit().await?;
-                Ok(claims)
-            };
-            run.await.map_err(|e: tokio_postgres::Error| classify(&e))
-        })
-        .await
-    }
-
-    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let run = async {
-                let tx = client.transaction().await?;
-                for id in records {
-                    let (topic, partition, offset, count, incarnation) = key_params(id);
-                    let key: [&(dyn ToSql + Sync); 5] =
-                        [&topic, &partition, &offset, &count, &incarnation];
-                    tx.execute(RELEASE, &key).await?;
-                    tx.execute(FORGET, &key).await?;
-                }
-                tx.commit().await
-            };
-            run.await.map_err(|e| classify(&e))
-        })
-        .await
-    }
-
-    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
-        bounded(async {
-            let client = self.client().await?;
-            let mut known = Vec::with_capacity(records.len());
-            for id in records {
-                known.push(lookup(&client, id).await.map_err(|e| classify(&e))?);
-            }
-            Ok(known)
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -816,5 +698,25 @@ impl TopicIncarnations for PostgresStore {
         u32::try_from(n).map_err(|_| {
             StoreError::rejected(format!("incarnation {n} of topic {topic} is out of range"))
         })
+    }
+}
+
+#[async_trait]
+impl RedriveLedger for PostgresStore {
+    async fn claim(
+        &self,
+        records: &[RedriveKey],
+        again: bool,
+        at_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.ledger().claim(records, again, at_ms).await
+    }
+
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
+        self.ledger().release(records).await
+    }
+
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        self.ledger().lookup(records).await
     }
 }

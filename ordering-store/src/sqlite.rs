@@ -17,6 +17,7 @@ use ordering_core::{
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
+use crate::ledger::SqliteLedger;
 use crate::{OpenError, migrations};
 
 /// How long a statement waits for a lock held by another connection before it fails as
@@ -80,38 +81,6 @@ const HEALTH_WRITE: &str = "
     INSERT INTO store_health (id, checked_at_ms) VALUES (1, ?1)
     ON CONFLICT (id) DO UPDATE SET checked_at_ms = excluded.checked_at_ms";
 
-const CLAIM: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO NOTHING";
-
-const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO UPDATE SET
-        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
-
-const RELEASE: &str = "
-    UPDATE redriven_records SET times = times - 1
-    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND origin_incarnation = ?5";
-
-const FORGET: &str = "
-    DELETE FROM redriven_records
-    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND origin_incarnation = ?5 AND times <= 0";
-
-const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_records
-    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND origin_incarnation = ?5";
-
 const INCARNATION: &str =
     "SELECT incarnation FROM topic_incarnations WHERE topic = ?1 AND topic_id = ?2";
 
@@ -132,9 +101,10 @@ pub struct SqliteStore {
     readers: Arc<[Mutex<Connection>]>,
     /// One permit per idle reader: a read waits here, not on a connection's lock.
     idle_readers: Arc<tokio::sync::Semaphore>,
-    /// For the redrive ledger: rare, small writes, so a connection of their own rather than
-    /// the orders' group-commit queue (SQLite serialises it with the writer thread).
-    ledger: Arc<Mutex<Connection>>,
+    /// For writes apart from the orders (the redrive ledger, health checks, pruning): rare
+    /// and small, so a connection of their own rather than the orders' group-commit queue
+    /// (SQLite serialises it with the writer thread).
+    apart: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -190,9 +160,9 @@ impl SqliteStore {
             })
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(failed)?;
-        let ledger = Connection::open(path).map_err(failed)?;
-        ledger.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
-        ledger
+        let apart = Connection::open(path).map_err(failed)?;
+        apart.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+        apart
             .pragma_update(None, "synchronous", "FULL")
             .map_err(failed)?;
 
@@ -208,7 +178,7 @@ impl SqliteStore {
             writes,
             readers: readers.into(),
             idle_readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
-            ledger: Arc::new(Mutex::new(ledger)),
+            apart: Arc::new(Mutex::new(apart)),
             path: path.to_owned(),
         })
     }
@@ -245,50 +215,19 @@ impl SqliteStore {
         .map_err(|e| StoreError::unavailable(format!("the read task failed: {e}")))?
     }
 
-    /// Runs `write` in one immediate transaction on the ledger's connection, off the runtime.
-    async fn ledger<T: Send + 'static>(
+    /// Runs `write` in one immediate transaction on the connection for writes apart from the
+    /// orders, off the runtime.
+    async fn write_apart<T: Send + 'static>(
         &self,
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let ledger = self.ledger.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = ledger.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(classify)?;
-            let done = write(&tx).map_err(classify)?;
-            tx.commit().map_err(classify)?;
-            Ok(done)
-        })
-        .await
-        .map_err(|e| StoreError::unavailable(format!("the ledger task failed: {e}")))?
+        write_on(&self.apart, write).await
     }
-}
 
-/// A ledger key as the statements' first five parameters.
-fn key_params(id: &RedriveKey) -> (&str, i32, i64, u32, u32) {
-    (
-        &id.origin.topic,
-        id.origin.partition,
-        id.origin.offset,
-        id.redrive_count,
-        id.origin.incarnation,
-    )
-}
-
-fn lookup(conn: &Connection, id: &RedriveKey) -> rusqlite::Result<Option<Redriven>> {
-    let (topic, partition, offset, count, incarnation) = key_params(id);
-    conn.prepare_cached(LOOKUP)?
-        .query_row(
-            params![topic, partition, offset, count, incarnation],
-            |row| {
-                Ok(Redriven {
-                    times: u32::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
-                    last_at_ms: row.get(1)?,
-                })
-            },
-        )
-        .optional()
+    /// The redrive ledger, on the connection for writes apart from the orders.
+    fn ledger(&self) -> SqliteLedger {
+        SqliteLedger::on(self.apart.clone())
+    }
 }
 
 enum MigrateError {
@@ -462,7 +401,26 @@ fn apply_one(conn: &Connection, op: &Op, now: i64) -> rusqlite::Result<Done> {
 /// Everything else is the database's state and waits as unavailable: busy, locked, I/O, a
 /// full disk, a file that cannot be opened or written, and a corrupt database too, which a
 /// person must repair (no record is to blame for it).
-fn classify(error: rusqlite::Error) -> StoreError {
+/// Runs `write` in one immediate transaction on `conn`, off the runtime.
+pub(crate) async fn write_on<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(classify)?;
+        let done = write(&tx).map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(done)
+    })
+    .await
+    .map_err(|e| StoreError::unavailable(format!("the write task failed: {e}")))?
+}
+
+pub(crate) fn classify(error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig) => {
             StoreError::rejected(error)
@@ -536,7 +494,7 @@ impl OrderStore for SqliteStore {
 
     async fn prune_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.ledger(move |tx| tx.execute(PRUNE_HISTORY, params![before_ms, limit]))
+        self.write_apart(move |tx| tx.execute(PRUNE_HISTORY, params![before_ms, limit]))
             .await
             .map(|n| n as u64)
     }
@@ -593,58 +551,7 @@ impl OrderStore for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let now = crate::now_ms();
-        self.ledger(move |tx| tx.execute(HEALTH_WRITE, params![now]).map(drop))
-            .await
-    }
-}
-
-#[async_trait]
-impl RedriveLedger for SqliteStore {
-    async fn claim(
-        &self,
-        records: &[RedriveKey],
-        again: bool,
-        at_ms: i64,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let records = records.to_vec();
-        self.ledger(move |tx| {
-            let sql = if again { CLAIM_AGAIN } else { CLAIM };
-            let mut claims = Vec::with_capacity(records.len());
-            for id in &records {
-                let (topic, partition, offset, count, incarnation) = key_params(id);
-                let inserted = tx.prepare_cached(sql)?.execute(params![
-                    topic,
-                    partition,
-                    offset,
-                    count,
-                    incarnation,
-                    at_ms
-                ])?;
-                let known = if inserted == 0 { lookup(tx, id)? } else { None };
-                claims.push(known.map_or(Claim::Claimed, Claim::Already));
-            }
-            Ok(claims)
-        })
-        .await
-    }
-
-    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
-        let records = records.to_vec();
-        self.ledger(move |tx| {
-            for id in &records {
-                let (topic, partition, offset, count, incarnation) = key_params(id);
-                let key = params![topic, partition, offset, count, incarnation];
-                tx.prepare_cached(RELEASE)?.execute(key)?;
-                tx.prepare_cached(FORGET)?.execute(key)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
-        let records = records.to_vec();
-        self.read(move |conn| records.iter().map(|id| lookup(conn, id)).collect())
+        self.write_apart(move |tx| tx.execute(HEALTH_WRITE, params![now]).map(drop))
             .await
     }
 }
@@ -654,7 +561,7 @@ impl TopicIncarnations for SqliteStore {
     async fn incarnation(&self, topic: &str, topic_id: &str) -> Result<u32, StoreError> {
         let (name, id, now) = (topic.to_owned(), topic_id.to_owned(), crate::now_ms());
         let n: i64 = self
-            .ledger(move |tx| {
+            .write_apart(move |tx| {
                 let known = tx
                     .prepare_cached(INCARNATION)?
                     .query_row(params![name, id], |row| row.get(0))
@@ -670,5 +577,25 @@ impl TopicIncarnations for SqliteStore {
         u32::try_from(n).map_err(|_| {
             StoreError::rejected(format!("incarnation {n} of topic {topic} is out of range"))
         })
+    }
+}
+
+#[async_trait]
+impl RedriveLedger for SqliteStore {
+    async fn claim(
+        &self,
+        records: &[RedriveKey],
+        again: bool,
+        at_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.ledger().claim(records, again, at_ms).await
+    }
+
+    async fn release(&self, records: &[RedriveKey]) -> Result<(), StoreError> {
+        self.ledger().release(records).await
+    }
+
+    async fn lookup(&self, records: &[RedriveKey]) -> Result<Vec<Option<Redriven>>, StoreError> {
+        self.ledger().lookup(records).await
     }
 }

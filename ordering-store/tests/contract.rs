@@ -11,7 +11,7 @@ use ordering_core::order::{
 };
 use ordering_core::{Claim, Position, RedriveKey, RedriveLedger, Redriven, StoreError, Written};
 use ordering_store::testing::TestPostgres;
-use ordering_store::{OpenError, Store, StoreUrl};
+use ordering_store::{OpenError, Store, StoreUrl, open_ledger};
 
 fn id(s: &str) -> OrderId {
     OrderId::parse(s).unwrap()
@@ -752,4 +752,53 @@ async fn instances_racing_to_number_new_incarnations_agree() {
         numbers.sort_unstable();
         assert_eq!(numbers, [1, 2], "{topic}");
     }
+}
+
+/// A ledger of its own, beside a service's own tables: the ledger's contract, durable, and
+/// not one table of the order flow in the service's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_of_its_own_keeps_the_contract_and_makes_no_order_table() {
+    // SQLite: the service's own file, its own table first.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE stock (sku TEXT PRIMARY KEY, units INTEGER NOT NULL)")
+        .unwrap();
+    let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    ledger_contract(open_ledger(&url).await.unwrap().as_ref()).await;
+    let reopened = open_ledger(&url).await.unwrap();
+    let known = reopened.lookup(&[letter(11)]).await.unwrap();
+    assert!(known[0].is_some(), "claims are durable");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, ["redriven_records", "stock"]);
+
+    // PostgreSQL: a database of its own, shared by two ledgers (instances).
+    let pg = TestPostgres::shared();
+    let raw = pg.create_database().await;
+    let url = StoreUrl::parse(&raw).unwrap();
+    let (a, b) = tokio::join!(open_ledger(&url), open_ledger(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    ledger_contract(a.as_ref()).await;
+    let known = b.lookup(&[letter(11)]).await.unwrap();
+    assert!(known[0].is_some(), "one ledger for every instance");
+    let (client, connection) = tokio_postgres::connect(&raw, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tables: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(tables, ["redriven_records"]);
 }
