@@ -518,7 +518,11 @@ fn rounds(batch: &[Write]) -> Vec<Vec<usize>> {
             Op::Create { order_id, .. } => (true, order_id.as_str()),
             Op::Status { order_id, .. } => (false, order_id.as_str()),
         };
-        if !seen.insert(key) || rounds.is_empty() {
+        // A round applies its creates before its updates: a create of an order that an
+        // earlier write of the round updates starts a round of its own, so the update finds
+        // nothing, as it would applied in batch order (as SQLite does).
+        let updated_before = key.0 && seen.contains(&(false, key.1));
+        if !seen.insert(key) || updated_before || rounds.is_empty() {
             seen.clear();
             seen.insert(key);
             rounds.push(Vec::new());

@@ -210,6 +210,7 @@ async fn contract(store: Arc<dyn Store>) {
     sorted.sort();
     assert_eq!(ids, sorted);
     history_contract(s).await;
+    batch_order_contract(s).await;
     incarnation_contract(whole.as_ref()).await;
 }
 
@@ -344,6 +345,27 @@ async fn ledger_contract(ledger: &dyn RedriveLedger) {
         matches!(claims.unwrap()[..], [Claim::Claimed, Claim::Already(_)]),
         "a key claimed twice in one call is claimed once"
     );
+}
+
+/// Writes queued together (and so, mostly, committed in one batch) take effect in the order
+/// they were queued, on every store: an update queued before its order's create finds
+/// nothing, and the create then applies.
+async fn batch_order_contract(s: &dyn OrderStore) {
+    let ids: Vec<String> = (0..50).map(|n| format!("ORD-BATCH-{n}")).collect();
+    let writes = ids.iter().map(|order_id| async move {
+        let change = StatusChange::new(status("shipped"), at(1, 500));
+        let (key, new) = (id(order_id), order(order_id, 1));
+        let (updated, created) =
+            tokio::join!(s.update_status(&key, change), s.create(&new, at(0, 500)),);
+        (updated.unwrap(), created.unwrap())
+    });
+    for (updated, created) in futures::future::join_all(writes).await {
+        assert_eq!(updated, StatusWrite::NotFound, "queued before its create");
+        assert_eq!(created, CREATED);
+    }
+    for order_id in &ids {
+        assert_eq!(current_status(s, order_id).await, "pending");
+    }
 }
 
 /// A topic created again: its incarnations numbered in the order first seen, per topic;
