@@ -6,11 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Killed, free_port};
 use ordering_core::{DeadLetter, FailureClass, Sink};
 use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
@@ -54,33 +57,8 @@ fn payment(n: usize) -> Payment {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-/// `cargo test` builds the examples next to the test binaries' directory.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().and_then(Path::parent).unwrap();
-    let path = target.join("examples").join("payments");
-    assert!(
-        path.is_file(),
-        "{} is missing: cargo test builds it",
-        path.display()
-    );
-    path
-}
-
-fn start(env: &[(&str, String)]) -> Child {
-    Command::new(example())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+fn start(env: &[(&str, String)]) -> std::process::Child {
+    common::start("payments", env)
 }
 
 fn booked(ledger: &Path) -> Vec<String> {
@@ -254,7 +232,7 @@ async fn every_payment_is_booked_once_or_dead_lettered_across_a_restart() {
 async fn its_own_settings_and_health_check_are_the_services() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("books").join("ledger.txt");
-    let help = Command::new(example())
+    let help = Command::new(common::example("payments"))
         .arg("--help")
         .env("PAYMENTS_LEDGER", &ledger)
         .output()
@@ -308,15 +286,6 @@ async fn its_own_settings_and_health_check_are_the_services() {
 
     std::fs::create_dir_all(dir.path().join("books")).unwrap();
     wait_for_health(&health_url, 200).await;
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn wait_for_health(url: &str, status: u16) {
