@@ -5,9 +5,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::handler::ErrorClass;
-use crate::record::Header;
-use crate::redrive::{LetterId, RedriveKey};
-use crate::storage::Position;
+use crate::header::{
+    Header, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER, REDRIVE_DLQ_PARTITION_HEADER,
+    REDRIVE_DLQ_TOPIC_HEADER, REDRIVE_HEADER_PREFIX, REDRIVE_ORIGIN_INCARNATION_HEADER,
+    REDRIVE_ORIGIN_OFFSET_HEADER, REDRIVE_ORIGIN_PARTITION_HEADER, REDRIVE_ORIGIN_TOPIC_HEADER,
+    origin_from,
+};
+use crate::position::Position;
+use crate::record::DecodeErrorKind;
 
 /// Why a record ended in the dead-letter queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +54,17 @@ impl fmt::Display for FailureClass {
     }
 }
 
+impl From<DecodeErrorKind> for FailureClass {
+    /// A payload that does not decode: poison, or permanent for a readable value the codec
+    /// refused ([`DecodeErrorKind::Invalid`]).
+    fn from(kind: DecodeErrorKind) -> Self {
+        match kind {
+            DecodeErrorKind::Malformed | DecodeErrorKind::UnknownSchema => Self::Poison,
+            DecodeErrorKind::Invalid => Self::Permanent,
+        }
+    }
+}
+
 /// An `errorClass` that is none of the known names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown error class {0:?} (expected retryable, permanent or poison)")]
@@ -64,6 +80,35 @@ impl FromStr for FailureClass {
             "poison" => Ok(Self::Poison),
             other => Err(UnknownFailureClass(other.to_owned())),
         }
+    }
+}
+
+/// Where a dead letter sits in the DLQ: what identifies it to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LetterId {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl fmt::Display for LetterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// What a redrive ledger keys on: the record a letter is about, by where it was first
+/// published ([`DeadLetter::origin`]), and how many times it had been redriven when it failed.
+/// Two letters of one delivery share it; a redriven copy that failed again has its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedriveKey {
+    pub origin: Position,
+    pub redrive_count: u32,
+}
+
+impl fmt::Display for RedriveKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (redriven {} times)", self.origin, self.redrive_count)
     }
 }
 
@@ -111,27 +156,6 @@ pub struct DeadLetter {
     /// [`reduced`]: DeadLetter::reduced
     pub reduced_from: Option<u64>,
 }
-
-/// The header a redriven record carries: how many times it was redriven (1 for the first).
-pub const REDRIVE_COUNT_HEADER: &str = "redrive-count";
-/// Headers a redriven record carries: where its dead letter sits in the DLQ.
-pub const REDRIVE_DLQ_TOPIC_HEADER: &str = "redrive-dlq-topic";
-pub const REDRIVE_DLQ_PARTITION_HEADER: &str = "redrive-dlq-partition";
-pub const REDRIVE_DLQ_OFFSET_HEADER: &str = "redrive-dlq-offset";
-/// Headers a redriven record carries: where the record it copies was first published
-/// ([`RecordMeta::origin`](crate::RecordMeta::origin)). A record redriven twice keeps the
-/// first record's position.
-pub const REDRIVE_ORIGIN_TOPIC_HEADER: &str = "redrive-origin-topic";
-pub const REDRIVE_ORIGIN_PARTITION_HEADER: &str = "redrive-origin-partition";
-pub const REDRIVE_ORIGIN_OFFSET_HEADER: &str = "redrive-origin-offset";
-/// Which incarnation of its topic the origin is in; [`FIRST_INCARNATION`] when absent (a
-/// record redriven before incarnations were kept).
-///
-/// [`FIRST_INCARNATION`]: crate::FIRST_INCARNATION
-pub const REDRIVE_ORIGIN_INCARNATION_HEADER: &str = "redrive-origin-incarnation";
-
-/// The prefix of every header a redrive adds; a redrive replaces them all.
-const REDRIVE_HEADER_PREFIX: &str = "redrive-";
 
 /// The longest error message a reduced letter keeps, in bytes.
 const REDUCED_MESSAGE_MAX: usize = 1024;
@@ -237,33 +261,6 @@ impl DeadLetter {
     }
 }
 
-/// The origin a redrive wrote into `headers`; `None` unless its topic, partition and offset
-/// headers are there and readable (the incarnation's may be absent: the first).
-pub(crate) fn origin_from(headers: &[Header]) -> Option<Position> {
-    if headers.is_empty() {
-        return None; // the common case, at no cost
-    }
-    let text = |name: &str| {
-        headers
-            .iter()
-            .find(|h| h.name == name)
-            .and_then(|h| h.value.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
-    };
-    let incarnation = match text(REDRIVE_ORIGIN_INCARNATION_HEADER) {
-        None => crate::FIRST_INCARNATION,
-        Some(n) => n.trim().parse().ok()?,
-    };
-    Some(
-        Position::new(
-            text(REDRIVE_ORIGIN_TOPIC_HEADER)?,
-            text(REDRIVE_ORIGIN_PARTITION_HEADER)?.trim().parse().ok()?,
-            text(REDRIVE_ORIGIN_OFFSET_HEADER)?.trim().parse().ok()?,
-        )
-        .in_incarnation(incarnation),
-    )
-}
-
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -276,21 +273,10 @@ fn cut(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// How many times a record was redriven, from its headers: 0 when it never was (or the header
-/// is not a number).
-pub fn redrive_count(headers: &[Header]) -> u32 {
-    headers
-        .iter()
-        .find(|h| h.name == REDRIVE_COUNT_HEADER)
-        .and_then(|h| h.value.as_deref())
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header::redrive_count;
 
     fn letter(value: Vec<u8>, message: &str) -> DeadLetter {
         DeadLetter {

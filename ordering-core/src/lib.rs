@@ -24,8 +24,10 @@ mod cause;
 mod dead_letter;
 mod dispatcher;
 mod handler;
+mod header;
 #[cfg(feature = "order")]
 pub mod order;
+mod position;
 mod record;
 mod redrive;
 mod retry;
@@ -38,28 +40,27 @@ mod time;
 pub mod trace;
 
 pub use cause::Cause;
-pub use dead_letter::{
-    DeadLetter, FailureClass, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER,
-    REDRIVE_DLQ_PARTITION_HEADER, REDRIVE_DLQ_TOPIC_HEADER, REDRIVE_ORIGIN_INCARNATION_HEADER,
-    REDRIVE_ORIGIN_OFFSET_HEADER, REDRIVE_ORIGIN_PARTITION_HEADER, REDRIVE_ORIGIN_TOPIC_HEADER,
-    UnknownFailureClass, redrive_count,
-};
+pub use dead_letter::{DeadLetter, FailureClass, LetterId, RedriveKey, UnknownFailureClass};
 pub use dispatcher::{
     DispatchError, Dispatcher, DispatcherConfig, LaneMode, REDUCED_LETTER_PAYLOAD, Stats,
     StatsSnapshot,
 };
 pub use handler::{Classify, ErrorClass, Handler};
-pub use record::{DecodeError, DecodeErrorKind, Header, Record, RecordMeta, TopicPartition};
+pub use header::{
+    Header, REDRIVE_COUNT_HEADER, REDRIVE_DLQ_OFFSET_HEADER, REDRIVE_DLQ_PARTITION_HEADER,
+    REDRIVE_DLQ_TOPIC_HEADER, REDRIVE_ORIGIN_INCARNATION_HEADER, REDRIVE_ORIGIN_OFFSET_HEADER,
+    REDRIVE_ORIGIN_PARTITION_HEADER, REDRIVE_ORIGIN_TOPIC_HEADER, redrive_count,
+};
+pub use position::{FIRST_INCARNATION, Position};
+pub use record::{DecodeError, DecodeErrorKind, Record, RecordMeta, TopicPartition};
 pub use redrive::{
-    BadInstant, Claim, LetterFilter, LetterId, MemoryLedger, RedriveGuard, RedriveKey,
-    RedriveLedger, Redriven, parse_instant,
+    BadInstant, Claim, LetterFilter, MemoryLedger, RedriveGuard, RedriveLedger, Redriven,
+    parse_instant,
 };
 pub use retry::{Decision, PolicyError, RetryPolicy};
 pub use sink::{DeadLetterSink, Sink, SinkError};
 pub use source::{Polled, Source, SourceError};
-pub use storage::{
-    FIRST_INCARNATION, MemoryIncarnations, Position, StoreError, TopicIncarnations, Written,
-};
+pub use storage::{MemoryIncarnations, StoreError, TopicIncarnations, Written};
 pub use time::{now_iso8601, now_ms};
 
 // The code in the workspace README is compiled and run as a doctest of this crate.

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::storage::Position;
+use crate::header::Header;
+use crate::position::Position;
 
 /// A partition of a topic. The topic name is shared, so cloning is cheap.
 #[derive(Debug, Clone, PartialOrd, Ord)]
@@ -46,13 +47,6 @@ impl fmt::Display for TopicPartition {
     }
 }
 
-/// A record header as it came with the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Option<Vec<u8>>,
-}
-
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta {
@@ -88,7 +82,7 @@ impl RecordMeta {
     ///
     /// [`REDRIVE_ORIGIN_TOPIC_HEADER`]: crate::REDRIVE_ORIGIN_TOPIC_HEADER
     pub fn origin(&self) -> Option<Position> {
-        crate::dead_letter::origin_from(&self.headers)
+        crate::header::origin_from(&self.headers)
     }
 
     /// The position that orders this record against others of its key: its
@@ -187,16 +181,6 @@ impl DecodeError {
             DecodeErrorKind::Invalid => self.invalid_type.as_deref().unwrap_or("InvalidEvent"),
         }
     }
-
-    /// The dead letter's `errorClass` for it: poison, or permanent for an invalid value.
-    pub fn failure_class(&self) -> crate::FailureClass {
-        match self.kind {
-            DecodeErrorKind::Malformed | DecodeErrorKind::UnknownSchema => {
-                crate::FailureClass::Poison
-            }
-            DecodeErrorKind::Invalid => crate::FailureClass::Permanent,
-        }
-    }
 }
 
 /// One record from a source.
@@ -215,5 +199,14 @@ impl<E> Record<E> {
             payload,
             event,
         }
+    }
+}
+
+/// A record's position for idempotence: where it was first published. For a redriven record
+/// that is the position of the record it copies ([`RecordMeta::origin`]), so that a redrive
+/// is ordered like the original.
+impl From<&RecordMeta> for Position {
+    fn from(meta: &RecordMeta) -> Self {
+        meta.position()
     }
 }

@@ -5,14 +5,14 @@
 //! redrive never moves anything backwards.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use crate::dead_letter::RedriveKey;
 use crate::dead_letter::{DeadLetter, FailureClass};
-use crate::storage::{Position, StoreError};
+use crate::storage::StoreError;
 
 /// Which dead letters an operation takes; every criterion is optional and all must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,35 +69,6 @@ impl LetterFilter {
             && self
                 .failed_to
                 .is_none_or(|to| failed_at().is_some_and(|at| at <= to))
-    }
-}
-
-/// Where a dead letter sits in the DLQ: what identifies it to the ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LetterId {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl fmt::Display for LetterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
-    }
-}
-
-/// What a redrive ledger keys on: the record a letter is about, by where it was first
-/// published ([`DeadLetter::origin`]), and how many times it had been redriven when it failed.
-/// Two letters of one delivery share it; a redriven copy that failed again has its own.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RedriveKey {
-    pub origin: Position,
-    pub redrive_count: u32,
-}
-
-impl fmt::Display for RedriveKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (redriven {} times)", self.origin, self.redrive_count)
     }
 }
 
@@ -216,6 +187,7 @@ impl RedriveLedger for MemoryLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::position::Position;
 
     fn letter(error_type: &str, key: &str, failed_at: &str) -> DeadLetter {
         DeadLetter {

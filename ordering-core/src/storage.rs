@@ -1,14 +1,11 @@
 //! What any idempotent store shares: its error (which says whether waiting can help), the
-//! position that makes a write idempotent, and what a write did. The order flow's store is
+//! position that makes a write idempotent (`position.rs`), and what a write did. The order flow's store is
 //! `order::OrderStore`; the redrive ledger is `RedriveLedger`.
 
 use std::error::Error;
-use std::fmt;
-use std::sync::Arc;
 
 use crate::cause::Cause;
 use crate::handler::ErrorClass;
-use crate::record::RecordMeta;
 
 /// Why a store call failed, and so whether waiting can help.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,71 +51,6 @@ impl StoreError {
     }
 }
 
-/// Where a record sits: its topic, partition and offset, in which incarnation of the topic.
-/// What makes a write idempotent, and what a redrive ledger keys on.
-///
-/// Positions are ordered within one partition of one topic only: a record at or below the
-/// last applied offset of the same partition is a redelivery (or, for a redriven record, its
-/// original position shows it was superseded). A record from another topic or partition
-/// cannot be ordered against it and is applied.
-///
-/// A topic deleted and created again under the same name starts its offsets over: offsets
-/// alone would take its new records for old ones. Its [`incarnation`](Self::incarnation)
-/// orders the logs instead: every record of a later incarnation comes after every record of
-/// an earlier one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Position {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub offset: i64,
-    /// Which incarnation of the topic the offset is in: [`FIRST_INCARNATION`] for the first
-    /// one a store knows (and for positions written before incarnations were kept), one more
-    /// for each re-creation since ([`TopicIncarnations`]).
-    pub incarnation: u32,
-}
-
-/// The incarnation of a position that says nothing else: a topic's first, or a position
-/// written before incarnations were kept, or from a source that does not tell them apart.
-pub const FIRST_INCARNATION: u32 = 1;
-
-impl Position {
-    /// A position in the topic's [`FIRST_INCARNATION`].
-    pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-            offset,
-            incarnation: FIRST_INCARNATION,
-        }
-    }
-
-    /// This position in incarnation `incarnation` of its topic.
-    pub fn in_incarnation(mut self, incarnation: u32) -> Self {
-        self.incarnation = incarnation;
-        self
-    }
-
-    /// `true` when `self` was already covered by `last`, the position last applied: same
-    /// topic, same partition, an earlier incarnation or the same one and not above it.
-    pub fn is_covered_by(&self, last: Option<&Position>) -> bool {
-        last.is_some_and(|last| {
-            last.partition == self.partition
-                && (self.incarnation, self.offset) <= (last.incarnation, last.offset)
-                && last.topic == self.topic
-        })
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)?;
-        if self.incarnation != FIRST_INCARNATION {
-            write!(f, " (incarnation {})", self.incarnation)?;
-        }
-        Ok(())
-    }
-}
-
 /// Numbers the incarnations of topics, so that positions in a topic deleted and created again
 /// are ordered after those in the topic it replaced. Kept by the store the positions are kept
 /// in: every instance of a service, and every restart, must give one topic id one number.
@@ -129,7 +61,7 @@ impl fmt::Display for Position {
 pub trait TopicIncarnations: Send + Sync {
     /// The number of the incarnation of `topic` that the broker calls `topic_id`: the number
     /// it got when first seen; an id never seen before gets one more than the highest number
-    /// of `topic` so far ([`FIRST_INCARNATION`] for the first).
+    /// of `topic` so far ([`FIRST_INCARNATION`](crate::FIRST_INCARNATION) for the first).
     async fn incarnation(&self, topic: &str, topic_id: &str) -> Result<u32, StoreError>;
 }
 
@@ -151,15 +83,6 @@ impl TopicIncarnations for MemoryIncarnations {
             }
         };
         u32::try_from(index + 1).map_err(|_| StoreError::rejected("too many incarnations"))
-    }
-}
-
-/// A record's position for idempotence: where it was first published. For a redriven record
-/// that is the position of the record it copies ([`RecordMeta::origin`]), so that a redrive
-/// is ordered like the original.
-impl From<&RecordMeta> for Position {
-    fn from(meta: &RecordMeta) -> Self {
-        meta.position()
     }
 }
 

@@ -17,7 +17,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::record::{Header, RecordMeta};
+use crate::header::Header;
 
 /// The target of the library's spans: a subscriber enables them with
 /// `ordering::messaging=info` (an exporter's layer), and can leave them out of its logs.
@@ -64,14 +64,15 @@ pub fn inject_span(span: &tracing::Span, headers: &mut Vec<Header>) {
     }
 }
 
-/// Makes the record's trace the parent of `span`, and links `span` to it: the consumer's
-/// span continues the producer's trace and says which span sent the record (OpenTelemetry's
-/// messaging conventions). Nothing when the span is disabled or the record carries no trace.
-pub fn continue_from(span: &tracing::Span, meta: &RecordMeta) {
+/// Makes the trace a record's `headers` carry the parent of `span`, and links `span` to it:
+/// the consumer's span continues the producer's trace and says which span sent the record
+/// (OpenTelemetry's messaging conventions). Nothing when the span is disabled or the record
+/// carries no trace.
+pub fn continue_from(span: &tracing::Span, headers: &[Header]) {
     if span.is_disabled() {
         return;
     }
-    let parent = meta.trace_context();
+    let parent = extract(headers);
     let sender = parent.span().span_context().clone();
     if sender.is_valid() {
         let _ = span.set_parent(parent);
@@ -204,9 +205,9 @@ mod tests {
 
             // A record continues the trace it carries, as a child.
             let process = tracing::info_span!(target: TARGET, "process");
-            let mut meta = RecordMeta::new(crate::record::TopicPartition::new("t", 0), 1);
+            let mut meta = crate::RecordMeta::new(crate::TopicPartition::new("t", 0), 1);
             meta.headers.push(header("traceparent", PARENT));
-            continue_from(&process, &meta);
+            continue_from(&process, &meta.headers);
             let own = process.context().span().span_context().clone();
             assert_eq!(
                 own.trace_id().to_string(),

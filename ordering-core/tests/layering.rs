@@ -40,3 +40,68 @@ fn no_engine_module_imports_the_order_flow() {
         "engine modules that import the order flow: {offenders:?}"
     );
 }
+
+/// The engine's ground floor is layered: no module, through the modules it uses, uses itself
+/// (`use crate::x` or `crate::x::` outside a file's tests), so each can be read knowing only
+/// those below it.
+#[test]
+fn the_engine_modules_form_no_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules = [
+        "cause",
+        "dead_letter",
+        "handler",
+        "header",
+        "position",
+        "record",
+        "redrive",
+        "retry",
+        "sink",
+        "source",
+        "storage",
+        "time",
+        "trace",
+    ];
+    let uses = |module: &str| -> Vec<&str> {
+        let text = std::fs::read_to_string(src.join(format!("{module}.rs"))).expect("a module");
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        modules
+            .iter()
+            .copied()
+            .filter(|other| *other != module && code.contains(&format!("crate::{other}")))
+            .collect()
+    };
+    // Depth-first search for a path back to where it started.
+    fn reaches<'a>(
+        from: &'a str,
+        to: &str,
+        uses: &dyn Fn(&str) -> Vec<&'a str>,
+        seen: &mut Vec<&'a str>,
+    ) -> bool {
+        for next in uses(from) {
+            if next == to {
+                return true;
+            }
+            if !seen.contains(&next) {
+                seen.push(next);
+                if reaches(next, to, uses, seen) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let cyclic: Vec<&str> = modules
+        .iter()
+        .copied()
+        .filter(|m| reaches(m, m, &uses, &mut Vec::new()))
+        .collect();
+    assert!(cyclic.is_empty(), "modules on a cycle: {cyclic:?}");
+}

@@ -8,8 +8,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::dead_letter::{DeadLetter, FailureClass, redrive_count};
+use crate::dead_letter::{DeadLetter, FailureClass};
 use crate::handler::{Classify, ErrorClass, Handler};
+use crate::header::redrive_count;
 use crate::record::Record;
 use crate::retry::{Decision, RetryPolicy};
 use crate::sink::{DeadLetterSink, SinkError};
@@ -182,7 +183,7 @@ fn messaging_span<H, D>(shared: &Shared<H, D>, meta: &crate::record::RecordMeta)
         messaging.consumer.group.name = %shared.consumer_group,
         ordering.outcome = tracing::field::Empty,
     );
-    crate::trace::continue_from(&span, meta);
+    crate::trace::continue_from(&span, &meta.headers);
     span
 }
 
@@ -236,7 +237,7 @@ where
             let now = now_iso8601();
             Failure {
                 error_type: decode.error_type().into(),
-                class: decode.failure_class(),
+                class: decode.kind().into(),
                 message: decode.to_string(),
                 failed_attempts: 0,
                 first_at: now.clone(),

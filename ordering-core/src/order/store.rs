@@ -18,8 +18,10 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 
 use super::model::{Order, OrderId, Status};
-use crate::redrive::{Claim, MemoryLedger, RedriveKey, RedriveLedger, Redriven};
-use crate::storage::{MemoryIncarnations, Position, StoreError, TopicIncarnations, Written};
+use crate::dead_letter::RedriveKey;
+use crate::position::Position;
+use crate::redrive::{Claim, MemoryLedger, RedriveLedger, Redriven};
+use crate::storage::{MemoryIncarnations, StoreError, TopicIncarnations, Written};
 
 /// What a create did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -100,13 +100,13 @@ mod tests {
         for garbage in [&b"{\"sku\": "[..], b"\xff\xfe", b""] {
             let error = codec.decode(garbage).unwrap_err();
             assert_eq!(error.kind(), DecodeErrorKind::Malformed, "{error}");
-            assert_eq!(error.failure_class(), FailureClass::Poison);
+            assert_eq!(FailureClass::from(error.kind()), FailureClass::Poison);
             assert_eq!(error.error_type(), "DecodeError");
         }
         for invalid in [&br#"{"sku": "SKU-1"}"#[..], br#"{"sku": 1, "quantity": 2}"#] {
             let error = codec.decode(invalid).unwrap_err();
             assert_eq!(error.kind(), DecodeErrorKind::Invalid, "{error}");
-            assert_eq!(error.failure_class(), FailureClass::Permanent);
+            assert_eq!(FailureClass::from(error.kind()), FailureClass::Permanent);
             assert_eq!(error.error_type(), "InvalidReservation");
         }
         assert_eq!(
