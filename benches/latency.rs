@@ -248,7 +248,7 @@ impl OrderStore for Watched {
         self.inner.count().await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.check_writable().await
     }
 }

@@ -626,7 +626,7 @@ impl App {
         let (broker, store) = tokio::join!(
             self.producer
                 .ping_topic(&self.config.order_topic, HEALTH_TIMEOUT),
-            tokio::time::timeout(HEALTH_TIMEOUT, self.store.ping())
+            tokio::time::timeout(HEALTH_TIMEOUT, self.store.check_writable())
         );
         Probes {
             broker: broker.map_err(|e| ordering_http::security::kafka_problem(&e)),

@@ -26,7 +26,7 @@ mock! {
         async fn positions(&self, id: &OrderId) -> Result<Option<OrderPositions>, StoreError>;
         async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError>;
         async fn count(&self) -> Result<u64, StoreError>;
-        async fn ping(&self) -> Result<(), StoreError>;
+        async fn check_writable(&self) -> Result<(), StoreError>;
     }
 }
 

@@ -660,7 +660,7 @@ impl OrderStore for PostgresStore {
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn check_writable(&self) -> Result<(), StoreError> {
         bounded(async {
             self.client()
                 .await?

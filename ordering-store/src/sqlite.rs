@@ -549,7 +549,7 @@ impl OrderStore for SqliteStore {
         .await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn check_writable(&self) -> Result<(), StoreError> {
         let now = crate::now_ms();
         self.write_apart(move |tx| tx.execute(HEALTH_WRITE, params![now]).map(drop))
             .await

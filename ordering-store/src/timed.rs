@@ -29,7 +29,7 @@ enum Op {
     PruneHistory,
     Ids,
     Count,
-    Ping,
+    CheckWritable,
     RedriveClaim,
     RedriveRelease,
     RedriveLookup,
@@ -46,7 +46,7 @@ impl Op {
         Op::PruneHistory,
         Op::Ids,
         Op::Count,
-        Op::Ping,
+        Op::CheckWritable,
         Op::RedriveClaim,
         Op::RedriveRelease,
         Op::RedriveLookup,
@@ -64,7 +64,7 @@ impl Op {
             Op::PruneHistory => "prune_history",
             Op::Ids => "ids",
             Op::Count => "count",
-            Op::Ping => "ping",
+            Op::CheckWritable => "check_writable",
             Op::RedriveClaim => "redrive_claim",
             Op::RedriveRelease => "redrive_release",
             Op::RedriveLookup => "redrive_lookup",
@@ -166,8 +166,9 @@ impl<S: Store> OrderStore for Timed<S> {
         self.time(Op::Count, self.inner.count()).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.time(Op::Ping, self.inner.ping()).await
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.time(Op::CheckWritable, self.inner.check_writable())
+            .await
     }
 }
 

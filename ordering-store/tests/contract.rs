@@ -90,7 +90,7 @@ async fn contract(store: Arc<dyn Store>) {
     let whole = store.clone();
     let store: Arc<dyn OrderStore> = store;
     let s = store.as_ref();
-    store.ping().await.unwrap();
+    store.check_writable().await.unwrap();
     assert_eq!(s.get(&id("ORD-1")).await.unwrap(), None);
     assert_eq!(s.count().await.unwrap(), 0);
 
@@ -579,7 +579,7 @@ async fn a_stopped_postgres_is_unavailable_then_serves_again() {
         .await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
     assert!(matches!(
-        store.ping().await,
+        store.check_writable().await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(
@@ -640,7 +640,7 @@ async fn a_read_only_postgres_is_unavailable_and_its_health_check_says_why() {
     let raw = pg.create_database().await;
     let store = StoreUrl::parse(&raw).unwrap().open().await.unwrap();
     store.create(&order("ORD-1", 1), at(0, 1)).await.unwrap();
-    store.ping().await.unwrap();
+    store.check_writable().await.unwrap();
 
     pg.set_read_only(true).await;
     let mut down = Ok(APPLIED);
@@ -661,7 +661,7 @@ async fn a_read_only_postgres_is_unavailable_and_its_health_check_says_why() {
         matches!(created, Err(StoreError::Unavailable(_))),
         "{created:?}"
     );
-    let health = store.ping().await.unwrap_err();
+    let health = store.check_writable().await.unwrap_err();
     assert!(matches!(health, StoreError::Unavailable(_)), "{health}");
     assert!(health.to_string().contains("read-only"), "{health}");
     // Reads still work: only a write-checking health probe sees it.
@@ -684,7 +684,7 @@ async fn a_read_only_postgres_is_unavailable_and_its_health_check_says_why() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(up.unwrap(), APPLIED);
-    store.ping().await.unwrap();
+    store.check_writable().await.unwrap();
 }
 
 /// Each write of a SQLite group commit has a savepoint of its own: one that fails half-way

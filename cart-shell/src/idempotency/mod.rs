@@ -11,7 +11,7 @@
 //! lease deadline, failed, done), the payload, the final answer and when the key was first
 //! seen.
 //!
-//! A request [`begin`](IdempotencyStore::begin)s, and gets a [`Claim`] only when it is the one
+//! A request [`begin`](IdempotencyStore::begin)s, and gets a [`KeyClaim`] only when it is the one
 //! to do the work ([`Begin::Fresh`], [`Begin::Resume`]); the claim is spent by
 //! [`finish`](IdempotencyStore::finish), [`fail`](IdempotencyStore::fail) or, when the work
 //! surely sent nothing, [`release`](IdempotencyStore::release).
@@ -137,14 +137,14 @@ pub struct Policy {
 /// [`IdempotencyStore::release`].
 #[derive(Debug)]
 #[must_use = "a claim must be finished or failed, or its key stays in flight until the lease ends"]
-pub struct Claim {
+pub struct KeyClaim {
     key: IdempotencyKey,
     /// 1 for the key's first attempt; each resumption adds one.
     attempt: i64,
     payload: String,
 }
 
-impl Claim {
+impl KeyClaim {
     /// What to do: the payload given to [`IdempotencyStore::begin`] for a fresh key, the one
     /// stored by the first attempt for a resumed one.
     pub fn payload(&self) -> &str {
@@ -172,10 +172,10 @@ pub struct Replay {
 #[derive(Debug)]
 pub enum Begin {
     /// The key is new: do the work with the payload given.
-    Fresh(Claim),
+    Fresh(KeyClaim),
     /// An earlier attempt failed, or its lease ran out (its process died): do the work again
     /// with the payload that attempt stored, never a new one.
-    Resume(Claim),
+    Resume(KeyClaim),
     /// Done before: send its answer again.
     Replay(Replay),
     /// The key was used for another request.
@@ -444,7 +444,7 @@ impl IdempotencyStore {
     /// Records the answer of the claim's work, to be replayed to every retry.
     pub async fn finish(
         &self,
-        claim: Claim,
+        claim: KeyClaim,
         status: StatusCode,
         body: Bytes,
     ) -> Result<Settled, IdempotencyError> {
@@ -456,7 +456,7 @@ impl IdempotencyStore {
 
     /// Records that the claim's work failed, perhaps after it sent something: the next retry
     /// does it again with the same payload.
-    pub async fn fail(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+    pub async fn fail(&self, claim: KeyClaim) -> Result<Settled, IdempotencyError> {
         match &self.backend {
             Backend::Sqlite(keys) => keys.fail(claim).await,
             Backend::Postgres(keys) => keys.fail(claim).await,
@@ -467,7 +467,7 @@ impl IdempotencyStore {
     /// key of a first attempt is forgotten at once, freeing its room, and a retry starts
     /// afresh; a resumed one is [failed](Self::fail), since an attempt before it may have
     /// sent its payload.
-    pub async fn release(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+    pub async fn release(&self, claim: KeyClaim) -> Result<Settled, IdempotencyError> {
         if !claim.is_first() {
             return self.fail(claim).await;
         }
@@ -509,8 +509,8 @@ impl Request {
         i64::try_from(self.policy.max_keys).unwrap_or(i64::MAX)
     }
 
-    fn claim(self, attempt: i64, payload: String) -> Claim {
-        Claim {
+    fn claim(self, attempt: i64, payload: String) -> KeyClaim {
+        KeyClaim {
             key: self.key,
             attempt,
             payload,
@@ -604,7 +604,7 @@ mod tests {
         }
     }
 
-    fn fresh(begin: Begin) -> Claim {
+    fn fresh(begin: Begin) -> KeyClaim {
         match begin {
             Begin::Fresh(claim) => claim,
             other => panic!("not fresh: {other:?}"),

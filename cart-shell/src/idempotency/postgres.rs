@@ -16,7 +16,7 @@ use ordering_store::deadpool_postgres::{GenericClient, Object, Pool, PoolError};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Begin, Claim, Decision, IdempotencyError, IdempotencyKey, Request, Row, Settled, State,
+    Begin, Decision, IdempotencyError, IdempotencyKey, KeyClaim, Request, Row, Settled, State,
     Unanswered, decide, settled,
 };
 
@@ -190,7 +190,7 @@ impl Keys {
 
     pub(super) async fn finish(
         &self,
-        claim: Claim,
+        claim: KeyClaim,
         status: StatusCode,
         body: Bytes,
     ) -> Result<Settled, IdempotencyError> {
@@ -202,12 +202,12 @@ impl Keys {
         .await
     }
 
-    pub(super) async fn fail(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+    pub(super) async fn fail(&self, claim: KeyClaim) -> Result<Settled, IdempotencyError> {
         self.settle(FAIL, &[&claim.key.as_str(), &claim.attempt])
             .await
     }
 
-    pub(super) async fn release(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+    pub(super) async fn release(&self, claim: KeyClaim) -> Result<Settled, IdempotencyError> {
         self.settle(RELEASE, &[&claim.key.as_str(), &claim.attempt])
             .await
     }

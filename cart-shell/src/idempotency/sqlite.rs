@@ -9,7 +9,7 @@ use hyper::StatusCode;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Begin, Claim, Decision, IdempotencyError, IdempotencyKey, Request, Row, Settled, State,
+    Begin, Decision, IdempotencyError, IdempotencyKey, KeyClaim, Request, Row, Settled, State,
     Unanswered, decide, settled,
 };
 
@@ -166,7 +166,7 @@ impl Keys {
 
     pub(super) async fn finish(
         &self,
-        claim: Claim,
+        claim: KeyClaim,
         status: StatusCode,
         body: Bytes,
     ) -> Result<Settled, IdempotencyError> {
@@ -184,12 +184,12 @@ impl Keys {
         .await
     }
 
-    pub(super) async fn fail(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+    pub(super) async fn fail(&self, claim: KeyClaim) -> Result<Settled, IdempotencyError> {
         self.settle(move |c| c.execute(FAIL, params![claim.key.as_str(), claim.attempt]))
             .await
     }
 
-    pub(super) async fn release(&self, claim: Claim) -> Result<Settled, IdempotencyError> {
+    pub(super) async fn release(&self, claim: KeyClaim) -> Result<Settled, IdempotencyError> {
         self.settle(move |c| c.execute(RELEASE, params![claim.key.as_str(), claim.attempt]))
             .await
     }

@@ -158,7 +158,7 @@ pub trait OrderStore: Send + Sync {
 
     /// Answers when the store can serve reads *and* take writes (a database that went
     /// read-only, a revoked grant, a full disk fail it), for health checks; the error says why.
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn check_writable(&self) -> Result<(), StoreError>;
 }
 
 /// History entries one prune deletes at most: a long backlog goes in many short
@@ -380,7 +380,7 @@ impl OrderStore for MemoryStore {
         Ok(self.read().len() as u64)
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
