@@ -146,8 +146,20 @@ impl Browser {
     /// Presses Tab from the top of the page until focus has gone round, and checks that the
     /// skip link came first and that every visible control was reached.
     async fn tab_reaches_every_control(&self, page: &str) {
-        // Let the page's script draw what it loads (rows and their buttons) first.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Let the page's script draw what it loads (rows and their buttons) first: until the
+        // controls stay the same for a second (a loaded machine draws late), 15 s at most.
+        let count = format!("return {CONTROLS}.map((e) => e.outerHTML).join('')");
+        let (mut last, mut same_since) = (Value::Null, std::time::Instant::now());
+        let settle = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < settle {
+            let now = self.script(&count).await;
+            if now != last {
+                (last, same_since) = (now, std::time::Instant::now());
+            } else if same_since.elapsed() >= Duration::from_secs(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         self.script(
             "window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();
              window.__focused = [];
