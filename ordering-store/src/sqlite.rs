@@ -119,18 +119,8 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating it and its directory if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let failed = |e: rusqlite::Error| OpenError::Sqlite {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| OpenError::Sqlite {
-                path: path.to_owned(),
-                reason: format!("cannot create {}: {e}", dir.display()),
-            })?;
-        }
-        let mut writer = Connection::open(path).map_err(failed)?;
-        writer.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+        let failed = |e: rusqlite::Error| open_failed(path, e);
+        let mut writer = open_file(path)?;
         let mode: String = writer
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(failed)?;
@@ -401,6 +391,29 @@ fn apply_one(conn: &Connection, op: &Op, now: i64) -> rusqlite::Result<Done> {
 /// Everything else is the database's state and waits as unavailable: busy, locked, I/O, a
 /// full disk, a file that cannot be opened or written, and a corrupt database too, which a
 /// person must repair (no record is to blame for it).
+/// What went wrong opening the file at `path`.
+pub(crate) fn open_failed(path: &Path, e: rusqlite::Error) -> OpenError {
+    OpenError::Sqlite {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A connection to the SQLite file at `path` (made, with its directory, if missing) that
+/// waits [`BUSY_TIMEOUT`] for another connection's lock.
+pub(crate) fn open_file(path: &Path) -> Result<Connection, OpenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Sqlite {
+            path: path.to_owned(),
+            reason: format!("cannot create {}: {e}", dir.display()),
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|e| open_failed(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_failed(path, e))?;
+    Ok(conn)
+}
+
 /// Runs `write` in one immediate transaction on `conn`, off the runtime.
 pub(crate) async fn write_on<T: Send + 'static>(
     conn: &Arc<Mutex<Connection>>,

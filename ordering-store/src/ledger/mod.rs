@@ -15,6 +15,21 @@ pub use sqlite::SqliteLedger;
 
 use crate::{OpenError, StoreUrl};
 
+// The table as the order stores' migrations leave it (`0007_incarnations.sql`), for a
+// database with no order store in it; the same words in both dialects.
+const TABLE: &str = "
+    CREATE TABLE IF NOT EXISTS redriven_records (
+        origin_topic       TEXT    NOT NULL,
+        origin_incarnation INTEGER NOT NULL,
+        origin_partition   INTEGER NOT NULL,
+        origin_offset      BIGINT  NOT NULL,
+        redrive_count      INTEGER NOT NULL,
+        times              INTEGER NOT NULL,
+        last_at_ms         BIGINT  NOT NULL,
+        PRIMARY KEY (origin_topic, origin_incarnation, origin_partition, origin_offset,
+                     redrive_count)
+    )";
+
 /// The ledger `url` names: `sqlite://PATH`, `postgres://…` or `memory://` (gone with the
 /// process: for tests).
 pub async fn open_ledger(url: &StoreUrl) -> Result<Arc<dyn RedriveLedger>, OpenError> {

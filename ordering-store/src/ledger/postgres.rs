@@ -40,21 +40,6 @@ const LOOKUP: &str = "
     WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
       AND redrive_count = $4 AND origin_incarnation = $5";
 
-// The table as the order store's migrations leave it (`0007_incarnations.sql`), for a
-// database with no order store in it.
-const TABLE: &str = "
-    CREATE TABLE IF NOT EXISTS redriven_records (
-        origin_topic       TEXT    NOT NULL,
-        origin_incarnation INTEGER NOT NULL,
-        origin_partition   INTEGER NOT NULL,
-        origin_offset      BIGINT  NOT NULL,
-        redrive_count      INTEGER NOT NULL,
-        times              INTEGER NOT NULL,
-        last_at_ms         BIGINT  NOT NULL,
-        PRIMARY KEY (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                     redrive_count)
-    )";
-
 /// Serializes the table's creation by instances starting together (any constant of its own).
 const CREATE_LOCK: i64 = 0x0072_6564_7269_7665; // "redrive"
 
@@ -84,7 +69,7 @@ impl PostgresLedger {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])
             .await
             .map_err(open_failed)?;
-        tx.batch_execute(TABLE).await.map_err(open_failed)?;
+        tx.batch_execute(super::TABLE).await.map_err(open_failed)?;
         tx.commit().await.map_err(open_failed)?;
         Ok(Self::on(pool))
     }

@@ -8,7 +8,7 @@ use ordering_core::{Claim, RedriveKey, RedriveLedger, Redriven, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::OpenError;
-use crate::sqlite::write_on;
+use crate::sqlite::{open_failed, open_file, write_on};
 
 const CLAIM: &str = "
     INSERT INTO redriven_records
@@ -42,24 +42,6 @@ const LOOKUP: &str = "
     WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
       AND redrive_count = ?4 AND origin_incarnation = ?5";
 
-// The table as the order store's migrations leave it (`0007_incarnations.sql`), for a
-// database with no order store in it.
-const TABLE: &str = "
-    CREATE TABLE IF NOT EXISTS redriven_records (
-        origin_topic       TEXT    NOT NULL,
-        origin_incarnation INTEGER NOT NULL,
-        origin_partition   INTEGER NOT NULL,
-        origin_offset      BIGINT  NOT NULL,
-        redrive_count      INTEGER NOT NULL,
-        times              INTEGER NOT NULL,
-        last_at_ms         BIGINT  NOT NULL,
-        PRIMARY KEY (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                     redrive_count)
-    )";
-
-/// How long a statement waits for another connection's lock before it fails as unavailable.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A redrive ledger in a SQLite file: one table, `redriven_records`, beside whatever else the
 /// file holds (a service's own tables), and nothing of the order flow.
 #[derive(Clone)]
@@ -77,22 +59,12 @@ impl SqliteLedger {
     /// Opens the ledger in the SQLite file at `path` (creating the file, its directory and
     /// the table if needed).
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let failed = |e: rusqlite::Error| OpenError::Sqlite {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| OpenError::Sqlite {
-                path: path.to_owned(),
-                reason: format!("cannot create {}: {e}", dir.display()),
-            })?;
-        }
-        let conn = Connection::open(path).map_err(failed)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+        let failed = |e: rusqlite::Error| open_failed(path, e);
+        let conn = open_file(path)?;
         // FULL: a claim is on disk before the record is sent back.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(failed)?;
-        conn.execute_batch(TABLE).map_err(failed)?;
+        conn.execute_batch(super::TABLE).map_err(failed)?;
         Ok(Self::on(Arc::new(Mutex::new(conn))))
     }
 
