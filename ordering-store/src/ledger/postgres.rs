@@ -8,38 +8,6 @@ use tokio_postgres::types::ToSql;
 use crate::postgres::{bounded, classify, first_connection, open_failed, pool_error, sql_int};
 use crate::{OpenError, PostgresUrl};
 
-const CLAIM: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES ($1, $2, $3, $4, $5, 1, $6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO NOTHING";
-
-const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES ($1, $2, $3, $4, $5, 1, $6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO UPDATE SET
-        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
-
-const RELEASE: &str = "
-    UPDATE redriven_records SET times = times - 1
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5";
-
-const FORGET: &str = "
-    DELETE FROM redriven_records
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5 AND times <= 0";
-
-const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_records
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5";
-
 /// Serializes the table's creation by instances starting together (any constant of its own).
 const CREATE_LOCK: i64 = 0x0072_6564_7269_7665; // "redrive"
 
@@ -97,7 +65,10 @@ async fn lookup(
 ) -> Result<Option<Redriven>, tokio_postgres::Error> {
     let (topic, partition, offset, count, incarnation) = key_params(id);
     let row = client
-        .query_opt(LOOKUP, &[&topic, &partition, &offset, &count, &incarnation])
+        .query_opt(
+            super::LOOKUP,
+            &[&topic, &partition, &offset, &count, &incarnation],
+        )
         .await?;
     Ok(row.map(|row| Redriven {
         times: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
@@ -119,7 +90,11 @@ impl RedriveLedger for PostgresLedger {
             let mut client = self.pool.get().await.map_err(pool_error)?;
             let run = async {
                 let tx = client.transaction().await?;
-                let sql = if again { CLAIM_AGAIN } else { CLAIM };
+                let sql = if again {
+                    super::CLAIM_AGAIN
+                } else {
+                    super::CLAIM
+                };
                 let mut claims = Vec::with_capacity(records.len());
                 for id in records {
                     let (topic, partition, offset, count, incarnation) = key_params(id);
@@ -153,8 +128,8 @@ impl RedriveLedger for PostgresLedger {
                     let (topic, partition, offset, count, incarnation) = key_params(id);
                     let key: [&(dyn ToSql + Sync); 5] =
                         [&topic, &partition, &offset, &count, &incarnation];
-                    tx.execute(RELEASE, &key).await?;
-                    tx.execute(FORGET, &key).await?;
+                    tx.execute(super::RELEASE, &key).await?;
+                    tx.execute(super::FORGET, &key).await?;
                 }
                 tx.commit().await
             };

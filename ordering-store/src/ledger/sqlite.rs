@@ -10,38 +10,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::OpenError;
 use crate::sqlite::{open_failed, open_file, write_on};
 
-const CLAIM: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO NOTHING";
-
-const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO UPDATE SET
-        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
-
-const RELEASE: &str = "
-    UPDATE redriven_records SET times = times - 1
-    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND origin_incarnation = ?5";
-
-const FORGET: &str = "
-    DELETE FROM redriven_records
-    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND origin_incarnation = ?5 AND times <= 0";
-
-const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_records
-    WHERE origin_topic = ?1 AND origin_partition = ?2 AND origin_offset = ?3
-      AND redrive_count = ?4 AND origin_incarnation = ?5";
-
 /// A redrive ledger in a SQLite file: one table, `redriven_records`, beside whatever else the
 /// file holds (a service's own tables), and nothing of the order flow.
 #[derive(Clone)]
@@ -87,7 +55,7 @@ fn key_params(id: &RedriveKey) -> (&str, i32, i64, u32, u32) {
 
 fn lookup(conn: &Connection, id: &RedriveKey) -> rusqlite::Result<Option<Redriven>> {
     let (topic, partition, offset, count, incarnation) = key_params(id);
-    conn.prepare_cached(LOOKUP)?
+    conn.prepare_cached(super::LOOKUP)?
         .query_row(
             params![topic, partition, offset, count, incarnation],
             |row| {
@@ -110,7 +78,11 @@ impl RedriveLedger for SqliteLedger {
     ) -> Result<Vec<Claim>, StoreError> {
         let records = records.to_vec();
         write_on(&self.conn, move |tx| {
-            let sql = if again { CLAIM_AGAIN } else { CLAIM };
+            let sql = if again {
+                super::CLAIM_AGAIN
+            } else {
+                super::CLAIM
+            };
             let mut claims = Vec::with_capacity(records.len());
             for id in &records {
                 let (topic, partition, offset, count, incarnation) = key_params(id);
@@ -136,8 +108,8 @@ impl RedriveLedger for SqliteLedger {
             for id in &records {
                 let (topic, partition, offset, count, incarnation) = key_params(id);
                 let key = params![topic, partition, offset, count, incarnation];
-                tx.prepare_cached(RELEASE)?.execute(key)?;
-                tx.prepare_cached(FORGET)?.execute(key)?;
+                tx.prepare_cached(super::RELEASE)?.execute(key)?;
+                tx.prepare_cached(super::FORGET)?.execute(key)?;
             }
             Ok(())
         })
