@@ -25,6 +25,7 @@ mod migrations;
 mod postgres;
 mod postgres_url;
 mod sqlite;
+mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timed;

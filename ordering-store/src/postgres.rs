@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
 use crate::ledger::PostgresLedger;
+use crate::statements::{GET, HEALTH_WRITE, HISTORY, INCARNATION, POSITIONS, PRUNE_HISTORY};
 use crate::{OpenError, PostgresUrl, Refusal, migrations};
 
 /// The longest any one store operation (taking a connection included) may take.
@@ -100,39 +101,12 @@ const UPDATE_MANY: &str = "
 
 // Byte order, as everywhere else, whatever the database's collation; the index
 // `orders_id_bytes` makes a page a range scan.
-const HISTORY: &str = "
-    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset,
-           src_incarnation
-    FROM order_history WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-
-const PRUNE_HISTORY: &str = "
-    DELETE FROM order_history WHERE seq IN (
-        SELECT seq FROM order_history WHERE applied_at_ms < $1 ORDER BY applied_at_ms LIMIT $2)";
-
 const IDS: &str = "
     SELECT order_id FROM orders WHERE order_id COLLATE \"C\" > $1
     ORDER BY order_id COLLATE \"C\" LIMIT $2";
 
-const GET: &str = "
-    SELECT orders.body, order_status.status, order_status.status_reason
-    FROM orders JOIN order_status USING (order_id)
-    WHERE orders.order_id = $1";
-
-const POSITIONS: &str = "
-    SELECT o.created_topic, o.created_partition, o.created_offset, o.created_incarnation,
-           s.status_topic, s.status_partition, s.status_offset, s.status_incarnation
-    FROM orders AS o LEFT JOIN order_status AS s USING (order_id)
-    WHERE o.order_id = $1";
-
-const HEALTH_WRITE: &str = "
-    INSERT INTO store_health (id, checked_at_ms) VALUES (1, $1)
-    ON CONFLICT (id) DO UPDATE SET checked_at_ms = EXCLUDED.checked_at_ms";
-
 // Kept by triggers (migration 6): no scan of the orders.
 const COUNT: &str = "SELECT COALESCE(SUM(orders), 0)::BIGINT FROM order_count";
-
-const INCARNATION: &str =
-    "SELECT incarnation FROM topic_incarnations WHERE topic = $1 AND topic_id = $2";
 
 // Numbers one new id at a time (the lock conflicts with itself, not with reads): one more
 // than the topic's highest.

@@ -18,6 +18,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
 use crate::ledger::SqliteLedger;
+use crate::statements::{GET, HEALTH_WRITE, HISTORY, INCARNATION, POSITIONS, PRUNE_HISTORY};
 use crate::{OpenError, migrations};
 
 /// How long a statement waits for a lock held by another connection before it fails as
@@ -40,15 +41,6 @@ const ADD_HISTORY: &str = "
                                src_partition, src_offset, src_incarnation)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-const HISTORY: &str = "
-    SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset,
-           src_incarnation
-    FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
-
-const PRUNE_HISTORY: &str = "
-    DELETE FROM order_history WHERE seq IN (
-        SELECT seq FROM order_history WHERE applied_at_ms < ?1 ORDER BY applied_at_ms LIMIT ?2)";
-
 const SAME_BODY: &str = "SELECT body = ?2 FROM orders WHERE order_id = ?1";
 
 // A position is covered by the last applied one of the same topic (NULL: written before
@@ -65,24 +57,6 @@ const UPDATE_STATUS: &str = "
 const IDS: &str = "SELECT order_id FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2";
 
 const EXISTS: &str = "SELECT 1 FROM order_status WHERE order_id = ?1";
-
-const GET: &str = "
-    SELECT orders.body, order_status.status, order_status.status_reason
-    FROM orders JOIN order_status USING (order_id)
-    WHERE orders.order_id = ?1";
-
-const POSITIONS: &str = "
-    SELECT o.created_topic, o.created_partition, o.created_offset, o.created_incarnation,
-           s.status_topic, s.status_partition, s.status_offset, s.status_incarnation
-    FROM orders AS o LEFT JOIN order_status AS s USING (order_id)
-    WHERE o.order_id = ?1";
-
-const HEALTH_WRITE: &str = "
-    INSERT INTO store_health (id, checked_at_ms) VALUES (1, ?1)
-    ON CONFLICT (id) DO UPDATE SET checked_at_ms = excluded.checked_at_ms";
-
-const INCARNATION: &str =
-    "SELECT incarnation FROM topic_incarnations WHERE topic = ?1 AND topic_id = ?2";
 
 // One more than the topic's highest: the write transaction numbers one new id at a time.
 const NEW_INCARNATION: &str = "

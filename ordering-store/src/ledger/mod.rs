@@ -15,40 +15,6 @@ pub use sqlite::SqliteLedger;
 
 use crate::{OpenError, StoreUrl};
 
-// The statements, the same words in both dialects: SQLite reads `$1` as a parameter named
-// "$1", numbered by where it first appears, and each statement names them in order.
-const CLAIM: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES ($1, $2, $3, $4, $5, 1, $6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO NOTHING";
-
-const CLAIM_AGAIN: &str = "
-    INSERT INTO redriven_records
-        (origin_topic, origin_partition, origin_offset, redrive_count, origin_incarnation,
-         times, last_at_ms)
-    VALUES ($1, $2, $3, $4, $5, 1, $6)
-    ON CONFLICT (origin_topic, origin_incarnation, origin_partition, origin_offset,
-                 redrive_count) DO UPDATE SET
-        times = redriven_records.times + 1, last_at_ms = excluded.last_at_ms";
-
-const RELEASE: &str = "
-    UPDATE redriven_records SET times = times - 1
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5";
-
-const FORGET: &str = "
-    DELETE FROM redriven_records
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5 AND times <= 0";
-
-const LOOKUP: &str = "
-    SELECT times, last_at_ms FROM redriven_records
-    WHERE origin_topic = $1 AND origin_partition = $2 AND origin_offset = $3
-      AND redrive_count = $4 AND origin_incarnation = $5";
-
 // The table as the order stores' migrations leave it (`0007_incarnations.sql`), for a
 // database with no order store in it; the same words in both dialects.
 const TABLE: &str = "

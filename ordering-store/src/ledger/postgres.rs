@@ -6,6 +6,7 @@ use ordering_core::{Claim, RedriveKey, RedriveLedger, Redriven, StoreError};
 use tokio_postgres::types::ToSql;
 
 use crate::postgres::{bounded, classify, first_connection, open_failed, pool_error, sql_int};
+use crate::statements::{CLAIM, CLAIM_AGAIN, FORGET, LOOKUP, RELEASE};
 use crate::{OpenError, PostgresUrl};
 
 /// Serializes the table's creation by instances starting together (any constant of its own).
@@ -65,10 +66,7 @@ async fn lookup(
 ) -> Result<Option<Redriven>, tokio_postgres::Error> {
     let (topic, partition, offset, count, incarnation) = key_params(id);
     let row = client
-        .query_opt(
-            super::LOOKUP,
-            &[&topic, &partition, &offset, &count, &incarnation],
-        )
+        .query_opt(LOOKUP, &[&topic, &partition, &offset, &count, &incarnation])
         .await?;
     Ok(row.map(|row| Redriven {
         times: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
@@ -90,11 +88,7 @@ impl RedriveLedger for PostgresLedger {
             let mut client = self.pool.get().await.map_err(pool_error)?;
             let run = async {
                 let tx = client.transaction().await?;
-                let sql = if again {
-                    super::CLAIM_AGAIN
-                } else {
-                    super::CLAIM
-                };
+                let sql = if again { CLAIM_AGAIN } else { CLAIM };
                 let mut claims = Vec::with_capacity(records.len());
                 for id in records {
                     let (topic, partition, offset, count, incarnation) = key_params(id);
@@ -128,8 +122,8 @@ impl RedriveLedger for PostgresLedger {
                     let (topic, partition, offset, count, incarnation) = key_params(id);
                     let key: [&(dyn ToSql + Sync); 5] =
                         [&topic, &partition, &offset, &count, &incarnation];
-                    tx.execute(super::RELEASE, &key).await?;
-                    tx.execute(super::FORGET, &key).await?;
+                    tx.execute(RELEASE, &key).await?;
+                    tx.execute(FORGET, &key).await?;
                 }
                 tx.commit().await
             };

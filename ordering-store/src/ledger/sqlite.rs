@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::OpenError;
 use crate::sqlite::{open_failed, open_file, write_on};
+use crate::statements::{CLAIM, CLAIM_AGAIN, FORGET, LOOKUP, RELEASE};
 
 /// A redrive ledger in a SQLite file: one table, `redriven_records`, beside whatever else the
 /// file holds (a service's own tables), and nothing of the order flow.
@@ -55,7 +56,7 @@ fn key_params(id: &RedriveKey) -> (&str, i32, i64, u32, u32) {
 
 fn lookup(conn: &Connection, id: &RedriveKey) -> rusqlite::Result<Option<Redriven>> {
     let (topic, partition, offset, count, incarnation) = key_params(id);
-    conn.prepare_cached(super::LOOKUP)?
+    conn.prepare_cached(LOOKUP)?
         .query_row(
             params![topic, partition, offset, count, incarnation],
             |row| {
@@ -78,11 +79,7 @@ impl RedriveLedger for SqliteLedger {
     ) -> Result<Vec<Claim>, StoreError> {
         let records = records.to_vec();
         write_on(&self.conn, move |tx| {
-            let sql = if again {
-                super::CLAIM_AGAIN
-            } else {
-                super::CLAIM
-            };
+            let sql = if again { CLAIM_AGAIN } else { CLAIM };
             let mut claims = Vec::with_capacity(records.len());
             for id in &records {
                 let (topic, partition, offset, count, incarnation) = key_params(id);
@@ -108,8 +105,8 @@ impl RedriveLedger for SqliteLedger {
             for id in &records {
                 let (topic, partition, offset, count, incarnation) = key_params(id);
                 let key = params![topic, partition, offset, count, incarnation];
-                tx.prepare_cached(super::RELEASE)?.execute(key)?;
-                tx.prepare_cached(super::FORGET)?.execute(key)?;
+                tx.prepare_cached(RELEASE)?.execute(key)?;
+                tx.prepare_cached(FORGET)?.execute(key)?;
             }
             Ok(())
         })
