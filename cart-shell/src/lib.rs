@@ -603,7 +603,7 @@ impl Cart {
             answer
         };
         tokio::spawn(once.in_current_span()).await.map_err(|e| {
-            ApiError::unavailable(format!("the create stopped before it was answered: {e}"))
+            ApiError::internal(format!("the create stopped before it was answered: {e}"))
         })?
     }
 
@@ -747,7 +747,7 @@ async fn create_once(
         Ok(Ok(())) => Ok(()),
         Ok(Err(error @ SinkError::Overloaded(_))) => Err(Unpublished::Shed(unpublished(error))),
         Ok(Err(error)) => Err(Unpublished::Failed(unpublished(error))),
-        Err(_) => Err(Unpublished::Failed(ApiError::unavailable(format!(
+        Err(_) => Err(Unpublished::Failed(ApiError::broker_unavailable(format!(
             "the event was not acknowledged within {bound:?}"
         )))),
     };
@@ -818,5 +818,5 @@ fn unpublished(error: SinkError) -> ApiError {
         );
     }
     tracing::warn!(%error, "publish failed");
-    ApiError::unavailable(format!("the event was not published: {error}"))
+    ApiError::broker_unavailable(format!("the event was not published: {error}"))
 }

@@ -12,7 +12,7 @@ use ordering_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
     max_connections,
 };
-use ordering_kafka::order::{AvroCodec, SchemaFamily};
+use ordering_kafka::order::{AvroCodec, ORDER_FLOW_DLQ_VERSION, SchemaFamily};
 use ordering_kafka::{DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION};
 use ordering_store::StoreUrl;
 
@@ -86,7 +86,8 @@ pub struct DeadLetterArgs {
     /// Times a letter may be redriven before only `force` sends it again
     #[arg(long, env, default_value = "3")]
     pub dlq_max_redrives: Option<String>,
-    /// The published version of the dead-letter schema to write instead of the newest
+    /// The published version of the dead-letter schema to write (unset: 3, the newest named
+    /// `com.ecommerce.dlq.DeadLetter` as the contract says; 4 is the library's `ordering.dlq`)
     #[arg(long, env)]
     pub avro_dlq_version: Option<String>,
 }
@@ -286,9 +287,23 @@ impl Config {
 }
 
 /// The codec of the dead letters this service writes, and redrives: never pinned below the
-/// version that keeps a record's key bytes and headers (its origin, after a redrive).
+/// version that keeps a record's key bytes and headers (its origin, after a redrive). Unset,
+/// it writes the version the contract names (`com.ecommerce.dlq.DeadLetter`), not the
+/// library's newest.
 fn dlq_codec(env: &Env) -> Result<AvroCodec, EnvError> {
-    let codec = avro_codec(env, &[(SchemaFamily::DeadLetter, "AVRO_DLQ_VERSION")])?;
+    let mut codec = avro_codec(env, &[(SchemaFamily::DeadLetter, "AVRO_DLQ_VERSION")])?;
+    if env
+        .optional::<u32>("AVRO_DLQ_VERSION", |_| Ok(()))?
+        .is_none()
+    {
+        codec = codec
+            .pin(SchemaFamily::DeadLetter, ORDER_FLOW_DLQ_VERSION)
+            .map_err(|e| EnvError {
+                name: "AVRO_DLQ_VERSION",
+                value: String::new(),
+                reason: e.to_string(),
+            })?;
+    }
     let version = codec.writes(SchemaFamily::DeadLetter);
     if version < REDRIVABLE_DLQ_VERSION {
         return Err(EnvError {

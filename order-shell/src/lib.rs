@@ -30,7 +30,7 @@ use ordering_store::{OpenError, Store};
 use config::Config;
 
 pub use console::{Asset, Page};
-pub use routes::{Endpoint, ROUTES};
+pub use routes::{Endpoint, Heavy, Quick, ROUTES};
 
 /// The service's name, in logs, health answers and the OpenAPI tags.
 pub const SERVICE: &str = "order-shell";

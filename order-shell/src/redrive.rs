@@ -155,8 +155,8 @@ impl App {
             report
         })
         .await
-        .map_err(|e| ApiError::unavailable(format!("the redrive task failed: {e}")))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::internal(format!("the redrive task failed: {e}")))?
+        .map_err(|e| ApiError::broker_unavailable(e.to_string()))?;
         let mut answer = serde_json::to_value(&report).unwrap_or_default();
         if let Value::Object(map) = &mut answer {
             map.insert("maxRedrives".into(), json!(self.redriver.max_redrives()));

@@ -9,6 +9,7 @@ use clap::CommandFactory;
 use order_shell::config::{Cli, Config};
 use ordering_http::env::Env;
 use ordering_http::testing::check_settings;
+use ordering_kafka::order::SchemaFamily;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-shell");
 
@@ -71,8 +72,14 @@ fn a_flag_sets_its_setting_and_a_bad_one_is_named() {
     let error = Config::from_env(&env.unwrap()).err().unwrap();
     assert_eq!(error.name, "AVRO_DLQ_VERSION");
     assert!(error.reason.contains("redrive"), "{error}");
-    let env = Env::from_args(Cli::command(), ["order-shell", "--avro-dlq-version", "3"]);
-    assert!(Config::from_env(&env.unwrap()).is_ok());
+    let env = Env::from_args(Cli::command(), ["order-shell", "--avro-dlq-version", "4"]);
+    let config = Config::from_env(&env.unwrap()).unwrap();
+    assert_eq!(config.codec.writes(SchemaFamily::DeadLetter), 4);
+    // Unset: the contract's letters, `com.ecommerce.dlq.DeadLetter` (version 3), not the
+    // library's newest.
+    let env = Env::from_args(Cli::command(), ["order-shell"]);
+    let config = Config::from_env(&env.unwrap()).unwrap();
+    assert_eq!(config.codec.writes(SchemaFamily::DeadLetter), 3);
 
     // Topics that contradict each other: refused at start-up, naming both settings.
     for (flags, named, other) in [

@@ -1,4 +1,4 @@
-//! The record of a failure (`schemas/dlq.avsc`): everything an operator needs to understand
+//! The record of a failure (the letter schema, `schemas/history/dlq.vN.avsc`): everything an operator needs to understand
 //! and replay it without any other source.
 
 use std::fmt;
@@ -86,8 +86,11 @@ impl FromStr for FailureClass {
 /// Where a dead letter sits in the DLQ: what identifies it to the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LetterId {
+    /// The dead-letter topic.
     pub topic: String,
+    /// The partition of the dead-letter topic.
     pub partition: i32,
+    /// The letter's offset in that partition.
     pub offset: i64,
 }
 
@@ -102,7 +105,10 @@ impl fmt::Display for LetterId {
 /// Two letters of one delivery share it; a redriven copy that failed again has its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RedriveKey {
+    /// Where the record was first published ([`DeadLetter::origin`]).
     pub origin: Position,
+    /// Times the record had been redriven when it failed ([`DeadLetter::redrive_count`]): 0
+    /// for the original.
     pub redrive_count: u32,
 }
 
@@ -112,11 +118,16 @@ impl fmt::Display for RedriveKey {
     }
 }
 
-/// A dead letter. Field for field the `DeadLetter` record of `schemas/dlq.avsc`.
+/// A dead letter. Field for field the `DeadLetter` record of the letter schema
+/// (`schemas/history/dlq.vN.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// The topic the failed record was consumed from (for a redriven copy, the copy's;
+    /// [`origin`](Self::origin) gives the first).
     pub original_topic: String,
+    /// The partition it was consumed from.
     pub original_partition: i32,
+    /// Its offset in that partition.
     pub original_offset: i64,
     /// Which incarnation of its topic the record was in ([`Position::incarnation`]). Not a
     /// field of the schema: it travels in the letter's `dlq.original.incarnation` header, and
@@ -135,7 +146,12 @@ pub struct DeadLetter {
     pub original_message: Option<String>,
     /// A short, stable name: `OrderNotFound`, `InvalidStatus`, `DecodeError`, …
     pub error_type: String,
+    /// Why it ended here: retries spent, a permanent failure, or a payload that does not
+    /// decode.
     pub error_class: FailureClass,
+    /// The last failure as its error displays it (cut short in a [`reduced`] letter).
+    ///
+    /// [`reduced`]: DeadLetter::reduced
     pub error_message: String,
     /// Retries made (attempts after the first).
     pub retry_count: u32,
@@ -145,6 +161,7 @@ pub struct DeadLetter {
     pub first_failure_timestamp: String,
     /// ISO 8601.
     pub last_failure_timestamp: String,
+    /// The consumer group whose handler failed.
     pub consumer_group: String,
     /// Times the record had been redriven from the DLQ before it failed this time (its
     /// [`REDRIVE_COUNT_HEADER`]); redrive stops at a bound, so a letter cannot loop forever.

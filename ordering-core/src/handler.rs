@@ -27,6 +27,8 @@ pub enum ErrorClass {
 /// A handler error that knows its class. Classification is the handler's job: the
 /// dispatcher never inspects messages.
 pub trait Classify {
+    /// How the dispatcher treats the failure: retry it, dead-letter it at once, or wait out
+    /// an outage.
     fn class(&self) -> ErrorClass;
 
     /// A short, stable name for the failure (`OrderNotFound`), recorded as `errorType`.
@@ -39,8 +41,13 @@ pub trait Classify {
 /// idempotent for at-least-once delivery.
 #[async_trait]
 pub trait Handler<E: Sync>: Send + Sync {
+    /// The handler's error: its [`Classify`] says what happens to the record, its `Display`
+    /// becomes the dead letter's `errorMessage`.
     type Error: Classify + std::error::Error + Send + Sync + 'static;
 
+    /// Applies `event`, read from the record `meta` describes. `Ok` lets the record be
+    /// committed; an error is retried, dead-lettered or waited out as its class says, and a
+    /// panic counts as a retryable failure.
     async fn handle(&self, event: &E, meta: &RecordMeta) -> Result<(), Self::Error>;
 }
 

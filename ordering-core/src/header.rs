@@ -5,7 +5,9 @@ use crate::position::Position;
 /// A record header as it came with the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The header's name, as sent.
     pub name: String,
+    /// The value's bytes; `None` for a header sent without a value.
     pub value: Option<Vec<u8>>,
 }
 
@@ -13,13 +15,17 @@ pub struct Header {
 pub const REDRIVE_COUNT_HEADER: &str = "redrive-count";
 /// Headers a redriven record carries: where its dead letter sits in the DLQ.
 pub const REDRIVE_DLQ_TOPIC_HEADER: &str = "redrive-dlq-topic";
+/// The partition of the DLQ its dead letter sits in, in decimal.
 pub const REDRIVE_DLQ_PARTITION_HEADER: &str = "redrive-dlq-partition";
+/// The offset of its dead letter in that partition, in decimal.
 pub const REDRIVE_DLQ_OFFSET_HEADER: &str = "redrive-dlq-offset";
 /// Headers a redriven record carries: where the record it copies was first published
 /// ([`RecordMeta::origin`](crate::RecordMeta::origin)). A record redriven twice keeps the
 /// first record's position.
 pub const REDRIVE_ORIGIN_TOPIC_HEADER: &str = "redrive-origin-topic";
+/// The partition the record it copies was first published to, in decimal.
 pub const REDRIVE_ORIGIN_PARTITION_HEADER: &str = "redrive-origin-partition";
+/// The offset of the record it copies in that partition, in decimal.
 pub const REDRIVE_ORIGIN_OFFSET_HEADER: &str = "redrive-origin-offset";
 /// Which incarnation of its topic the origin is in; [`FIRST_INCARNATION`] when absent (a
 /// record redriven before incarnations were kept).

@@ -20,6 +20,8 @@
 //! the engine, which never imports it), and `testing` (feature `testing`): an in-memory
 //! source and sink.
 
+#![deny(missing_docs)]
+
 mod cause;
 mod dead_letter;
 mod dispatcher;

@@ -10,7 +10,9 @@ use crate::position::Position;
 /// A partition of a topic. The topic name is shared, so cloning is cheap.
 #[derive(Debug, Clone, PartialOrd, Ord)]
 pub struct TopicPartition {
+    /// The topic's name.
     pub topic: Arc<str>,
+    /// The partition's number within the topic.
     pub partition: i32,
 }
 
@@ -33,6 +35,7 @@ impl std::hash::Hash for TopicPartition {
 }
 
 impl TopicPartition {
+    /// Partition `partition` of `topic`.
     pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
         Self {
             topic: topic.into(),
@@ -50,16 +53,20 @@ impl fmt::Display for TopicPartition {
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta {
+    /// The topic and partition the record was read from.
     pub tp: TopicPartition,
+    /// The record's offset in that partition.
     pub offset: i64,
     /// Which incarnation of the topic the record is in ([`Position::incarnation`]): a source
     /// that cannot tell gives [`FIRST_INCARNATION`].
     ///
     /// [`FIRST_INCARNATION`]: crate::FIRST_INCARNATION
     pub incarnation: u32,
+    /// The record's key exactly as received; `None` for a record without one.
     pub key: Option<Vec<u8>>,
     /// Milliseconds since the Unix epoch, when the broker gave one.
     pub timestamp: Option<i64>,
+    /// The record's headers, in the order received.
     pub headers: Vec<Header>,
 }
 
@@ -168,6 +175,8 @@ impl DecodeError {
         }
     }
 
+    /// Why the payload could not be decoded, which decides the letter's
+    /// [`FailureClass`](crate::FailureClass).
     pub fn kind(&self) -> DecodeErrorKind {
         self.kind
     }
@@ -186,13 +195,17 @@ impl DecodeError {
 /// One record from a source.
 #[derive(Debug, Clone)]
 pub struct Record<E> {
+    /// Where the record came from.
     pub meta: RecordMeta,
     /// The payload exactly as received.
     pub payload: Vec<u8>,
+    /// The decoded event, or why the payload could not be decoded (such a record is
+    /// dead-lettered at once).
     pub event: Result<E, DecodeError>,
 }
 
 impl<E> Record<E> {
+    /// A record from its parts.
     pub fn new(meta: RecordMeta, payload: Vec<u8>, event: Result<E, DecodeError>) -> Self {
         Self {
             meta,

@@ -17,7 +17,9 @@ use crate::storage::StoreError;
 /// Which dead letters an operation takes; every criterion is optional and all must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LetterFilter {
+    /// Only letters with this `errorType`, exactly.
     pub error_type: Option<String>,
+    /// Only letters of this class.
     pub error_class: Option<FailureClass>,
     /// The original record's key (for the order flow, the order id).
     pub key: Option<String>,
@@ -33,7 +35,9 @@ pub struct LetterFilter {
     "{raw:?} is not an ISO 8601 date and time with an offset (e.g. 2026-11-25T10:00:00Z): {reason}"
 )]
 pub struct BadInstant {
+    /// The text as given.
     pub raw: String,
+    /// What the parser found wrong with it.
     pub reason: String,
 }
 
@@ -52,6 +56,8 @@ impl LetterFilter {
         *self == Self::default()
     }
 
+    /// Whether `letter` meets every criterion set. A letter whose last failure time cannot be
+    /// read is outside any time bound.
     pub fn accepts(&self, letter: &DeadLetter) -> bool {
         let failed_at = || parse_instant(&letter.last_failure_timestamp).ok();
         self.error_type
@@ -121,6 +127,9 @@ pub trait RedriveLedger: Send + Sync {
 /// superseded between this check and its arrival.)
 #[async_trait]
 pub trait RedriveGuard: Send + Sync {
+    /// `true` if `letter` must not be sent back: something newer was applied to what its
+    /// record would change. An error means the guard could not tell: the letter must not be
+    /// sent (a redrive stops there).
     async fn superseded(&self, letter: &DeadLetter) -> Result<bool, StoreError>;
 }
 

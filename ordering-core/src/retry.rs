@@ -24,12 +24,21 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
+    /// The initial backoff is zero.
     #[error("the initial backoff must be greater than zero")]
     ZeroInitialBackoff,
+    /// The maximum backoff is below the initial one.
     #[error("the maximum backoff ({max:?}) is below the initial backoff ({initial:?})")]
-    CapBelowInitial { initial: Duration, max: Duration },
+    CapBelowInitial {
+        /// The initial backoff given.
+        initial: Duration,
+        /// The maximum backoff given.
+        max: Duration,
+    },
+    /// The multiplier given is below 1, infinite or NaN.
     #[error("the multiplier must be a finite number of at least 1, got {0}")]
     BadMultiplier(f64),
+    /// The jitter factor given is outside 0 to 1, or NaN.
     #[error("the jitter must be within 0..=1, got {0}")]
     BadJitter(f64),
 }
@@ -95,18 +104,24 @@ impl RetryPolicy {
         Ok(self)
     }
 
+    /// Retries allowed after a record's first failed attempt, for
+    /// [`ErrorClass::Retryable`] failures.
     pub fn max_retries(&self) -> u32 {
         self.max_retries
     }
 
+    /// The wait before the first retry, before jitter.
     pub fn initial_backoff(&self) -> Duration {
         self.initial
     }
 
+    /// The cap on a wait, before jitter: a jittered wait may exceed it by up to the jitter
+    /// factor.
     pub fn max_backoff(&self) -> Duration {
         self.max
     }
 
+    /// How many times longer each wait is than the one before, until the cap.
     pub fn multiplier(&self) -> f64 {
         self.multiplier
     }

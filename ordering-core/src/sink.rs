@@ -31,18 +31,22 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// [`SinkError::Unavailable`] with `cause`: worth retrying.
     pub fn unavailable(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Unavailable(Cause::new(cause))
     }
 
+    /// [`SinkError::Rejected`] with `cause`: not worth retrying until something changes.
     pub fn rejected(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Rejected(Cause::new(cause))
     }
 
+    /// [`SinkError::TooLarge`] with `cause`: only a smaller message can go.
     pub fn too_large(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::TooLarge(Cause::new(cause))
     }
 
+    /// [`SinkError::Overloaded`] with `cause`: worth retrying soon.
     pub fn overloaded(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Overloaded(Cause::new(cause))
     }
@@ -57,6 +61,8 @@ impl SinkError {
 /// Kafka: acknowledged by the broker), so a caller may acknowledge its own input after it.
 #[async_trait]
 pub trait Sink<M: Sync + ?Sized>: Send + Sync {
+    /// Publishes `message`, returning once it is durable; an error says whether the same
+    /// message may go through later ([`SinkError::is_retryable`]).
     async fn publish(&self, message: &M) -> Result<(), SinkError>;
 
     /// Waits until everything published so far is durable.

@@ -13,6 +13,7 @@ use crate::record::{Record, TopicPartition};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Polled<E> {
+    /// The next record of one of the consumer's partitions.
     Record(Record<E>),
     /// These partitions are no longer this consumer's (a rebalance): drop their queued work,
     /// do not acknowledge them any more.
@@ -36,10 +37,12 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// [`SourceError::Receive`] with `cause`: the source cannot go on.
     pub fn receive(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Receive(Cause::new(cause))
     }
 
+    /// [`SourceError::Commit`] with `cause`: a later commit may work.
     pub fn commit(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Commit(Cause::new(cause))
     }
@@ -55,6 +58,7 @@ impl SourceError {
 /// Within a partition, offsets increase between revocations: a source that rewinds a
 /// partition reports it revoked first.
 pub trait Source: Send {
+    /// What a record's payload decodes to.
     type Event: Send + Sync + 'static;
 
     /// The next record, or a revocation; `Ok(None)` when the source is exhausted.
@@ -72,6 +76,8 @@ pub trait Source: Send {
     /// Stop yielding records of `tp` until resumed, while staying alive (backpressure).
     fn pause(&mut self, tp: &TopicPartition);
 
+    /// Yields records of `tp` again after [`pause`](Self::pause), from where it stopped: no
+    /// record may be skipped.
     fn resume(&mut self, tp: &TopicPartition);
 
     /// Commits every acknowledged offset and waits until that is durable.

@@ -22,10 +22,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// [`StoreError::Unavailable`] with `cause`: waiting can help.
     pub fn unavailable(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Unavailable(Cause::new(cause))
     }
 
+    /// [`StoreError::Rejected`] with `cause`: the write is at fault, trying it again cannot
+    /// help.
     pub fn rejected(cause: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::Rejected(Cause::new(cause))
     }
@@ -89,6 +92,7 @@ impl TopicIncarnations for MemoryIncarnations {
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
+    /// The write changed the store.
     Applied,
     /// The position was already applied (a redelivery): nothing changed.
     AlreadyApplied,

@@ -126,6 +126,7 @@ impl<E> MemorySourceHandle<E> {
         lock(&self.offsets).committed.get(tp).copied()
     }
 
+    /// Whether `tp` is paused now.
     pub fn is_paused(&self, tp: &TopicPartition) -> bool {
         lock(&self.offsets).paused.contains(tp)
     }
@@ -251,6 +252,7 @@ impl<M> Default for MemorySink<M> {
 }
 
 impl<M: Clone> MemorySink<M> {
+    /// An empty sink that takes every message.
     pub fn new() -> Self {
         Self::default()
     }
@@ -282,10 +284,12 @@ impl<M: Clone> MemorySink<M> {
         lock(&self.messages).clone()
     }
 
+    /// How many messages were published.
     pub fn len(&self) -> usize {
         lock(&self.messages).len()
     }
 
+    /// Whether nothing was published.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -371,12 +375,17 @@ impl Running {
 /// the run can be replayed (`SIM_SEED=… cargo test …`).
 #[derive(Debug)]
 pub struct Seeded {
+    /// The runner, seeded and set to run `cases` cases.
     pub runner: proptest::test_runner::TestRunner,
+    /// The seed it runs from, to report with a failure.
     pub seed: u64,
+    /// The cases it runs, to report with a failure.
     pub cases: u32,
 }
 
 impl Seeded {
+    /// A runner for `cases` cases from the fixed seed, unless `{prefix}_CASES` or
+    /// `{prefix}_SEED` say otherwise.
     pub fn new(prefix: &str, cases: u32) -> Self {
         let number = |name: String| std::env::var(name).ok()?.parse::<u64>().ok();
         let cases = number(format!("{prefix}_CASES"))

@@ -21,6 +21,7 @@ pub struct Cached<T> {
 }
 
 impl<T: Clone> Cached<T> {
+    /// Empty, keeping each value for `period`: the first [`get`](Self::get) computes it.
     pub fn new(period: Duration) -> Self {
         Self {
             period,

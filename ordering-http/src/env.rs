@@ -13,8 +13,12 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {name}={value:?}: {reason}")]
 pub struct EnvError {
+    /// The variable, by its environment name (`KAFKA_TOPIC`).
     pub name: &'static str,
+    /// The value as given: empty when a required variable is missing, `(hidden)` for a
+    /// secret.
     pub value: String,
+    /// Why the value is refused, for a person to act on.
     pub reason: String,
 }
 
@@ -136,6 +140,8 @@ impl Env {
         Ok((Self::from_owned(pairs), matches))
     }
 
+    /// Settings from `(variable, value)` pairs only, for tests: neither the command line nor
+    /// the environment is read.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Self::from_owned(
             pairs

@@ -24,6 +24,8 @@ pub struct Target<'a, E: 'static> {
     pub api: crate::openapi::Documented,
     /// `http://HOST:PORT` where it is served.
     pub base: &'a str,
+    /// Its routing table: the paths requests are mostly made of, and what tells a `404` from
+    /// a `405`.
     pub routes: &'a Routes<E>,
     /// Query parameters its routes read, given random values.
     pub params: &'a [&'a str],
@@ -48,10 +50,15 @@ impl<E> std::fmt::Debug for Target<'_, E> {
 /// One generated request.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The HTTP method, possibly one no route has (`FUZZ`).
     pub method: String,
+    /// The path, without the query string.
     pub path: String,
+    /// Query parameters, `(name, value)`, percent-encoded when sent.
     pub query: Vec<(String, String)>,
+    /// Request headers, `(name, value)`, sent besides `Content-Type: application/json`.
     pub headers: Vec<(String, String)>,
+    /// The body's bytes, not necessarily JSON or UTF-8; `None` sends an empty body.
     pub body: Option<Vec<u8>>,
 }
 

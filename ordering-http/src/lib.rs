@@ -15,6 +15,8 @@
 //! - [`router::Routes`]: a shell's routing table, written once;
 //! - [`openapi`]: the HTTP contract (`docs/openapi.yaml`), served as JSON.
 
+#![deny(missing_docs)]
+
 pub mod auth;
 pub mod body;
 pub mod cached;
@@ -69,14 +71,19 @@ pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
 /// A request that cannot be served: `{"success": false, "error": title, "details": details}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The answer's status: `4xx` for a request the client must change, `5xx` for one the
+    /// service cannot serve now.
     pub status: StatusCode,
+    /// The body's `error`: a fixed title per kind of error (`"Invalid request"`).
     pub title: &'static str,
+    /// The body's `details`: what exactly was wrong, for the client to read.
     pub details: String,
     /// When to try again, sent as `Retry-After` (whole seconds, rounded up, at least 1).
     pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
+    /// An error with this `status`, `title` and `details`, without `Retry-After`.
     pub fn new(status: StatusCode, title: &'static str, details: impl Into<String>) -> Self {
         Self {
             status,
@@ -93,20 +100,41 @@ impl ApiError {
         self
     }
 
+    /// `400` "Invalid request": the request itself is wrong; sent again unchanged, it fails
+    /// again.
     pub fn bad_request(details: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Invalid request", details)
     }
 
+    /// `404` "Not found": the path, or the thing the request names, does not exist.
     pub fn not_found(details: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "Not found", details)
     }
 
-    pub fn unavailable(details: impl Into<String>) -> Self {
+    /// `503` "Broker unavailable": the Kafka cluster cannot serve the request now; worth
+    /// trying again later.
+    pub fn broker_unavailable(details: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Broker unavailable",
             details,
         )
+    }
+
+    /// `503` "Store unavailable": the service's database cannot serve the request now; worth
+    /// trying again later.
+    pub fn store_unavailable(details: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Store unavailable",
+            details,
+        )
+    }
+
+    /// `500` "Internal error": the service itself failed (a task that panicked); trying again
+    /// at once is unlikely to help.
+    pub fn internal(details: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", details)
     }
 
     /// `503` "Overloaded": the service sheds load (more is asked than it can pass on), so
@@ -116,6 +144,8 @@ impl ApiError {
             .with_retry_after(retry_after)
     }
 
+    /// The JSON error body with [`status`](Self::status), plus `Retry-After` when set and
+    /// `WWW-Authenticate` on a `401`.
     pub fn into_response(self) -> Response {
         let mut response = json(
             self.status,
@@ -297,6 +327,7 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// The code to exit the process with: `0` after a signal, `3` when the producer failed.
     pub fn exit_code(&self) -> std::process::ExitCode {
         match self {
             Self::Signal => std::process::ExitCode::SUCCESS,
@@ -363,17 +394,18 @@ mod tests {
                 .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[hyper::header::RETRY_AFTER], "1");
-        let later = ApiError::unavailable("down").with_retry_after(Duration::from_millis(2100));
+        let later =
+            ApiError::broker_unavailable("down").with_retry_after(Duration::from_millis(2100));
         assert_eq!(
             later.into_response().headers()[hyper::header::RETRY_AFTER],
             "3"
         );
-        let now = ApiError::unavailable("down").with_retry_after(Duration::ZERO);
+        let now = ApiError::broker_unavailable("down").with_retry_after(Duration::ZERO);
         assert_eq!(
             now.into_response().headers()[hyper::header::RETRY_AFTER],
             "1"
         );
-        let plain = ApiError::unavailable("down").into_response();
+        let plain = ApiError::broker_unavailable("down").into_response();
         assert!(plain.headers().get(hyper::header::RETRY_AFTER).is_none());
     }
 }

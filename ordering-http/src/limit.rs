@@ -30,8 +30,11 @@ pub struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
     "too many {kind} at once (at most {concurrency}); none finished within {waited:?}: try again shortly"
 )]
 pub struct Busy {
+    /// The kind of work, as named to [`WorkLimit::new`] (`"scans"`).
     pub kind: &'static str,
+    /// How many requests of the kind may run at once.
     pub concurrency: usize,
+    /// How long the request waited for a turn before giving up.
     pub waited: Duration,
 }
 

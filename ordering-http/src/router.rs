@@ -9,12 +9,17 @@ use crate::{Response, method_not_allowed, no_such_path};
 /// One endpoint: a method on a path, and what serves it.
 #[derive(Debug, Clone)]
 pub struct Route<E> {
+    /// The method it answers.
     pub method: Method,
+    /// The path, matched exactly: no parameters, no query string.
     pub path: &'static str,
+    /// What serves it (typically a variant of the shell's own endpoint enum), as
+    /// [`Routes::find`] gives it back.
     pub endpoint: E,
 }
 
 impl<E> Route<E> {
+    /// `endpoint` serving `method` on `path`; `const`, for a `static` table.
     pub const fn new(method: Method, path: &'static str, endpoint: E) -> Self {
         Self {
             method,
@@ -35,6 +40,7 @@ pub enum Unrouted {
 }
 
 impl Unrouted {
+    /// The `404`, or the `405` with `Allow`, as an error body.
     pub fn into_response(self) -> Response {
         match self {
             Self::NoSuchPath(path) => no_such_path(&path),

@@ -48,6 +48,7 @@ impl Listener {
         self
     }
 
+    /// The address bound, with the port the system chose when asked for port 0.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }

@@ -104,6 +104,9 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The settings `env` gives. A value that does not parse, a count or timeout that is not
+    /// positive, more in-sync replicas than copies, or security settings that cannot work
+    /// together are an error naming the variable.
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
         let replication_factor = env.optional("KAFKA_REPLICATION_FACTOR", |n: &i32| {
             positive(i64::from(*n))

@@ -151,9 +151,13 @@ impl Drop for ShellProcess {
 /// An HTTP reply: its status, headers and body (parsed if JSON, else `Null`).
 #[derive(Debug)]
 pub struct Reply {
+    /// The status code.
     pub status: u16,
+    /// The response headers.
     pub headers: hyper::HeaderMap,
+    /// The body as text (bytes that are not UTF-8 replaced).
     pub text: String,
+    /// The body parsed as JSON; `Null` when it is not JSON.
     pub json: Value,
 }
 
@@ -250,10 +254,13 @@ pub fn connector()
         .build())
 }
 
+/// `GET url`; panics if the request cannot be made or gets no answer within 30 s.
 pub async fn get(url: &str) -> Reply {
     call("GET", url, None).await
 }
 
+/// Sends `body` as JSON with `method`; panics if the request cannot be made or gets no
+/// answer within 30 s.
 pub async fn send_json(method: &str, url: &str, body: &Value) -> Reply {
     call(method, url, Some(body.to_string().as_bytes())).await
 }
@@ -505,6 +512,7 @@ pub struct Pki {
     pub ca_pem: String,
     /// The servers' certificate and key (PEM, the key PKCS#8).
     pub cert_pem: String,
+    /// The key of [`cert_pem`](Self::cert_pem) (PEM, PKCS#8).
     pub key_pem: String,
 }
 

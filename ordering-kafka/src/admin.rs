@@ -13,6 +13,8 @@ use crate::security::{Cluster, Connectivity};
 /// How topics are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSettings {
+    /// Partitions of each topic created. Not checked on an existing topic: its count is
+    /// never reported as a drift.
     pub partitions: i32,
     /// Copies of each partition, on as many brokers. `None`: the broker's default
     /// (`default.replication.factor`, 1 on a stock Apache Kafka).
@@ -38,9 +40,11 @@ impl TopicSettings {
 /// changed behind an operator's back, so this is reported, not corrected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDrift {
+    /// The topic's name.
     pub topic: String,
     /// `replication.factor` or `min.insync.replicas`.
     pub setting: &'static str,
+    /// The value asked for in [`TopicSettings`].
     pub wanted: i32,
     /// What the broker reports; `None` when it reports nothing for it.
     pub actual: Option<String>,

@@ -17,7 +17,9 @@ pub enum KafkaError {
     /// An operation did not finish in time.
     #[error("{operation} timed out after {after:?}")]
     Timeout {
+        /// What timed out, e.g. `"reading a topic"`.
         operation: &'static str,
+        /// How long it was given.
         after: std::time::Duration,
     },
     /// Every one of the producer's `max_in_flight` publishes was still under way for as long
@@ -25,7 +27,9 @@ pub enum KafkaError {
     /// was sent.
     #[error("overloaded: all {max_in_flight} publishes still under way after {waited:?}")]
     Overloaded {
+        /// The producer's bound on publishes under way ([`crate::ProducerConfig::max_in_flight`]).
         max_in_flight: usize,
+        /// How long the publish waited for a slot before giving up.
         waited: std::time::Duration,
     },
     /// The brokers refuse this client for a reason a person fixes (a wrong password, an
@@ -33,9 +37,13 @@ pub enum KafkaError {
     /// not at fault), and reported as such by a health check and at start-up.
     #[error("cannot connect to Kafka: {0}")]
     Connect(crate::ConnectFailure),
+    /// librdkafka reported an error; whether it is worth retrying depends on its code
+    /// ([`KafkaError::is_retryable`]).
     #[error("{operation} failed: {source}")]
     Client {
+        /// What failed, e.g. `"publishing"` or `"creating topics"`.
         operation: &'static str,
+        /// librdkafka's error.
         #[source]
         source: RdError,
     },
@@ -88,6 +96,7 @@ fn is_retryable_code(code: Code) -> bool {
     !matches!(
         code,
         Code::MessageSizeTooLarge
+            | Code::MessageBatchTooLarge
             | Code::InvalidMessage
             | Code::InvalidMessageSize
             | Code::InvalidRecord
@@ -234,10 +243,12 @@ mod tests {
             source: RdError::MessageProduction(code),
         };
         // Only a size refusal lets a dead letter be cut down; an ACL or policy waits.
-        assert!(matches!(
-            SinkError::from(client(Code::MessageSizeTooLarge)),
-            SinkError::TooLarge(_)
-        ));
+        for too_large in [Code::MessageSizeTooLarge, Code::MessageBatchTooLarge] {
+            assert!(matches!(
+                SinkError::from(client(too_large)),
+                SinkError::TooLarge(_)
+            ));
+        }
         assert!(matches!(
             SinkError::from(client(Code::TopicAuthorizationFailed)),
             SinkError::Rejected(_)

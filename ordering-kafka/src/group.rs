@@ -12,7 +12,9 @@ use ordering_core::TopicPartition;
 /// One member of a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
+    /// The id the coordinator gave the member when it joined the group.
     pub member_id: String,
+    /// The `client.id` the member's consumer connects with.
     pub client_id: String,
     /// The address the coordinator sees it connect from.
     pub client_host: String,

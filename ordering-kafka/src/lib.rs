@@ -17,6 +17,8 @@
 //!   ledger so none is sent twice, and bounded so none loops forever.
 //! - `testing::TestBroker` (feature `testing`): a throwaway local broker for tests.
 
+#![deny(missing_docs)]
+
 mod admin;
 mod codec;
 mod convert;
@@ -56,7 +58,9 @@ pub mod prelude {
 /// The order flow's codec and schemas (feature `order`): what the two shells read and write. A service of its
 /// own needs none of it: [`Avro`] for its events, [`DeadLetterCodec`] for its dead letters.
 pub mod order {
-    pub use crate::codec::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaFamily};
+    pub use crate::codec::{
+        AvroCodec, ORDER_FLOW_DLQ_VERSION, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA, SchemaFamily,
+    };
 }
 pub use error::KafkaError;
 pub use group::GroupMember;

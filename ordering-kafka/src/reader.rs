@@ -326,6 +326,8 @@ pub struct PageBounds {
     /// Stop once this many records are read, kept or not: what bounds a page's cost, whatever
     /// the size of the topic.
     pub scan: usize,
+    /// How long the whole page may take, the topic's metadata included: past it the read fails
+    /// with [`KafkaError::Timeout`] and what it read is dropped.
     pub timeout: Duration,
 }
 

@@ -55,6 +55,7 @@ const LISTED: usize = 1000;
 /// What one run sends back.
 #[derive(Debug, Clone)]
 pub struct Redrive {
+    /// Which letters match; the default matches every one.
     pub filter: LetterFilter,
     /// Only these letters, by their place in the DLQ (partition, offset), if they pass the
     /// filter too; `None`: every letter the filter accepts.
@@ -110,9 +111,11 @@ pub enum Skip {
 #[serde(rename_all = "camelCase", tag = "outcome", content = "reason")]
 #[non_exhaustive]
 pub enum Outcome {
+    /// Written back to its `originalTopic`, acknowledged by the broker.
     Republished,
     /// A dry run's answer: it would have been republished.
     WouldRepublish,
+    /// Not sent, for the reason given.
     Skipped(Skip),
     /// Surely not written; its claim was taken back, so a later run sends it.
     Failed(String),
@@ -125,13 +128,19 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LetterOutcome {
+    /// The letter's partition in the DLQ.
     pub dlq_partition: i32,
+    /// The letter's offset in that partition.
     pub dlq_offset: i64,
+    /// The topic the failed record came from, and goes back to.
     pub original_topic: String,
+    /// The failed record's key as text (lossy when it is not UTF-8); `None` when it had none.
     pub original_key: Option<String>,
+    /// The letter's `errorType`: why the record failed.
     pub error_type: String,
     /// The redrive count the republished record carries (or would).
     pub redrive_count: u32,
+    /// What became of it.
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -140,11 +149,17 @@ pub struct LetterOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Skips {
+    /// Letters skipped as [`Skip::AlreadyRedriven`].
     pub already_redriven: u64,
+    /// Letters skipped as [`Skip::MaxRedrives`].
     pub max_redrives: u64,
+    /// Letters skipped as [`Skip::Reduced`].
     pub reduced: u64,
+    /// Letters skipped as [`Skip::ForeignTopic`].
     pub foreign_topic: u64,
+    /// Letters skipped as [`Skip::Superseded`].
     pub superseded: u64,
+    /// Letters skipped as [`Skip::SameRecord`].
     pub same_record: u64,
 }
 
@@ -161,6 +176,7 @@ impl Skips {
         *n += 1;
     }
 
+    /// Letters skipped, whatever the reason.
     pub fn total(&self) -> u64 {
         self.already_redriven
             + self.max_redrives
@@ -175,15 +191,22 @@ impl Skips {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RedriveReport {
+    /// Whether the run was a dry run ([`Redrive::dry_run`]): nothing was sent or claimed.
     pub dry_run: bool,
     /// DLQ records read.
     pub scanned: u64,
     /// DLQ records that are not letters this codec reads (never matched).
     pub unreadable: u64,
+    /// Letters the request matched, at most [`Redrive::max_messages`]; the outcome of each is
+    /// counted below, unless the run stopped before it.
     pub matched: u64,
+    /// Letters sent back ([`Outcome::Republished`]).
     pub republished: u64,
+    /// Letters a dry run would have sent back ([`Outcome::WouldRepublish`]).
     pub would_republish: u64,
+    /// Letters not sent ([`Outcome::Skipped`]).
     pub skipped: u64,
+    /// [`RedriveReport::skipped`], by reason.
     pub skipped_by_reason: Skips,
     /// Republishes that surely failed; their claims were taken back, so a later run sends
     /// them.
@@ -354,6 +377,7 @@ impl Redriver {
         }
     }
 
+    /// How many times one record is redriven at most, unless a run is forced.
     pub fn max_redrives(&self) -> u32 {
         self.max_redrives
     }

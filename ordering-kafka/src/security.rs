@@ -28,16 +28,19 @@ impl Cluster {
         }
     }
 
+    /// The same cluster, reached with `security` (in place of any given before).
     #[must_use]
     pub fn with_security(mut self, security: ClientSecurity) -> Self {
         self.security = security;
         self
     }
 
+    /// The bootstrap servers as given: comma-separated `host:port`.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap_servers
     }
 
+    /// How every client gets in.
     pub fn security(&self) -> &ClientSecurity {
         &self.security
     }
@@ -94,9 +97,13 @@ impl std::fmt::Debug for Cluster {
 /// `security.protocol`: whether connections are encrypted (TLS) and authenticated (SASL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityProtocol {
+    /// Neither TLS nor SASL.
     Plaintext,
+    /// TLS, without SASL (a client certificate may authenticate).
     Ssl,
+    /// SASL without TLS: nothing is encrypted (with `PLAIN`, not even the password).
     SaslPlaintext,
+    /// SASL over TLS.
     SaslSsl,
 }
 
@@ -111,10 +118,12 @@ impl SecurityProtocol {
         }
     }
 
+    /// Whether connections are encrypted (`ssl`, `sasl_ssl`).
     pub fn uses_tls(self) -> bool {
         matches!(self, Self::Ssl | Self::SaslSsl)
     }
 
+    /// Whether clients log in with SASL (`sasl_plaintext`, `sasl_ssl`).
     pub fn uses_sasl(self) -> bool {
         matches!(self, Self::SaslPlaintext | Self::SaslSsl)
     }
@@ -143,12 +152,16 @@ impl std::str::FromStr for SecurityProtocol {
 /// `sasl.mechanism`: librdkafka's own, with nothing else to install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaslMechanism {
+    /// `PLAIN`: the password itself is sent, so only over TLS.
     Plain,
+    /// `SCRAM-SHA-256`: the password is proven, never sent.
     ScramSha256,
+    /// `SCRAM-SHA-512`: as `SCRAM-SHA-256`, with SHA-512.
     ScramSha512,
 }
 
 impl SaslMechanism {
+    /// The name `sasl.mechanism` takes (`SCRAM-SHA-256`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Plain => "PLAIN",
@@ -179,8 +192,11 @@ impl std::str::FromStr for SaslMechanism {
 /// A SASL login: all three parts or none.
 #[derive(Clone)]
 pub struct SaslCredentials {
+    /// How the login is made.
     pub mechanism: SaslMechanism,
+    /// The SASL user name.
     pub username: String,
+    /// Its password; `Debug` never shows it.
     pub password: SecretString,
 }
 
@@ -201,6 +217,7 @@ pub struct ClientCertificate {
     pub certificate: PathBuf,
     /// PEM; encrypted if `key_password` is given.
     pub key: PathBuf,
+    /// The password of an encrypted `key`; `None` for a key in the clear.
     pub key_password: Option<SecretString>,
 }
 
@@ -290,14 +307,23 @@ impl std::fmt::Debug for ClientSecurity {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PropertiesError {
+    /// The file cannot be read (missing, not readable by this process).
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not in the `.properties` format.
     #[error("{} is not a properties file: {reason}", path.display())]
-    Parse { path: PathBuf, reason: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Which line does not parse; never its text, which may hold a password.
+        reason: String,
+    },
 }
 
 impl ClientSecurity {
@@ -339,6 +365,7 @@ impl ClientSecurity {
         self
     }
 
+    /// Sets `security.protocol`.
     #[must_use]
     pub fn with_protocol(self, protocol: SecurityProtocol) -> Self {
         self.with_property("security.protocol", protocol.as_str())
@@ -438,6 +465,7 @@ impl ClientSecurity {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectFailure {
+    /// The SASL login was refused: a wrong mechanism, user name or password.
     #[error("authentication failed (wrong SASL mechanism, user name or password): {0}")]
     Authentication(String),
     /// librdkafka says only that verification failed: an untrusted CA and an expired (or
@@ -446,10 +474,14 @@ pub enum ConnectFailure {
         "the broker's TLS certificate could not be verified: not signed by a trusted CA, or expired: {0}"
     )]
     UntrustedCertificate(String),
+    /// A certificate of the TLS handshake has expired.
     #[error("a TLS certificate has expired: {0}")]
     ExpiredCertificate(String),
+    /// The TLS handshake failed for another reason than a certificate above.
     #[error("the TLS handshake failed: {0}")]
     Tls(String),
+    /// The client and the broker's listener disagree on TLS: `security.protocol` does not
+    /// match the listener.
     #[error(
         "the broker's listener speaks another security protocol (plaintext to a TLS listener, or TLS to a plaintext one): {0}"
     )]

@@ -19,6 +19,7 @@ use crate::security::{Cluster, Connectivity};
 /// How to reach the broker and how long a publish may take.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
+    /// The brokers, and how the producer gets in.
     pub cluster: Cluster,
     /// The longest a publish waits for the broker's acknowledgement, retries included; past
     /// it, the publish fails with a retryable error instead of hanging.
@@ -37,6 +38,8 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// The defaults for `cluster`: a 10 s delivery timeout, no overrides, no load shedding
+    /// (`max_in_flight` `None`, `queue_wait` 250 ms).
     pub fn new(cluster: impl Into<Cluster>) -> Self {
         Self {
             cluster: cluster.into(),
@@ -88,7 +91,9 @@ impl Slots {
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
+    /// The partition the record was written to.
     pub partition: i32,
+    /// Its offset in that partition.
     pub offset: i64,
 }
 
@@ -117,6 +122,9 @@ impl KafkaProducer {
         &self.cluster
     }
 
+    /// A producer as `config` says (`acks=all`, idempotent, `linger.ms` 2, then the
+    /// overrides). Does not wait for the brokers: fails only on a configuration librdkafka
+    /// refuses, which retrying does not fix.
     pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
         let mut client = config.cluster.client_config();
         client
@@ -395,6 +403,7 @@ impl<M, C> std::fmt::Debug for KafkaSink<M, C> {
 }
 
 impl<M, C> KafkaSink<M, C> {
+    /// The topic it publishes to.
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -24,8 +24,12 @@ use crate::security::{Cluster, Connectivity};
 /// How to join the consumer group.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// The brokers, and how the consumer gets in.
     pub cluster: Cluster,
+    /// The consumer group (`group.id`): its members share the topics' partitions, and its
+    /// committed offsets are where a member resumes.
     pub group_id: String,
+    /// The topics subscribed to.
     pub topics: Vec<String>,
     /// How often acknowledged offsets are committed. Commits are batched: a crash may
     /// deliver up to this much finished work again (at-least-once), never skip any.
@@ -39,6 +43,8 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// Joins `group_id` on `topics`, with the defaults for the rest: a commit every second,
+    /// [`DEFAULT_FETCH_WAIT_MAX`], no overrides.
     pub fn new(
         cluster: impl Into<Cluster>,
         group_id: impl Into<String>,
@@ -337,6 +343,11 @@ impl<E, C> Drop for KafkaSource<E, C> {
 }
 
 impl<E, C: Codec<E>> KafkaSource<E, C> {
+    /// A member of `config.group_id` subscribed to `config.topics`, decoding with `codec`; it
+    /// joins the group once polled. Sets eager round-robin rebalancing,
+    /// `auto.offset.reset=earliest` and [`FETCH_QUEUE_BACKOFF_MS`] (librdkafka's 1 s default
+    /// stalls a consumer slower than the broker at every refill), then the overrides. Fails
+    /// only on a configuration librdkafka refuses.
     pub fn new(config: &SourceConfig, codec: C) -> Result<Self, KafkaError> {
         let mut client = config.cluster.client_config();
         client
@@ -431,6 +442,7 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         self
     }
 
+    /// A live view of what the source holds, for other tasks (a health endpoint, say).
     pub fn status(&self) -> SourceStatus {
         SourceStatus(self.consumer.context().clone())
     }

@@ -67,6 +67,9 @@ impl TestBroker {
         Self::start_with(Storage::Memory)
     }
 
+    /// A fresh broker on a free port, keeping its data in `storage`, once it listens (20 s
+    /// at most). Panics when it cannot start: not installed, or exited at start-up (see its
+    /// `broker.log`).
     pub fn start_with(storage: Storage) -> Self {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let port = free_port();
@@ -120,6 +123,7 @@ impl TestBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -13,9 +13,9 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use common::crc64_avro;
 use ordering_core::order::{OrderEvent, OrderId, Status, StatusUpdate};
 use ordering_core::{DeadLetter, DecodeErrorKind, FailureClass};
-use ordering_kafka::order::{AvroCodec, SchemaFamily};
+use ordering_kafka::order::{AvroCodec, ORDER_FLOW_DLQ_VERSION, SchemaFamily};
 use ordering_kafka::testing::{STATUS_UPDATE_V3, status_update_v3};
-use ordering_kafka::{Codec, SchemaError};
+use ordering_kafka::{Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, SchemaError};
 
 fn history() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/history")
@@ -111,7 +111,16 @@ fn the_current_schema_is_the_newest_published_version_and_the_one_embedded() {
         let current = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../schemas")
             .join(format!("{}.avsc", family.file_stem()));
-        assert_eq!(read(&current), read(&history().join(newest)), "{family}");
+        // `schemas/` holds the contract's files: for the letters, the newest version still
+        // named `com.ecommerce.dlq.DeadLetter`, which the shells write by default.
+        let contract = match family {
+            SchemaFamily::DeadLetter => &versions[ORDER_FLOW_DLQ_VERSION as usize - 1].0,
+            _ => newest,
+        };
+        assert_eq!(read(&current), read(&history().join(contract)), "{family}");
+        if family == SchemaFamily::DeadLetter {
+            assert_eq!(read(&history().join(newest)), DEAD_LETTER_SCHEMA);
+        }
         assert_eq!(
             family.published().len(),
             versions.len(),
@@ -250,4 +259,98 @@ fn a_schema_directory_with_a_bad_file_is_refused_naming_it() {
     std::fs::write(dir.path().join("bad.avsc"), "{not json").unwrap();
     let error = AvroCodec::with_schema_dir(dir.path()).unwrap_err();
     assert!(matches!(error, SchemaError::Invalid { .. }), "{error}");
+}
+
+/// The letter of `tests/fixtures/letter.v3.bin`, written by the release before the letters'
+/// record moved to the library's namespace (version 3, `com.ecommerce.dlq.DeadLetter`).
+fn fixture_letter() -> DeadLetter {
+    DeadLetter {
+        original_topic: "inventory-reservations".into(),
+        original_partition: 2,
+        original_offset: 41,
+        original_incarnation: 1,
+        original_key: Some(b"SKU-404".to_vec()),
+        original_headers: vec![ordering_core::Header {
+            name: "traceparent".into(),
+            value: Some(b"00-abc-def-01".to_vec()),
+        }],
+        original_timestamp: Some(1_767_225_600_000),
+        original_value: br#"{"sku":"SKU-404","quantity":3}"#.to_vec(),
+        original_message: Some(r#"{"sku":"SKU-404","quantity":3}"#.into()),
+        error_type: "OutOfStock".into(),
+        error_class: FailureClass::Permanent,
+        error_message: "SKU-404 has 0 in stock".into(),
+        retry_count: 0,
+        failed_attempts: 1,
+        first_failure_timestamp: "2026-12-04T12:00:00.000Z".into(),
+        last_failure_timestamp: "2026-12-04T12:00:00.000Z".into(),
+        consumer_group: "inventory".into(),
+        redrive_count: 1,
+        reduced_from: None,
+    }
+}
+
+#[test]
+fn letters_are_the_librarys_record_and_old_letters_stay_readable() {
+    let newest = Schema::parse_str(DEAD_LETTER_SCHEMA).unwrap();
+    let Schema::Record(record) = &newest else {
+        panic!("a record")
+    };
+    assert_eq!(record.name.fullname(None), "ordering.dlq.DeadLetter");
+    let aliases: Vec<String> = record
+        .aliases
+        .iter()
+        .flatten()
+        .map(|a| a.fullname(None))
+        .collect();
+    assert_eq!(aliases, ["com.ecommerce.dlq.DeadLetter"]);
+
+    // A service's letters are written with the library's record, version 4.
+    let codec = DeadLetterCodec::new().unwrap();
+    assert_eq!(codec.writes(), 4);
+    let letter = fixture_letter();
+    let written = codec.encode(&letter).unwrap();
+    let v4 = Schema::parse_str(&read(&history().join("dlq.v4.avsc"))).unwrap();
+    assert_eq!(
+        written[2..10],
+        v4.fingerprint::<apache_avro::rabin::Rabin>().bytes[..]
+    );
+    assert_eq!(codec.decode(&written).unwrap(), letter);
+
+    // Bytes written by the previous release (version 3, the old name), read by this one:
+    // through the library's codec and the order flow's, whose shells still write version 3.
+    let old = include_bytes!("fixtures/letter.v3.bin");
+    assert_eq!(codec.decode(old).unwrap(), letter);
+    let order_flow = AvroCodec::new().unwrap();
+    assert_eq!(
+        Codec::<DeadLetter>::decode(&order_flow, old).unwrap(),
+        letter
+    );
+    let shells = order_flow
+        .pin(SchemaFamily::DeadLetter, ORDER_FLOW_DLQ_VERSION)
+        .unwrap();
+    assert_eq!(
+        Codec::<DeadLetter>::encode(&shells, &letter).unwrap(),
+        old,
+        "the shells write what the previous release wrote, byte for byte"
+    );
+    // And a letter of the library's version is read by the order flow too.
+    assert_eq!(
+        Codec::<DeadLetter>::decode(&order_flow, &written).unwrap(),
+        letter
+    );
+
+    // A schema directory may hold a letter version under either name.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("old-name.avsc"),
+        read(&history().join("dlq.v3.avsc")),
+    )
+    .unwrap();
+    assert_eq!(
+        DeadLetterCodec::with_schema_dir(dir.path())
+            .unwrap()
+            .writes(),
+        4
+    );
 }

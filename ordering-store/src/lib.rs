@@ -19,6 +19,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 mod batch;
 mod ledger;
 mod migrations;
@@ -58,8 +60,12 @@ impl<T: OrderStore + RedriveLedger + TopicIncarnations + ?Sized> Store for T {}
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreUrl {
+    /// `memory://` (or `memory:`): a store gone with the process.
     Memory,
+    /// `sqlite://PATH`: the SQLite file at `PATH`, relative to the working directory unless
+    /// absolute (`sqlite:///var/lib/orders.db`).
     Sqlite(PathBuf),
+    /// `postgres://` or `postgresql://`: a PostgreSQL database.
     Postgres(Box<PostgresUrl>),
 }
 
@@ -74,12 +80,16 @@ impl std::fmt::Debug for StoreUrl {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlError {
+    /// The URL is none of `memory://`, `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
     #[error(
         "unsupported store URL; expected memory://, sqlite://PATH or postgres://USER@HOST:PORT/DB"
     )]
     Scheme,
+    /// A `sqlite://` URL without a file path.
     #[error("sqlite:// needs a file path, e.g. sqlite://data/orders.db")]
     NoPath,
+    /// A `postgres://` URL that cannot be used (no host or user, an unknown `sslmode`, an
+    /// unreadable `sslrootcert`), or a password given twice or to a store that takes none.
     #[error("not a valid PostgreSQL URL: {0}")]
     Postgres(String),
 }
@@ -88,18 +98,35 @@ pub enum UrlError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
+    /// The database was migrated by a newer version of this crate: upgrade the service or
+    /// point it at another database. Not transient.
     #[error(
         "the database was written by a newer version (schema version {found}; this version knows up to {known}); upgrade this service or point it at another database"
     )]
-    NewerSchema { found: u32, known: u32 },
+    NewerSchema {
+        /// The database's schema version.
+        found: u32,
+        /// The newest schema version this build knows.
+        known: u32,
+    },
+    /// The SQLite database cannot be opened, created or migrated (its directory cannot be
+    /// made, the file is not a database, WAL is not available). Not transient.
     #[error("cannot open the SQLite database {}: {reason}", path.display())]
-    Sqlite { path: PathBuf, reason: String },
+    Sqlite {
+        /// The database file (empty when the task opening it failed).
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// Worth trying again later: the server is not up (yet), or busy.
     #[error("the PostgreSQL server cannot be reached: {0}")]
     Unreachable(String),
     /// The server refuses the connection for a reason a person fixes: the login, TLS.
     #[error("cannot connect to PostgreSQL: {0}")]
     Refused(Refusal),
+    /// Opening failed for a reason waiting does not fix: the TLS connector or the pool
+    /// cannot be built (an unreadable `sslrootcert`, say), or a statement run while opening
+    /// failed for its data (SQLSTATE class 22 or 23).
     #[error("cannot open the PostgreSQL store: {0}")]
     Postgres(String),
 }
@@ -112,6 +139,8 @@ impl OpenError {
 }
 
 impl StoreUrl {
+    /// Parses a store URL, surrounding whitespace ignored; the crate's documentation lists
+    /// the forms.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let url = url.trim();
         if let Some(path) = url.strip_prefix("sqlite://") {

@@ -18,7 +18,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
 use crate::ledger::PostgresLedger;
-use crate::statements::{GET, HEALTH_WRITE, HISTORY, INCARNATION, POSITIONS, PRUNE_HISTORY};
+use crate::statements::{
+    GET, HEALTH_WRITE, HISTORY, INCARNATION, POSITIONS, PRUNE_HISTORY, status_covers,
+};
 use crate::{OpenError, PostgresUrl, Refusal, migrations};
 
 /// The longest any one store operation (taking a connection included) may take.
@@ -69,10 +71,10 @@ const CREATE_MANY: &str = "
     LEFT JOIN orders AS existing ON existing.order_id = input.order_id";
 
 // Per input row: applied, and whether the order exists (the outer query sees the table as it
-// was before this statement), which tells applied, already applied and not found apart. A
-// position is covered by the last applied one of the same topic (NULL: written before topics
-// were kept) and partition in a later incarnation, or in the same one at or above it.
-const UPDATE_MANY: &str = "
+// was before this statement), which tells applied, already applied and not found apart.
+// Applied unless the position is covered (`Position::is_covered_by`).
+const UPDATE_MANY: &str = concat!(
+    "
     WITH input (order_id, status, topic, part, off, reason, event_time, inc) AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[],
                              $6::text[], $7::text[], $9::int4[])
@@ -82,10 +84,10 @@ const UPDATE_MANY: &str = "
                                      status_reason = input.reason,
                                      status_incarnation = input.inc
         FROM input
-        WHERE s.order_id = input.order_id
-          AND NOT (s.status_partition IS NOT NULL AND s.status_partition = input.part
-                   AND (s.status_incarnation, s.status_offset) >= (input.inc, input.off)
-                   AND (s.status_topic IS NULL OR s.status_topic = input.topic))
+        WHERE s.order_id = input.order_id AND NOT ",
+    status_covers!("s.", topic: "input.topic", partition: "input.part", offset: "input.off",
+                   incarnation: "input.inc"),
+    "
         RETURNING s.order_id
     ), history AS (
         INSERT INTO order_history (order_id, status, reason, event_time, applied_at_ms,
@@ -97,7 +99,8 @@ const UPDATE_MANY: &str = "
     SELECT input.order_id, updated.order_id IS NOT NULL, existing.order_id IS NOT NULL
     FROM input
     LEFT JOIN updated ON updated.order_id = input.order_id
-    LEFT JOIN order_status AS existing ON existing.order_id = input.order_id";
+    LEFT JOIN order_status AS existing ON existing.order_id = input.order_id"
+);
 
 // Byte order, as everywhere else, whatever the database's collation; the index
 // `orders_id_bytes` makes a page a range scan.
@@ -251,7 +254,6 @@ pub(crate) async fn bounded<T>(
         })
 }
 
-/// Applies the missing migrations under an advisory lock, so instances starting together
 /// A statement that failed while opening: worth waiting for, or for a person to fix.
 pub(crate) fn open_failed(e: tokio_postgres::Error) -> OpenError {
     let error = classify(&e);
@@ -263,6 +265,7 @@ pub(crate) fn open_failed(e: tokio_postgres::Error) -> OpenError {
     }
 }
 
+/// Applies the missing migrations under an advisory lock, so instances starting together
 /// migrate once.
 async fn migrate(pool: &Pool) -> Result<(), OpenError> {
     let failed = open_failed;

@@ -18,14 +18,20 @@ use crate::UrlError;
 /// `verify-full` also checks that it names the host connected to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
+    /// Never TLS.
     Disable,
+    /// TLS when the server offers it, else plaintext; the default.
     Prefer,
+    /// TLS, the server's certificate unchecked unless `sslrootcert` is given.
     Require,
+    /// TLS, with a server certificate signed by a trusted CA.
     VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host connected to.
     VerifyFull,
 }
 
 impl SslMode {
+    /// The value of `sslmode` in a URL (`verify-full`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disable => "disable",
@@ -139,6 +145,7 @@ impl PostgresUrl {
         Ok(self)
     }
 
+    /// How the connections use TLS: the URL's `sslmode`, `prefer` when it names none.
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl_mode
     }
@@ -210,20 +217,28 @@ impl PostgresUrl {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
+    /// The server refused the login: a wrong user or password, none given, or no
+    /// `pg_hba.conf` entry for this client.
     #[error("the server refused the login (user or password): {0}")]
     Authentication(String),
+    /// The server takes only TLS connections and the URL says `sslmode=disable`.
     #[error("the server accepts only TLS connections, and sslmode=disable: {0}")]
     TlsRequired(String),
+    /// The server does not offer TLS, and the URL's `sslmode` is `require` or stricter.
     #[error("the server does not offer TLS, and the URL's sslmode requires it")]
     NoTls,
+    /// The server's certificate is not signed by a CA of `sslrootcert` (or the system's).
     #[error("the server's certificate is not signed by a CA in sslrootcert (or the system's): {0}")]
     UntrustedCertificate(String),
+    /// The server's certificate does not name the host connected to (`sslmode=verify-full`).
     #[error(
         "the server's certificate does not name the host connected to (sslmode=verify-full): {0}"
     )]
     HostMismatch(String),
+    /// A certificate of the TLS handshake has expired.
     #[error("a certificate has expired: {0}")]
     ExpiredCertificate(String),
+    /// The TLS handshake failed for another reason than a certificate above.
     #[error("the TLS handshake failed: {0}")]
     Tls(String),
 }

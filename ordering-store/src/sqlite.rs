@@ -18,7 +18,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use crate::batch::{self, Batches, Done, Op, Queue, Write};
 use crate::ledger::SqliteLedger;
-use crate::statements::{GET, HEALTH_WRITE, HISTORY, INCARNATION, POSITIONS, PRUNE_HISTORY};
+use crate::statements::{
+    GET, HEALTH_WRITE, HISTORY, INCARNATION, POSITIONS, PRUNE_HISTORY, status_covers,
+};
 use crate::{OpenError, migrations};
 
 /// How long a statement waits for a lock held by another connection before it fails as
@@ -43,15 +45,13 @@ const ADD_HISTORY: &str = "
 
 const SAME_BODY: &str = "SELECT body = ?2 FROM orders WHERE order_id = ?1";
 
-// A position is covered by the last applied one of the same topic (NULL: written before
-// topics were kept) and partition in a later incarnation, or in the same one at or above it.
-const UPDATE_STATUS: &str = "
-    UPDATE order_status SET status = ?2, status_topic = ?3, status_partition = ?4,
+// Applied unless the position is covered (`Position::is_covered_by`).
+const UPDATE_STATUS: &str = concat!(
+    "UPDATE order_status SET status = ?2, status_topic = ?3, status_partition = ?4,
         status_offset = ?5, status_reason = ?6, status_incarnation = ?7
-    WHERE order_id = ?1
-      AND NOT (status_partition IS NOT NULL AND status_partition = ?4
-               AND (status_incarnation, status_offset) >= (?7, ?5)
-               AND (status_topic IS NULL OR status_topic = ?3))";
+    WHERE order_id = ?1 AND NOT ",
+    status_covers!("", topic: "?3", partition: "?4", offset: "?5", incarnation: "?7")
+);
 
 // The primary key's index is in byte order (SQLite's BINARY collation): a page is a range.
 const IDS: &str = "SELECT order_id FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2";
@@ -361,10 +361,6 @@ fn apply_one(conn: &Connection, op: &Op, now: i64) -> rusqlite::Result<Done> {
     }
 }
 
-/// Only a broken constraint, a value of the wrong type or one too big are the write's fault.
-/// Everything else is the database's state and waits as unavailable: busy, locked, I/O, a
-/// full disk, a file that cannot be opened or written, and a corrupt database too, which a
-/// person must repair (no record is to blame for it).
 /// What went wrong opening the file at `path`.
 pub(crate) fn open_failed(path: &Path, e: rusqlite::Error) -> OpenError {
     OpenError::Sqlite {
@@ -407,6 +403,10 @@ pub(crate) async fn write_on<T: Send + 'static>(
     .map_err(|e| StoreError::unavailable(format!("the write task failed: {e}")))?
 }
 
+/// Only a broken constraint, a value of the wrong type or one too big are the write's fault.
+/// Everything else is the database's state and waits as unavailable: busy, locked, I/O, a
+/// full disk, a file that cannot be opened or written, and a corrupt database too, which a
+/// person must repair (no record is to blame for it).
 pub(crate) fn classify(error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig) => {

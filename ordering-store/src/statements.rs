@@ -2,6 +2,41 @@
 //! own, and SQLite reads each as a parameter named by it, numbered where it first appears;
 //! every statement here names them in order, so both bind them by position.
 
+/// [`Position::is_covered_by`](ordering_core::Position::is_covered_by) in SQL: whether the
+/// status position of the `order_status` row (columns prefixed by the first argument, `s.` or
+/// nothing) covers the new position given by the other four expressions. The one rule, spelt
+/// once for both dialects; a NULL partition is no position yet, a NULL topic one kept before
+/// topics were.
+macro_rules! status_covers {
+    ($row:literal, topic: $topic:literal, partition: $partition:literal,
+     offset: $offset:literal, incarnation: $incarnation:literal) => {
+        concat!(
+            "(",
+            $row,
+            "status_partition IS NOT NULL AND ",
+            $row,
+            "status_partition = ",
+            $partition,
+            " AND (",
+            $row,
+            "status_incarnation, ",
+            $row,
+            "status_offset) >= (",
+            $incarnation,
+            ", ",
+            $offset,
+            ") AND (",
+            $row,
+            "status_topic IS NULL OR ",
+            $row,
+            "status_topic = ",
+            $topic,
+            "))"
+        )
+    };
+}
+pub(crate) use status_covers;
+
 pub(crate) const HISTORY: &str = "
     SELECT seq, status, reason, event_time, applied_at_ms, src_topic, src_partition, src_offset,
            src_incarnation

@@ -228,6 +228,8 @@ impl TestPostgres {
         }
     }
 
+    /// Starts the server again on its port with its data, once it accepts connections (60 s
+    /// at most). Panics on a server of `TEST_POSTGRES_URL`'s, or when `pg_ctl` fails.
     pub fn restart(&mut self) {
         self.run(
             "pg_ctl",

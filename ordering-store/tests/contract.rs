@@ -211,6 +211,7 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(ids, sorted);
     history_contract(s).await;
     batch_order_contract(s).await;
+    coverage_contract(s).await;
     incarnation_contract(whole.as_ref()).await;
 }
 
@@ -366,6 +367,44 @@ async fn batch_order_contract(s: &dyn OrderStore) {
     for order_id in &ids {
         assert_eq!(current_status(s, order_id).await, "pending");
     }
+}
+
+/// A status update is applied exactly when `Position::is_covered_by` says its position is
+/// not covered by the last applied one: the stores' SQL and the Rust rule agree, case by case.
+async fn coverage_contract(s: &dyn OrderStore) {
+    let p = |topic: &str, partition, offset, incarnation| {
+        Position::new(topic, partition, offset).in_incarnation(incarnation)
+    };
+    let lasts = [p("t", 1, 10, 1), p("t", 1, 10, 2)];
+    let news = [
+        p("t", 1, 9, 1),
+        p("t", 1, 10, 1),
+        p("t", 1, 11, 1),
+        p("t", 1, 500, 1),
+        p("t", 2, 3, 1),
+        p("u", 1, 3, 1),
+        p("t", 1, 0, 2),
+        p("t", 1, 10, 2),
+        p("t", 1, 11, 2),
+        p("t", 1, 0, 3),
+    ];
+    let mut both = [0, 0];
+    for (i, last) in lasts.iter().enumerate() {
+        for (j, new) in news.iter().enumerate() {
+            let order_id = format!("ORD-COVER-{i}-{j}");
+            assert_eq!(put(s, &order_id, 1, at(0, 0)).await, CREATED);
+            assert_eq!(set(s, &order_id, "first", last.clone()).await, APPLIED);
+            let covered = new.is_covered_by(Some(last));
+            both[usize::from(covered)] += 1;
+            let expected = if covered { ALREADY } else { APPLIED };
+            let written = set(s, &order_id, "second", new.clone()).await;
+            assert_eq!(written, expected, "{new} after {last}");
+        }
+    }
+    assert!(
+        both[0] > 4 && both[1] > 4,
+        "both outcomes exercised: {both:?}"
+    );
 }
 
 /// A topic created again: its incarnations numbered in the order first seen, per topic;

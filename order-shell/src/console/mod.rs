@@ -165,7 +165,7 @@ impl Pages {
             ),
             Err(error) => {
                 tracing::error!(%error, page = page.name(), "a console page did not render");
-                ordering_http::ApiError::unavailable(format!("the page did not render: {error}"))
+                ordering_http::ApiError::internal(format!("the page did not render: {error}"))
                     .into_response()
             }
         }

@@ -42,7 +42,10 @@ const INTAKE_BATCH: usize = 64;
 /// How a dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
+    /// When a failing record is tried again and when it is dead-lettered; also paces outage
+    /// waits and dead-letter writes the sink did not take.
     pub retry: RetryPolicy,
+    /// How a partition's records are split into lanes that run concurrently.
     pub lanes: LaneMode,
     /// Records of one partition received and not yet committed, at most. At the bound the
     /// partition is paused, and resumed when half of them are done: memory stays bounded
@@ -170,6 +173,9 @@ where
     H: Handler<S::Event> + 'static,
     D: DeadLetterSink + 'static,
 {
+    /// A dispatcher reading `source`, handling with `handler` and writing dead letters to
+    /// `dead_letters`; nothing is read until [`run`](Self::run). Its metrics are labelled
+    /// with the source's consumer group.
     pub fn new(source: S, handler: H, dead_letters: D, config: DispatcherConfig) -> Self {
         let consumer_group = source.consumer_group().to_owned();
         let max_in_flight = config.max_in_flight_per_partition.get();

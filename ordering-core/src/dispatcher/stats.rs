@@ -280,6 +280,8 @@ impl Drop for OutageWait<'_> {
 pub struct Stats(pub(crate) Arc<Counters>);
 
 impl Stats {
+    /// The counters now. Each is read on its own, so while the dispatcher runs they need not
+    /// add up exactly.
     pub fn snapshot(&self) -> StatsSnapshot {
         let c = &self.0;
         StatsSnapshot {
@@ -307,8 +309,11 @@ impl Stats {
 pub struct StatsSnapshot {
     /// The dispatcher is pulling records.
     pub is_running: bool,
+    /// Records taken from the source.
     pub received: u64,
+    /// Records the handler applied (it returned `Ok`, at once or after retries).
     pub applied: u64,
+    /// Records whose dead letter was written.
     pub dead_lettered: u64,
     /// Retries scheduled for the records' own failures, over all records.
     pub retries: u64,

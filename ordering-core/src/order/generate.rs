@@ -19,6 +19,8 @@ const CURRENCIES: &[&str] = &["USD", "EUR", "GBP"];
 pub struct NumItems(u8);
 
 impl NumItems {
+    /// `n` items; outside 1 to [`MAX_ITEMS`], a [`ValidationError::OutOfRange`] for the
+    /// field `numItems`.
     pub fn new(n: i64) -> Result<Self, ValidationError> {
         match u8::try_from(n) {
             Ok(n) if (1..=MAX_ITEMS).contains(&n) => Ok(Self(n)),
@@ -31,6 +33,7 @@ impl NumItems {
         }
     }
 
+    /// The number of items, 1 to [`MAX_ITEMS`].
     pub fn get(self) -> u8 {
         self.0
     }

@@ -19,16 +19,21 @@ pub enum OrderError {
     /// The order may simply not have arrived yet (it travels on another topic): retryable.
     #[error("Order {0} not found")]
     OrderNotFound(OrderId),
+    /// The update's status is blank or too long: permanent.
     #[error("invalid status: {0}")]
     InvalidStatus(ValidationError),
+    /// The order id is blank or too long: permanent.
     #[error("invalid order id: {0}")]
     InvalidOrderId(ValidationError),
+    /// The order breaks a business rule ([`Order::check`]): permanent.
     #[error("invalid order: {0}")]
     InvalidOrder(#[from] InvalidOrder),
     /// Another order with this id exists: the first create wins, and this one is kept as a
     /// dead letter for a person to look at.
     #[error("order {0} already exists with other contents; the first one stays")]
     DuplicateOrder(OrderId),
+    /// The store failed: an outage is waited out, a refused write is permanent
+    /// ([`StoreError::class`]).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -83,6 +88,7 @@ impl std::fmt::Debug for OrderCreatedHandler {
 }
 
 impl OrderCreatedHandler {
+    /// A handler that creates orders in `store`.
     pub fn new(store: Arc<dyn OrderStore>) -> Self {
         Self { store }
     }
@@ -116,6 +122,7 @@ impl std::fmt::Debug for StatusUpdateHandler {
 }
 
 impl StatusUpdateHandler {
+    /// A handler that applies status updates to the orders in `store`.
     pub fn new(store: Arc<dyn OrderStore>) -> Self {
         Self { store }
     }
@@ -155,6 +162,7 @@ impl std::fmt::Debug for OrderEventHandler {
 }
 
 impl OrderEventHandler {
+    /// Both handlers, on one `store`.
     pub fn new(store: Arc<dyn OrderStore>) -> Self {
         Self {
             created: OrderCreatedHandler::new(store.clone()),
@@ -228,15 +236,6 @@ impl RedriveGuard for OrderRedriveGuard {
         if matches!(event, OrderEvent::Created(_)) {
             return Ok(true);
         }
-        let origin = letter.origin();
-        // A position written before stores kept topics has none: it was of this topic, as
-        // the stores' own guard takes it.
-        let status = positions.status.map(|mut last| {
-            if last.topic.is_empty() {
-                last.topic = origin.topic.clone();
-            }
-            last
-        });
-        Ok(origin.is_covered_by(status.as_ref()))
+        Ok(letter.origin().is_covered_by(positions.status.as_ref()))
     }
 }

@@ -18,19 +18,32 @@ pub const STATUS_UPDATE_EVENT_TYPE: &str = "STATUS_UPDATE";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// The value is empty or only whitespace.
     #[error("{field} must not be empty or whitespace")]
-    Blank { field: &'static str },
+    Blank {
+        /// The field, as named on the wire (`orderId`).
+        field: &'static str,
+    },
+    /// The value, trimmed, is longer than the field allows.
     #[error("{field} is {len} characters long, the limit is {max}")]
     TooLong {
+        /// The field, as named on the wire.
         field: &'static str,
+        /// The value's length, in characters.
         len: usize,
+        /// The longest allowed, in characters.
         max: usize,
     },
+    /// A number outside its bounds.
     #[error("{field} must be between {min} and {max}, got {value}")]
     OutOfRange {
+        /// The field, as named on the wire.
         field: &'static str,
+        /// The number given.
         value: i64,
+        /// The smallest accepted (inclusive).
         min: i64,
+        /// The largest accepted (inclusive).
         max: i64,
     },
 }
@@ -72,6 +85,7 @@ macro_rules! validated_string {
                 bounded($field, raw, $max).map(Self)
             }
 
+            /// The value, trimmed.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -124,8 +138,12 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
+    /// The item's id; [`Order::check`] refuses a blank one.
     pub item_id: String,
+    /// Units ordered; [`Order::check`] wants at least 1.
     pub quantity: i32,
+    /// The price of one unit, in the order's currency; [`Order::check`] wants it finite and
+    /// not negative.
     pub price: f64,
 }
 
@@ -134,12 +152,20 @@ pub struct OrderItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
+    /// The order's id, validated when decoded; the key of its records.
     pub order_id: OrderId,
+    /// The customer's id, as received (not checked).
     pub customer_id: String,
+    /// When the order was placed, as received (ISO 8601 by convention, not checked).
     pub order_date: String,
+    /// The order's lines; [`Order::check`] wants at least one.
     pub items: Vec<OrderItem>,
+    /// Σ price × quantity, in `currency`; [`Order::check`] wants it within half a cent of the
+    /// items' total.
     pub total_amount: f64,
+    /// The currency's code; [`Order::check`] wants three upper-case ASCII letters (`USD`).
     pub currency: String,
+    /// `pending` when created; then the status of the last status update applied.
     pub status: Status,
     /// The reason given with the status update last applied, if any. Kept by the store with
     /// the status; not part of the order event (nor of its schema).
@@ -196,18 +222,39 @@ impl Order {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidOrder {
+    /// The order has no items.
     #[error("an order needs at least one item")]
     NoItems,
+    /// An item's `itemId` is blank.
     #[error("itemId must not be blank")]
     BlankItemId,
+    /// An item's quantity is below 1.
     #[error("item {item} has quantity {quantity}")]
-    Quantity { item: String, quantity: i32 },
+    Quantity {
+        /// The item's id.
+        item: String,
+        /// The quantity given.
+        quantity: i32,
+    },
+    /// An item's price is negative, infinite or NaN.
     #[error("item {item} has price {price}")]
-    Price { item: String, price: f64 },
+    Price {
+        /// The item's id.
+        item: String,
+        /// The price given.
+        price: f64,
+    },
+    /// The currency given is not three upper-case ASCII letters.
     #[error("currency {0:?} is not a 3-letter code")]
     Currency(String),
+    /// `totalAmount` is more than half a cent away from the items' total.
     #[error("totalAmount {given} does not match the items ({expected})")]
-    Total { given: f64, expected: f64 },
+    Total {
+        /// The `totalAmount` the order states.
+        given: f64,
+        /// Σ price × quantity over the items, rounded to cents.
+        expected: f64,
+    },
 }
 
 /// Σ price × quantity, rounded to cents.
@@ -233,9 +280,14 @@ pub fn round_cents(amount: f64) -> f64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename = "OrderStatusUpdate", rename_all = "camelCase")] // the Avro record's name
 pub struct StatusUpdate {
+    /// The order to update, as received ([`validate`](Self::validate) checks it).
     pub order_id: String,
+    /// The new status, as received ([`validate`](Self::validate) checks it).
     pub status: String,
+    /// When the client says the change happened, as received (ISO 8601 by convention, not
+    /// checked).
     pub update_timestamp: String,
+    /// [`STATUS_UPDATE_EVENT_TYPE`], filled in when absent (not checked).
     #[serde(default = "default_event_type")]
     pub event_type: String,
     /// Why the status changed, when the client said (`status_update.avsc` version 2; a
@@ -291,7 +343,9 @@ impl StatusUpdate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OrderEvent {
+    /// An order was placed (`schemas/order.avsc`).
     Created(Order),
+    /// A status change was asked for (`schemas/status_update.avsc`).
     StatusUpdated(StatusUpdate),
 }
 

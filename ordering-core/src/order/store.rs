@@ -47,6 +47,8 @@ pub struct OrderPositions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StatusWrite {
+    /// The order exists: `Applied` set the status, `AlreadyApplied` means this position (or
+    /// a later one) was applied already and nothing changed.
     Written(Written),
     /// There is no such order (yet).
     NotFound,
@@ -55,6 +57,7 @@ pub enum StatusWrite {
 /// A status to apply to an order, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
+    /// The status to set.
     pub status: Status,
     /// Why, when the client said; `None` clears an earlier reason.
     pub reason: Option<String>,
@@ -65,6 +68,7 @@ pub struct StatusChange {
 }
 
 impl StatusChange {
+    /// `status` from the record at `at`, with no reason and no event time.
     pub fn new(status: Status, at: Position) -> Self {
         Self {
             status,
@@ -74,11 +78,13 @@ impl StatusChange {
         }
     }
 
+    /// This change with `reason`; `None` clears an earlier reason when it is applied.
     pub fn with_reason(mut self, reason: Option<String>) -> Self {
         self.reason = reason;
         self
     }
 
+    /// This change with the time the client says it happened, as sent.
     pub fn with_event_time(mut self, event_time: impl Into<String>) -> Self {
         self.event_time = Some(event_time.into());
         self
@@ -92,7 +98,9 @@ impl StatusChange {
 pub struct HistoryEntry {
     /// Orders the entries of one order; the cursor of a page.
     pub seq: i64,
+    /// The status the order took.
     pub status: String,
+    /// The reason given with it, if any.
     pub reason: Option<String>,
     /// When the client says it happened, as sent (an order's `orderDate`, an update's
     /// `updateTimestamp`).
@@ -109,6 +117,7 @@ pub struct HistoryEntry {
 /// may be committed right after.
 #[async_trait]
 pub trait OrderStore: Send + Sync {
+    /// The order as it stands (its last status applied); `None` if there is no such order.
     async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
 
     /// Stores `order`, created by the order event at `at`, unless an order with its id is
@@ -132,6 +141,7 @@ pub trait OrderStore: Send + Sync {
     /// page of them, so that a store of any size is listed in bounded pieces.
     async fn ids(&self, after: Option<OrderId>, limit: usize) -> Result<Vec<OrderId>, StoreError>;
 
+    /// How many orders the store holds.
     async fn count(&self) -> Result<u64, StoreError>;
 
     /// Up to `limit` entries of the order's history after `after` (a [`HistoryEntry::seq`];
@@ -243,6 +253,7 @@ impl RedriveLedger for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -428,6 +439,10 @@ mod tests {
         assert!(!Position::new("t", 2, 3).is_covered_by(last));
         assert!(!Position::new("u", 1, 3).is_covered_by(last));
         assert!(!Position::new("t", 1, 0).is_covered_by(None));
+        // A position kept before topics were: taken as the same topic.
+        let untold = Position::new("", 1, 10);
+        assert!(Position::new("u", 1, 10).is_covered_by(Some(&untold)));
+        assert!(!Position::new("u", 1, 11).is_covered_by(Some(&untold)));
     }
 
     #[test]

@@ -27,9 +27,9 @@ use schemas::{Family, Schemas, split, unknown};
 pub use json::Json;
 #[cfg(feature = "order")]
 pub use order::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
-#[cfg(feature = "order")]
-pub use schemas::SchemaFamily;
 pub use schemas::{MAGIC, SchemaError, SchemaVersions};
+#[cfg(feature = "order")]
+pub use schemas::{ORDER_FLOW_DLQ_VERSION, SchemaFamily};
 
 /// Encodes messages of type `M` for the wire and decodes them back. Implement it for another
 /// framing (a Confluent schema-registry codec, say) without touching any handler. `Avro<M>`
@@ -38,17 +38,22 @@ pub use schemas::{MAGIC, SchemaError, SchemaVersions};
 /// (poison), or a readable value that is not a valid event (`DecodeError::invalid`: a
 /// permanent failure, with an `errorType` of the codec's naming).
 pub trait Codec<M>: Send + Sync {
+    /// The record value for `message`. A failure is [`KafkaError::Encode`]: the message does
+    /// not fit the format (or a pinned version), and sending it again will not help.
     fn encode(&self, message: &M) -> Result<Vec<u8>, KafkaError>;
+    /// The message in a record value, whichever known version or framing wrote it; a
+    /// failure's kind says whether the record is poison or an invalid event.
     fn decode(&self, payload: &[u8]) -> Result<M, DecodeError>;
 }
 
-/// The current dead-letter schema, embedded from `schemas/`: never re-typed. The same text as
-/// the newest version in `schemas/history/`.
-pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/dlq.avsc");
+/// The current dead-letter schema (record `ordering.dlq.DeadLetter`), the newest version in
+/// `schemas/history/`, embedded: never re-typed.
+pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/history/dlq.v4.avsc");
 
 /// The dead-letter codec, beside any event codec: letters in Avro with the DLQ's own schema
-/// (`schemas/dlq.avsc`, record `com.ecommerce.dlq.DeadLetter`), every published version read,
-/// the newest written unless pinned. A letter keeps the failed record's bytes as they were, so
+/// ([`DEAD_LETTER_SCHEMA`], record `ordering.dlq.DeadLetter`), every published version read
+/// (versions 1 to 3, named `com.ecommerce.dlq.DeadLetter`, included), the newest written unless
+/// pinned. A letter keeps the failed record's bytes as they were, so
 /// it does not matter how the events themselves are encoded (`Avro<M>` of any type, JSON,
 /// bytes). Cheap to copy.
 #[derive(Clone, Copy)]
@@ -72,7 +77,8 @@ impl DeadLetterCodec {
     }
 
     /// Also reads the letter versions in the `.avsc` files of `dir`. Every file there must
-    /// be a version of the letter record (`com.ecommerce.dlq.DeadLetter`): a file of another
+    /// be a version of the letter record (`ordering.dlq.DeadLetter`, or its old name
+    /// `com.ecommerce.dlq.DeadLetter`): a file of another
     /// record is refused (`SchemaError::UnknownRecord`), so keep the letters' versions in a
     /// directory of their own.
     pub fn with_schema_dir(dir: &Path) -> Result<Self, SchemaError> {

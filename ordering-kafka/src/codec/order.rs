@@ -14,6 +14,7 @@ use crate::error::KafkaError;
 /// The current schemas of the order flow, embedded from `schemas/`: never re-typed. Each is
 /// the same text as the newest version in `schemas/history/`.
 pub const ORDER_SCHEMA: &str = include_str!("../../schemas/order.avsc");
+/// The current `com.ecommerce.order.OrderStatusUpdate` schema, `schemas/status_update.avsc`.
 pub const STATUS_UPDATE_SCHEMA: &str = include_str!("../../schemas/status_update.avsc");
 
 /// The Avro codec of the order flow. Cheap to copy: the schemas are parsed once per process.

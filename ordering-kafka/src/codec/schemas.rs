@@ -34,8 +34,10 @@ const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
 pub struct SchemaVersions {
     /// A short name, for messages and errors (`status_update`).
     pub name: &'static str,
-    /// The full name of the record every version defines (`com.ecommerce.order.OrderStatusUpdate`):
-    /// how a schema file found at run time is matched to its type.
+    /// The full name of the record the current version defines
+    /// (`com.ecommerce.order.OrderStatusUpdate`): how a schema file found at run time is
+    /// matched to its type. Older versions may bear a name the current one lists among its
+    /// `aliases` (a record renamed).
     pub record: &'static str,
     /// The versions' schema texts (`.avsc`), oldest first. A published version is never edited;
     /// a change is a new version.
@@ -60,16 +62,24 @@ impl SchemaVersions {
 }
 
 /// The dead letters' schema: every published version, oldest first, as embedded
-/// (`schemas/history/dlq.vN.avsc`).
+/// (`schemas/history/dlq.vN.avsc`). Versions 1 to 3 named the record
+/// `com.ecommerce.dlq.DeadLetter`, the order flow's namespace; version 4 is the library's own,
+/// with the old name as an alias, so letters of every version stay readable.
 pub(super) const DEAD_LETTER_VERSIONS: SchemaVersions = SchemaVersions {
     name: "dlq",
-    record: "com.ecommerce.dlq.DeadLetter",
+    record: "ordering.dlq.DeadLetter",
     published: &[
         include_str!("../../schemas/history/dlq.v1.avsc"),
         include_str!("../../schemas/history/dlq.v2.avsc"),
         include_str!("../../schemas/history/dlq.v3.avsc"),
+        include_str!("../../schemas/history/dlq.v4.avsc"),
     ],
 };
+
+/// The newest version of the letters still named `com.ecommerce.dlq.DeadLetter`: what the
+/// order flow's contract pins, so the shells write it unless told otherwise.
+#[cfg(feature = "order")]
+pub const ORDER_FLOW_DLQ_VERSION: u32 = 3;
 
 /// The order flow's three message types, registered with their schema versions.
 #[cfg(feature = "order")]
@@ -79,12 +89,15 @@ pub enum SchemaFamily {
     Order,
     /// `status_update.avsc`, record `com.ecommerce.order.OrderStatusUpdate`.
     StatusUpdate,
-    /// `dlq.avsc`, record `com.ecommerce.dlq.DeadLetter`.
+    /// `dlq.avsc`, the dead letters: record `ordering.dlq.DeadLetter` (version 4 on),
+    /// `com.ecommerce.dlq.DeadLetter` before.
     DeadLetter,
 }
 
 #[cfg(feature = "order")]
 impl SchemaFamily {
+    /// The three, in the order [`AvroCodec::fingerprints`](super::AvroCodec::fingerprints)
+    /// gives theirs.
     pub const ALL: [SchemaFamily; 3] = [Self::Order, Self::StatusUpdate, Self::DeadLetter];
 
     /// The file name stem in `schemas/`.
@@ -147,50 +160,96 @@ impl std::fmt::Display for SchemaFamily {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SchemaError {
+    /// A registered version (embedded, or given to [`SchemaVersions::from_owned`]) cannot be
+    /// used: not valid Avro, not readable into the newest version, or no version at all. The
+    /// build or the registration is at fault; retrying does not help.
     #[error("embedded schema {name} is invalid: {reason}")]
-    Embedded { name: String, reason: String },
+    Embedded {
+        /// The schema's short name, with the version at fault when there is one
+        /// (`dlq version 2`).
+        name: String,
+        /// What is wrong, in the Avro library's words.
+        reason: String,
+    },
+    /// A schema directory, or a file in it, cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The directory, or the file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A `.avsc` file of a schema directory is not a valid Avro schema.
     #[error("{} is not a valid Avro schema: {reason}", path.display())]
-    Invalid { path: PathBuf, reason: String },
-    #[error("{} is record {name:?}, none of {known}", path.display())]
-    UnknownRecord {
+    Invalid {
+        /// The file.
         path: PathBuf,
-        name: String,
-        known: String,
-    },
-    #[error("{} cannot be read into the current {schema} schema: {reason}", path.display())]
-    Incompatible {
-        path: PathBuf,
-        schema: &'static str,
+        /// The parser's message.
         reason: String,
     },
+    /// A `.avsc` file of a schema directory defines a record that no registered type answers
+    /// to: keep only versions of the codec's types in that directory.
+    #[error("{} is record {name:?}, none of {known}", path.display())]
+    UnknownRecord {
+        /// The file.
+        path: PathBuf,
+        /// The full name of the record it defines (empty when the schema is not a record).
+        name: String,
+        /// The registered types' record names, comma-separated.
+        known: String,
+    },
+    /// A `.avsc` file of a schema directory cannot be read into the current version of its
+    /// type (a field added without a default, a type changed, say).
+    #[error("{} cannot be read into the current {schema} schema: {reason}", path.display())]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// The type's short name ([`SchemaVersions::name`]).
+        schema: &'static str,
+        /// Why, in the words of Avro schema resolution.
+        reason: String,
+    },
+    /// A published version defines another record than the one registered
+    /// ([`SchemaVersions::record`], or an alias of the newest version): a registration
+    /// mistake.
     #[error(
-        "{name} version {version} defines record {found:?}, but its SchemaVersions say {record:?}: make `record` the schema's namespace and name"
+        "{name} version {version} defines record {found:?}, but its SchemaVersions say {record:?}: make `record` the schema's namespace and name (or an alias of its newest version)"
     )]
     RecordMismatch {
+        /// The type's short name ([`SchemaVersions::name`]).
         name: String,
+        /// The version at fault, counted from 1.
         version: usize,
+        /// The record name registered.
         record: String,
+        /// The record name the version defines (empty when it is not a record).
         found: String,
     },
+    /// The Rust type deserializes as a struct whose serde name is not the schema record's
+    /// short name, so every decode would fail; the message says which `#[serde(rename)]`
+    /// fixes it.
     #[error(
         "the Rust type {rust_type} reads as serde struct {serde_name:?}, but the schema's record is {record:?}: every decode would fail; add #[serde(rename = \"{short}\")] to the type"
     )]
     TypeName {
+        /// The Rust type's name (`std::any::type_name`).
         rust_type: &'static str,
+        /// The struct name serde gives it.
         serde_name: &'static str,
+        /// The schema's full record name.
         record: String,
+        /// The record's name without its namespace: what the type must be renamed to.
         short: String,
     },
+    /// A codec was pinned to a version the schema has not published.
     #[error("{schema} has no version {version} (published: 1 to {latest})")]
     NoSuchVersion {
+        /// The schema's short name ([`SchemaVersions::name`]).
         schema: &'static str,
+        /// The version asked for.
         version: u32,
+        /// The newest published version: versions run from 1 to it.
         latest: u32,
     },
 }
@@ -252,6 +311,27 @@ fn full_name(schema: &Schema) -> Option<String> {
         Schema::Record(record) => Some(record.name.fullname(None)),
         _ => None,
     }
+}
+
+/// The record names a type answers to: its own and the aliases its newest version declares
+/// (the names of its older versions, after a rename). Any of them may name a version.
+fn answers_to(versions: &SchemaVersions) -> Vec<String> {
+    let mut names = vec![versions.record.to_owned()];
+    let newest = versions
+        .published
+        .last()
+        .map(|text| Schema::parse_str(text));
+    if let Some(Ok(Schema::Record(record))) = newest {
+        let namespace = record.name.namespace();
+        names.extend(
+            record
+                .aliases
+                .iter()
+                .flatten()
+                .map(|alias| alias.fullname(namespace)),
+        );
+    }
+    names
 }
 
 /// The order flow's types, in [`SchemaFamily::ALL`] order.
@@ -349,6 +429,7 @@ fn read_dir(
         .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
         .collect();
     paths.sort();
+    let names: Vec<Vec<String>> = types.iter().map(answers_to).collect();
     let mut extra = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Io {
@@ -360,8 +441,10 @@ fn read_dir(
             reason: e.to_string(),
         })?;
         let name = full_name(&schema).unwrap_or_default();
-        let of = types.iter().position(|t| t.record == name).ok_or_else(|| {
-            SchemaError::UnknownRecord {
+        let of = names
+            .iter()
+            .position(|n| n.contains(&name))
+            .ok_or_else(|| SchemaError::UnknownRecord {
                 path: path.clone(),
                 name: name.clone(),
                 known: types
@@ -369,8 +452,7 @@ fn read_dir(
                     .map(|t| t.record)
                     .collect::<Vec<_>>()
                     .join(", "),
-            }
-        })?;
+            })?;
         extra.push((of, path, leak(schema)));
     }
     Ok(extra)
@@ -385,11 +467,12 @@ impl Family {
             name: format!("{} version {}", versions.name, n + 1),
             reason,
         };
+        let names = answers_to(versions);
         let mut published = Vec::new();
         for (n, text) in versions.published.iter().enumerate() {
             let schema = leak(Schema::parse_str(text).map_err(|e| embedded(e.to_string(), n))?);
             let found = full_name(schema).unwrap_or_default();
-            if found != versions.record {
+            if !names.contains(&found) {
                 return Err(SchemaError::RecordMismatch {
                     name: versions.name.into(),
                     version: n + 1,
