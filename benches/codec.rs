@@ -1,4 +1,5 @@
-//! Avro single-object encode and decode, per record.
+//! Avro single-object encode and decode, per record; and the same in the Confluent Schema
+//! Registry framing, its writer schemas fetched once and kept (a registry served in memory).
 //!
 //! `cargo bench -p ordering-benches --bench codec`
 
@@ -69,5 +70,53 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec);
+/// The registry framing, beside the single-object figures above: writer schemas fetched
+/// once (before timing), then kept.
+fn registry(c: &mut Criterion) {
+    use ordering_kafka::testing::{STATUS_UPDATE_V3, TestRegistry};
+    use ordering_kafka::{Registration, Registry, RegistryConfig};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _server_runs_here = runtime.enter();
+    let server = runtime.block_on(TestRegistry::start());
+    let mut config = RegistryConfig::new(server.url());
+    config.registration = Registration::AutoRegister;
+    let registry = Registry::new(&config).unwrap();
+    let codec = runtime
+        .block_on(AvroCodec::new().unwrap().write_registered(
+            registry,
+            SchemaFamily::StatusUpdate,
+            "updates",
+        ))
+        .unwrap();
+    let update = update();
+    let framed = codec.encode(&update).unwrap();
+    // A version this build does not embed (3), known only through the registry: resolved
+    // through the registry's schema on every record.
+    let v3_id = server.register("updates-value", STATUS_UPDATE_V3).unwrap();
+    let mut v3 = vec![0];
+    v3.extend_from_slice(&v3_id.to_be_bytes());
+    v3.extend_from_slice(
+        &ordering_kafka::testing::status_update_v3("ORD-2026-000123", "late")[10..],
+    );
+    for payload in [&framed, &v3] {
+        if let Some(fetch) = Codec::<OrderEvent>::prepare(&codec, payload) {
+            runtime.block_on(fetch).unwrap();
+        }
+    }
+
+    let mut group = c.benchmark_group("avro_registry");
+    group.bench_function("encode_status_update", |b| {
+        b.iter(|| codec.encode(black_box(&update)).unwrap())
+    });
+    group.bench_function("decode_status_update", |b| {
+        b.iter(|| Codec::<OrderEvent>::decode(&codec, black_box(&framed)).unwrap())
+    });
+    group.bench_function("decode_status_update_v3_resolved", |b| {
+        b.iter(|| Codec::<OrderEvent>::decode(&codec, black_box(&v3)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, registry);
 criterion_main!(benches);

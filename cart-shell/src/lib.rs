@@ -31,6 +31,7 @@ use ordering_http::cached::Cached;
 use ordering_http::env::{Env, EnvError};
 use ordering_http::metrics::Metrics;
 use ordering_http::openapi::{OpenApi, OpenApiError};
+use ordering_http::registry::{RegistryArgs, RegistrySettings, until_answered};
 use ordering_http::router::{Route, Routes};
 use ordering_http::security::{redacted_url, secret};
 use ordering_http::settings::{
@@ -39,7 +40,7 @@ use ordering_http::settings::{
 };
 use ordering_http::{ApiError, HttpRequest, Response, json, json_bytes, read_typed};
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
-use ordering_kafka::{KafkaProducer, ProducerConfig};
+use ordering_kafka::{KafkaProducer, ProducerConfig, WireFormat};
 use ordering_store::{PostgresUrl, StoreUrl};
 use serde::Deserialize;
 use serde_json::json;
@@ -138,6 +139,8 @@ pub struct Cli {
     pub service: ServiceArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// cart-shell's settings, checked.
@@ -151,6 +154,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub max_connections: usize,
     pub codec: AvroCodec,
+    /// `AVRO_WIRE_FORMAT` and the `SCHEMA_REGISTRY_*` settings.
+    pub registry: RegistrySettings,
     pub idempotency: IdempotencySettings,
     pub publish: PublishSettings,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: HTTPS only; `None`: plain HTTP.
@@ -387,11 +392,43 @@ impl Settings {
                     (SchemaFamily::StatusUpdate, "AVRO_STATUS_UPDATE_VERSION"),
                 ],
             )?,
+            registry: RegistrySettings::from_env(env)?,
             idempotency: IdempotencySettings::from_env(env)?,
             publish: PublishSettings::from_env(env)?,
             https: ordering_http::tls::https(env)?,
         })
     }
+}
+
+/// The codec cart-shell writes with. With `AVRO_WIRE_FORMAT=confluent`, orders and status
+/// updates go out in the registry's framing, under the ids of their topics' subjects: looked
+/// up (or registered, if allowed) now, once, waiting while the registry does not answer. A
+/// schema the registry does not have, or refuses, stops the start naming the subject.
+pub async fn writing_codec(
+    codec: AvroCodec,
+    registry: &RegistrySettings,
+    order_topic: &str,
+    status_topic: &str,
+) -> Result<AvroCodec, String> {
+    let Some(client) = registry.connect().map_err(|e| e.to_string())? else {
+        return Ok(codec);
+    };
+    let codec = codec.reading_registry(client);
+    if registry.wire_format != WireFormat::Confluent {
+        return Ok(codec);
+    }
+    let mut codec = codec;
+    for (family, topic) in [
+        (SchemaFamily::Order, order_topic),
+        (SchemaFamily::StatusUpdate, status_topic),
+    ] {
+        codec = until_answered("looking up the schemas cart-shell writes", || {
+            codec.write_registered(client, family, topic)
+        })
+        .await
+        .map_err(|e| format!("AVRO_WIRE_FORMAT=confluent: {e}"))?;
+    }
+    Ok(codec)
 }
 
 /// The body of `POST /api/create-order`. Fields are optional here so that a missing one is

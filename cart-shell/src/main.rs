@@ -39,10 +39,12 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         listen,
         max_connections,
         codec,
+        registry,
         idempotency,
         publish,
         https,
     } = Settings::from_env(&env)?;
+    let codec = cart_shell::writing_codec(codec, &registry, &order_topic, &status_topic).await?;
     let keys = idempotency.open(kafka.delivery_timeout).await?;
     tracing::info!(store = %idempotency.store.describe(), "idempotency keys open");
     let metrics = Metrics::install()?;

@@ -7,11 +7,13 @@ use ordering_core::{PolicyError, RetryPolicy};
 use ordering_http::auth::OperatorToken;
 use ordering_http::env::{Env, EnvError};
 use ordering_http::limit::WorkLimit;
+use ordering_http::registry::{RegistryArgs, RegistrySettings};
 use ordering_http::security::{redacted_url, secret};
 use ordering_http::settings::{
     KafkaArgs, KafkaSettings, ServiceArgs, TopicRole, avro_codec, distinct_topics, listen_addr,
     max_connections,
 };
+use ordering_kafka::Registry;
 use ordering_kafka::order::{AvroCodec, ORDER_FLOW_DLQ_VERSION, SchemaFamily};
 use ordering_kafka::{DEFAULT_FETCH_WAIT_MAX, REDRIVABLE_DLQ_VERSION};
 use ordering_store::StoreUrl;
@@ -41,6 +43,8 @@ pub struct Cli {
     pub service: ServiceArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Expensive requests at once, per kind; beyond, a request waits a little, then gets 503.
@@ -151,6 +155,9 @@ pub struct Config {
     /// `AVRO_SCHEMA_DIR` (more schema versions to read), `AVRO_DLQ_VERSION` (the version of
     /// the dead letters written; default the newest).
     pub codec: AvroCodec,
+    /// `SCHEMA_REGISTRY_URL` and its settings: the registry whose records are read beside
+    /// single-object ones, if any.
+    pub registry: Option<&'static Registry>,
     /// `OPERATOR_TOKEN` or `OPERATOR_TOKEN_FILE`: the bearer token of the operator endpoints
     /// (redrive, dead letters with their contents). Without one, redrive is refused and dead
     /// letters are listed without their contents.
@@ -213,6 +220,14 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://data/orders.db";
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        // Records in the registry's framing are read beside single-object ones; what
+        // order-shell writes (dead letters) stays single-object whatever AVRO_WIRE_FORMAT says:
+        // a letter keeps its record's bytes as they came.
+        let registry = RegistrySettings::from_env(env)?.connect()?;
+        let codec = match registry {
+            Some(registry) => dlq_codec(env)?.reading_registry(registry),
+            None => dlq_codec(env)?,
+        };
         let max_retries: u32 = env.get("DLQ_MAX_RETRIES", 3)?;
         let initial_ms: u64 = env.get("DLQ_RETRY_BACKOFF_MS", 1000)?;
         let max_ms: u64 = env.get("DLQ_MAX_BACKOFF_MS", 30_000)?;
@@ -278,7 +293,8 @@ impl Config {
                 },
             )?),
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
-            codec: dlq_codec(env)?,
+            codec,
+            registry,
             operator_token: OperatorToken::from_env(env)?,
             limits: Limits::from_env(env)?,
             https: ordering_http::tls::https(env)?,

@@ -32,6 +32,8 @@ pub const ENVIRONMENT_ONLY: &[&str] = &[
     "KAFKA_SSL_KEY_PASSWORD_FILE",
     "ORDER_STORE_PASSWORD_FILE",
     "IDEMPOTENCY_STORE_PASSWORD_FILE",
+    "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+    "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE",
 ];
 
 // The pieces of the help texts below, as macros: `concat!` takes literals only.
@@ -50,12 +52,20 @@ macro_rules! kafka_secrets_help {
     };
 }
 
+macro_rules! registry_secrets_help {
+    () => {
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO  <user>:<password> for the schema registry (an API key and secret)\n  \
+         SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE  a file holding it, instead\n  "
+    };
+}
+
 /// What order-shell's `--help` says of its [`ENVIRONMENT_ONLY`] settings.
 pub const ENVIRONMENT_ONLY_HELP: &str = concat!(
     environment_only_heading!(),
     "OPERATOR_TOKEN       the bearer token (16+ characters) of the operator endpoints\n  \
      OPERATOR_TOKEN_FILE  a file holding it, instead of OPERATOR_TOKEN\n  \
      ORDER_STORE_PASSWORD_FILE  a file holding the PostgreSQL store's password\n  ",
+    registry_secrets_help!(),
     kafka_secrets_help!()
 );
 
@@ -64,6 +74,7 @@ pub const ENVIRONMENT_ONLY_HELP: &str = concat!(
 pub const CART_ENVIRONMENT_ONLY_HELP: &str = concat!(
     environment_only_heading!(),
     "IDEMPOTENCY_STORE_PASSWORD_FILE  a file holding the PostgreSQL key store's password\n  ",
+    registry_secrets_help!(),
     kafka_secrets_help!()
 );
 

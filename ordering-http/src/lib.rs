@@ -27,6 +27,7 @@ pub mod limit;
 pub mod memory;
 pub mod metrics;
 pub mod openapi;
+pub mod registry;
 pub mod router;
 pub mod security;
 mod serve;

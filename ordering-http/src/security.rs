@@ -12,7 +12,7 @@ use ordering_kafka::{
 use crate::env::{Env, EnvError};
 
 /// What an `EnvError` shows instead of a secret.
-const HIDDEN: &str = "(hidden)";
+pub(crate) const HIDDEN: &str = "(hidden)";
 
 fn error(name: &'static str, value: impl Into<String>, reason: impl Into<String>) -> EnvError {
     EnvError {
@@ -23,7 +23,7 @@ fn error(name: &'static str, value: impl Into<String>, reason: impl Into<String>
 }
 
 /// A file a setting names: it must exist and be readable now, not at the first connection.
-fn readable(env: &Env, name: &'static str) -> Result<Option<PathBuf>, EnvError> {
+pub(crate) fn readable(env: &Env, name: &'static str) -> Result<Option<PathBuf>, EnvError> {
     let path = env.text(name, "");
     if path.is_empty() {
         return Ok(None);

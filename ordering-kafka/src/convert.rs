@@ -22,10 +22,13 @@ impl TopicNames {
     }
 }
 
+/// The record of `message`, decoded unless `decode` is false (its event then says it is not
+/// decoded yet, until the caller decodes it).
 pub(crate) fn to_record<E, C: Codec<E>>(
     message: &BorrowedMessage<'_>,
     codec: &C,
     topics: &mut TopicNames,
+    decode: bool,
 ) -> Record<E> {
     let headers = message
         .headers()
@@ -52,7 +55,11 @@ pub(crate) fn to_record<E, C: Codec<E>>(
         headers,
     };
     let (payload, event) = match message.payload() {
-        Some(payload) => (payload.to_vec(), codec.decode(payload)),
+        Some(payload) if decode => (payload.to_vec(), codec.decode(payload)),
+        Some(payload) => (
+            payload.to_vec(),
+            Err(DecodeError::unknown_schema("not decoded yet")),
+        ),
         None => (
             Vec::new(),
             Err(DecodeError::new("record without a value (a tombstone)")),

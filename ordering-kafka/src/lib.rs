@@ -33,11 +33,19 @@ mod sink;
 mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(all(feature = "testing", feature = "registry"))]
+mod testing_registry;
 mod topic_id;
 
 pub use admin::{TopicDrift, TopicSettings, ensure_topics, ensure_topics_when_ready};
+pub use codec::framed::{CONFLUENT_MAGIC, split_framed};
 pub use codec::{
-    Avro, Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, Json, MAGIC, SchemaError, SchemaVersions,
+    Avro, Codec, DEAD_LETTER_SCHEMA, DeadLetterCodec, Fetch, FetchError, Json, MAGIC, SchemaError,
+    SchemaSource, SchemaVersions, WireFormat, WriterSchema,
+};
+#[cfg(feature = "registry")]
+pub use codec::{
+    BasicAuth, Registration, Registry, RegistryConfig, RegistryError, SubjectStrategy,
 };
 
 /// What a service of its own imports: the traits whose methods it calls (`publish` is

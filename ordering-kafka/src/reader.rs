@@ -199,7 +199,7 @@ fn read_blocking<M, C: Codec<M>>(
         }
         match consumer.poll(left().min(Duration::from_millis(200))) {
             Some(Ok(message)) => {
-                let record = to_record(&message, codec, &mut names);
+                let record = to_record(&message, codec, &mut names, true);
                 let (partition, next) = (record.meta.tp.partition, record.meta.offset + 1);
                 if ends.get(&partition).is_some_and(|&end| next >= end) {
                     ends.remove(&partition);
@@ -477,7 +477,7 @@ fn page_blocking<M, C: Codec<M>>(
                         && message.topic() == topic
                         && message.offset() >= at =>
                 {
-                    let record = to_record(&message, codec, &mut names);
+                    let record = to_record(&message, codec, &mut names, true);
                     at = record.meta.offset + 1;
                     page.scanned += 1;
                     if visit(record) {

@@ -12,6 +12,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
@@ -89,6 +90,11 @@ const STORE_EVERY: Duration = Duration::from_millis(100);
 /// Records taken between two looks at the clock while records flow: a clock read per record
 /// cost more than storing acknowledgements late by 64 records (microseconds).
 const CLOCK_EVERY: u32 = 64;
+
+/// The first wait after a codec could not fetch what a record needs (a registry down), and
+/// the longest: the waits double in between.
+const FIRST_FETCH_WAIT: Duration = Duration::from_millis(250);
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(10);
 
 /// State shared with librdkafka's rebalance callbacks, which run inside `recv()`.
 #[derive(Default)]
@@ -310,6 +316,11 @@ pub struct KafkaSource<E, C> {
     /// A record received and not yet handed out: a revocation pending is reported first, and
     /// the incarnation of its topic may have to be resolved first.
     stash: Option<Record<E>>,
+    /// The stashed record is still to be decoded: its codec must fetch something first (a
+    /// registry's writer schema), which the loop awaits, and retries, before handing it out.
+    undecoded: bool,
+    /// How long to wait before fetching again after a fetch failed; doubled each time.
+    fetch_wait: Duration,
     /// Which incarnation of its topic each record is in, when the source was given a
     /// registry ([`KafkaSource::with_incarnations`]).
     incarnations: Option<Incarnations>,
@@ -409,6 +420,8 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             group: config.group_id.clone(),
             topics: TopicNames::default(),
             stash: None,
+            undecoded: false,
+            fetch_wait: FIRST_FETCH_WAIT,
             incarnations: None,
             subscribed: config.topics.clone(),
             next_store: Instant::now() + STORE_EVERY,
@@ -610,6 +623,7 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             .is_some_and(|r| topics.contains(&r.meta.tp.topic))
         {
             self.stash = None; // fetched from the old topic's position: read again
+            self.undecoded = false;
         }
         let mut tpl = TopicPartitionList::with_capacity(partitions.len());
         for tp in &partitions {
@@ -658,6 +672,30 @@ where
                 continue;
             }
             if let Some(mut record) = self.stash.take() {
+                if self.undecoded {
+                    if let Some(fetch) = self.codec.prepare(&record.payload) {
+                        // Kept while waiting: a poll cancelled here loses nothing.
+                        self.stash = Some(record);
+                        if let Err(error) = fetch.await {
+                            // The world's fault (a registry down): the record waits, and
+                            // everything behind it, however long; never a dead letter.
+                            metrics::counter!("schema_fetch_failures_total").increment(1);
+                            tracing::warn!(%error, retry_in = ?self.fetch_wait, "cannot fetch the record's writer schema; it waits");
+                            tokio::time::sleep(self.fetch_wait).await;
+                            self.fetch_wait = (self.fetch_wait * 2).min(MAX_FETCH_WAIT);
+                            continue;
+                        }
+                        // Answered, with the schema or without it (then the decode says
+                        // the record is at fault): decoded now, not fetched again.
+                        let Some(fetched) = self.stash.take() else {
+                            continue;
+                        };
+                        record = fetched;
+                    }
+                    self.fetch_wait = FIRST_FETCH_WAIT;
+                    self.undecoded = false;
+                    record.event = self.codec.decode(&record.payload);
+                }
                 if self.stamp(&mut record) {
                     return Ok(Some(Polled::Record(record)));
                 }
@@ -696,7 +734,12 @@ where
             };
             match received {
                 Ok(message) => {
-                    let record = to_record(&message, &self.codec, &mut self.topics);
+                    // A record whose decode needs a fetch first is decoded once it is done.
+                    let undecoded = message
+                        .payload()
+                        .is_some_and(|payload| self.codec.prepare(payload).is_some());
+                    let record = to_record(&message, &self.codec, &mut self.topics, !undecoded);
+                    self.undecoded = undecoded;
                     drop(message);
                     // Handed out from the stash, at the top of the loop: rebalance callbacks
                     // run inside `recv`, and partitions it revoked are reported before this

@@ -4,6 +4,9 @@
 //! Install the broker once per machine with `scripts/broker install`; `NISSHI_BIN` overrides
 //! where it is looked for.
 
+#[cfg(feature = "registry")]
+pub use crate::testing_registry::TestRegistry;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -48,8 +48,14 @@ impl App {
         let failing_ms = consumer["deadLettersFailingForMs"].as_u64();
         let bound = self.config.dlq_unhealthy_after;
         let dead_letters_stuck = failing_ms.is_some_and(|ms| u128::from(ms) > bound.as_millis());
-        let healthy =
-            running && broker.is_ok() && store.is_ok() && producer.is_none() && !dead_letters_stuck;
+        // Records in the registry's framing wait while it fails: say so.
+        let (registry, registry_ok) = ordering_http::registry::health(self.config.registry);
+        let healthy = running
+            && broker.is_ok()
+            && store.is_ok()
+            && producer.is_none()
+            && !dead_letters_stuck
+            && registry_ok;
         let mut store_state = json!({
             "kind": self.config.store.kind(),
             "state": if store.is_ok() { "available" } else { "unavailable" },
@@ -80,6 +86,7 @@ impl App {
                 Some(ms) => json!({"state": "retrying", "failingForMs": ms}),
                 None => json!({"state": "ok"}),
             },
+            "schemaRegistry": registry,
             "consumer": consumer,
         });
         let code = if healthy {

@@ -7,11 +7,18 @@
 //! and consumers can be upgraded in either order. An unknown fingerprint is a [`DecodeError`]
 //! of kind `UnknownSchema`; a truncated or garbage payload one of kind `Malformed` (the
 //! dispatcher dead-letters either as poison).
+//!
+//! Records in the Confluent Schema Registry's framing (`00`, a schema id, the datum) are read
+//! beside them by a codec given a [`SchemaSource`] (the [`Registry`] client, feature
+//! `registry`), and written by one told to ([`framed`]).
 
 mod dead_letter;
+pub mod framed;
 mod json;
 #[cfg(feature = "order")]
 mod order;
+#[cfg(feature = "registry")]
+pub mod registry;
 mod schemas;
 
 use std::path::Path;
@@ -22,11 +29,17 @@ use serde::de::DeserializeOwned;
 
 use crate::error::KafkaError;
 use dead_letter::{dead_letter_from, dead_letter_value};
+use framed::Frame;
 use schemas::{Family, Schemas, split, unknown};
 
+pub use framed::{Fetch, FetchError, SchemaSource, WireFormat, WriterSchema};
 pub use json::Json;
 #[cfg(feature = "order")]
 pub use order::{AvroCodec, ORDER_SCHEMA, STATUS_UPDATE_SCHEMA};
+#[cfg(feature = "registry")]
+pub use registry::{
+    BasicAuth, Registration, Registry, RegistryConfig, RegistryError, SubjectStrategy,
+};
 pub use schemas::{MAGIC, SchemaError, SchemaVersions};
 #[cfg(feature = "order")]
 pub use schemas::{ORDER_FLOW_DLQ_VERSION, SchemaFamily};
@@ -44,6 +57,16 @@ pub trait Codec<M>: Send + Sync {
     /// The message in a record value, whichever known version or framing wrote it; a
     /// failure's kind says whether the record is poison or an invalid event.
     fn decode(&self, payload: &[u8]) -> Result<M, DecodeError>;
+
+    /// What [`decode`](Self::decode) of `payload` needs done first, if anything: a registry
+    /// codec fetching the writer schema of an id it has not seen. The source awaits it before
+    /// it decodes; while it fails (the registry unreachable), the record waits and the fetch
+    /// is tried again: never a dead letter for the world's fault. `None`, the default, when
+    /// there is nothing to do.
+    fn prepare(&self, payload: &[u8]) -> Option<Fetch> {
+        let _ = payload;
+        None
+    }
 }
 
 /// The current dead-letter schema (record `ordering.dlq.DeadLetter`), the newest version in
@@ -147,6 +170,8 @@ impl Codec<DeadLetter> for DeadLetterCodec {
 pub struct Avro<M> {
     family: &'static Family,
     pin: Option<u32>,
+    frame: Frame,
+    source: Option<&'static dyn SchemaSource>,
     _message: std::marker::PhantomData<fn() -> M>,
 }
 
@@ -201,6 +226,8 @@ impl<M: DeserializeOwned> Avro<M> {
         Ok(Self {
             family,
             pin: None,
+            frame: Frame::SingleObject,
+            source: None,
             _message: std::marker::PhantomData,
         })
     }
@@ -215,7 +242,61 @@ impl<M> Avro<M> {
 
     /// The version this codec writes.
     pub fn writes(&self) -> u32 {
-        self.family.writes(self.pin)
+        match self.frame {
+            Frame::SingleObject => self.family.writes(self.pin),
+            Frame::Registered { version, .. } => version,
+        }
+    }
+
+    /// Also reads records in the Confluent framing, their writer schemas from `source` (a
+    /// [`Registry`]): the registry's version of the type, resolved into the current one as
+    /// any version is. It still writes single-object encoding unless told otherwise
+    /// ([`Avro::write_registered`]).
+    pub fn reading_registry(mut self, source: &'static dyn SchemaSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Writes the Confluent framing to `topic`: the version it writes (pin it first) looked
+    /// up, or registered if the registry's settings say so, under the subject its strategy
+    /// names; once, now. Reads the registry's records too.
+    #[cfg(feature = "registry")]
+    pub async fn write_registered(
+        mut self,
+        registry: &'static Registry,
+        topic: &str,
+    ) -> Result<Self, RegistryError> {
+        let version = self.writes();
+        self.frame = registered_frame(self.family, registry, topic, version).await?;
+        Ok(self.reading_registry(registry))
+    }
+}
+
+/// The frame of `family`'s published version `version` written to `topic` through `registry`.
+#[cfg(feature = "registry")]
+async fn registered_frame(
+    family: &Family,
+    registry: &Registry,
+    topic: &str,
+    version: u32,
+) -> Result<Frame, RegistryError> {
+    let schema = family
+        .schema_of(version)
+        .map_err(|e| RegistryError::Config(e.to_string()))?;
+    let record = family.record();
+    let subject = registry.strategy().subject(topic, record);
+    let id = registry.id_of(&subject, record, schema).await?;
+    Ok(Frame::Registered { id, version })
+}
+
+/// What a codec with `source` must fetch before decoding `payload`: the writer schema of a
+/// framed record it has not seen.
+fn fetch_for(source: Option<&'static dyn SchemaSource>, payload: &[u8]) -> Option<Fetch> {
+    let (id, _) = framed::split_framed(payload)?;
+    let source = source?;
+    match source.writer(id) {
+        Some(_) => None,
+        None => Some(source.fetch(id)),
     }
 }
 
@@ -257,10 +338,14 @@ fn serde_struct_name<M: DeserializeOwned>() -> Option<&'static str> {
 
 impl<M: Serialize + DeserializeOwned> Codec<M> for Avro<M> {
     fn encode(&self, message: &M) -> Result<Vec<u8>, KafkaError> {
-        self.family.encode_serde(self.pin, message)
+        self.family.encode_serde(self.pin, self.frame, message)
     }
 
     fn decode(&self, payload: &[u8]) -> Result<M, DecodeError> {
-        self.family.decode_serde(payload)
+        self.family.decode_serde(payload, self.source)
+    }
+
+    fn prepare(&self, payload: &[u8]) -> Option<Fetch> {
+        fetch_for(self.source, payload)
     }
 }

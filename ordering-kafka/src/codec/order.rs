@@ -7,8 +7,9 @@ use ordering_core::{DeadLetter, DecodeError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::schemas::{Family, Schemas, split, unknown};
-use super::{Codec, DeadLetterCodec, SchemaError, SchemaFamily};
+use super::framed::{Fetch, Frame, SchemaSource, split_framed};
+use super::schemas::{Family, Schemas, framed_writer, split, unknown};
+use super::{Codec, DeadLetterCodec, SchemaError, SchemaFamily, fetch_for};
 use crate::error::KafkaError;
 
 /// The current schemas of the order flow, embedded from `schemas/`: never re-typed. Each is
@@ -24,13 +25,18 @@ pub struct AvroCodec {
     /// Per family (in [`SchemaFamily::ALL`] order), the published version to write, if not
     /// the current one.
     pins: [Option<u32>; 3],
+    /// Per family, how it is written: single-object, or framed with a registry's id.
+    frames: [Frame; 3],
+    /// Where the writer schemas of framed records are found, if anywhere.
+    source: Option<&'static dyn SchemaSource>,
 }
 
 impl std::fmt::Debug for AvroCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AvroCodec")
             .field("pins", &self.pins)
-            .finish()
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,6 +46,8 @@ impl AvroCodec {
         Ok(Self {
             schemas: Schemas::embedded()?,
             pins: [None; 3],
+            frames: [Frame::SingleObject; 3],
+            source: None,
         })
     }
 
@@ -50,6 +58,8 @@ impl AvroCodec {
         Ok(Self {
             schemas: Schemas::with_dir(dir)?,
             pins: [None; 3],
+            frames: [Frame::SingleObject; 3],
+            source: None,
         })
     }
 
@@ -62,7 +72,34 @@ impl AvroCodec {
 
     /// The version this codec writes for `family`.
     pub fn writes(&self, family: SchemaFamily) -> u32 {
-        self.family(family).writes(self.pins[family.index()])
+        match self.frames[family.index()] {
+            Frame::SingleObject => self.family(family).writes(self.pins[family.index()]),
+            Frame::Registered { version, .. } => version,
+        }
+    }
+
+    /// Also reads records in the Confluent framing, their writer schemas from `source` (a
+    /// [`Registry`](crate::Registry)), beside single-object ones: a topic may carry both.
+    pub fn reading_registry(mut self, source: &'static dyn SchemaSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Writes `family` to `topic` in the Confluent framing: the version it writes (pin it
+    /// first) looked up, or registered if the registry's settings say so, under the subject
+    /// the registry's strategy names; once, now. Dead letters stay single-object: a letter
+    /// keeps its record's bytes whatever their framing.
+    #[cfg(feature = "registry")]
+    pub async fn write_registered(
+        mut self,
+        registry: &'static crate::Registry,
+        family: SchemaFamily,
+        topic: &str,
+    ) -> Result<Self, crate::RegistryError> {
+        let version = self.writes(family);
+        self.frames[family.index()] =
+            super::registered_frame(self.family(family), registry, topic, version).await?;
+        Ok(self.reading_registry(registry))
     }
 
     /// Its dead-letter codec: the same letter schemas (a schema directory included) and the
@@ -89,8 +126,11 @@ impl AvroCodec {
         family: SchemaFamily,
         message: &M,
     ) -> Result<Vec<u8>, KafkaError> {
-        self.family(family)
-            .encode_serde(self.pins[family.index()], message)
+        self.family(family).encode_serde(
+            self.pins[family.index()],
+            self.frames[family.index()],
+            message,
+        )
     }
 
     fn decode_serde<M: DeserializeOwned>(
@@ -98,7 +138,7 @@ impl AvroCodec {
         family: SchemaFamily,
         payload: &[u8],
     ) -> Result<M, DecodeError> {
-        self.family(family).decode_serde(payload)
+        self.family(family).decode_serde(payload, self.source)
     }
 }
 
@@ -110,6 +150,10 @@ impl Codec<Order> for AvroCodec {
     fn decode(&self, payload: &[u8]) -> Result<Order, DecodeError> {
         self.decode_serde(SchemaFamily::Order, payload)
     }
+
+    fn prepare(&self, payload: &[u8]) -> Option<Fetch> {
+        fetch_for(self.source, payload)
+    }
 }
 
 impl Codec<StatusUpdate> for AvroCodec {
@@ -119,6 +163,10 @@ impl Codec<StatusUpdate> for AvroCodec {
 
     fn decode(&self, payload: &[u8]) -> Result<StatusUpdate, DecodeError> {
         self.decode_serde(SchemaFamily::StatusUpdate, payload)
+    }
+
+    fn prepare(&self, payload: &[u8]) -> Option<Fetch> {
+        fetch_for(self.source, payload)
     }
 }
 
@@ -132,6 +180,25 @@ impl Codec<OrderEvent> for AvroCodec {
     }
 
     fn decode(&self, payload: &[u8]) -> Result<OrderEvent, DecodeError> {
+        if let Some((id, datum)) = split_framed(payload) {
+            // Told apart by the registry's record name.
+            let writer = framed_writer(id, self.source)?;
+            let family = |f| self.family(f);
+            return if family(SchemaFamily::Order).answers_to(writer.record()) {
+                family(SchemaFamily::Order)
+                    .decode_written_by(&writer, datum)
+                    .map(OrderEvent::Created)
+            } else if family(SchemaFamily::StatusUpdate).answers_to(writer.record()) {
+                family(SchemaFamily::StatusUpdate)
+                    .decode_written_by(&writer, datum)
+                    .map(OrderEvent::StatusUpdated)
+            } else {
+                Err(DecodeError::unknown_schema(format!(
+                    "schema id {id} is record {:?}, neither an order nor a status update",
+                    writer.record()
+                )))
+            };
+        }
         let (fingerprint, _) = split(payload)?;
         if self.family(SchemaFamily::Order).knows(fingerprint) {
             self.decode(payload).map(OrderEvent::Created)
@@ -140,6 +207,10 @@ impl Codec<OrderEvent> for AvroCodec {
         } else {
             Err(unknown(fingerprint))
         }
+    }
+
+    fn prepare(&self, payload: &[u8]) -> Option<Fetch> {
+        fetch_for(self.source, payload)
     }
 }
 

@@ -14,8 +14,11 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use std::sync::Arc;
+
 use ordering_core::DecodeError;
 
+use super::framed::{Frame, SchemaSource, WriterSchema, framed_header, split_framed};
 use crate::error::KafkaError;
 
 /// The two bytes that open a single-object encoded value.
@@ -278,6 +281,8 @@ struct Pinnable {
 /// One message type's schemas.
 pub(super) struct Family {
     pub(super) name: &'static str,
+    /// The record names its versions may bear: the current one's and its aliases.
+    names: Vec<String>,
     pub(super) current: Current,
     current_schema: &'static Schema,
     others: Vec<Resolving>,
@@ -292,7 +297,7 @@ pub(super) struct Schemas {
     families: Vec<Family>,
 }
 
-fn fingerprint(schema: &Schema) -> [u8; 8] {
+pub(super) fn fingerprint(schema: &Schema) -> [u8; 8] {
     let bytes = schema.fingerprint::<Rabin>().bytes;
     let mut out = [0; 8];
     // Rabin fingerprints are 8 bytes; a shorter one would stay zero-padded.
@@ -533,6 +538,7 @@ impl Family {
         }
         Ok(Self {
             name: versions.name,
+            names,
             current,
             current_schema,
             others,
@@ -571,17 +577,40 @@ impl Family {
     /// fields it does not have are dropped, fields it has and the value lacks take its
     /// defaults.
     pub(super) fn encode_as(&self, version: u32, value: Value) -> Result<Vec<u8>, KafkaError> {
-        let encode = |e: apache_avro::Error| KafkaError::Encode(e.to_string());
-        let pinned = usize::try_from(version.saturating_sub(1))
+        let pinned = self.version(version)?;
+        self.encode_value(pinned, header(pinned.fingerprint), value)
+    }
+
+    /// Published version `version`.
+    fn version(&self, version: u32) -> Result<&Pinnable, KafkaError> {
+        usize::try_from(version.saturating_sub(1))
             .ok()
             .and_then(|i| self.published.get(i))
-            .ok_or_else(|| KafkaError::Encode(format!("no published version {version}")))?;
+            .ok_or_else(|| KafkaError::Encode(format!("no published version {version}")))
+    }
+
+    /// The schema of published version `version`, as a registry is given it.
+    pub(super) fn schema_of(&self, version: u32) -> Result<&'static Schema, KafkaError> {
+        self.version(version).map(|v| v.schema)
+    }
+
+    /// The record name the current version defines.
+    pub(super) fn record(&self) -> &str {
+        &self.names[0]
+    }
+
+    fn encode_value(
+        &self,
+        pinned: &Pinnable,
+        mut out: Vec<u8>,
+        value: Value,
+    ) -> Result<Vec<u8>, KafkaError> {
+        let encode = |e: apache_avro::Error| KafkaError::Encode(e.to_string());
         let value = if std::ptr::eq(pinned.schema, self.current_schema) {
             value
         } else {
             value.resolve(pinned.schema).map_err(encode)?
         };
-        let mut out = header(pinned.fingerprint);
         pinned.writer.write_value(&mut out, value).map_err(encode)?;
         Ok(out)
     }
@@ -610,16 +639,22 @@ impl Family {
     pub(super) fn encode_serde(
         &self,
         pin: Option<u32>,
+        frame: Frame,
         message: &impl serde::Serialize,
     ) -> Result<Vec<u8>, KafkaError> {
-        match pin {
-            None => self.current.encode_serde(message),
-            Some(version) => {
-                let value = apache_avro::to_value(message)
-                    .map_err(|e| KafkaError::Encode(e.to_string()))?;
-                self.encode_as(version, value)
+        let (version, header) = match frame {
+            Frame::SingleObject => {
+                let version = self.writes(pin);
+                (version, header(self.version(version)?.fingerprint))
             }
+            Frame::Registered { id, version } => (version, framed_header(id)),
+        };
+        if version == self.latest() {
+            return self.current.encode_serde(header, message);
         }
+        let value =
+            apache_avro::to_value(message).map_err(|e| KafkaError::Encode(e.to_string()))?;
+        self.encode_value(self.version(version)?, header, value)
     }
 
     /// Decodes the current version straight into the type (the fast path), any other known
@@ -627,15 +662,70 @@ impl Family {
     pub(super) fn decode_serde<M: serde::de::DeserializeOwned>(
         &self,
         payload: &[u8],
+        source: Option<&dyn SchemaSource>,
     ) -> Result<M, DecodeError> {
+        if let Some((id, datum)) = split_framed(payload) {
+            let writer = framed_writer(id, source)?;
+            return self.decode_written_by(&writer, datum);
+        }
         let (fingerprint, datum) = split(payload)?;
         if fingerprint == self.current.fingerprint {
             return self.current.decode_serde(datum);
         }
         let value = self.read(payload)?.ok_or_else(|| unknown(fingerprint))?;
-        apache_avro::from_value(&value).map_err(|e| {
+        self.deserialize(&value)
+    }
+
+    fn deserialize<M: serde::de::DeserializeOwned>(&self, value: &Value) -> Result<M, DecodeError> {
+        apache_avro::from_value(value).map_err(|e| {
             DecodeError::new(format!("not a valid {} after resolution: {e}", self.name))
         })
+    }
+
+    /// Decodes `datum`, written with `writer` (a registry's schema): the fast path of the
+    /// version it is, if this family embeds it, else resolved into the current version as
+    /// any other version would be.
+    pub(super) fn decode_written_by<M: serde::de::DeserializeOwned>(
+        &self,
+        writer: &WriterSchema,
+        datum: &[u8],
+    ) -> Result<M, DecodeError> {
+        if writer.fingerprint == self.current.fingerprint {
+            return self.current.decode_serde(datum);
+        }
+        if let Some(other) = self
+            .others
+            .iter()
+            .find(|o| o.fingerprint == writer.fingerprint)
+        {
+            let value = self
+                .current
+                .whole(&other.reader, datum, |r, b| r.read_value(b))?;
+            return self.deserialize(&value);
+        }
+        if !self.answers_to(&writer.record) {
+            return Err(DecodeError::unknown_schema(format!(
+                "the registry's schema is record {:?}, not a version of {}",
+                writer.record,
+                self.record()
+            )));
+        }
+        let reader = GenericDatumReader::builder(&writer.schema)
+            .reader_schema(self.current_schema)
+            .build()
+            .map_err(|e| {
+                DecodeError::unknown_schema(format!(
+                    "the registry's schema cannot be read as the current {}: {e}",
+                    self.name
+                ))
+            })?;
+        let value = self.current.whole(&reader, datum, |r, b| r.read_value(b))?;
+        self.deserialize(&value)
+    }
+
+    /// Whether a record named `record` is a version of this family.
+    pub(super) fn answers_to(&self, record: &str) -> bool {
+        self.names.iter().any(|n| n == record)
     }
 
     /// Whether this family knows the fingerprint of `payload`'s writer.
@@ -648,9 +738,9 @@ impl Family {
 impl Current {
     pub(super) fn encode_serde(
         &self,
+        mut out: Vec<u8>,
         message: &impl serde::Serialize,
     ) -> Result<Vec<u8>, KafkaError> {
-        let mut out = header(self.fingerprint);
         self.writer
             .write_ser(&mut out, message)
             .map_err(|e| KafkaError::Encode(e.to_string()))?;
@@ -678,11 +768,11 @@ impl Current {
 
     /// Runs `read` over `datum`, which must be exactly one datum: trailing bytes mean the
     /// payload is not what its header says.
-    fn whole<T>(
+    fn whole<'s, T>(
         &self,
-        reader: &GenericDatumReader<'static>,
+        reader: &GenericDatumReader<'s>,
         mut datum: &[u8],
-        read: impl FnOnce(&GenericDatumReader<'static>, &mut &[u8]) -> apache_avro::AvroResult<T>,
+        read: impl FnOnce(&GenericDatumReader<'s>, &mut &[u8]) -> apache_avro::AvroResult<T>,
     ) -> Result<T, DecodeError> {
         let value = read(reader, &mut datum)
             .map_err(|e| DecodeError::new(format!("not a valid {}: {e}", self.name)))?;
@@ -722,6 +812,22 @@ pub(super) fn split(payload: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
     let mut fingerprint = [0; 8];
     fingerprint.copy_from_slice(&header[2..]);
     Ok((fingerprint, datum))
+}
+
+/// The writer schema of a Confluent-framed record, or why there is none: the record's fault
+/// (an id no registry knows, or no registry to ask), redrivable once that is fixed.
+pub(super) fn framed_writer(
+    id: u32,
+    source: Option<&dyn SchemaSource>,
+) -> Result<Arc<WriterSchema>, DecodeError> {
+    let Some(source) = source else {
+        return Err(DecodeError::unknown_schema(format!(
+            "a Confluent Schema Registry record (schema id {id}), and no registry is configured (SCHEMA_REGISTRY_URL)"
+        )));
+    };
+    source.writer(id).ok_or_else(|| {
+        DecodeError::unknown_schema(format!("schema id {id} is not in the schema registry"))
+    })
 }
 
 /// A payload whose writer schema this codec does not know: a newer writer, most likely.
