@@ -173,7 +173,13 @@ impl App {
                 // A letter whose order moved on is skipped, never sent back to move it back.
                 .guard(Arc::new(OrderRedriveGuard::new(store.clone(), {
                     let codec = config.codec;
-                    move |payload: &[u8]| Codec::<OrderEvent>::decode(&codec, payload)
+                    move |payload: Vec<u8>| async move {
+                        // A registry's writer schema first, as the consumer would.
+                        if let Some(fetch) = Codec::<OrderEvent>::prepare(&codec, &payload) {
+                            let _ = fetch.await;
+                        }
+                        Codec::<OrderEvent>::decode(&codec, &payload)
+                    }
                 })))
                 .build()?,
         );

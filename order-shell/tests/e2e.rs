@@ -106,7 +106,8 @@ async fn a_poison_record_on_the_topic_is_dead_lettered_with_its_bytes() {
         .send(
             &system.topics[1],
             Some(b"ORD-POISON"),
-            b"\x00garbage\xff",
+            // Neither framing: `00` would open the registry's.
+            b"\x07garbage\xff",
             &[],
         )
         .await
@@ -123,7 +124,7 @@ async fn a_poison_record_on_the_topic_is_dead_lettered_with_its_bytes() {
     assert_eq!(letter["retryCount"], 0);
     assert_eq!(letter["originalMessage"], Value::Null);
     assert_eq!(
-        letter["originalValue"], "AGdhcmJhZ2X/",
+        letter["originalValue"], "B2dhcmJhZ2X/",
         "base64 of the bytes as sent"
     );
 

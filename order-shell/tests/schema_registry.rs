@@ -189,12 +189,18 @@ async fn a_registry_down_holds_records_and_an_unknown_id_is_redriven_once_regist
     registry.stop();
     publish(&system, 1, "ORD-W", &payload).await;
     let health = eventually("/health red for the registry", || async {
-        let reply = get(&system.order.url("/health")).await;
+        let reply = common::operator_get(&system.order.url("/health")).await;
         (reply.status == 503 && reply.json["schemaRegistry"]["state"] == "unavailable")
             .then_some(reply.json)
     })
     .await;
     assert!(health["schemaRegistry"]["error"].is_string(), "{health}");
+    let public = get(&system.order.url("/health")).await.json;
+    assert_eq!(public["schemaRegistry"]["state"], "unavailable");
+    assert!(
+        public["schemaRegistry"]["error"].is_null(),
+        "its address, for the operator only"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         system.order_details("ORD-W").await.json["data"]["status"],

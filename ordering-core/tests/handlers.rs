@@ -294,7 +294,9 @@ fn letter_of(topic: &str, offset: i64, value: &[u8]) -> DeadLetter {
 async fn a_redriven_update_is_ordered_by_its_origin_and_never_moves_a_status_back() {
     let store = Arc::new(MemoryStore::new());
     let handler = OrderEventHandler::new(store.clone());
-    let guard = OrderRedriveGuard::new(store.clone(), decode);
+    let guard = OrderRedriveGuard::new(store.clone(), |payload: Vec<u8>| {
+        std::future::ready(decode(&payload))
+    });
     let created = RecordMeta::new(TopicPartition::new("order-events", 2), 0);
     handler
         .handle(&OrderEvent::Created(order("ORD-1")), &created)

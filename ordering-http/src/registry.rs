@@ -112,6 +112,19 @@ impl RegistrySettings {
                 reason: "must start with http:// or https://".into(),
             });
         }
+        let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+        if authority
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('@'))
+        {
+            // A URL is shown in logs, errors and the process list; credentials are not.
+            return Err(EnvError {
+                name: "SCHEMA_REGISTRY_URL",
+                value: crate::security::HIDDEN.into(),
+                reason: "must not hold credentials: give them in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE".into(),
+            });
+        }
         let mut config = RegistryConfig::new(url);
         config.ca_file = ca_file;
         config.strategy = strategy;
@@ -163,19 +176,22 @@ where
 }
 
 /// The registry's part of a `/health` answer, and whether it is healthy: `not used` without
-/// a registry; unhealthy while its calls fail (records that need it wait).
-pub fn health(registry: Option<&Registry>) -> (Value, bool) {
+/// a registry; unhealthy while its calls fail (records that need it wait). The error, which
+/// names the registry's address, only for the `operator`.
+pub fn health(registry: Option<&Registry>, operator: bool) -> (Value, bool) {
     match registry.map(Registry::health) {
         None => (json!({"state": "not used"}), true),
         Some(Ok(())) => (json!({"state": "ok"}), true),
-        Some(Err((failing_for, error))) => (
-            json!({
+        Some(Err((failing_for, error))) => {
+            let mut part = json!({
                 "state": "unavailable",
                 "failingForMs": u64::try_from(failing_for.as_millis()).unwrap_or(u64::MAX),
-                "error": error,
-            }),
-            false,
-        ),
+            });
+            if operator {
+                part["error"] = json!(error);
+            }
+            (part, false)
+        }
     }
 }
 
@@ -206,6 +222,10 @@ mod tests {
             refused(&[("SCHEMA_REGISTRY_URL", "registry:8081")]).map(|e| e.0),
             Some("SCHEMA_REGISTRY_URL")
         );
+        let (name, value) =
+            refused(&[("SCHEMA_REGISTRY_URL", "https://KEY:hunter2@registry:8081")]).unwrap();
+        assert_eq!(name, "SCHEMA_REGISTRY_URL");
+        assert!(!value.contains("hunter2"), "credentials are never shown");
         let url = ("SCHEMA_REGISTRY_URL", "https://registry:8081/");
         assert_eq!(
             refused(&[url, ("SCHEMA_REGISTRY_SUBJECT_STRATEGY", "by-topic")]).map(|e| e.0),

@@ -321,6 +321,14 @@ pub struct KafkaSource<E, C> {
     undecoded: bool,
     /// How long to wait before fetching again after a fetch failed; doubled each time.
     fetch_wait: Duration,
+    /// The fetch the stashed record waits for, kept across cancelled polls.
+    fetching: Option<crate::Fetch>,
+    /// Partitions held back after a fetch failed: paused, their position set back to the
+    /// record that could not be decoded, until when. The other partitions go on, and the
+    /// consumer keeps polling (its group membership and rebalances with it).
+    held: Vec<(TopicPartition, Instant)>,
+    /// Partitions the dispatcher paused: a held partition is resumed only if it is not.
+    paused: rustc_hash::FxHashSet<TopicPartition>,
     /// Which incarnation of its topic each record is in, when the source was given a
     /// registry ([`KafkaSource::with_incarnations`]).
     incarnations: Option<Incarnations>,
@@ -422,6 +430,9 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             stash: None,
             undecoded: false,
             fetch_wait: FIRST_FETCH_WAIT,
+            fetching: None,
+            held: Vec::new(),
+            paused: rustc_hash::FxHashSet::default(),
             incarnations: None,
             subscribed: config.topics.clone(),
             next_store: Instant::now() + STORE_EVERY,
@@ -484,6 +495,54 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             ));
         }
         incarnations.watch.changes.load(Ordering::Acquire) != incarnations.changes_seen
+    }
+
+    /// Holds `record`'s partition back after its codec could not fetch what its decode needs
+    /// (a schema registry down: the world's fault, never a dead letter): paused, its position
+    /// set back to the record, for a wait that doubles each time. The record comes again
+    /// once the wait is over; the other partitions go on meanwhile.
+    fn hold(&mut self, record: &Record<E>, error: &crate::FetchError) {
+        let tp = record.meta.tp.clone();
+        metrics::counter!("schema_fetch_failures_total").increment(1);
+        tracing::warn!(%tp, offset = record.meta.offset, %error, retry_in = ?self.fetch_wait, "cannot fetch the record's writer schema; its partition waits");
+        let list = Self::partition_list(&tp);
+        if let Err(error) = self.consumer.pause(&list) {
+            tracing::warn!(%tp, %error, "pausing failed");
+        }
+        let offset = Offset::Offset(record.meta.offset);
+        if let Err(error) = self
+            .consumer
+            .seek(&tp.topic, tp.partition, offset, Duration::ZERO)
+        {
+            tracing::warn!(%tp, %error, "seeking back failed");
+        }
+        self.held.push((tp, Instant::now() + self.fetch_wait));
+        self.fetch_wait = (self.fetch_wait * 2).min(MAX_FETCH_WAIT);
+        self.undecoded = false;
+    }
+
+    /// Resumes the held partitions whose wait is over (unless the dispatcher paused them).
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut still = Vec::with_capacity(self.held.len());
+        for (tp, until) in std::mem::take(&mut self.held) {
+            if until > now {
+                still.push((tp, until));
+            } else if !self.paused.contains(&tp)
+                && let Err(error) = self.consumer.resume(&Self::partition_list(&tp))
+            {
+                tracing::warn!(%tp, %error, "resuming failed");
+            }
+        }
+        self.held = still;
+    }
+
+    /// When the first held partition is due, if any.
+    fn next_release(&self) -> Option<Instant> {
+        self.held.iter().map(|(_, until)| *until).min()
     }
 
     /// Sets `record`'s incarnation; `false` when the topics' incarnations must be resolved
@@ -624,6 +683,7 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         {
             self.stash = None; // fetched from the old topic's position: read again
             self.undecoded = false;
+            self.fetching = None;
         }
         let mut tpl = TopicPartitionList::with_capacity(partitions.len());
         for tp in &partitions {
@@ -665,32 +725,36 @@ where
     async fn next(&mut self) -> Result<Option<Polled<E>>, SourceError> {
         loop {
             if let Some(revoked) = self.consumer.context().take_revoked() {
+                self.held.retain(|(tp, _)| !revoked.contains(tp));
+                self.paused.retain(|tp| !revoked.contains(tp));
                 return Ok(Some(Polled::Revoked(revoked)));
             }
             if self.ids_changed() {
                 self.resolve().await;
                 continue;
             }
+            self.release_held();
             if let Some(mut record) = self.stash.take() {
                 if self.undecoded {
-                    if let Some(fetch) = self.codec.prepare(&record.payload) {
-                        // Kept while waiting: a poll cancelled here loses nothing.
+                    if self.fetching.is_none() {
+                        self.fetching = self.codec.prepare(&record.payload);
+                    }
+                    if let Some(fetch) = self.fetching.as_mut() {
+                        // Both kept while fetching: a poll cancelled here loses nothing and
+                        // resumes the same fetch.
                         self.stash = Some(record);
-                        if let Err(error) = fetch.await {
-                            // The world's fault (a registry down): the record waits, and
-                            // everything behind it, however long; never a dead letter.
-                            metrics::counter!("schema_fetch_failures_total").increment(1);
-                            tracing::warn!(%error, retry_in = ?self.fetch_wait, "cannot fetch the record's writer schema; it waits");
-                            tokio::time::sleep(self.fetch_wait).await;
-                            self.fetch_wait = (self.fetch_wait * 2).min(MAX_FETCH_WAIT);
+                        let fetched = fetch.await;
+                        self.fetching = None;
+                        let Some(waiting) = self.stash.take() else {
+                            continue;
+                        };
+                        record = waiting;
+                        if let Err(error) = fetched {
+                            self.hold(&record, &error);
                             continue;
                         }
                         // Answered, with the schema or without it (then the decode says
                         // the record is at fault): decoded now, not fetched again.
-                        let Some(fetched) = self.stash.take() else {
-                            continue;
-                        };
-                        record = fetched;
                     }
                     self.fetch_wait = FIRST_FETCH_WAIT;
                     self.undecoded = false;
@@ -722,9 +786,18 @@ where
                             None => std::future::pending().await,
                         }
                     };
+                    let release = self.next_release();
+                    let held_due = async {
+                        match release {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         biased;
                         received = self.consumer.recv() => received,
+                        // A partition held for its codec is due to be tried again.
+                        () = held_due => continue,
                         // Idle: wake up to store what was acknowledged meanwhile.
                         () = tokio::time::sleep_until(self.next_store) => continue,
                         // A topic created again may bring no record at all (see WATCH_EVERY).
@@ -735,11 +808,10 @@ where
             match received {
                 Ok(message) => {
                     // A record whose decode needs a fetch first is decoded once it is done.
-                    let undecoded = message
-                        .payload()
-                        .is_some_and(|payload| self.codec.prepare(payload).is_some());
-                    let record = to_record(&message, &self.codec, &mut self.topics, !undecoded);
-                    self.undecoded = undecoded;
+                    self.fetching = message.payload().and_then(|p| self.codec.prepare(p));
+                    self.undecoded = self.fetching.is_some();
+                    let record =
+                        to_record(&message, &self.codec, &mut self.topics, !self.undecoded);
                     drop(message);
                     // Handed out from the stash, at the top of the loop: rebalance callbacks
                     // run inside `recv`, and partitions it revoked are reported before this
@@ -767,12 +839,18 @@ where
     }
 
     fn pause(&mut self, tp: &TopicPartition) {
+        self.paused.insert(tp.clone());
         if let Err(error) = self.consumer.pause(&Self::partition_list(tp)) {
             tracing::warn!(%tp, %error, "pausing failed");
         }
     }
 
     fn resume(&mut self, tp: &TopicPartition) {
+        self.paused.remove(tp);
+        // A partition held for its codec stays paused until its wait is over.
+        if self.held.iter().any(|(held, _)| held == tp) {
+            return;
+        }
         if let Err(error) = self.consumer.resume(&Self::partition_list(tp)) {
             tracing::warn!(%tp, %error, "resuming failed");
         }

@@ -298,8 +298,11 @@ fn parsed(schema: &str) -> Result<Schema, Answer> {
     })
 }
 
+/// The same schema, as Confluent's look-up compares them: the whole schema (docs, defaults
+/// and all), not only its canonical form; spacing and key order aside.
 fn same(a: &str, b: &str) -> bool {
-    matches!((Schema::parse_str(a), Schema::parse_str(b)), (Ok(a), Ok(b)) if a == b)
+    let json = |text: &str| serde_json::from_str::<Value>(text).ok();
+    matches!((json(a), json(b)), (Some(a), Some(b)) if a == b)
 }
 
 /// `BACKWARD`, the registry's default: the new schema reads what the old one wrote.

@@ -49,7 +49,8 @@ impl App {
         let bound = self.config.dlq_unhealthy_after;
         let dead_letters_stuck = failing_ms.is_some_and(|ms| u128::from(ms) > bound.as_millis());
         // Records in the registry's framing wait while it fails: say so.
-        let (registry, registry_ok) = ordering_http::registry::health(self.config.registry);
+        let (registry, registry_ok) =
+            ordering_http::registry::health(self.config.registry, operator);
         let healthy = running
             && broker.is_ok()
             && store.is_ok()

@@ -183,8 +183,11 @@ impl Handler<OrderEvent> for OrderEventHandler {
     }
 }
 
-/// Reads a letter's record back into an order event: the codec its records were written with.
-pub type DecodeEvent = dyn Fn(&[u8]) -> Result<OrderEvent, DecodeError> + Send + Sync;
+/// Reads a letter's record back into an order event: the codec its records were written with
+/// (asynchronous, as a codec may first fetch a writer schema from a registry).
+pub type DecodeEvent = dyn Fn(Vec<u8>) -> futures::future::BoxFuture<'static, Result<OrderEvent, DecodeError>>
+    + Send
+    + Sync;
 
 /// The order flow's [`RedriveGuard`]: a letter is superseded when applying its record now would
 /// change an order that moved on. An order's letter is superseded once an order with its id
@@ -204,13 +207,15 @@ impl std::fmt::Debug for OrderRedriveGuard {
 
 impl OrderRedriveGuard {
     /// Guards letters whose records `decode` reads, against the orders in `store`.
-    pub fn new(
-        store: Arc<dyn OrderStore>,
-        decode: impl Fn(&[u8]) -> Result<OrderEvent, DecodeError> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn new<F, Fut>(store: Arc<dyn OrderStore>, decode: F) -> Self
+    where
+        F: Fn(Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<OrderEvent, DecodeError>> + Send + 'static,
+    {
+        use futures::FutureExt as _;
         Self {
             store,
-            decode: Box::new(decode),
+            decode: Box::new(move |payload| decode(payload).boxed()),
         }
     }
 }
@@ -220,7 +225,7 @@ impl RedriveGuard for OrderRedriveGuard {
     async fn superseded(&self, letter: &DeadLetter) -> Result<bool, StoreError> {
         // A record that does not decode, or names no valid order, cannot have been applied:
         // sent back, it fails again as it did.
-        let Ok(event) = (self.decode)(&letter.original_value) else {
+        let Ok(event) = (self.decode)(letter.original_value.clone()).await else {
             return Ok(false);
         };
         let id = match &event {

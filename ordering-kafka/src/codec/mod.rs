@@ -280,12 +280,12 @@ async fn registered_frame(
     topic: &str,
     version: u32,
 ) -> Result<Frame, RegistryError> {
-    let schema = family
-        .schema_of(version)
+    let text = family
+        .text_of(version)
         .map_err(|e| RegistryError::Config(e.to_string()))?;
     let record = family.record();
     let subject = registry.strategy().subject(topic, record);
-    let id = registry.id_of(&subject, record, schema).await?;
+    let id = registry.id_of(&subject, record, text).await?;
     Ok(Frame::Registered { id, version })
 }
 

@@ -15,7 +15,6 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_schema_by_id, perform_sr_call,
 };
@@ -158,6 +157,10 @@ pub enum RegistryError {
     /// the record did. Records wait and the call is tried again.
     #[error("the schema registry is unavailable: {0}")]
     Unavailable(String),
+    /// The registry refused the credentials (`401`, `403`): a person must fix them. Records
+    /// that need a schema wait meanwhile, as for any outage; a writer does not start.
+    #[error("the schema registry refused the credentials: {0}")]
+    Unauthorized(String),
     /// The registry has no schema with this id: the record was written with a schema that
     /// was never registered here (or was deleted). Its record is dead-lettered as
     /// `UnknownSchema`, to be redriven once the schema is registered.
@@ -273,7 +276,8 @@ impl Registry {
         self.strategy
     }
 
-    /// The registry's URL, for messages (it holds no secret: credentials are set apart).
+    /// The registry's URL as configured, for messages (credentials belong in
+    /// [`RegistryConfig::basic_auth`], never in the URL).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -294,9 +298,9 @@ impl Registry {
         let registered =
             get_schema_by_id(id, &self.settings)
                 .await
-                .map_err(|e| match not_found(&e) {
-                    true => RegistryError::NoSuchId(id),
-                    false => RegistryError::Unavailable(describe(&e)),
+                .map_err(|e| match raw_code(&e) {
+                    Some(40403) => RegistryError::NoSuchId(id),
+                    _ => failure(&e),
                 });
         let registered = self.noted(registered)?;
         let writer =
@@ -317,19 +321,15 @@ impl Registry {
         Ok(writer)
     }
 
-    /// The id of `schema` (record `record`) under `subject`: looked up, or registered when
+    /// The id of `schema` (the text of record `record`'s schema) under `subject`: looked up, or registered when
     /// the registry's settings say so. A writer asks once, at start-up.
     pub async fn id_of(
         &self,
         subject: &str,
         record: &str,
-        schema: &Schema,
+        schema: &str,
     ) -> Result<u32, RegistryError> {
-        let text = serde_json::to_string(schema).map_err(|e| RegistryError::Unusable {
-            id: 0,
-            reason: e.to_string(),
-        })?;
-        let body = serde_json::json!({ "schema": text }).to_string();
+        let body = serde_json::json!({ "schema": schema }).to_string();
         let call = match self.registration {
             Registration::LookUpOnly => SrCall::PostForVersion(subject, &body),
             Registration::AutoRegister => SrCall::PostNew(subject, &body),
@@ -346,7 +346,7 @@ impl Registry {
                     record: record.into(),
                     reason: describe(&e),
                 },
-                _ => RegistryError::Unavailable(describe(&e)),
+                _ => failure(&e),
             }
         });
         let answer = self.noted(answer)?;
@@ -359,7 +359,7 @@ impl Registry {
     fn noted<T>(&self, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
         let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
-            Err(RegistryError::Unavailable(why)) => {
+            Err(RegistryError::Unavailable(why) | RegistryError::Unauthorized(why)) => {
                 let since = failing
                     .as_ref()
                     .map_or_else(Instant::now, |(since, _)| *since);
@@ -377,9 +377,14 @@ fn raw_code(error: &SRCError) -> Option<u32> {
     source.downcast_ref::<RawError>().map(|raw| raw.error_code)
 }
 
-/// Whether the registry said it has no such schema (or subject).
-fn not_found(error: &SRCError) -> bool {
-    matches!(raw_code(error), Some(40401 | 40403 | 404))
+/// A failure that is no answer about the schema asked for: refused credentials, or an
+/// outage (a bare `404` included: a path the registry does not serve, a wrong URL). Only
+/// `40403` says a schema id does not exist.
+fn failure(error: &SRCError) -> RegistryError {
+    match raw_code(error) {
+        Some(401 | 403 | 40101 | 40301) => RegistryError::Unauthorized(describe(error)),
+        _ => RegistryError::Unavailable(describe(error)),
+    }
 }
 
 /// An error in one line, the registry's own words first.

@@ -274,6 +274,10 @@ struct Resolving {
 /// A published version a writer can be pinned to.
 struct Pinnable {
     schema: &'static Schema,
+    /// The version's text as published: what a registry is given, so that its look-up,
+    /// which compares texts as the registry renders them, finds what other writers of the
+    /// same file registered.
+    text: &'static str,
     fingerprint: [u8; 8],
     writer: GenericDatumWriter<'static>,
 }
@@ -490,6 +494,7 @@ impl Family {
                 .map_err(|e| embedded(e.to_string(), n))?;
             published.push(Pinnable {
                 schema,
+                text,
                 fingerprint: fingerprint(schema),
                 writer,
             });
@@ -589,9 +594,9 @@ impl Family {
             .ok_or_else(|| KafkaError::Encode(format!("no published version {version}")))
     }
 
-    /// The schema of published version `version`, as a registry is given it.
-    pub(super) fn schema_of(&self, version: u32) -> Result<&'static Schema, KafkaError> {
-        self.version(version).map(|v| v.schema)
+    /// The text of published version `version`, as a registry is given it.
+    pub(super) fn text_of(&self, version: u32) -> Result<&'static str, KafkaError> {
+        self.version(version).map(|v| v.text)
     }
 
     /// The record name the current version defines.
@@ -710,6 +715,14 @@ impl Family {
                 self.record()
             )));
         }
+        // Checked first: a schema that cannot be read as the current version is unknown to
+        // this reader (redrivable once it is), not a malformed record.
+        SchemaCompatibility::can_read(&writer.schema, self.current_schema).map_err(|e| {
+            DecodeError::unknown_schema(format!(
+                "the registry's schema cannot be read as the current {}: {e}",
+                self.name
+            ))
+        })?;
         let reader = GenericDatumReader::builder(&writer.schema)
             .reader_schema(self.current_schema)
             .build()
