@@ -117,6 +117,11 @@ pub struct ConsumerArgs {
     /// (README, "Latency": use 500 on Apache Kafka)
     #[arg(long, env, default_value = "5")]
     pub kafka_fetch_wait_max_ms: Option<String>,
+    /// Records of one partition received and not yet committed, at most (1 to 1048576); at
+    /// the bound the partition is paused. Size it as target rate × handler latency ÷
+    /// partitions (README, "Sizing the in-flight bound")
+    #[arg(long, env, default_value = "8192")]
+    pub max_in_flight_per_partition: Option<String>,
 }
 
 #[derive(Debug)]
@@ -130,6 +135,11 @@ pub struct Config {
     pub dlq_topic: String,
     /// `KAFKA_CONSUMER_GROUP`, default `order-service-group`.
     pub consumer_group: String,
+    /// `MAX_IN_FLIGHT_PER_PARTITION`, default 8192: records of a partition received and not
+    /// yet committed, at most. Store writes wait for their group commit, so many must be in
+    /// flight to fill one: a SQLite-backed drain ran at 250 k/s at 1024, 300 k/s at 8192, no
+    /// faster beyond (BENCHMARKS.md); 8192 small records are a few MB per partition.
+    pub max_in_flight_per_partition: std::num::NonZeroUsize,
     /// `DLQ_MAX_RETRIES` (3), `DLQ_RETRY_BACKOFF_MS` (1000), `DLQ_MAX_BACKOFF_MS` (30000).
     pub retry: RetryPolicy,
     pub listen: SocketAddr,
@@ -295,6 +305,14 @@ impl Config {
             max_redrives: env.get("DLQ_MAX_REDRIVES", 3)?,
             codec,
             registry,
+            max_in_flight_per_partition: env.check(
+                "MAX_IN_FLIGHT_PER_PARTITION",
+                std::num::NonZeroUsize::new(8192).unwrap_or(std::num::NonZeroUsize::MIN),
+                |n| match n.get() {
+                    1..=1_048_576 => Ok(()),
+                    _ => Err("must be from 1 to 1048576".into()),
+                },
+            )?,
             operator_token: OperatorToken::from_env(env)?,
             limits: Limits::from_env(env)?,
             https: ordering_http::tls::https(env)?,

@@ -11,7 +11,6 @@ mod console;
 mod redrive;
 mod routes;
 
-use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -40,13 +39,6 @@ pub const API: ordering_http::openapi::Documented = ordering_http::openapi::Docu
     document: include_str!("../../docs/openapi.yaml"),
     service: SERVICE,
 };
-
-/// Records of one partition received and not yet committed, at most. Store writes wait for
-/// their group commit, so many must be in flight to fill a commit: at the library's 1024 a
-/// SQLite-backed drain ran at 250 k/s, at 8192 at 300 k/s, beyond that no faster
-/// (BENCHMARKS.md); 8192 small records are a few MB per partition.
-// In a const: checked when compiling.
-const MAX_IN_FLIGHT_PER_PARTITION: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 
 /// What the routes read.
 pub struct App {
@@ -291,7 +283,7 @@ pub async fn consume(
             // Per order: a retrying update (an order not there yet) holds back only its own
             // order, and many orders' writes can share one store commit.
             lanes: LaneMode::Key,
-            max_in_flight_per_partition: MAX_IN_FLIGHT_PER_PARTITION,
+            max_in_flight_per_partition: app.config.max_in_flight_per_partition,
             ..DispatcherConfig::default()
         },
         // Updates are applied by position: a re-created topic's must come after the old's.

@@ -150,9 +150,13 @@ impl<E: Send + Sync + 'static> Source for MemorySource<E> {
                 None => match self.feed.as_mut() {
                     Some(feed) => match feed.recv().await {
                         Some(polled) => polled,
-                        None => return Ok(None),
+                        None if self.held.is_empty() => return Ok(None),
+                        // Records of paused partitions are still to come: not exhausted
+                        // until they are resumed (as a consumer's paused partitions).
+                        None => std::future::pending().await,
                     },
-                    None => return Ok(None),
+                    None if self.held.is_empty() => return Ok(None),
+                    None => std::future::pending().await,
                 },
             };
             match polled {

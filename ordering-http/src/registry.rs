@@ -35,8 +35,8 @@ pub struct RegistryArgs {
     /// them up only, and refuses to start without them
     #[arg(long, env, default_value = "false")]
     pub schema_registry_auto_register: Option<String>,
-    /// How subjects are named: topic (<topic>-value), record (the record's full name) or
-    /// topic-record (<topic>-<record>)
+    /// How subjects are named: topic (TOPIC-value), record (the record's full name) or
+    /// topic-record (TOPIC-RECORD)
     #[arg(long, env, default_value = "topic")]
     pub schema_registry_subject_strategy: Option<String>,
 }

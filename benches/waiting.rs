@@ -1,0 +1,293 @@
+//! Throughput and latency when handlers wait (issue "throughput when handlers wait"): the
+//! in-memory source, handlers that sleep 1, 10 or 100 ms (waiting, not CPU), keys uniform or
+//! Zipf-distributed over 10 000, partition lanes and key lanes, 6 partitions.
+//!
+//! `cargo run --release -p ordering-benches --bin waiting` (all cells, a few minutes), or
+//! `-- --quick` (the 1 ms and 10 ms cells only).
+//!
+//! Per cell: the records/s reached over a backlog, and the two limits no engine can beat,
+//! computed from the run's own settings and key counts: `W / L` (W records in flight, each
+//! taking L) and `1 / (L × share of the hottest lane)` (a lane's records run one at a time:
+//! the hottest key with key lanes, the hottest partition with partition lanes); the ratio of
+//! the figure to the smaller limit. Then the end-to-end latency of each record from its
+//! intended send time (p50, p99), at an offered load of 50 % and 90 % of that limit: the
+//! records are sent on a schedule, and a late start counts against the engine.
+
+#![allow(clippy::unwrap_used)]
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordering_core::testing::{MemorySink, MemorySource};
+use ordering_core::{
+    Classify, DeadLetter, Dispatcher, DispatcherConfig, ErrorClass, Handler, LaneMode, Record,
+    RecordMeta, TopicPartition,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+use tokio::time::Instant;
+
+const PARTITIONS: usize = 6;
+const KEYS: u64 = 10_000;
+/// The dispatcher's default in-flight bound per partition.
+const IN_FLIGHT_PER_PARTITION: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+enum Keys {
+    Uniform,
+    Zipf(f64),
+}
+
+impl std::fmt::Display for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uniform => write!(f, "uniform"),
+            Self::Zipf(s) => write!(f, "zipf {s}"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Ev {
+    /// Microseconds since the run's start at which the record was meant to be sent.
+    intended_us: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl Classify for Never {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Retryable
+    }
+    fn kind(&self) -> &'static str {
+        "Never"
+    }
+}
+
+/// Waits `wait`, then notes how long after its intended send time the record was done.
+struct Waits {
+    wait: Duration,
+    start: Instant,
+    latencies_us: std::sync::Mutex<Vec<u64>>,
+    done: AtomicU64,
+    /// The handlers' own time, summed: a timer's sleep is not exactly its nominal wait
+    /// (tokio's timers tick in milliseconds, and round up), and the limits are the real one's.
+    waited_ns: AtomicU64,
+}
+
+#[async_trait]
+impl Handler<Ev> for Waits {
+    type Error = Never;
+
+    async fn handle(&self, ev: &Ev, _meta: &RecordMeta) -> Result<(), Never> {
+        let began = Instant::now();
+        tokio::time::sleep(self.wait).await;
+        let waited = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.waited_ns.fetch_add(waited, Ordering::Relaxed);
+        let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.latencies_us
+            .lock()
+            .unwrap()
+            .push(now.saturating_sub(ev.intended_us));
+        self.done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `n` keys drawn from `keys`, each with its partition (the key's hash, as Kafka's default
+/// partitioner places it).
+fn draw(keys: Keys, n: usize, seed: u64) -> Vec<(u64, usize)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let zipf = match keys {
+        Keys::Uniform => None,
+        Keys::Zipf(s) => Some(Zipf::new(KEYS as f64, s).unwrap()),
+    };
+    (0..n)
+        .map(|_| {
+            let key = match &zipf {
+                // Ranks 1..=KEYS: rank 1 is the hottest key.
+                Some(zipf) => zipf.sample(&mut rng) as u64 - 1,
+                None => rand::Rng::random_range(&mut rng, 0..KEYS),
+            };
+            let partition = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as usize % PARTITIONS;
+            (key, partition)
+        })
+        .collect()
+}
+
+/// The share of the records the hottest lane holds.
+fn hottest_share(drawn: &[(u64, usize)], lanes: LaneMode) -> f64 {
+    let mut counts = std::collections::HashMap::<u64, u64>::new();
+    for (key, partition) in drawn {
+        let lane = match lanes {
+            LaneMode::Key => *key,
+            _ => *partition as u64,
+        };
+        *counts.entry(lane).or_default() += 1;
+    }
+    let hottest = counts.values().copied().max().unwrap_or(0);
+    hottest as f64 / drawn.len() as f64
+}
+
+fn records(drawn: &[(u64, usize)], intended_us: impl Fn(usize) -> u64) -> Vec<Record<Ev>> {
+    let tps: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new("waiting", p as i32))
+        .collect();
+    let mut offsets = [0i64; PARTITIONS];
+    drawn
+        .iter()
+        .enumerate()
+        .map(|(i, (key, partition))| {
+            let mut meta = RecordMeta::new(tps[*partition].clone(), offsets[*partition]);
+            offsets[*partition] += 1;
+            meta.key = Some(key.to_be_bytes().to_vec());
+            Record::new(
+                meta,
+                Vec::new(),
+                Ok(Ev {
+                    intended_us: intended_us(i),
+                }),
+            )
+        })
+        .collect()
+}
+
+fn config(lanes: LaneMode) -> DispatcherConfig {
+    DispatcherConfig {
+        lanes,
+        max_in_flight_per_partition: NonZeroUsize::new(IN_FLIGHT_PER_PARTITION).unwrap(),
+        ..DispatcherConfig::default()
+    }
+}
+
+/// Runs `records`, fed at their intended times if `paced`, to the end; the handler.
+async fn run(records: Vec<Record<Ev>>, lanes: LaneMode, wait: Duration, paced: bool) -> Arc<Waits> {
+    let n = records.len() as u64;
+    let start = Instant::now();
+    let handler = Arc::new(Waits {
+        wait,
+        start,
+        latencies_us: std::sync::Mutex::new(Vec::with_capacity(records.len())),
+        done: AtomicU64::new(0),
+        waited_ns: AtomicU64::new(0),
+    });
+    let shared = SharedHandler(handler.clone());
+    let dead_letters = MemorySink::<DeadLetter>::new();
+    if paced {
+        let (source, feed) = MemorySource::live();
+        let dispatcher = Dispatcher::new(source, shared, dead_letters, config(lanes));
+        let running = tokio::spawn(dispatcher.run(std::future::pending()));
+        for record in records {
+            let due =
+                start + Duration::from_micros(record.event.as_ref().map_or(0, |e| e.intended_us));
+            tokio::time::sleep_until(due).await;
+            assert!(feed.send(record), "the dispatcher runs");
+        }
+        while handler.done.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        running.abort();
+    } else {
+        let source = MemorySource::from_records(records);
+        let dispatcher = Dispatcher::new(source, shared, dead_letters, config(lanes));
+        dispatcher.run(std::future::pending()).await.unwrap();
+    }
+    assert_eq!(
+        handler.done.load(Ordering::Relaxed),
+        n,
+        "every record handled"
+    );
+    handler
+}
+
+struct SharedHandler(Arc<Waits>);
+
+#[async_trait]
+impl Handler<Ev> for SharedHandler {
+    type Error = Never;
+
+    async fn handle(&self, ev: &Ev, meta: &RecordMeta) -> Result<(), Never> {
+        self.0.handle(ev, meta).await
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Duration::from_micros(sorted[i])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let waits: &[u64] = if quick { &[1, 10] } else { &[1, 10, 100] };
+    let w = (IN_FLIGHT_PER_PARTITION * PARTITIONS) as f64;
+    println!(
+        "{} partitions, {} keys, in flight W = {} ({} per partition)\n",
+        PARTITIONS, KEYS, w, IN_FLIGHT_PER_PARTITION
+    );
+    println!(
+        "| handler L (measured) | keys | lanes | records/s | W/L | 1/(L×hottest) | hottest lane | ratio to the smaller | p50 / p99 at 50 % | p50 / p99 at 90 % |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for &wait_ms in waits {
+        let wait = Duration::from_millis(wait_ms);
+        let l = wait.as_secs_f64();
+        for keys in [Keys::Uniform, Keys::Zipf(1.0), Keys::Zipf(1.2)] {
+            for lanes in [LaneMode::Partition, LaneMode::Key] {
+                // About 3 s of work at the limit, at least 2 000 records.
+                let probe = draw(keys, 100_000, 7);
+                let share = hottest_share(&probe, lanes);
+                let limit = (w / l).min(1.0 / (l * share));
+                let n = ((limit * 3.0) as usize).clamp(2_000, 300_000);
+                let drawn = draw(keys, n, 11);
+                let share = hottest_share(&drawn, lanes);
+
+                let started = Instant::now();
+                let handler = run(records(&drawn, |_| 0), lanes, wait, false).await;
+                let rate = n as f64 / started.elapsed().as_secs_f64();
+                // The limits of the handler's real wait.
+                let l = handler.waited_ns.load(Ordering::Relaxed) as f64 / 1e9 / n as f64;
+                let (in_flight_limit, lane_limit) = (w / l, 1.0 / (l * share));
+                let limit = in_flight_limit.min(lane_limit);
+
+                let mut at = Vec::new();
+                for load in [0.5, 0.9] {
+                    let offered = limit * load;
+                    // 2 s of offered load, at least 500 records.
+                    let m = ((offered * 2.0) as usize).clamp(500, 200_000);
+                    let drawn = draw(keys, m, 13);
+                    let gap_us = 1e6 / offered;
+                    let handler = run(
+                        records(&drawn, |i| (i as f64 * gap_us) as u64),
+                        lanes,
+                        wait,
+                        true,
+                    )
+                    .await;
+                    let mut latencies = handler.latencies_us.lock().unwrap().clone();
+                    latencies.sort_unstable();
+                    at.push(format!(
+                        "{:.1?} / {:.1?}",
+                        percentile(&latencies, 0.5),
+                        percentile(&latencies, 0.99)
+                    ));
+                }
+                println!(
+                    "| {wait_ms} ms ({:.2} ms) | {keys} | {lanes:?} | {rate:.0} | {in_flight_limit:.0} | {lane_limit:.0} | {:.2} % | {:.2} | {} | {} |",
+                    l * 1e3,
+                    share * 100.0,
+                    rate / limit,
+                    at[0],
+                    at[1]
+                );
+            }
+        }
+    }
+}
