@@ -3,7 +3,8 @@
 //! Zipf-distributed over 10 000, partition lanes and key lanes, 6 partitions.
 //!
 //! `cargo run --release -p ordering-benches --bin waiting` (all cells, a few minutes), or
-//! `-- --quick` (the 1 ms and 10 ms cells only).
+//! `-- --quick` (the 1 ms and 10 ms cells only), or `-- --fairness` (a hot key failing:
+//! what the other keys' latency pays).
 //!
 //! Per cell: the records/s reached over a backlog, and the two limits no engine can beat,
 //! computed from the run's own settings and key counts: `W / L` (W records in flight, each
@@ -36,6 +37,8 @@ const PARTITIONS: usize = 6;
 const KEYS: u64 = 10_000;
 /// The dispatcher's default in-flight bound per partition.
 const IN_FLIGHT_PER_PARTITION: usize = 1024;
+/// The fairness run's hot key (outside the 10 000 others).
+const HOT_KEY: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug)]
 enum Keys {
@@ -56,6 +59,8 @@ impl std::fmt::Display for Keys {
 struct Ev {
     /// Microseconds since the run's start at which the record was meant to be sent.
     intended_us: u64,
+    /// The hot key of the fairness run, whose handler may fail.
+    hot: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,10 @@ struct Waits {
     /// The handlers' own time, summed: a timer's sleep is not exactly its nominal wait
     /// (tokio's timers tick in milliseconds, and round up), and the limits are the real one's.
     waited_ns: AtomicU64,
+    /// The hot key's records fail (retried, then dead-lettered): the fairness run.
+    hot_fails: bool,
+    /// Latencies of the records of every other key, in the fairness run.
+    others_us: std::sync::Mutex<Vec<u64>>,
 }
 
 #[async_trait]
@@ -91,11 +100,21 @@ impl Handler<Ev> for Waits {
         tokio::time::sleep(self.wait).await;
         let waited = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.waited_ns.fetch_add(waited, Ordering::Relaxed);
+        if ev.hot && self.hot_fails {
+            return Err(Never);
+        }
         let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.latencies_us
             .lock()
             .unwrap()
             .push(now.saturating_sub(ev.intended_us));
+        if !ev.hot {
+            let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.others_us
+                .lock()
+                .unwrap()
+                .push(now.saturating_sub(ev.intended_us));
+        }
         self.done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -153,6 +172,7 @@ fn records(drawn: &[(u64, usize)], intended_us: impl Fn(usize) -> u64) -> Vec<Re
                 Vec::new(),
                 Ok(Ev {
                     intended_us: intended_us(i),
+                    hot: *key == HOT_KEY,
                 }),
             )
         })
@@ -162,6 +182,14 @@ fn records(drawn: &[(u64, usize)], intended_us: impl Fn(usize) -> u64) -> Vec<Re
 fn config(lanes: LaneMode) -> DispatcherConfig {
     DispatcherConfig {
         lanes,
+        // Three retries 100, 200, 400 ms apart, then a dead letter.
+        retry: ordering_core::RetryPolicy::new(
+            3,
+            Duration::from_millis(100),
+            2.0,
+            Duration::from_secs(1),
+        )
+        .unwrap(),
         max_in_flight_per_partition: NonZeroUsize::new(IN_FLIGHT_PER_PARTITION).unwrap(),
         ..DispatcherConfig::default()
     }
@@ -169,7 +197,25 @@ fn config(lanes: LaneMode) -> DispatcherConfig {
 
 /// Runs `records`, fed at their intended times if `paced`, to the end; the handler.
 async fn run(records: Vec<Record<Ev>>, lanes: LaneMode, wait: Duration, paced: bool) -> Arc<Waits> {
-    let n = records.len() as u64;
+    run_with(records, lanes, wait, paced, false).await
+}
+
+async fn run_with(
+    records: Vec<Record<Ev>>,
+    lanes: LaneMode,
+    wait: Duration,
+    paced: bool,
+    hot_fails: bool,
+) -> Arc<Waits> {
+    let failing = if hot_fails {
+        records
+            .iter()
+            .filter(|r| r.event.as_ref().is_ok_and(|e| e.hot))
+            .count() as u64
+    } else {
+        0
+    };
+    let n = records.len() as u64 - failing;
     let start = Instant::now();
     let handler = Arc::new(Waits {
         wait,
@@ -177,9 +223,12 @@ async fn run(records: Vec<Record<Ev>>, lanes: LaneMode, wait: Duration, paced: b
         latencies_us: std::sync::Mutex::new(Vec::with_capacity(records.len())),
         done: AtomicU64::new(0),
         waited_ns: AtomicU64::new(0),
+        hot_fails,
+        others_us: std::sync::Mutex::new(Vec::new()),
     });
     let shared = SharedHandler(handler.clone());
     let dead_letters = MemorySink::<DeadLetter>::new();
+    let dead_letters_seen = dead_letters.clone();
     if paced {
         let (source, feed) = MemorySource::live();
         let dispatcher = Dispatcher::new(source, shared, dead_letters, config(lanes));
@@ -190,10 +239,21 @@ async fn run(records: Vec<Record<Ev>>, lanes: LaneMode, wait: Duration, paced: b
             tokio::time::sleep_until(due).await;
             assert!(feed.send(record), "the dispatcher runs");
         }
-        while handler.done.load(Ordering::Relaxed) < n {
+        // The fairness run stops 10 s after the last send whatever is left: a failing hot
+        // key's records take 0.74 s each, one at a time, and may never all be done.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while handler.done.load(Ordering::Relaxed) < n
+            || (!hot_fails && dead_letters_count(&dead_letters_seen) < failing)
+        {
+            if hot_fails && Instant::now() > give_up {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         running.abort();
+        if hot_fails {
+            return handler;
+        }
     } else {
         let source = MemorySource::from_records(records);
         let dispatcher = Dispatcher::new(source, shared, dead_letters, config(lanes));
@@ -218,6 +278,69 @@ impl Handler<Ev> for SharedHandler {
     }
 }
 
+fn dead_letters_count(sink: &MemorySink<DeadLetter>) -> u64 {
+    sink.len() as u64
+}
+
+/// Part 4: one key takes 30 % of the records; its handler succeeds, then fails (retried
+/// three times, then dead-lettered). The other keys' p99, both ways, at the same offered load.
+async fn fairness() {
+    let wait = Duration::from_millis(10);
+    // Key lanes: the hot key's lane caps the total at 1 / (10 ms × 30 %) ≈ 333/s; half.
+    let offered = 150.0;
+    let n = 4_500; // 30 s
+    let mut rng = StdRng::seed_from_u64(17);
+    let drawn: Vec<(u64, usize)> = (0..n)
+        .map(|_| {
+            let key = if rand::Rng::random_bool(&mut rng, 0.3) {
+                HOT_KEY
+            } else {
+                rand::Rng::random_range(&mut rng, 0..KEYS)
+            };
+            let partition = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as usize % PARTITIONS;
+            (key, partition)
+        })
+        .collect();
+    let gap_us = 1e6 / offered;
+    println!(
+        "\n| hot key (30 %) | others' p50 | others' p99 | others' max | others not done 10 s after the last send |\n|---|---|---|---|---|"
+    );
+    let mut p99s = Vec::new();
+    for hot_fails in [false, true] {
+        let handler = run_with(
+            records(&drawn, |i| (i as f64 * gap_us) as u64),
+            LaneMode::Key,
+            wait,
+            true,
+            hot_fails,
+        )
+        .await;
+        let sent_others = drawn.iter().filter(|(k, _)| *k != HOT_KEY).count();
+        let mut others = handler.others_us.lock().unwrap().clone();
+        // Records of other keys not done by the end count as the longest wait possible.
+        let unfinished = sent_others.saturating_sub(others.len());
+        let to_end = u64::try_from(handler.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        others.extend(std::iter::repeat_n(to_end, unfinished));
+        others.sort_unstable();
+        let p99 = percentile(&others, 0.99);
+        p99s.push(p99);
+        println!(
+            "| {} | {:.1?} | {p99:.1?} | {:.1?} | {unfinished} of {sent_others} |",
+            if hot_fails {
+                "fails (3 retries, then a dead letter)"
+            } else {
+                "succeeds"
+            },
+            percentile(&others, 0.5),
+            percentile(&others, 1.0),
+        );
+    }
+    println!(
+        "\nothers' p99 with the hot key failing: {:.2}× the run where it succeeds",
+        p99s[1].as_secs_f64() / p99s[0].as_secs_f64()
+    );
+}
+
 fn percentile(sorted: &[u64], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     Duration::from_micros(sorted[i])
@@ -225,6 +348,10 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().any(|a| a == "--fairness") {
+        fairness().await;
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let waits: &[u64] = if quick { &[1, 10] } else { &[1, 10, 100] };
     let w = (IN_FLIGHT_PER_PARTITION * PARTITIONS) as f64;
