@@ -249,3 +249,51 @@ async fn a_registry_down_holds_records_and_an_unknown_id_is_redriven_once_regist
     assert_eq!(reply.status, 200, "{}", reply.text);
     status_becomes(&system, "ORD-W", "delivered").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_over_https_is_trusted_through_its_ca_file_only() {
+    let pki = ordering_http::testing::Pki::new();
+    let registry = TestRegistry::with_tls(&pki.cert_pem, &pki.key_pem).await;
+    assert!(registry.url().starts_with("https://"));
+    let subject = "over-tls-value";
+    let v2 = std::fs::read_to_string(history("status_update.v2.avsc")).unwrap();
+    let id = registry.register(subject, &v2).unwrap();
+
+    // The client: trusted through the CA file given; refused with another CA (the world's
+    // fault: the record would wait, never a dead letter).
+    let client = |ca: &str| {
+        let mut config = ordering_kafka::RegistryConfig::new(registry.url());
+        config.ca_file = Some(pki.path(ca));
+        ordering_kafka::Registry::new(&config).unwrap()
+    };
+    client("ca.pem").fetch_schema(id).await.unwrap();
+    let refused = client("rogue-ca.pem").fetch_schema(id).await.unwrap_err();
+    assert!(refused.is_retryable(), "{refused}");
+
+    // order-shell with the same settings applies a framed record of that schema.
+    let system = System::start_with(
+        TestBroker::start_with(Storage::Memory),
+        &[
+            ("ORDER_STORE_URL", "memory://".into()),
+            ("SCHEMA_REGISTRY_URL", registry.url()),
+            ("SCHEMA_REGISTRY_SSL_CA_LOCATION", pki.file("ca.pem")),
+        ],
+    );
+    system.wait_until_consuming().await;
+    assert_eq!(system.create("ORD-TLS", 1).await.status, 201);
+    status_becomes(&system, "ORD-TLS", "pending").await;
+    let single = AvroCodec::new()
+        .unwrap()
+        .encode(&ordering_core::order::StatusUpdate::new(
+            &ordering_core::order::OrderId::parse("ORD-TLS").unwrap(),
+            &ordering_core::order::Status::parse("shipped").unwrap(),
+            "2026-12-05T10:05:00Z".into(),
+        ))
+        .unwrap();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&id.to_be_bytes());
+    framed.extend_from_slice(&single[10..]);
+    publish(&system, 1, "ORD-TLS", &framed).await;
+    status_becomes(&system, "ORD-TLS", "shipped").await;
+    assert!(system.dead_letters().await.is_empty());
+}

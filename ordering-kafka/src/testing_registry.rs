@@ -49,6 +49,8 @@ pub struct TestRegistry {
     addr: SocketAddr,
     contents: Arc<Mutex<Contents>>,
     auth: Option<String>,
+    /// HTTPS, when started with a certificate.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -71,6 +73,30 @@ impl TestRegistry {
         Self::start_with(Some((user, password))).await
     }
 
+    /// A registry serving HTTPS with `cert_pem` (its chain) and `key_pem` (PKCS#8), open to
+    /// anyone.
+    pub async fn with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("a PEM certificate chain");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("the certificate goes with its key");
+        let mut registry = Self::start_with(None).await;
+        registry.stop();
+        registry.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        registry.start_again().await;
+        registry
+    }
+
     async fn start_with(auth: Option<(&str, &str)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -86,15 +112,17 @@ impl TestRegistry {
                     base64::engine::general_purpose::STANDARD.encode(pair)
                 )
             }),
+            tls: None,
             server: None,
         };
         registry.serve(listener);
         registry
     }
 
-    /// Its base URL, `http://127.0.0.1:<port>`.
+    /// Its base URL, `http://127.0.0.1:<port>` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Requests answered so far.
@@ -139,6 +167,7 @@ impl TestRegistry {
     fn serve(&mut self, listener: TcpListener) {
         let contents = self.contents.clone();
         let auth = self.auth.clone();
+        let tls = self.tls.clone();
         self.server = Some(tokio::spawn(async move {
             // Aborting the server drops this set, which aborts every connection with it.
             let mut connections = JoinSet::new();
@@ -146,7 +175,7 @@ impl TestRegistry {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (contents, auth) = (contents.clone(), auth.clone());
+                let (contents, auth, tls) = (contents.clone(), auth.clone(), tls.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let (contents, auth) = (contents.clone(), auth.clone());
@@ -156,10 +185,20 @@ impl TestRegistry {
                             )
                         }
                     });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, service).await;
+                        }
+                        // A client that does not trust the certificate hangs up here.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let _ = http.serve_connection(io, service).await;
+                            }
+                        }
+                    }
                 });
                 while connections.try_join_next().is_some() {}
             }
