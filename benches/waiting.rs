@@ -3,8 +3,9 @@
 //! Zipf-distributed over 10 000, partition lanes and key lanes, 6 partitions.
 //!
 //! `cargo run --release -p ordering-benches --bin waiting` (all cells, a few minutes), or
-//! `-- --quick` (the 1 ms and 10 ms cells only), or `-- --fairness` (a hot key failing:
-//! what the other keys' latency pays).
+//! `-- --quick` (the 1 ms and 10 ms cells only), `-- --broker [--quick]` (the throughput
+//! cells through a real broker, which it starts: `scripts/broker install`), or
+//! `-- --fairness` (a hot key failing: what the other keys' latency pays).
 //!
 //! Per cell: the records/s reached over a backlog, and the two limits no engine can beat,
 //! computed from the run's own settings and key counts: `W / L` (W records in flight, each
@@ -35,8 +36,14 @@ use tokio::time::Instant;
 
 const PARTITIONS: usize = 6;
 const KEYS: u64 = 10_000;
-/// The dispatcher's default in-flight bound per partition.
-const IN_FLIGHT_PER_PARTITION: usize = 1024;
+/// The dispatcher's default in-flight bound per partition (`WAITING_IN_FLIGHT` overrides it,
+/// to see what the bound costs).
+static IN_FLIGHT_PER_PARTITION: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("WAITING_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+});
 /// The fairness run's hot key (outside the 10 000 others).
 const HOT_KEY: u64 = u64::MAX;
 
@@ -190,7 +197,7 @@ fn config(lanes: LaneMode) -> DispatcherConfig {
             Duration::from_secs(1),
         )
         .unwrap(),
-        max_in_flight_per_partition: NonZeroUsize::new(IN_FLIGHT_PER_PARTITION).unwrap(),
+        max_in_flight_per_partition: NonZeroUsize::new(*IN_FLIGHT_PER_PARTITION).unwrap(),
         ..DispatcherConfig::default()
     }
 }
@@ -278,6 +285,128 @@ impl Handler<Ev> for SharedHandler {
     }
 }
 
+/// The bench's events on the wire: the intended send time, 8 bytes big-endian.
+struct WireCodec;
+
+impl ordering_kafka::Codec<Ev> for WireCodec {
+    fn encode(&self, ev: &Ev) -> Result<Vec<u8>, ordering_kafka::KafkaError> {
+        Ok(ev.intended_us.to_be_bytes().to_vec())
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Ev, ordering_core::DecodeError> {
+        let bytes: [u8; 8] = payload
+            .try_into()
+            .map_err(|_| ordering_core::DecodeError::new("not 8 bytes"))?;
+        Ok(Ev {
+            intended_us: u64::from_be_bytes(bytes),
+            hot: false,
+        })
+    }
+}
+
+/// Part 1 through a real broker: the throughput cells with `KafkaSource` on a 6-partition
+/// topic (a backlog produced first, each key on its hash's partition), timed from the first
+/// record handled to the last (the group's join is not the engine's).
+async fn broker(waits: &[u64]) {
+    use futures::StreamExt as _;
+    use ordering_kafka::testing::{TestBroker, unique_topic};
+    use ordering_kafka::{Cluster, KafkaSource, SourceConfig, TopicSettings, ensure_topics};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let broker = TestBroker::start();
+    let cluster = Cluster::new(broker.bootstrap());
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    println!("\nThrough the broker (KafkaSource, {PARTITIONS} partitions):\n");
+    println!(
+        "| handler L (measured) | keys | lanes | records/s | W/L | 1/(L×hottest) | hottest lane | ratio to the smaller |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let w = (*IN_FLIGHT_PER_PARTITION * PARTITIONS) as f64;
+    for &wait_ms in waits {
+        let wait = Duration::from_millis(wait_ms);
+        for keys in [Keys::Uniform, Keys::Zipf(1.0), Keys::Zipf(1.2)] {
+            for lanes in [LaneMode::Partition, LaneMode::Key] {
+                let probe = draw(keys, 100_000, 7);
+                let l = wait.as_secs_f64() * 1.1;
+                let limit = (w / l).min(1.0 / (l * hottest_share(&probe, lanes)));
+                let n = ((limit * 3.0) as usize).clamp(2_000, 100_000);
+                let drawn = draw(keys, n, 11);
+                let share = hottest_share(&drawn, lanes);
+                let topic = unique_topic("waiting");
+                ensure_topics(
+                    &broker.bootstrap(),
+                    &[&topic],
+                    &TopicSettings::new(PARTITIONS as i32),
+                    Duration::from_secs(20),
+                )
+                .await
+                .unwrap();
+                let key_bytes: Vec<[u8; 8]> = drawn.iter().map(|(k, _)| k.to_be_bytes()).collect();
+                let mut sends = futures::stream::FuturesUnordered::new();
+                for ((_, partition), key) in drawn.iter().zip(&key_bytes) {
+                    let record = FutureRecord::to(&topic)
+                        .key(&key[..])
+                        .partition(*partition as i32)
+                        .payload(&[0u8; 8][..]);
+                    sends.push(producer.send(record, Duration::from_secs(30)));
+                    if sends.len() >= 5_000 {
+                        sends.next().await.unwrap().unwrap();
+                    }
+                }
+                while let Some(sent) = sends.next().await {
+                    sent.unwrap();
+                }
+
+                let start = Instant::now();
+                let handler = Arc::new(Waits {
+                    wait,
+                    start,
+                    latencies_us: std::sync::Mutex::new(Vec::new()),
+                    done: AtomicU64::new(0),
+                    waited_ns: AtomicU64::new(0),
+                    hot_fails: false,
+                    others_us: std::sync::Mutex::new(Vec::new()),
+                });
+                let config = SourceConfig::new(&cluster, unique_topic("group"), [&topic]);
+                let source = KafkaSource::new(&config, WireCodec).unwrap();
+                let dispatcher = Dispatcher::new(
+                    source,
+                    SharedHandler(handler.clone()),
+                    MemorySink::<DeadLetter>::new(),
+                    self::config(lanes),
+                );
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let running = tokio::spawn(dispatcher.run(async {
+                    let _ = stopped.await;
+                }));
+                while handler.done.load(Ordering::Relaxed) == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let first = Instant::now();
+                while handler.done.load(Ordering::Relaxed) < n as u64 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let rate = (n - 1) as f64 / first.elapsed().as_secs_f64();
+                let _ = stop.send(());
+                let _ = running.await;
+                let l = handler.waited_ns.load(Ordering::Relaxed) as f64 / 1e9 / n as f64;
+                let (in_flight_limit, lane_limit) = (w / l, 1.0 / (l * share));
+                let limit = in_flight_limit.min(lane_limit);
+                println!(
+                    "| {wait_ms} ms ({:.2} ms) | {keys} | {lanes:?} | {rate:.0} | {in_flight_limit:.0} | {lane_limit:.0} | {:.2} % | {:.2} |",
+                    l * 1e3,
+                    share * 100.0,
+                    rate / limit,
+                );
+            }
+        }
+    }
+}
+
 fn dead_letters_count(sink: &MemorySink<DeadLetter>) -> u64 {
     sink.len() as u64
 }
@@ -353,11 +482,15 @@ async fn main() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--broker") {
+        broker(if quick { &[1, 10] } else { &[1, 10, 100] }).await;
+        return;
+    }
     let waits: &[u64] = if quick { &[1, 10] } else { &[1, 10, 100] };
-    let w = (IN_FLIGHT_PER_PARTITION * PARTITIONS) as f64;
+    let w = (*IN_FLIGHT_PER_PARTITION * PARTITIONS) as f64;
     println!(
         "{} partitions, {} keys, in flight W = {} ({} per partition)\n",
-        PARTITIONS, KEYS, w, IN_FLIGHT_PER_PARTITION
+        PARTITIONS, KEYS, w, *IN_FLIGHT_PER_PARTITION
     );
     println!(
         "| handler L (measured) | keys | lanes | records/s | W/L | 1/(L×hottest) | hottest lane | ratio to the smaller | p50 / p99 at 50 % | p50 / p99 at 90 % |"
