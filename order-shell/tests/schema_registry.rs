@@ -9,14 +9,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::{System, eventually};
 use ordering_core::order::OrderEvent;
 use ordering_http::testing::get;
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
-use ordering_kafka::testing::{STATUS_UPDATE_V3, Storage, TestBroker, TestRegistry};
+use ordering_kafka::testing::{
+    STATUS_UPDATE_V3, Storage, TestBroker, TestRegistry, confluent_python,
+};
 use ordering_kafka::{Codec, KafkaProducer, ProducerConfig, read_topic};
 use serde_json::{Value, json};
 
@@ -26,40 +27,8 @@ fn history(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Runs `confluent_avro.py` (Confluent's Python serializer and deserializer).
-fn python(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../ordering-kafka/tests/python/confluent_avro.py");
-    let output = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .output()
-        .expect("python3 runs (scripts/test installs confluent-kafka)");
-    assert!(
-        output.status.success(),
-        "confluent_kafka failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 fn serialize(url: &str, topic: &str, schema: &Path, record: &Value) -> Vec<u8> {
-    let hex = python(&[
-        "serialize",
-        url,
-        topic,
-        schema.to_str().unwrap(),
-        &record.to_string(),
-    ]);
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn deserialize(url: &str, topic: &str, payload: &[u8]) -> Value {
-    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-    serde_json::from_str(&python(&["deserialize", url, topic, &hex])).unwrap()
+    confluent_python::serialize(url, topic, schema, record, None)
 }
 
 async fn publish(system: &System, topic: usize, key: &str, payload: &[u8]) {
@@ -120,7 +89,7 @@ async fn the_order_flow_interoperates_with_confluents_avro_clients() {
     .unwrap();
     let written = &records.last().unwrap().payload;
     assert_eq!(written[0], 0, "the Confluent framing");
-    let read = deserialize(&url, &system.topics[1], written);
+    let read = confluent_python::deserialize(&url, &system.topics[1], written);
     assert_eq!(read["orderId"], "ORD-CS");
     assert_eq!(read["status"], "shipped");
 

@@ -5,7 +5,7 @@
 //! where it is looked for.
 
 #[cfg(feature = "registry")]
-pub use crate::testing_registry::TestRegistry;
+pub use crate::testing_registry::{TestRegistry, confluent_python};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -469,3 +469,61 @@ fn described(contents: &Contents, subject: &str, version: usize, id: u32) -> Val
         "schema": text(contents, id).unwrap_or_default(),
     })
 }
+
+/// Confluent's own Python client (`confluent_kafka`, installed by `scripts/test`), run over
+/// `tests/python/confluent_avro.py`: an Avro serializer and deserializer nobody on this
+/// project wrote. `user_info`: basic auth, `user:password`.
+pub mod confluent_python {
+    use std::path::Path;
+    use std::process::Command;
+
+    use serde_json::Value;
+
+    fn run(args: &[&str], user_info: Option<&str>) -> String {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/confluent_avro.py"
+        );
+        let mut command = Command::new("python3");
+        command.arg(script).args(args);
+        if let Some(user_info) = user_info {
+            command.env("REGISTRY_USER_INFO", user_info);
+        }
+        let output = command
+            .output()
+            .expect("python3 runs (scripts/test installs confluent-kafka)");
+        assert!(
+            output.status.success(),
+            "confluent_kafka failed (scripts/test installs it: pip install 'confluent-kafka[avro,schemaregistry]'): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("the script writes text")
+    }
+
+    /// `record` as Confluent's `AvroSerializer` writes it to `topic` with the schema of the
+    /// file `schema`, registering it under `<topic>-value`.
+    pub fn serialize(
+        url: &str,
+        topic: &str,
+        schema: &Path,
+        record: &Value,
+        user_info: Option<&str>,
+    ) -> Vec<u8> {
+        let schema = schema.to_str().expect("a UTF-8 path");
+        let hex = run(
+            &["serialize", url, topic, schema, &record.to_string()],
+            user_info,
+        );
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex from the script"))
+            .collect()
+    }
+
+    /// `payload` as Confluent's `AvroDeserializer` reads it.
+    pub fn deserialize(url: &str, topic: &str, payload: &[u8]) -> Value {
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::from_str(&run(&["deserialize", url, topic, &hex], None))
+            .expect("JSON from the script")
+    }
+}

@@ -5,12 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ordering_core::DecodeErrorKind;
 use ordering_core::order::{OrderEvent, OrderId, Status, StatusUpdate};
 use ordering_kafka::order::{AvroCodec, SchemaFamily};
-use ordering_kafka::testing::{STATUS_UPDATE_V3, TestRegistry, status_update_v3};
+use ordering_kafka::testing::{STATUS_UPDATE_V3, TestRegistry, confluent_python, status_update_v3};
 use ordering_kafka::{
     BasicAuth, Codec, Registration, Registry, RegistryConfig, RegistryError, SchemaSource,
     SubjectStrategy,
@@ -23,46 +22,8 @@ fn history(file: &str) -> PathBuf {
         .join(file)
 }
 
-fn python(args: &[&str], user_info: Option<&str>) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/confluent_avro.py");
-    let mut command = Command::new("python3");
-    command.arg(&script).args(args);
-    if let Some(user_info) = user_info {
-        command.env("REGISTRY_USER_INFO", user_info);
-    }
-    let output = command
-        .output()
-        .expect("python3 runs (scripts/test installs confluent-kafka)");
-    assert!(
-        output.status.success(),
-        "confluent_kafka failed (scripts/test installs it: pip install 'confluent-kafka[avro,schemaregistry]'): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// `record` as Confluent's `AvroSerializer` writes it to `topic` with `schema` (a file).
 fn serialize(url: &str, topic: &str, schema: &Path, record: &Value) -> Vec<u8> {
-    let hex = python(
-        &[
-            "serialize",
-            url,
-            topic,
-            schema.to_str().unwrap(),
-            &record.to_string(),
-        ],
-        None,
-    );
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// `payload` as Confluent's `AvroDeserializer` reads it.
-fn deserialize(url: &str, topic: &str, payload: &[u8]) -> Value {
-    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-    serde_json::from_str(&python(&["deserialize", url, topic, &hex], None)).unwrap()
+    confluent_python::serialize(url, topic, schema, record, None)
 }
 
 fn update(id: &str, reason: Option<&str>) -> StatusUpdate {
@@ -132,7 +93,7 @@ async fn confluents_serializer_and_ours_read_each_other() {
         .unwrap();
     let ours = writer.encode(&update("ORD-RS", None)).unwrap();
     assert_eq!(ours[..5], theirs[..5], "one schema, one id");
-    let read_by_python = deserialize(&url, "updates", &ours);
+    let read_by_python = confluent_python::deserialize(&url, "updates", &ours);
     assert_eq!(read_by_python["orderId"], "ORD-RS");
     assert_eq!(read_by_python["status"], "shipped");
     assert_eq!(read_by_python["reason"], Value::Null);
@@ -152,7 +113,8 @@ async fn confluents_serializer_and_ours_read_each_other() {
         .write_registered(registry, SchemaFamily::Order, "orders")
         .await
         .unwrap();
-    let read_by_python = deserialize(&url, "orders", &writer.encode(&created).unwrap());
+    let read_by_python =
+        confluent_python::deserialize(&url, "orders", &writer.encode(&created).unwrap());
     assert_eq!(read_by_python["totalAmount"], 21.0);
 
     // Single-object records on the same topic are read as ever.
@@ -320,17 +282,15 @@ async fn basic_auth_and_a_bounded_cache() {
     assert!(registry.writer(id).is_some());
 
     // Python's client with the same user info.
-    let hex = python(
-        &[
-            "serialize",
-            &server.url(),
-            "more",
-            history("status_update.v1.avsc").to_str().unwrap(),
-            &json!({"orderId": "ORD-A", "status": "paid", "updateTimestamp": "t", "eventType": "STATUS_UPDATE"}).to_string(),
-        ],
+    let record = json!({"orderId": "ORD-A", "status": "paid", "updateTimestamp": "t", "eventType": "STATUS_UPDATE"});
+    let payload = confluent_python::serialize(
+        &server.url(),
+        "more",
+        &history("status_update.v1.avsc"),
+        &record,
         Some("API-KEY:s3cr:et"),
     );
-    assert!(hex.starts_with("00"), "{hex}");
+    assert_eq!(payload[0], 0);
 
     // At most two schemas kept: the oldest is dropped, and fetched again when needed.
     let order = std::fs::read_to_string(history("order.v1.avsc")).unwrap();

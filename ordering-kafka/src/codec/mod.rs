@@ -242,10 +242,7 @@ impl<M> Avro<M> {
 
     /// The version this codec writes.
     pub fn writes(&self) -> u32 {
-        match self.frame {
-            Frame::SingleObject => self.family.writes(self.pin),
-            Frame::Registered { version, .. } => version,
-        }
+        self.family.writes_framed(self.pin, self.frame)
     }
 
     /// Also reads records in the Confluent framing, their writer schemas from `source` (a

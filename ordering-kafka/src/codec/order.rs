@@ -72,10 +72,9 @@ impl AvroCodec {
 
     /// The version this codec writes for `family`.
     pub fn writes(&self, family: SchemaFamily) -> u32 {
-        match self.frames[family.index()] {
-            Frame::SingleObject => self.family(family).writes(self.pins[family.index()]),
-            Frame::Registered { version, .. } => version,
-        }
+        let i = family.index();
+        self.family(family)
+            .writes_framed(self.pins[i], self.frames[i])
     }
 
     /// Also reads records in the Confluent framing, their writer schemas from `source` (a

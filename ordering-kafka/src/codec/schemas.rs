@@ -574,6 +574,14 @@ impl Family {
         pin.unwrap_or_else(|| self.latest())
     }
 
+    /// The version a codec with `pin` writes in `frame`: a registered frame's own.
+    pub(super) fn writes_framed(&self, pin: Option<u32>, frame: Frame) -> u32 {
+        match frame {
+            Frame::SingleObject => self.writes(pin),
+            Frame::Registered { version, .. } => version,
+        }
+    }
+
     pub(super) fn has_version(&self, version: u32) -> bool {
         (1..=self.latest()).contains(&version)
     }
