@@ -136,8 +136,11 @@ impl Subscriber {
                 Some((tracing::Dispatch::new(registry), None))
             }
             Self::Otel1Pct => {
+                // As the shells do for `OTEL_TRACES_SAMPLER=traceidratio`, 0.01.
+                let sampling = ordering_core::trace::Sampling::ratio(0.01);
+                ordering_core::trace::set_sampling(sampling);
                 let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                    .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01))
+                    .with_sampler(sampling.sampler())
                     .with_batch_exporter(Discard)
                     .build();
                 let traces = tracing_opentelemetry::layer()

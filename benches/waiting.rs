@@ -5,7 +5,8 @@
 //! `cargo run --release -p ordering-benches --bin waiting` (all cells, a few minutes), or
 //! `-- --quick` (the 1 ms and 10 ms cells only), `-- --broker [--quick]` (the throughput
 //! cells through a real broker, which it starts: `scripts/broker install`), or
-//! `-- --fairness` (a hot key failing: what the other keys' latency pays).
+//! `-- --fairness` (a hot key failing: what the other keys' latency pays). Through the broker,
+//! `WAITING_ONLY=10:uniform:Key` runs one cell alone.
 //!
 //! Per cell: the records/s reached over a backlog, and the two limits no engine can beat,
 //! computed from the run's own settings and key counts: `W / L` (W records in flight, each
@@ -330,10 +331,19 @@ async fn broker(waits: &[u64]) {
         let wait = Duration::from_millis(wait_ms);
         for keys in [Keys::Uniform, Keys::Zipf(1.0), Keys::Zipf(1.2)] {
             for lanes in [LaneMode::Partition, LaneMode::Key] {
+                // `WAITING_ONLY=10:uniform:Key` runs that cell alone.
+                let cell = format!("{wait_ms}:{keys}:{lanes:?}");
+                if std::env::var("WAITING_ONLY").is_ok_and(|only| only != cell) {
+                    continue;
+                }
                 let probe = draw(keys, 100_000, 7);
                 let l = wait.as_secs_f64() * 1.1;
                 let limit = (w / l).min(1.0 / (l * hottest_share(&probe, lanes)));
-                let n = ((limit * 3.0) as usize).clamp(2_000, 100_000);
+                // `WAITING_RECORDS` sets the backlog (a longer run for the fast cells).
+                let n = std::env::var("WAITING_RECORDS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(((limit * 3.0) as usize).clamp(2_000, 100_000));
                 let drawn = draw(keys, n, 11);
                 let share = hottest_share(&drawn, lanes);
                 let topic = unique_topic("waiting");
@@ -371,7 +381,18 @@ async fn broker(waits: &[u64]) {
                     hot_fails: false,
                     others_us: std::sync::Mutex::new(Vec::new()),
                 });
-                let config = SourceConfig::new(&cluster, unique_topic("group"), [&topic]);
+                let mut config = SourceConfig::new(&cluster, unique_topic("group"), [&topic]);
+                // `WAITING_PARKED` (bytes per partition) to see what parking costs.
+                if let Some(parked) = std::env::var("WAITING_PARKED")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                {
+                    config.max_parked_bytes_per_partition = parked;
+                }
+                if let Ok(o) = std::env::var("WAITING_OVERRIDE") {
+                    let (k, v) = o.split_once('=').unwrap();
+                    config.overrides.push((k.into(), v.into()));
+                }
                 let source = KafkaSource::new(&config, WireCodec).unwrap();
                 let dispatcher = Dispatcher::new(
                     source,

@@ -614,4 +614,20 @@ fn a_bad_setting_stops_order_shell_at_start_up_naming_the_variable() {
             "{stderr}"
         );
     }
+    // The sampler is read where traces are exported: the libraries decide by it before a
+    // record's span is built.
+    for (sampler, arg, bad) in [
+        ("sometimes", "", "OTEL_TRACES_SAMPLER=\"sometimes\""),
+        ("traceidratio", "1.5", "OTEL_TRACES_SAMPLER_ARG=\"1.5\""),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-shell"))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env("OTEL_TRACES_SAMPLER", sampler)
+            .env("OTEL_TRACES_SAMPLER_ARG", arg)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("invalid {bad}")), "{stderr}");
+    }
 }

@@ -8,13 +8,17 @@
 //! wants them, the spans are disabled at their call site and nothing here runs.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, ShouldSample};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::header::Header;
@@ -72,7 +76,11 @@ pub fn continue_from(span: &tracing::Span, headers: &[Header]) {
     if span.is_disabled() {
         return;
     }
-    let parent = extract(headers);
+    continue_from_context(span, extract(headers));
+}
+
+/// [`continue_from`] with the context already extracted.
+pub(crate) fn continue_from_context(span: &tracing::Span, parent: Context) {
     let sender = parent.span().span_context().clone();
     if sender.is_valid() {
         let _ = span.set_parent(parent);
@@ -109,6 +117,273 @@ pub fn record_ids_of(span: &tracing::Span, of: &tracing::Span) {
     if ids.is_valid() {
         span.record("trace_id", ids.trace_id().to_string().as_str());
         span.record("span_id", ids.span_id().to_string().as_str());
+    }
+}
+
+/// Which records get a consumer span: decided *before* the span is built, because building
+/// one costs microseconds and a sampler that drops 99 % of them would still pay for every one.
+///
+/// The default, [`Sampling::EVERY_RECORD`], builds a span for every record and leaves the
+/// decision to the tracer provider's sampler. A service that knows its sampler says so with
+/// [`set_sampling`] and installs [`Sampling::sampler`] in its provider: then a record that
+/// carries a trace context follows that context's `sampled` flag (for the `parentbased_*`
+/// samplers), a record that carries none is kept with the sampler's ratio, and only the kept
+/// records get spans. A record that is not kept runs under a trace context that says so, so
+/// the spans beneath it (retries, dead letters, its handler's own) are not kept either.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    rule: Rule,
+    /// The share of records kept where no parent decides, in `[0, 1]`.
+    ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Rule {
+    /// A span for every record; the provider's sampler decides.
+    EveryRecord = 0,
+    /// A parent's `sampled` flag decides; records without one are kept with the ratio.
+    ParentBased = 1,
+    /// The ratio decides for every record, as `traceidratio` does.
+    Ratio = 2,
+}
+
+/// A sampler name or ratio that is not one of OpenTelemetry's (`OTEL_TRACES_SAMPLER`,
+/// `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplingError {
+    /// Not a sampler this library can decide for ahead of the span.
+    #[error(
+        "`{0}` is not a supported sampler: always_on, always_off, traceidratio, \
+         parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+    )]
+    UnknownSampler(String),
+    /// Not a number from 0 to 1.
+    #[error("`{0}` is not a ratio from 0 to 1")]
+    BadRatio(String),
+}
+
+impl Sampling {
+    /// A span for every record, the provider's sampler deciding: the default.
+    pub const EVERY_RECORD: Self = Self {
+        rule: Rule::EveryRecord,
+        ratio: 1.0,
+    };
+
+    /// A record's parent decides; a record without one is kept with `ratio`
+    /// (`parentbased_traceidratio`). Clamped to `[0, 1]`.
+    pub fn parent_based(ratio: f64) -> Self {
+        Self {
+            rule: Rule::ParentBased,
+            ratio: clamp(ratio),
+        }
+    }
+
+    /// Every record kept with `ratio`, whatever its parent says (`traceidratio`).
+    pub fn ratio(ratio: f64) -> Self {
+        Self {
+            rule: Rule::Ratio,
+            ratio: clamp(ratio),
+        }
+    }
+
+    /// The sampling an OpenTelemetry sampler name and argument stand for (the values of
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`); no name is the SDK's default,
+    /// `parentbased_always_on`.
+    pub fn from_otel(name: Option<&str>, arg: Option<&str>) -> Result<Self, SamplingError> {
+        let ratio = || match arg.map(str::trim).filter(|a| !a.is_empty()) {
+            None => Ok(1.0),
+            Some(raw) => raw
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| SamplingError::BadRatio(raw.to_owned())),
+        };
+        match name.map(str::trim).unwrap_or("parentbased_always_on") {
+            "always_on" => Ok(Self::ratio(1.0)),
+            "always_off" => Ok(Self::ratio(0.0)),
+            "traceidratio" => Ok(Self::ratio(ratio()?)),
+            "" | "parentbased_always_on" => Ok(Self::parent_based(1.0)),
+            "parentbased_always_off" => Ok(Self::parent_based(0.0)),
+            "parentbased_traceidratio" => Ok(Self::parent_based(ratio()?)),
+            other => Err(SamplingError::UnknownSampler(other.to_owned())),
+        }
+    }
+
+    /// The sampler for the tracer provider that matches this sampling: it keeps the spans the
+    /// library decided to build, and decides for every other span as the named sampler would.
+    pub fn sampler(&self) -> Presampled {
+        let ratio = Sampler::TraceIdRatioBased(self.ratio);
+        Presampled(match self.rule {
+            Rule::EveryRecord => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Rule::ParentBased => Sampler::ParentBased(Box::new(ratio)),
+            Rule::Ratio => ratio,
+        })
+    }
+
+    /// Whether this is [`Sampling::EVERY_RECORD`]: the provider's sampler decides.
+    pub(crate) fn is_every_record(&self) -> bool {
+        self.rule == Rule::EveryRecord
+    }
+
+    /// Whether a record with these trace `headers` gets a span (not for
+    /// [`Sampling::EVERY_RECORD`], where every record does). Costs a random number for a
+    /// record that carries no trace context: no span, no context.
+    pub(crate) fn decide(&self, headers: &[Header]) -> Sampled {
+        let carries = headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("traceparent"));
+        let parent = carries
+            .then(|| extract(headers))
+            .filter(|cx| cx.span().span_context().is_valid());
+        let decided = match &parent {
+            Some(cx) if self.rule == Rule::ParentBased => cx.span().span_context().is_sampled(),
+            Some(cx) => self.keeps(cx.span().span_context().trace_id()),
+            // The trace id its span would start: a random one, as the provider's would be.
+            None => self.keeps(TraceId::from(random::<u128>())),
+        };
+        if decided {
+            Sampled::Span { parent }
+        } else {
+            Sampled::NoSpan(parent)
+        }
+    }
+
+    /// Whether `traceidratio` keeps the trace `id`.
+    fn keeps(&self, id: TraceId) -> bool {
+        let kept = Sampler::TraceIdRatioBased(self.ratio).should_sample(
+            None,
+            id,
+            "",
+            &SpanKind::Consumer,
+            &[],
+            &[],
+        );
+        kept.decision == SamplingDecision::RecordAndSample
+    }
+
+    fn encode(self) -> u64 {
+        self.ratio.to_bits()
+    }
+}
+
+fn clamp(ratio: f64) -> f64 {
+    if ratio.is_nan() {
+        1.0
+    } else {
+        ratio.clamp(0.0, 1.0)
+    }
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self::EVERY_RECORD
+    }
+}
+
+/// What [`Sampling::decide`] decided for one record.
+#[derive(Debug)]
+pub(crate) enum Sampled {
+    /// Build its span (marked [`PRESAMPLED`]), as a child of `parent` when it has one.
+    Span { parent: Option<Context> },
+    /// No span; the record's unsampled parent context, when it carries one, to run under.
+    NoSpan(Option<Context>),
+}
+
+/// The context that what runs beneath an unsampled record runs under: the current one when
+/// it holds a trace (the record's unsampled parent), otherwise a new trace that the process's
+/// sampling does not keep. Spans built under it (a retry, a dead letter, a send) are not kept
+/// either, so an unsampled record leaves no fragments of a trace behind.
+pub(crate) fn unsampled_context() -> Context {
+    let current = Context::current();
+    if current.span().span_context().is_valid() {
+        return current;
+    }
+    let sampling = sampling();
+    let trace_id = loop {
+        let id = TraceId::from(random::<u128>());
+        // A ratio of 1 keeps every trace, and then no record is unsampled.
+        if sampling.ratio >= 1.0 || !sampling.keeps(id) {
+            break id;
+        }
+    };
+    let unsampled = SpanContext::new(
+        trace_id,
+        SpanId::from(random::<u64>().max(1)),
+        TraceFlags::default(),
+        false,
+        TraceState::default(),
+    );
+    Context::new().with_remote_span_context(unsampled)
+}
+
+/// A fast random number (the thread's small generator, as the SDK's ids come from).
+fn random<T>() -> T
+where
+    rand::distr::StandardUniform: rand::distr::Distribution<T>,
+{
+    use rand::{Rng, SeedableRng};
+    thread_local! {
+        static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+            std::cell::RefCell::new(rand::rngs::SmallRng::from_os_rng());
+    }
+    RNG.with(|rng| rng.borrow_mut().random())
+}
+
+/// The attribute that marks a span the library decided to keep.
+pub const PRESAMPLED: &str = "ordering.presampled";
+
+/// A tracer provider's sampler that keeps the spans marked [`PRESAMPLED`] (the library drew
+/// them already: drawing again would keep the square of the ratio) and asks the inner sampler
+/// about every other span. Built by [`Sampling::sampler`].
+#[derive(Debug, Clone)]
+pub struct Presampled(Sampler);
+
+impl ShouldSample for Presampled {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if attributes.iter().any(|kv| kv.key.as_str() == PRESAMPLED) {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: parent_context
+                    .map(|cx| cx.span().span_context().trace_state().clone())
+                    .unwrap_or_default(),
+            };
+        }
+        self.0
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
+
+/// The process's sampling: one word each, read for every record without a lock.
+static RULE: AtomicU8 = AtomicU8::new(Rule::EveryRecord as u8);
+static RATIO: AtomicU64 = AtomicU64::new(0x3FF0_0000_0000_0000); // 1.0
+
+/// Sets the process's [`Sampling`], as the subscriber is the process's: call it where the
+/// tracer provider is built, with the sampling whose [`Sampling::sampler`] it was given.
+pub fn set_sampling(sampling: Sampling) {
+    RATIO.store(sampling.encode(), Ordering::Relaxed);
+    RULE.store(sampling.rule as u8, Ordering::Relaxed);
+}
+
+/// The process's [`Sampling`].
+pub fn sampling() -> Sampling {
+    let rule = match RULE.load(Ordering::Relaxed) {
+        1 => Rule::ParentBased,
+        2 => Rule::Ratio,
+        _ => Rule::EveryRecord,
+    };
+    Sampling {
+        rule,
+        ratio: f64::from_bits(RATIO.load(Ordering::Relaxed)),
     }
 }
 

@@ -655,6 +655,48 @@ async fn a_full_partition_is_paused_and_resumed_when_half_drained() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn finished_records_behind_a_running_one_count_against_the_uncommitted_bound_only() {
+    let Live {
+        script,
+        feed,
+        running,
+        stats,
+        ..
+    } = Live::start(DispatcherConfig {
+        lanes: ordering_core::LaneMode::Key,
+        max_in_flight_per_partition: NonZeroUsize::new(4).unwrap(),
+        max_uncommitted_per_partition: NonZeroUsize::new(12),
+        ..DispatcherConfig::default()
+    });
+
+    // One record waits; the others, of other keys, finish at once behind it.
+    feed.send(record(0, 0, "slow", Ev::gated(0)));
+    for offset in 1..11 {
+        let key = format!("k{offset}");
+        feed.send(record(0, offset, &key, Ev::ok(offset as u32)));
+    }
+    sleep(Duration::from_millis(10)).await;
+    assert!(
+        !feed.is_paused(&tp(0)),
+        "1 held, 11 uncommitted: room for more"
+    );
+    assert_eq!(script.finished().len(), 10);
+    assert_eq!(feed.acked(&tp(0)), None, "nothing passes the running one");
+
+    feed.send(record(0, 11, "k11", Ev::ok(11)));
+    sleep(Duration::from_millis(10)).await;
+    assert!(feed.is_paused(&tp(0)), "12 uncommitted: paused");
+    assert_eq!(stats.snapshot().in_flight, 1);
+
+    script.open_gate();
+    sleep(Duration::from_millis(10)).await;
+    assert!(!feed.is_paused(&tp(0)));
+    assert_eq!(feed.acked(&tp(0)), Some(12));
+
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_revoked_partition_is_neither_continued_nor_acknowledged() {
     let Live {
         script,

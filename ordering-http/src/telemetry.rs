@@ -1,9 +1,11 @@
 //! Logs and traces. Logs go to stdout (`LOG_FORMAT`, `RUST_LOG`). Traces are exported over
 //! OTLP (HTTP/protobuf) when OpenTelemetry's standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the SDK reads the rest of its standard
-//! variables itself (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
-//! `OTEL_BSP_*`, …). Without an endpoint no span of the libraries' messaging target or of
-//! the request spans is even created: tracing costs nothing when off.
+//! variables itself (`OTEL_SERVICE_NAME`, `OTEL_BSP_*`, …). The sampler
+//! (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`) is read here: the libraries decide
+//! whether a record gets a span before building it, by the rule the provider's sampler is
+//! given. Without an endpoint no span of the libraries' messaging target or of the request
+//! spans is even created: tracing costs nothing when off.
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -11,6 +13,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use ordering_core::trace::{Sampling, SamplingError};
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, Targets};
@@ -63,8 +66,13 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
     let format = env.get("LOG_FORMAT", LogFormat::Text)?;
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let endpoint = set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let sampling = if endpoint {
+        sampling(env)?
+    } else {
+        Sampling::default()
+    };
     let provider = endpoint
-        .then(|| exporter(service))
+        .then(|| exporter(service, &sampling))
         .and_then(|built| match built {
             Ok(provider) => Some(provider),
             Err(error) => {
@@ -116,10 +124,35 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
             Registry::default().with(logs).with(traces).try_init()
         }
     };
+    if provider.is_some() {
+        ordering_core::trace::set_sampling(sampling);
+    }
     Ok(Telemetry { provider })
 }
 
-fn exporter(service: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+/// The sampling `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name, decided by the
+/// libraries before a record's span is built (so an unsampled record costs no span) and by the
+/// provider's sampler for every other span: one rule for both.
+fn sampling(env: &Env) -> Result<Sampling, EnvError> {
+    let name: Option<String> = env.optional("OTEL_TRACES_SAMPLER", |_| Ok(()))?;
+    let arg: Option<String> = env.optional("OTEL_TRACES_SAMPLER_ARG", |_| Ok(()))?;
+    Sampling::from_otel(name.as_deref(), arg.as_deref()).map_err(|error| {
+        let (name, value) = match &error {
+            SamplingError::UnknownSampler(value) => ("OTEL_TRACES_SAMPLER", value),
+            SamplingError::BadRatio(value) => ("OTEL_TRACES_SAMPLER_ARG", value),
+        };
+        EnvError {
+            name,
+            value: value.clone(),
+            reason: error.to_string(),
+        }
+    })
+}
+
+fn exporter(
+    service: &str,
+    sampling: &Sampling,
+) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -131,6 +164,7 @@ fn exporter(service: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::Expo
         resource = resource.with_service_name(service.to_owned());
     }
     Ok(SdkTracerProvider::builder()
+        .with_sampler(sampling.sampler())
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build())

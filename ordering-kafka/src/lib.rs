@@ -26,6 +26,7 @@ mod error;
 mod group;
 mod message;
 mod metrics;
+mod parking;
 mod reader;
 mod redrive;
 mod security;
@@ -73,6 +74,7 @@ pub mod order {
 pub use error::KafkaError;
 pub use group::GroupMember;
 pub use message::{DLQ_ORIGINAL_INCARNATION_HEADER, Message};
+pub use parking::PARKED_BYTES_PER_PARTITION;
 pub use reader::{
     Cursor, Page, PageBounds, Scanned, end_offsets, read_page, read_topic, scan_page,
 };

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::codec::Codec;
 use crate::convert::{TopicNames, to_record};
 use crate::error::{KafkaError, is_retryable};
+use crate::parking::{PARKED_BYTES_PER_PARTITION, Parking};
 use crate::security::{Cluster, Connectivity};
 
 /// How to join the consumer group.
@@ -39,13 +40,18 @@ pub struct SourceConfig {
     /// Short, so a partition resumed after a pause is fetched again soon; the cost is an empty
     /// fetch per broker at most this often while idle (200/s at the default 5 ms).
     pub fetch_wait_max: Duration,
+    /// The bytes of records the source keeps per partition the dispatcher paused (at its
+    /// in-flight bound) before it pauses the partition in librdkafka, which drops what it
+    /// prefetched and fetches again only after up to a second. Counted as key, payload and
+    /// headers plus 256 bytes a record. Default [`PARKED_BYTES_PER_PARTITION`].
+    pub max_parked_bytes_per_partition: usize,
     /// Further librdkafka properties, applied last.
     pub overrides: Vec<(String, String)>,
 }
 
 impl SourceConfig {
     /// Joins `group_id` on `topics`, with the defaults for the rest: a commit every second,
-    /// [`DEFAULT_FETCH_WAIT_MAX`], no overrides.
+    /// [`DEFAULT_FETCH_WAIT_MAX`], [`PARKED_BYTES_PER_PARTITION`], no overrides.
     pub fn new(
         cluster: impl Into<Cluster>,
         group_id: impl Into<String>,
@@ -57,6 +63,7 @@ impl SourceConfig {
             topics: topics.into_iter().map(Into::into).collect(),
             commit_interval: Duration::from_secs(1),
             fetch_wait_max: DEFAULT_FETCH_WAIT_MAX,
+            max_parked_bytes_per_partition: PARKED_BYTES_PER_PARTITION,
             overrides: Vec::new(),
         }
     }
@@ -327,8 +334,8 @@ pub struct KafkaSource<E, C> {
     /// record that could not be decoded, until when. The other partitions go on, and the
     /// consumer keeps polling (its group membership and rebalances with it).
     held: Vec<(TopicPartition, Instant)>,
-    /// Partitions the dispatcher paused: a held partition is resumed only if it is not.
-    paused: rustc_hash::FxHashSet<TopicPartition>,
+    /// The partitions the dispatcher paused, and their records parked meanwhile.
+    parking: Parking<E>,
     /// Which incarnation of its topic each record is in, when the source was given a
     /// registry ([`KafkaSource::with_incarnations`]).
     incarnations: Option<Incarnations>,
@@ -432,7 +439,7 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
             fetch_wait: FIRST_FETCH_WAIT,
             fetching: None,
             held: Vec::new(),
-            paused: rustc_hash::FxHashSet::default(),
+            parking: Parking::new(config.max_parked_bytes_per_partition),
             incarnations: None,
             subscribed: config.topics.clone(),
             next_store: Instant::now() + STORE_EVERY,
@@ -521,7 +528,8 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         self.undecoded = false;
     }
 
-    /// Resumes the held partitions whose wait is over (unless the dispatcher paused them).
+    /// Resumes the held partitions whose wait is over (unless paused in librdkafka for their
+    /// parked records).
     fn release_held(&mut self) {
         if self.held.is_empty() {
             return;
@@ -531,13 +539,33 @@ impl<E, C: Codec<E>> KafkaSource<E, C> {
         for (tp, until) in std::mem::take(&mut self.held) {
             if until > now {
                 still.push((tp, until));
-            } else if !self.paused.contains(&tp)
+            } else if !self.parking.holds_fetch(&tp)
                 && let Err(error) = self.consumer.resume(&Self::partition_list(&tp))
             {
                 tracing::warn!(%tp, %error, "resuming failed");
             }
         }
         self.held = still;
+    }
+
+    /// Parks `record` of a paused partition; pauses the partition in librdkafka when its
+    /// parked records reach the bound.
+    fn park(&mut self, record: Record<E>) {
+        let tp = record.meta.tp.clone();
+        if self.parking.park(record)
+            && let Err(error) = self.consumer.pause(&Self::partition_list(&tp))
+        {
+            tracing::warn!(%tp, %error, "pausing failed");
+        }
+    }
+
+    /// Lets librdkafka fetch `tp` again, unless it is held for its codec.
+    fn fetch_again(&self, tp: &TopicPartition) {
+        if !self.held.iter().any(|(held, _)| held == tp)
+            && let Err(error) = self.consumer.resume(&Self::partition_list(tp))
+        {
+            tracing::warn!(%tp, %error, "resuming failed");
+        }
     }
 
     /// When the first held partition is due, if any.
@@ -726,7 +754,7 @@ where
         loop {
             if let Some(revoked) = self.consumer.context().take_revoked() {
                 self.held.retain(|(tp, _)| !revoked.contains(tp));
-                self.paused.retain(|tp| !revoked.contains(tp));
+                self.parking.revoke(&revoked);
                 return Ok(Some(Polled::Revoked(revoked)));
             }
             if self.ids_changed() {
@@ -734,6 +762,12 @@ where
                 continue;
             }
             self.release_held();
+            if let (Some(record), fetch) = self.parking.unpark() {
+                if let Some(tp) = fetch {
+                    self.fetch_again(&tp);
+                }
+                return Ok(Some(Polled::Record(record)));
+            }
             if let Some(mut record) = self.stash.take() {
                 if self.undecoded {
                     if self.fetching.is_none() {
@@ -761,6 +795,10 @@ where
                     record.event = self.codec.decode(&record.payload);
                 }
                 if self.stamp(&mut record) {
+                    if self.parking.is_paused(&record.meta.tp) {
+                        self.park(record);
+                        continue;
+                    }
                     return Ok(Some(Polled::Record(record)));
                 }
                 self.stash = Some(record);
@@ -838,21 +876,15 @@ where
         }
     }
 
+    /// Parks what arrives for `tp` from now on (see [`crate::parking`]): librdkafka goes on
+    /// fetching it until [`PARKED_BYTES_PER_PARTITION`] is parked.
     fn pause(&mut self, tp: &TopicPartition) {
-        self.paused.insert(tp.clone());
-        if let Err(error) = self.consumer.pause(&Self::partition_list(tp)) {
-            tracing::warn!(%tp, %error, "pausing failed");
-        }
+        self.parking.pause(tp);
     }
 
     fn resume(&mut self, tp: &TopicPartition) {
-        self.paused.remove(tp);
-        // A partition held for its codec stays paused until its wait is over.
-        if self.held.iter().any(|(held, _)| held == tp) {
-            return;
-        }
-        if let Err(error) = self.consumer.resume(&Self::partition_list(tp)) {
-            tracing::warn!(%tp, %error, "resuming failed");
+        if self.parking.resume(tp) {
+            self.fetch_again(tp);
         }
     }
 

@@ -19,8 +19,8 @@ use ordering_core::{
 use ordering_kafka::order::AvroCodec;
 use ordering_kafka::testing::{TestBroker, committed_offset, unique_topic};
 use ordering_kafka::{
-    Cursor, KafkaProducer, KafkaSource, PageBounds, ProducerConfig, SourceConfig, TopicSettings,
-    ensure_topics, read_page, read_topic,
+    Codec, Cursor, KafkaProducer, KafkaSource, PageBounds, ProducerConfig, SourceConfig,
+    TopicSettings, ensure_topics, read_page, read_topic,
 };
 use tokio::time::{sleep, timeout};
 
@@ -660,6 +660,68 @@ async fn pausing_full_partitions_neither_loses_nor_repeats_records() {
     assert_eq!(seen.len(), 400, "no record twice");
     assert_eq!(distinct.len(), 400, "no record missing");
     member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_partition_waits_in_order_while_the_others_flow() {
+    // More records on a partition than the source parks: past that, librdkafka itself is
+    // paused, and fetches again from the right place when resumed.
+    let (broker, topic, _dlq, producer) = with_topic_and_dlq("parked", 2).await;
+    // Each parked record counts at least 256 bytes: 4 times the bound's worth of records.
+    let records = 4 * ordering_kafka::PARKED_BYTES_PER_PARTITION / 256;
+    let codec = AvroCodec::new().unwrap();
+    let payloads: Vec<(String, Vec<u8>)> = (0..records)
+        .map(|n| {
+            let id = format!("ORD-{n}");
+            let payload = Codec::<Order>::encode(&codec, &order(&id)).unwrap();
+            (id, payload)
+        })
+        .collect();
+    let published = futures::future::join_all(
+        payloads
+            .iter()
+            .map(|(key, payload)| producer.send(&topic, Some(key.as_bytes()), payload, &[])),
+    )
+    .await;
+    let mut per_partition: HashMap<i32, i64> = HashMap::new();
+    for delivered in published {
+        let delivered = delivered.unwrap();
+        let end = per_partition.entry(delivered.partition).or_default();
+        *end = (*end).max(delivered.offset + 1);
+    }
+
+    let mut source = source(&broker, "parked-group", &[&topic]);
+    let first = next_record(&mut source).await;
+    let paused = first.meta.tp.clone();
+    source.pause(&paused);
+    let other = per_partition
+        .keys()
+        .copied()
+        .find(|p| *p != paused.partition);
+    let other_end = other.map_or(0, |p| per_partition[&p]);
+
+    // While paused: only the other partition's records, every one of them.
+    let mut next_other = 0;
+    while next_other < other_end {
+        let record = next_record(&mut source).await;
+        assert_ne!(
+            record.meta.tp, paused,
+            "a paused partition's record came out"
+        );
+        assert_eq!(record.meta.offset, next_other);
+        next_other += 1;
+    }
+    let quiet = timeout(Duration::from_secs(2), next_record(&mut source)).await;
+    assert!(quiet.is_err(), "nothing more while paused: {quiet:?}");
+
+    // Resumed: the rest of the paused partition, from where it stopped, in order, once.
+    source.resume(&paused);
+    let mut expected = first.meta.offset + 1;
+    while expected < per_partition[&paused.partition] {
+        let record = next_record(&mut source).await;
+        assert_eq!((&record.meta.tp, record.meta.offset), (&paused, expected));
+        expected += 1;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,10 +47,15 @@ pub struct DispatcherConfig {
     pub retry: RetryPolicy,
     /// How a partition's records are split into lanes that run concurrently.
     pub lanes: LaneMode,
-    /// Records of one partition received and not yet committed, at most. At the bound the
-    /// partition is paused, and resumed when half of them are done: memory stays bounded
-    /// while the source keeps being polled (and keeps its group membership).
+    /// Records of one partition held in memory, running or waiting in their lane, at most.
+    /// At the bound the partition is paused, and resumed when half of them are done: memory
+    /// stays bounded while the source keeps being polled (and keeps its group membership).
     pub max_in_flight_per_partition: NonZeroUsize,
+    /// Records of one partition received and not yet committed, at most: finished ones
+    /// behind a record still running count here, not above (they cost 16 bytes each, but a
+    /// crash delivers them all again). `None`: 8 times `max_in_flight_per_partition`, room
+    /// for a key's records to wait behind each other in key lanes without holding the rest.
+    pub max_uncommitted_per_partition: Option<NonZeroUsize>,
     /// How long shutdown waits for handler calls already running. Records waiting to retry
     /// are abandoned at once; abandoned records stay uncommitted.
     pub shutdown_grace: Duration,
@@ -76,6 +81,7 @@ impl Default for DispatcherConfig {
             retry: RetryPolicy::default(),
             lanes: LaneMode::Partition,
             max_in_flight_per_partition: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
+            max_uncommitted_per_partition: None,
             shutdown_grace: Duration::from_secs(10),
             reduced_letter_payload: REDUCED_LETTER_PAYLOAD,
             handler_latency: true,
@@ -104,10 +110,39 @@ struct PartitionState<E> {
     epoch: u64,
     watermark: Watermark,
     lanes: Lanes<Record<E>>,
+    /// Records received and not finished: running, or waiting in their lane.
+    held: usize,
     paused: bool,
     /// Set when the partition is revoked: its running handlers and retry timers are dropped
     /// there and then, so nothing of the old assignment runs on after the revocation.
     revoked: watch::Sender<bool>,
+}
+
+/// When a partition is paused: at either bound, the records it holds in memory or those not
+/// yet committed; resumed when both are down to half.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    held: usize,
+    uncommitted: usize,
+}
+
+impl Bound {
+    fn new(held: NonZeroUsize, uncommitted: Option<NonZeroUsize>) -> Self {
+        let uncommitted = uncommitted.map_or(held.get().saturating_mul(8), NonZeroUsize::get);
+        Self {
+            held: held.get(),
+            // Never below the other bound: what is held is also uncommitted.
+            uncommitted: uncommitted.max(held.get()),
+        }
+    }
+
+    fn is_full<E>(&self, state: &PartitionState<E>) -> bool {
+        state.held >= self.held || state.watermark.len() >= self.uncommitted
+    }
+
+    fn has_room<E>(&self, state: &PartitionState<E>) -> bool {
+        state.held <= self.held / 2 && state.watermark.len() <= self.uncommitted / 2
+    }
 }
 
 /// Where a partition's state is kept in [`Dispatcher::slots`].
@@ -144,8 +179,7 @@ pub struct Dispatcher<S: Source, H, D> {
     source: S,
     shared: Arc<Shared<H, D>>,
     lanes: LaneMode,
-    max_in_flight: usize,
-    resume_at: usize,
+    bound: Bound,
     shutdown_grace: Duration,
     /// The partitions held, in slots: a finished record names its slot, so booking it costs
     /// no hash lookup and no reference count. A revoked partition's slot is reused.
@@ -160,7 +194,7 @@ impl<S: Source, H, D> std::fmt::Debug for Dispatcher<S, H, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("lanes", &self.lanes)
-            .field("max_in_flight_per_partition", &self.max_in_flight)
+            .field("bound", &self.bound)
             .field("partitions", &self.slot_of.len())
             .finish_non_exhaustive()
     }
@@ -178,7 +212,10 @@ where
     /// with the source's consumer group.
     pub fn new(source: S, handler: H, dead_letters: D, config: DispatcherConfig) -> Self {
         let consumer_group = source.consumer_group().to_owned();
-        let max_in_flight = config.max_in_flight_per_partition.get();
+        let bound = Bound::new(
+            config.max_in_flight_per_partition,
+            config.max_uncommitted_per_partition,
+        );
         let counters = Arc::new(Counters::new(&consumer_group));
         Self {
             source,
@@ -193,8 +230,7 @@ where
                 stopping: watch::Sender::new(false),
             }),
             lanes: config.lanes,
-            max_in_flight,
-            resume_at: max_in_flight / 2,
+            bound,
             shutdown_grace: config.shutdown_grace,
             slots: Vec::new(),
             slot_of: FxHashMap::default(),
@@ -347,7 +383,8 @@ where
         if !tracked {
             state.watermark.track(meta.offset); // a fresh watermark takes any offset
         }
-        if !state.paused && state.watermark.len() >= self.max_in_flight {
+        state.held += 1;
+        if !state.paused && self.bound.is_full(state) {
             state.paused = true;
             self.shared.counters.paused(true);
             self.source.pause(&meta.tp);
@@ -383,6 +420,7 @@ where
             epoch: self.next_epoch,
             watermark: Watermark::default(),
             lanes: Lanes::default(),
+            held: 0,
             paused: false,
             revoked: watch::Sender::new(false),
         };
@@ -417,10 +455,11 @@ where
             .get_mut(done.slot)?
             .as_mut()
             .filter(|state| state.epoch == done.epoch)?; // revoked meanwhile: not ours to commit
+        state.held -= 1;
         if let Some(next_offset) = state.watermark.complete(done.offset) {
             self.source.ack(&state.tp, next_offset);
         }
-        if state.paused && state.watermark.len() <= self.resume_at {
+        if state.paused && self.bound.has_room(state) {
             state.paused = false;
             self.shared.counters.paused(false);
             self.source.resume(&state.tp);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::FutureExt;
+use opentelemetry::context::FutureExt as _;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -15,6 +16,7 @@ use crate::record::Record;
 use crate::retry::{Decision, RetryPolicy};
 use crate::sink::{DeadLetterSink, SinkError};
 use crate::time::now_iso8601;
+use crate::trace::Sampled;
 
 use super::stats::Counters;
 
@@ -164,11 +166,11 @@ fn failing_record_span(meta: &crate::record::RecordMeta) -> tracing::Span {
     span
 }
 
-/// The OpenTelemetry consumer span of a record's processing (messaging conventions), child
-/// of and linked to the span that sent the record. Disabled, and free, unless a subscriber
-/// wants [`trace::TARGET`](crate::trace::TARGET) (a service exporting traces).
+/// The OpenTelemetry consumer span of a record's processing (messaging conventions). Disabled,
+/// and free, unless a subscriber wants [`trace::TARGET`](crate::trace::TARGET) (a service
+/// exporting traces).
 fn messaging_span<H, D>(shared: &Shared<H, D>, meta: &crate::record::RecordMeta) -> tracing::Span {
-    let span = tracing::info_span!(
+    tracing::info_span!(
         target: crate::trace::TARGET,
         "process",
         otel.name = %format_args!("process {}", meta.tp.topic),
@@ -182,33 +184,76 @@ fn messaging_span<H, D>(shared: &Shared<H, D>, meta: &crate::record::RecordMeta)
         messaging.kafka.message.key = meta.key_str().as_deref().unwrap_or(""),
         messaging.consumer.group.name = %shared.consumer_group,
         ordering.outcome = tracing::field::Empty,
-    );
-    crate::trace::continue_from(&span, &meta.headers);
-    span
+        ordering.presampled = tracing::field::Empty,
+    )
 }
 
-/// Processes `record` to an outcome, in its consumer span. Never gives up on a record except
-/// for shutdown.
+/// Processes `record` to an outcome, in its consumer span (a child of, and linked to, the span
+/// that sent the record) when traces are on and the process's
+/// [`Sampling`](crate::trace::Sampling) keeps it. Never gives up on a record except for
+/// shutdown.
 pub(crate) async fn process<E, H, D>(shared: &Shared<H, D>, record: &Record<E>) -> Outcome
 where
     E: Serialize + Sync,
     H: Handler<E>,
     D: DeadLetterSink,
 {
-    let span = messaging_span(shared, &record.meta);
-    if span.is_disabled() {
-        return process_record(shared, record).await;
-    }
-    let outcome = process_record(shared, record)
+    let meta = &record.meta;
+    let sampling = crate::trace::sampling();
+    let span = if sampling.is_every_record() {
+        let span = messaging_span(shared, meta);
+        if span.is_disabled() {
+            return process_record(shared, record, true).await;
+        }
+        crate::trace::continue_from(&span, &meta.headers);
+        span
+    } else {
+        // Decided before any span is built: an unsampled record costs no span.
+        match sampling.decide(&meta.headers) {
+            Sampled::NoSpan(None) => return process_record(shared, record, false).await,
+            Sampled::NoSpan(Some(parent)) => {
+                return process_record(shared, record, false)
+                    .with_context(parent)
+                    .await;
+            }
+            Sampled::Span { parent } => {
+                let span = messaging_span(shared, meta);
+                span.record(crate::trace::PRESAMPLED, true);
+                if let Some(parent) = parent {
+                    crate::trace::continue_from_context(&span, parent);
+                }
+                span
+            }
+        }
+    };
+    let outcome = process_record(shared, record, true)
         .instrument(span.clone())
         .await;
     span.record("ordering.outcome", outcome.as_str());
     outcome
 }
 
+/// The trace context a record's retries and dead letter run in: the current one, or, for a
+/// record the process's sampling did not keep, one that keeps nothing beneath it. Made only
+/// when a record fails, which is rare.
+fn failure_context(sampled: bool) -> opentelemetry::Context {
+    if sampled {
+        opentelemetry::Context::current()
+    } else {
+        crate::trace::unsampled_context()
+    }
+}
+
 /// The first attempt runs inline; retries and dead letters are rare, so their state (timers,
 /// the letter) is boxed: the future every record carries stays small.
-async fn process_record<E, H, D>(shared: &Shared<H, D>, record: &Record<E>) -> Outcome
+///
+/// `sampled` is false for a record the process's sampling did not keep: what runs after its
+/// first attempt runs under an unsampled trace, so its spans are not kept either.
+async fn process_record<E, H, D>(
+    shared: &Shared<H, D>,
+    record: &Record<E>,
+    sampled: bool,
+) -> Outcome
 where
     E: Serialize + Sync,
     H: Handler<E>,
@@ -224,8 +269,10 @@ where
             match first {
                 Ok(()) => return Outcome::Applied,
                 Err(error) => {
-                    let retried = retry(shared, event, record, error);
-                    match Box::pin(retried.instrument(failing_record_span(meta))).await {
+                    let retried = retry(shared, event, record, error)
+                        .instrument(failing_record_span(meta))
+                        .with_context(failure_context(sampled));
+                    match Box::pin(retried).await {
                         Ok(()) => return Outcome::Applied,
                         Err(None) => return Outcome::Abandoned,
                         Err(Some(failure)) => failure,
@@ -246,16 +293,22 @@ where
         }
     };
     let letter = dead_letter(shared, record, failure);
-    let span = tracing::info_span!(
-        target: crate::trace::TARGET,
-        "dead letter",
-        otel.name = "dead letter",
-        error.type = %letter.error_type,
-        ordering.error_class = letter.error_class.as_str(),
-    );
+    // Built under the failure's context, as the retries' spans are: a child of its record's.
+    let context = failure_context(sampled);
+    let span = {
+        let _current = context.clone().attach();
+        tracing::info_span!(
+            target: crate::trace::TARGET,
+            "dead letter",
+            otel.name = "dead letter",
+            error.type = %letter.error_type,
+            ordering.error_class = letter.error_class.as_str(),
+        )
+    };
     let publish = publish_dead_letter(shared, letter)
         .instrument(span)
-        .instrument(failing_record_span(meta));
+        .instrument(failing_record_span(meta))
+        .with_context(context);
     Box::pin(publish).await
 }
 
