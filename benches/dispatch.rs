@@ -76,6 +76,21 @@ fn records(fail_every: Option<u64>, keyed: bool) -> Vec<Record<Ev>> {
         .collect()
 }
 
+/// `records`, each carrying a `traceparent` as a traced producer writes it (its own trace,
+/// sampled): the realistic case for a consumer with traces on.
+fn records_with_parents() -> Vec<Record<Ev>> {
+    let mut records = records(None, false);
+    for (n, record) in records.iter_mut().enumerate() {
+        let trace = 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736u128.wrapping_mul(n as u128 + 1);
+        let value = format!("00-{trace:032x}-00f067aa0ba902b7-01");
+        record.meta.headers.push(ordering_core::Header {
+            name: "traceparent".into(),
+            value: Some(value.into_bytes()),
+        });
+    }
+    records
+}
+
 /// Runs `records` to the end and checks every one was applied, with the expected retries.
 async fn dispatch(records: Vec<Record<Ev>>, lanes: LaneMode, retries: u64, handler_latency: bool) {
     let config = DispatcherConfig {
@@ -163,16 +178,24 @@ fn dispatch_traced(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    for (name, kind) in [
-        ("no_subscriber", Subscriber::None),
-        ("logs_only", Subscriber::Logs),
-        ("otel_1pct_sampled", Subscriber::Otel1Pct),
+    // Records without trace headers (the ratio decides) and with a producer's (its trace id
+    // does): each under no subscriber and under 1 % sampling.
+    for (name, kind, parents) in [
+        ("no_subscriber", Subscriber::None, false),
+        ("logs_only", Subscriber::Logs, false),
+        ("otel_1pct_sampled", Subscriber::Otel1Pct, false),
+        ("with_parents_no_subscriber", Subscriber::None, true),
+        ("with_parents_otel_1pct_sampled", Subscriber::Otel1Pct, true),
     ] {
         let subscriber = kind.dispatch();
         let run = |records| rt.block_on(dispatch(records, LaneMode::Partition, 0, true));
+        let make = move || match parents {
+            true => records_with_parents(),
+            false => records(None, false),
+        };
         group.bench_function(name, |b| {
             b.iter_batched(
-                || records(None, false),
+                make,
                 |records| match &subscriber {
                     Some((subscriber, _)) => {
                         tracing::dispatcher::with_default(subscriber, || run(records))

@@ -42,10 +42,6 @@ async fn main() -> Result<(), Error> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(ordering_benches::Subscriber::None);
-    let subscriber = subscriber.dispatch();
-    let _default = subscriber
-        .as_ref()
-        .map(|(dispatch, _)| tracing::dispatcher::set_global_default(dispatch.clone()));
 
     let broker = TestBroker::start();
     let topic = unique_topic("drain");
@@ -58,6 +54,12 @@ async fn main() -> Result<(), Error> {
     .await?;
     let cluster = Cluster::new(broker.bootstrap());
     fill(&cluster, &topic, records).await?;
+    // Installed after the fill: the records are the same in every mode (a traced producer's
+    // would carry a `traceparent`, whose cost is `dispatch_100k_tracing/with_parents_*`).
+    let subscriber = subscriber.dispatch();
+    let _default = subscriber
+        .as_ref()
+        .map(|(dispatch, _)| tracing::dispatcher::set_global_default(dispatch.clone()));
     println!("{records} status updates in {topic} ({PARTITIONS} partitions)");
 
     let mut results: [Vec<f64>; 4] = Default::default();

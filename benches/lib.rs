@@ -128,6 +128,11 @@ impl Subscriber {
                 .with_writer(std::io::sink)
                 .with_filter(EnvFilter::new(filter))
         };
+        // What decides before a record's span: set where the tracer provider is built, so
+        // only with one (as the shells do).
+        if self != Self::Otel1Pct {
+            ordering_core::trace::set_sampling(ordering_core::trace::Sampling::EVERY_RECORD);
+        }
         match self {
             Self::None => None,
             Self::Logs => {

@@ -5,8 +5,10 @@
 //! `cargo run --release -p ordering-benches --bin waiting` (all cells, a few minutes), or
 //! `-- --quick` (the 1 ms and 10 ms cells only), `-- --broker [--quick]` (the throughput
 //! cells through a real broker, which it starts: `scripts/broker install`), or
-//! `-- --fairness` (a hot key failing: what the other keys' latency pays). Through the broker,
-//! `WAITING_ONLY=10:uniform:Key` runs one cell alone.
+//! `-- --fairness` (a hot key failing: what the other keys' latency pays), or `-- --memory`
+//! (what a record in flight costs in memory).
+//! `WAITING_ONLY=10:uniform:Key` runs one cell alone; through the broker, `WAITING_RECORDS`
+//! sets the backlog and `WAITING_PARKED` the source's parking bound.
 //!
 //! Per cell: the records/s reached over a backlog, and the two limits no engine can beat,
 //! computed from the run's own settings and key counts: `W / L` (W records in flight, each
@@ -331,9 +333,7 @@ async fn broker(waits: &[u64]) {
         let wait = Duration::from_millis(wait_ms);
         for keys in [Keys::Uniform, Keys::Zipf(1.0), Keys::Zipf(1.2)] {
             for lanes in [LaneMode::Partition, LaneMode::Key] {
-                // `WAITING_ONLY=10:uniform:Key` runs that cell alone.
-                let cell = format!("{wait_ms}:{keys}:{lanes:?}");
-                if std::env::var("WAITING_ONLY").is_ok_and(|only| only != cell) {
+                if skipped(wait_ms, keys, lanes) {
                     continue;
                 }
                 let probe = draw(keys, 100_000, 7);
@@ -428,6 +428,92 @@ async fn broker(waits: &[u64]) {
     }
 }
 
+/// Part 3: what a record in flight costs in memory. 100 000 order-status updates (as
+/// order-shell holds them: the payload, its key, the decoded event) are put in flight at once
+/// behind a handler that never finishes; the resident set is read before the records exist,
+/// once they do (what a record is), and once they are all in flight (what holding one costs
+/// on top: its future, its lane, its place in the watermark).
+async fn memory() {
+    use ordering_core::order::{OrderEvent, StatusUpdate};
+    const N: usize = 100_000;
+    fn rss_kib() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap();
+        line.trim().trim_end_matches("kB").trim().parse().unwrap()
+    }
+    struct Stuck;
+    #[async_trait]
+    impl Handler<OrderEvent> for Stuck {
+        type Error = Never;
+        async fn handle(&self, _: &OrderEvent, _: &RecordMeta) -> Result<(), Never> {
+            std::future::pending().await
+        }
+    }
+    let before = rss_kib();
+    let records: Vec<Record<OrderEvent>> = (0..N)
+        .map(|n| {
+            let id = format!("ORD-{n:08}");
+            let mut meta =
+                RecordMeta::new(TopicPartition::new("order-status-updates", 0), n as i64);
+            meta.key = Some(id.clone().into_bytes());
+            let event = OrderEvent::StatusUpdated(StatusUpdate {
+                order_id: id,
+                status: "shipped".into(),
+                update_timestamp: "2026-12-05T09:00:00Z".into(),
+                event_type: "ORDER_STATUS_UPDATE".into(),
+                reason: None,
+            });
+            // The Avro single-object payload of such an update is 75 bytes.
+            Record::new(meta, vec![0u8; 75], Ok(event))
+        })
+        .collect();
+    let made = rss_kib();
+    let config = DispatcherConfig {
+        lanes: LaneMode::Key,
+        max_in_flight_per_partition: NonZeroUsize::new(N + 1).unwrap(),
+        handler_latency: false,
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(
+        MemorySource::from_records(records),
+        Stuck,
+        MemorySink::<DeadLetter>::new(),
+        config,
+    );
+    let stats = dispatcher.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(dispatcher.run(async {
+        let _ = stopped.await;
+    }));
+    while stats.snapshot().in_flight < N as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = rss_kib();
+    let per = |kib: usize| kib as f64 * 1024.0 / N as f64;
+    println!("{N} order-status updates in flight (key lanes):");
+    println!("| | bytes per record |\n|---|---|");
+    println!(
+        "| the record (payload, key, decoded event) | {:.0} |",
+        per(made - before)
+    );
+    println!(
+        "| holding it in flight (future, lane, watermark) | {:.0} |",
+        per(held - made)
+    );
+    println!("| total | {:.0} |", per(held - before));
+    let _ = stop.send(());
+    running.abort();
+}
+
+/// Whether `WAITING_ONLY` (`10:uniform:Key`) names another cell.
+fn skipped(wait_ms: u64, keys: Keys, lanes: LaneMode) -> bool {
+    let cell = format!("{wait_ms}:{keys}:{lanes:?}");
+    std::env::var("WAITING_ONLY").is_ok_and(|only| only != cell)
+}
+
 fn dead_letters_count(sink: &MemorySink<DeadLetter>) -> u64 {
     sink.len() as u64
 }
@@ -498,6 +584,10 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().any(|a| a == "--memory") {
+        memory().await;
+        return;
+    }
     if std::env::args().any(|a| a == "--fairness") {
         fairness().await;
         return;
@@ -522,6 +612,9 @@ async fn main() {
         let l = wait.as_secs_f64();
         for keys in [Keys::Uniform, Keys::Zipf(1.0), Keys::Zipf(1.2)] {
             for lanes in [LaneMode::Partition, LaneMode::Key] {
+                if skipped(wait_ms, keys, lanes) {
+                    continue;
+                }
                 // About 3 s of work at the limit, at least 2 000 records.
                 let probe = draw(keys, 100_000, 7);
                 let share = hottest_share(&probe, lanes);

@@ -117,8 +117,9 @@ pub struct ConsumerArgs {
     /// (README, "Latency": use 500 on Apache Kafka)
     #[arg(long, env, default_value = "5")]
     pub kafka_fetch_wait_max_ms: Option<String>,
-    /// Records of one partition received and not yet committed, at most (1 to 1048576); at
-    /// the bound the partition is paused. Size it as target rate × handler latency ÷
+    /// Records of one partition held in memory (running or waiting in their lane), at most
+    /// (1 to 1048576); at the bound the partition is paused. Records received and not yet
+    /// committed are bounded at 8 times this. Size it as target rate × handler latency ÷
     /// partitions (README, "Sizing the in-flight bound")
     #[arg(long, env, default_value = "8192")]
     pub max_in_flight_per_partition: Option<String>,
@@ -135,8 +136,8 @@ pub struct Config {
     pub dlq_topic: String,
     /// `KAFKA_CONSUMER_GROUP`, default `order-service-group`.
     pub consumer_group: String,
-    /// `MAX_IN_FLIGHT_PER_PARTITION`, default 8192: records of a partition received and not
-    /// yet committed, at most. Store writes wait for their group commit, so many must be in
+    /// `MAX_IN_FLIGHT_PER_PARTITION`, default 8192: records of a partition held in memory
+    /// (running or waiting in their lane), at most. Store writes wait for their group commit, so many must be in
     /// flight to fill one: a SQLite-backed drain ran at 250 k/s at 1024, 300 k/s at 8192, no
     /// faster beyond (BENCHMARKS.md); 8192 small records are a few MB per partition.
     pub max_in_flight_per_partition: std::num::NonZeroUsize,

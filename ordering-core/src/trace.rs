@@ -227,39 +227,39 @@ impl Sampling {
     }
 
     /// Whether a record with these trace `headers` gets a span (not for
-    /// [`Sampling::EVERY_RECORD`], where every record does). Costs a random number for a
-    /// record that carries no trace context: no span, no context.
+    /// [`Sampling::EVERY_RECORD`], where every record does). A record not kept costs a look at
+    /// its `traceparent`'s flag or trace id, or a random number: no span, no context (what
+    /// fails among them gets one then, [`unsampled_context`]).
     pub(crate) fn decide(&self, headers: &[Header]) -> Sampled {
-        let carries = headers
+        let traceparent = headers
             .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("traceparent"));
-        let parent = carries
-            .then(|| extract(headers))
-            .filter(|cx| cx.span().span_context().is_valid());
-        let decided = match &parent {
-            Some(cx) if self.rule == Rule::ParentBased => cx.span().span_context().is_sampled(),
-            Some(cx) => self.keeps(cx.span().span_context().trace_id()),
+            .find(|h| h.name.eq_ignore_ascii_case("traceparent"))
+            .and_then(|h| h.value.as_deref());
+        let kept = match traceparent.and_then(Peek::of) {
+            Some(peek) if self.rule == Rule::ParentBased => peek.sampled,
+            Some(peek) => self.keeps(peek.trace_id_low),
             // The trace id its span would start: a random one, as the provider's would be.
-            None => self.keeps(TraceId::from(random::<u128>())),
+            None => self.keeps(random::<u64>()),
         };
-        if decided {
-            Sampled::Span { parent }
-        } else {
-            Sampled::NoSpan(parent)
+        if !kept {
+            return Sampled::NoSpan;
+        }
+        // Kept (1 % of records, say): read the parent in full. One that does not parse after
+        // all leaves a root, kept by the draw above.
+        Sampled::Span {
+            parent: parent_context(headers),
         }
     }
 
-    /// Whether `traceidratio` keeps the trace `id`.
-    fn keeps(&self, id: TraceId) -> bool {
-        let kept = Sampler::TraceIdRatioBased(self.ratio).should_sample(
-            None,
-            id,
-            "",
-            &SpanKind::Consumer,
-            &[],
-            &[],
-        );
-        kept.decision == SamplingDecision::RecordAndSample
+    /// Whether `traceidratio` keeps a trace whose id ends in `trace_id_low`: the SDK's rule
+    /// (`TraceIdRatioBased`), the id's last 8 bytes against the ratio, so that a trace the
+    /// library drops is dropped by the provider's sampler too (tested against it).
+    fn keeps(&self, trace_id_low: u64) -> bool {
+        if self.ratio >= 1.0 {
+            return true;
+        }
+        let bound = (self.ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+        (trace_id_low >> 1) < bound
     }
 
     fn encode(self) -> u64 {
@@ -281,30 +281,120 @@ impl Default for Sampling {
     }
 }
 
+/// What the sampling decision reads of a `traceparent`: its sampled flag and the last 8 bytes
+/// of its trace id, from a value shaped as version 00 (`00-{32 hex}-{16 hex}-{2 hex}`). The
+/// full parse waits until the record is kept.
+struct Peek {
+    sampled: bool,
+    trace_id_low: u64,
+}
+
+impl Peek {
+    fn of(value: &[u8]) -> Option<Self> {
+        let [b'0', b'0', b'-', ..] = value else {
+            return None;
+        };
+        if value.len() != 55 || value[35] != b'-' || value[52] != b'-' {
+            return None;
+        }
+        let flags = hex(&value[53..55])?;
+        Some(Self {
+            sampled: flags & 1 == 1,
+            trace_id_low: hex(&value[19..35])?,
+        })
+    }
+}
+
+/// Lower-case hex (as W3C Trace Context writes ids), at most 16 digits.
+fn hex(bytes: &[u8]) -> Option<u64> {
+    let mut n = 0u64;
+    for &b in bytes {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        n = n << 4 | u64::from(digit);
+    }
+    Some(n)
+}
+
+/// The trace context `headers` carry, if a valid one. A record with only a `traceparent`
+/// (what a producer of this library writes) is read without the propagators, which cost
+/// more than a no-op record's whole dispatch; anything else goes through them.
+fn parent_context(headers: &[Header]) -> Option<Context> {
+    let mut traceparent = None;
+    let mut others = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("traceparent") {
+            traceparent = header.value.as_deref();
+        } else if TRACE_HEADERS[1..]
+            .iter()
+            .any(|t| header.name.eq_ignore_ascii_case(t))
+        {
+            others = true;
+        }
+    }
+    let traceparent = traceparent?;
+    let parent = match parse_traceparent(traceparent).filter(|_| !others) {
+        Some(ids) => Context::new().with_remote_span_context(ids),
+        None => extract(headers),
+    };
+    parent.span().span_context().is_valid().then_some(parent)
+}
+
+/// A version-00 `traceparent` (`00-{trace id}-{span id}-{flags}`, lower-case hex, ids not
+/// zero), as W3C Trace Context defines it; `None` for anything else, which the propagator
+/// then reads (or refuses).
+fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
+    let [b'0', b'0', b'-', rest @ ..] = value else {
+        return None;
+    };
+    let (trace, rest) = rest.split_at_checked(32)?;
+    let [b'-', rest @ ..] = rest else { return None };
+    let (span, rest) = rest.split_at_checked(16)?;
+    let [b'-', f1, f2] = rest else { return None };
+    let (high, low) = trace.split_at(16);
+    let trace = u128::from(hex(high)?) << 64 | u128::from(hex(low)?);
+    let span = hex(span)?;
+    let flags = u8::try_from(hex(&[*f1, *f2])?).ok()?;
+    (trace != 0 && span != 0).then(|| {
+        SpanContext::new(
+            TraceId::from(trace),
+            SpanId::from(span),
+            TraceFlags::new(flags) & TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        )
+    })
+}
+
 /// What [`Sampling::decide`] decided for one record.
 #[derive(Debug)]
 pub(crate) enum Sampled {
     /// Build its span (marked [`PRESAMPLED`]), as a child of `parent` when it has one.
     Span { parent: Option<Context> },
-    /// No span; the record's unsampled parent context, when it carries one, to run under.
-    NoSpan(Option<Context>),
+    /// No span.
+    NoSpan,
 }
 
-/// The context that what runs beneath an unsampled record runs under: the current one when
-/// it holds a trace (the record's unsampled parent), otherwise a new trace that the process's
-/// sampling does not keep. Spans built under it (a retry, a dead letter, a send) are not kept
-/// either, so an unsampled record leaves no fragments of a trace behind.
-pub(crate) fn unsampled_context() -> Context {
-    let current = Context::current();
-    if current.span().span_context().is_valid() {
-        return current;
+/// The context that what runs after an unsampled record's first attempt (its retries, its
+/// dead letter and their sends) runs under: the record's own parent when it carries one,
+/// otherwise a new trace that the process's sampling does not keep. Spans built under it are
+/// not kept either, so an unsampled record leaves no fragments of a trace behind. (Its first
+/// attempt runs under no context at all: a context per record costs more than a no-op
+/// record's dispatch. A handler that makes spans of its own and wants them in the record's
+/// trace runs them under [`extract`] of the record's headers.)
+pub(crate) fn unsampled_context(headers: &[Header]) -> Context {
+    if let Some(parent) = parent_context(headers) {
+        return parent;
     }
     let sampling = sampling();
     let trace_id = loop {
-        let id = TraceId::from(random::<u128>());
+        let id = random::<u128>();
         // A ratio of 1 keeps every trace, and then no record is unsampled.
-        if sampling.ratio >= 1.0 || !sampling.keeps(id) {
-            break id;
+        if sampling.ratio >= 1.0 || !sampling.keeps(id as u64) {
+            break TraceId::from(id);
         }
     };
     let unsampled = SpanContext::new(
@@ -489,6 +579,65 @@ mod tests {
                 "4bf92f3577b34da6a3ce929d0e0e4736"
             );
         });
+    }
+
+    #[test]
+    fn the_ratio_keeps_what_the_sdks_sampler_keeps() {
+        use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample};
+        for ratio in [0.0, 0.01, 0.25, 0.5, 0.999, 1.0] {
+            let sdk = Sampler::TraceIdRatioBased(ratio);
+            for n in 0..2_000u128 {
+                let id = n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) ^ (n << 64);
+                let by_sdk = sdk
+                    .should_sample(None, TraceId::from(id), "", &SpanKind::Consumer, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample;
+                assert_eq!(
+                    Sampling::ratio(ratio).keeps(id as u64),
+                    by_sdk,
+                    "{ratio} {id:x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_traceparent_is_read_as_the_propagator_reads_it() {
+        let cases = [
+            PARENT,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "",
+        ];
+        for value in cases {
+            let headers = [header("traceparent", value)];
+            let by_propagator = extract(&headers).span().span_context().clone();
+            let by_hand = parent_context(&headers).map(|cx| cx.span().span_context().clone());
+            assert_eq!(
+                by_hand.unwrap_or(SpanContext::empty_context()),
+                by_propagator,
+                "{value}"
+            );
+        }
+        // Beside tracestate or baggage, the propagator reads them all.
+        let headers = [
+            header("traceparent", PARENT),
+            header("tracestate", "vendor=1"),
+        ];
+        let parent = parent_context(&headers).unwrap();
+        assert_eq!(
+            parent.span().span_context().trace_state().header(),
+            "vendor=1"
+        );
     }
 
     #[test]

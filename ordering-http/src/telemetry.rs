@@ -67,7 +67,7 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let endpoint = set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     let sampling = if endpoint {
-        sampling(env)?
+        sampling()?
     } else {
         Sampling::default()
     };
@@ -133,9 +133,11 @@ pub fn init_tracing(env: &Env, service: &str) -> Result<Telemetry, EnvError> {
 /// The sampling `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name, decided by the
 /// libraries before a record's span is built (so an unsampled record costs no span) and by the
 /// provider's sampler for every other span: one rule for both.
-fn sampling(env: &Env) -> Result<Sampling, EnvError> {
-    let name: Option<String> = env.optional("OTEL_TRACES_SAMPLER", |_| Ok(()))?;
-    let arg: Option<String> = env.optional("OTEL_TRACES_SAMPLER_ARG", |_| Ok(()))?;
+fn sampling() -> Result<Sampling, EnvError> {
+    // OpenTelemetry's variables, read from the environment as the SDK reads the others (they
+    // are not settings of the service's command line).
+    let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (name, arg) = (var("OTEL_TRACES_SAMPLER"), var("OTEL_TRACES_SAMPLER_ARG"));
     Sampling::from_otel(name.as_deref(), arg.as_deref()).map_err(|error| {
         let (name, value) = match &error {
             SamplingError::UnknownSampler(value) => ("OTEL_TRACES_SAMPLER", value),

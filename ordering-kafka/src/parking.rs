@@ -66,9 +66,10 @@ impl<E> Parking<E> {
         self.paused.insert(tp.clone());
     }
 
-    /// Whether the dispatcher paused `tp`.
+    /// Whether the dispatcher paused `tp`. Asked of every record: no hashing while nothing
+    /// is paused.
     pub(crate) fn is_paused(&self, tp: &TopicPartition) -> bool {
-        self.paused.contains(tp)
+        !self.paused.is_empty() && self.paused.contains(tp)
     }
 
     /// Whether `tp` is paused in librdkafka for its parked records.
@@ -106,6 +107,7 @@ impl<E> Parking<E> {
     /// partition librdkafka is to fetch again, if handing it out made room.
     pub(crate) fn unpark(&mut self) -> (Option<Record<E>>, Option<TopicPartition>) {
         while let Some(tp) = self.unparking.front().cloned() {
+            // (Cloned: an `Arc`'s count, and only while records are parked.)
             // Paused again: the rest waits for the next resume, which queues it again.
             let record = match self.paused.contains(&tp) {
                 true => None,

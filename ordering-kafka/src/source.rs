@@ -876,8 +876,8 @@ where
         }
     }
 
-    /// Parks what arrives for `tp` from now on (see [`crate::parking`]): librdkafka goes on
-    /// fetching it until [`PARKED_BYTES_PER_PARTITION`] is parked.
+    /// Parks what arrives for `tp` from now on: librdkafka goes on fetching it until
+    /// [`SourceConfig::max_parked_bytes_per_partition`] is parked.
     fn pause(&mut self, tp: &TopicPartition) {
         self.parking.pause(tp);
     }

@@ -210,12 +210,7 @@ where
     } else {
         // Decided before any span is built: an unsampled record costs no span.
         match sampling.decide(&meta.headers) {
-            Sampled::NoSpan(None) => return process_record(shared, record, false).await,
-            Sampled::NoSpan(Some(parent)) => {
-                return process_record(shared, record, false)
-                    .with_context(parent)
-                    .await;
-            }
+            Sampled::NoSpan => return process_record(shared, record, false).await,
             Sampled::Span { parent } => {
                 let span = messaging_span(shared, meta);
                 span.record(crate::trace::PRESAMPLED, true);
@@ -236,11 +231,11 @@ where
 /// The trace context a record's retries and dead letter run in: the current one, or, for a
 /// record the process's sampling did not keep, one that keeps nothing beneath it. Made only
 /// when a record fails, which is rare.
-fn failure_context(sampled: bool) -> opentelemetry::Context {
+fn failure_context(sampled: bool, meta: &crate::record::RecordMeta) -> opentelemetry::Context {
     if sampled {
         opentelemetry::Context::current()
     } else {
-        crate::trace::unsampled_context()
+        crate::trace::unsampled_context(&meta.headers)
     }
 }
 
@@ -271,7 +266,7 @@ where
                 Err(error) => {
                     let retried = retry(shared, event, record, error)
                         .instrument(failing_record_span(meta))
-                        .with_context(failure_context(sampled));
+                        .with_context(failure_context(sampled, meta));
                     match Box::pin(retried).await {
                         Ok(()) => return Outcome::Applied,
                         Err(None) => return Outcome::Abandoned,
@@ -294,7 +289,7 @@ where
     };
     let letter = dead_letter(shared, record, failure);
     // Built under the failure's context, as the retries' spans are: a child of its record's.
-    let context = failure_context(sampled);
+    let context = failure_context(sampled, meta);
     let span = {
         let _current = context.clone().attach();
         tracing::info_span!(
