@@ -59,6 +59,8 @@ pub(super) enum Frame {
     #[default]
     SingleObject,
     /// Confluent framing: published version `version`, registered under id `id`.
+    // Written only through a registry (feature `registry`); read always.
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     Registered {
         /// The registry's id of the schema.
         id: u32,

@@ -276,7 +276,8 @@ struct Pinnable {
     schema: &'static Schema,
     /// The version's text as published: what a registry is given, so that its look-up,
     /// which compares texts as the registry renders them, finds what other writers of the
-    /// same file registered.
+    /// same file registered. (Only a registry reads it: feature `registry`.)
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     text: &'static str,
     fingerprint: [u8; 8],
     writer: GenericDatumWriter<'static>,
@@ -603,6 +604,7 @@ impl Family {
     }
 
     /// The text of published version `version`, as a registry is given it.
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     pub(super) fn text_of(&self, version: u32) -> Result<&'static str, KafkaError> {
         self.version(version).map(|v| v.text)
     }
